@@ -1,0 +1,1 @@
+"""edgevlm.calibration: torch-free calibration data for INT8 static quantization."""

@@ -1,0 +1,40 @@
+"""``edgevlm info``: version, shipped model and engine, onnxruntime providers."""
+
+from __future__ import annotations
+
+import json
+from importlib import metadata
+
+import click
+
+from edgevlm import __version__
+from edgevlm.paths import default_engine_dir, default_model_dir
+
+
+def _installed_version(package: str) -> str | None:
+    # Read from package metadata: importing torch just to print its version costs seconds.
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+@click.command("info")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+def command(as_json: bool):
+    """Show the version, the shipped model and engine, and onnxruntime's providers."""
+    import onnxruntime
+
+    info = {
+        "version": __version__,
+        "default_model": default_model_dir(),
+        "default_engine": default_engine_dir(),
+        "onnxruntime": onnxruntime.__version__,
+        "providers": onnxruntime.get_available_providers(),
+        "torch": _installed_version("torch"),
+    }
+    if as_json:
+        click.echo(json.dumps(info))
+    else:
+        for key, value in info.items():
+            click.echo(f"{key}: {value}")

@@ -1,0 +1,50 @@
+"""Shared CLI plumbing for PyTorch-model commands: image lists and batched captioning."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from edgevlm.errors import EdgeVLMError
+from edgevlm.runtime.preprocess import preprocess_bgr, read_image_bgr
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def expand_image_paths(paths: tuple[str, ...]) -> list[str]:
+    """Files as given; folders -> their image files, sorted."""
+    out = []
+    for path in paths:
+        if os.path.isdir(path):
+            found = sorted(os.path.join(path, n) for n in os.listdir(path) if n.lower().endswith(IMAGE_EXTENSIONS))
+            if not found:
+                raise EdgeVLMError(f"folder {path} has no images ({', '.join(IMAGE_EXTENSIONS)})")
+            out.extend(found)
+        else:
+            out.append(path)
+    return out
+
+
+def caption_files(model, tokenizer, paths: list[str], beam_size: int | None, batch_size: int = 32,
+                  progress: bool = False) -> list[str]:
+    """Image files -> captions with the PyTorch model (decoding every file first, so a bad
+    file fails before any output)."""
+    import torch
+
+    from edgevlm.generate import generate_from_pixels, search_settings
+
+    p = model.cfg.preprocess
+    settings = search_settings(model.cfg, beam_size)
+    captions: list[str] = []
+    batches = range(0, len(paths), batch_size)
+    if progress:
+        from tqdm import tqdm
+
+        batches = tqdm(batches, desc="captioning", unit="batch")
+    for start in batches:
+        pixels = np.stack([preprocess_bgr(read_image_bgr(f), p.image_size, p.mean, p.std, p.interpolation)
+                           for f in paths[start : start + batch_size]])
+        ids = generate_from_pixels(model, torch.from_numpy(pixels), settings)
+        captions.extend(tokenizer.decode(t) for t in ids)
+    return captions

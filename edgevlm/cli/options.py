@@ -1,0 +1,34 @@
+"""Click options generated from config dataclasses, so a new config field is a new flag."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import click
+
+
+def dataclass_options(cls, prefix: str = "", skip: tuple[str, ...] = ()):
+    """Decorator adding ``--{prefix}{field}`` for each scalar field of ``cls`` (default None =
+    keep the dataclass default). Values arrive as kwargs named ``{prefix}{field}`` with '-' -> '_'."""
+
+    def decorate(func):
+        for field in reversed(dataclasses.fields(cls)):
+            if field.name in skip or field.type not in ("int", "float", "str", "bool", int, float, str, bool):
+                continue
+            kind = {"int": int, "float": float, "str": str, "bool": bool}.get(field.type, field.type)
+            flag = f"--{prefix}{field.name}".replace("_", "-")
+            func = click.option(flag, type=kind, default=None, show_default=False,
+                                help=f"default {field.default!r}")(func)
+        return func
+
+    return decorate
+
+
+def pick(cls, kwargs: dict, prefix: str = "") -> dict:
+    """The kwargs given for ``cls``'s fields (None = not given), keyed by field name."""
+    out = {}
+    for field in dataclasses.fields(cls):
+        value = kwargs.get(f"{prefix}{field.name}")
+        if value is not None:
+            out[field.name] = value
+    return out

@@ -1,0 +1,68 @@
+"""A model folder: ``config.json`` + ``model.safetensors`` + ``tokenizer.json``.
+
+The config alone rebuilds the module; weights load from safetensors (no pickles).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from edgevlm.config import ModelConfig
+from edgevlm.errors import EdgeVLMError
+from edgevlm.fileio import atomic_dir
+from edgevlm.models.captioner import Captioner
+from edgevlm.runtime.text import CaptionTokenizer
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+TOKENIZER_FILE = "tokenizer.json"
+
+
+def save_model(model: Captioner, tokenizer: CaptionTokenizer, path: str, dtype: torch.dtype = torch.float32,
+               extra: dict | None = None) -> None:
+    """Write the folder atomically; ``dtype`` float16 halves the file (weights upcast on load)."""
+    state = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
+    with atomic_dir(path) as tmp:
+        with open(os.path.join(tmp, CONFIG_FILE), "w", encoding="utf-8") as f:
+            json.dump(model.cfg.to_dict() | {"training": extra or {}}, f, indent=2)
+        save_file(state, os.path.join(tmp, WEIGHTS_FILE))
+        tokenizer.tokenizer.save(os.path.join(tmp, TOKENIZER_FILE))
+
+
+def load_config(path: str) -> ModelConfig:
+    config_path = os.path.join(path, CONFIG_FILE)
+    if not os.path.isdir(path):
+        raise EdgeVLMError(f"model folder not found: {path}")
+    if not os.path.isfile(config_path):
+        raise EdgeVLMError(f"{path} is not a model folder: {CONFIG_FILE} is missing")
+    try:
+        with open(config_path, encoding="utf-8") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as exc:
+        raise EdgeVLMError(f"{config_path} is not valid JSON: {exc}") from exc
+    data.pop("training", None)
+    return ModelConfig.from_dict(data)
+
+
+def load_model(path: str) -> tuple[Captioner, CaptionTokenizer]:
+    """Model folder -> (Captioner in eval mode, float32; tokenizer)."""
+    cfg = load_config(path)
+    weights = os.path.join(path, WEIGHTS_FILE)
+    if not os.path.isfile(weights):
+        raise EdgeVLMError(f"{path} is not a model folder: {WEIGHTS_FILE} is missing")
+    model = Captioner(cfg)
+    try:
+        state = load_file(weights)
+    except Exception as exc:  # safetensors raises its own error types for truncated files
+        raise EdgeVLMError(f"cannot read {weights}: {exc}") from exc
+    missing, unexpected = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    if missing or unexpected:
+        raise EdgeVLMError(f"{weights} does not match config.json: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    tokenizer = CaptionTokenizer.load(os.path.join(path, TOKENIZER_FILE))
+    if tokenizer.vocab_size != cfg.decoder.vocab_size:
+        raise EdgeVLMError(f"{path}: tokenizer has {tokenizer.vocab_size} tokens but config says {cfg.decoder.vocab_size}")
+    return model.eval(), tokenizer

@@ -1,0 +1,153 @@
+"""Pre-LN transformer text decoder: causal self-attention, cross-attention to visual tokens,
+tied input/output embeddings, and an explicit key/value cache in the forward signature.
+
+The self-attention cache is a fixed-capacity buffer (L, B, H, S, head_dim) that the caller
+owns: ``forward`` reads it, blends this call's keys/values in at ``position`` for its own
+attention, and returns only the new keys/values (L, B, H, T, head_dim) for the caller to
+write back. No concatenation, fixed shapes: the same code trains, decodes and exports.
+Cross-attention keys/values come from ``cross_kv`` once per image and are passed in.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgevlm.config import DecoderConfig
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """q (B,H,Tq,hd), k/v (B,H,Tk,hd), mask (Tq,Tk) bool (True = may attend) -> (B,H,Tq,hd).
+
+    Written out rather than F.scaled_dot_product_attention so that the exported ONNX graph
+    is plain MatMul/Softmax with readable names on every opset and backend.
+    """
+    scores = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(q.shape[-1]))  # (B,H,Tq,Tk)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return torch.matmul(scores.softmax(dim=-1), v)
+
+
+def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+    b, t, d = x.shape
+    return x.view(b, t, n_heads, d // n_heads).transpose(1, 2)  # (B, H, T, hd)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    b, h, t, hd = x.shape
+    return x.transpose(1, 2).reshape(b, t, h * hd)  # (B, T, d)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: DecoderConfig):
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.out = nn.Linear(cfg.d_model, cfg.d_model)
+
+    def forward(self, x, mask, cache_k=None, cache_v=None, write=None):
+        """x (B,T,d); cache_k/v (B,H,S,hd) or None; write (T,S) one-hot of this call's positions.
+
+        Returns (out (B,T,d), k_new (B,H,T,hd), v_new (B,H,T,hd)).
+        """
+        q, k_new, v_new = (split_heads(part, self.n_heads) for part in self.qkv(x).chunk(3, dim=-1))
+        if cache_k is None:
+            k, v = k_new, v_new
+        else:
+            # Blend the new rows into a view of the cache with one small matmul instead of an
+            # in-place scatter: exportable, fixed-shape, and the caller's buffer stays untouched.
+            keep = (1.0 - write.sum(dim=0)).unsqueeze(-1)  # (S, 1)
+            k = cache_k * keep + torch.matmul(write.transpose(0, 1), k_new)  # (B,H,S,hd)
+            v = cache_v * keep + torch.matmul(write.transpose(0, 1), v_new)
+        return self.out(merge_heads(attend(q, k, v, mask))), k_new, v_new
+
+
+class CrossAttention(nn.Module):
+    def __init__(self, cfg: DecoderConfig):
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.q = nn.Linear(cfg.d_model, cfg.d_model)
+        self.kv = nn.Linear(cfg.d_model, 2 * cfg.d_model)
+        self.out = nn.Linear(cfg.d_model, cfg.d_model)
+
+    def keys_values(self, visual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """visual (B,N,d) -> k, v (B,H,N,hd): computed once per image."""
+        k, v = self.kv(visual).chunk(2, dim=-1)
+        return split_heads(k, self.n_heads), split_heads(v, self.n_heads)
+
+    def forward(self, x, k, v):
+        return self.out(merge_heads(attend(split_heads(self.q(x), self.n_heads), k, v, None)))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: DecoderConfig):
+        super().__init__()
+        self.ln_self = nn.LayerNorm(cfg.d_model)
+        self.self_attn = SelfAttention(cfg)
+        self.ln_cross = nn.LayerNorm(cfg.d_model)
+        self.cross_attn = CrossAttention(cfg)
+        self.ln_mlp = nn.LayerNorm(cfg.d_model)
+        self.mlp = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_ff), nn.GELU(), nn.Linear(cfg.d_ff, cfg.d_model))
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x, mask, cross_k, cross_v, cache_k=None, cache_v=None, write=None):
+        attn, k_new, v_new = self.self_attn(self.ln_self(x), mask, cache_k, cache_v, write)
+        x = x + self.drop(attn)
+        x = x + self.drop(self.cross_attn(self.ln_cross(x), cross_k, cross_v))
+        x = x + self.drop(self.mlp(self.ln_mlp(x)))
+        return x, k_new, v_new
+
+
+class TextDecoder(nn.Module):
+    def __init__(self, cfg: DecoderConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.pos_emb = nn.Embedding(cfg.max_len, cfg.d_model)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.n_layers))
+        self.ln_f = nn.LayerNorm(cfg.d_model)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def cross_kv(self, visual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """visual tokens (B,N,d) -> every layer's cross-attention k, v, each (L,B,H,N,hd)."""
+        pairs = [layer.cross_attn.keys_values(visual) for layer in self.layers]
+        return torch.stack([k for k, _ in pairs]), torch.stack([v for _, v in pairs])
+
+    def forward(self, input_ids, cross_k, cross_v, cache_k=None, cache_v=None, position=0):
+        """One decoder pass.
+
+        input_ids (B,T) int64; cross_k/v (L,B,H,N,hd); cache_k/v (L,B,H,S,hd) or None (then
+        the T tokens attend only to each other, causally: the training path); position: the
+        index of input_ids[:, 0] in the sequence (int or 0-d int64 tensor).
+        Returns logits (B,T,V), new_k (L,B,H,T,hd), new_v (L,B,H,T,hd).
+        """
+        t = input_ids.shape[1]
+        positions = position + torch.arange(t, device=input_ids.device)  # (T,)
+        x = self.drop(self.tok_emb(input_ids) + self.pos_emb(positions))  # (B,T,d)
+        if cache_k is None:
+            write = None
+            mask = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()  # causal (T,T)
+        else:
+            slots = torch.arange(cache_k.shape[-2], device=x.device)  # (S,)
+            write = (slots.unsqueeze(0) == positions.unsqueeze(1)).to(x.dtype)  # (T,S) one-hot
+            mask = slots.unsqueeze(0) <= positions.unsqueeze(1)  # (T,S): cache so far + causal
+        new_k, new_v = [], []
+        for i, layer in enumerate(self.layers):
+            layer_cache_k = None if cache_k is None else cache_k[i]
+            layer_cache_v = None if cache_v is None else cache_v[i]
+            x, k, v = layer(x, mask, cross_k[i], cross_v[i], layer_cache_k, layer_cache_v, write)
+            new_k.append(k)
+            new_v.append(v)
+        logits = F.linear(self.ln_f(x), self.tok_emb.weight)  # tied output layer (B,T,V)
+        return logits, torch.stack(new_k), torch.stack(new_v)

@@ -1,0 +1,25 @@
+"""Training hyper-parameters (torch-free, so the CLI can build its options without torch)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgevlm.errors import EdgeVLMError
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int = 15
+    images_per_batch: int = 24  # x ~5 captions each; the image's cross K/V is computed once
+    lr: float = 5e-4
+    weight_decay: float = 0.05
+    warmup_steps: int = 300
+    label_smoothing: float = 0.1
+    min_word_freq: int = 5
+    seed: int = 0
+    threads: int = 2
+    eval_images: int = 1000  # dev images scored each epoch (greedy)
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.images_per_batch < 1:
+            raise EdgeVLMError("epochs and images_per_batch must be at least 1")

@@ -1,0 +1,182 @@
+"""Caption training on cached encoder features: train split, dev validation each epoch,
+an atomic checkpoint each epoch, ``resume`` from it, the best epoch (dev CIDEr) kept as a
+model folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from edgevlm.config import ModelConfig
+from edgevlm.data.coco import CaptionedImage, load_coco_captions, resolve_split
+from edgevlm.errors import EdgeVLMError
+from edgevlm.evaluation.caption_metrics import score_captions
+from edgevlm.fileio import atomic_path, write_json
+from edgevlm.generate import generate_from_features, search_settings
+from edgevlm.model_io import save_model
+from edgevlm.models.captioner import Captioner
+from edgevlm.runtime.text import CaptionTokenizer
+from edgevlm.tokenizer_training import train_tokenizer
+from edgevlm.training.features import cached_features
+from edgevlm.training.settings import TrainSettings
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+def encode_captions(items: list[CaptionedImage], tokenizer: CaptionTokenizer, max_len: int):
+    """-> (ids (M, max_len) int64 = bos + words + eos, padded; lengths (M,); image index (M,))."""
+    rows, lengths, owners = [], [], []
+    for image_index, item in enumerate(items):
+        for caption in item.captions:
+            ids = [tokenizer.bos_id] + tokenizer.encode(caption)[: max_len - 2] + [tokenizer.eos_id]
+            lengths.append(len(ids))
+            rows.append(ids + [tokenizer.pad_id] * (max_len - len(ids)))
+            owners.append(image_index)
+    return np.array(rows, np.int64), np.array(lengths, np.int64), np.array(owners, np.int64)
+
+
+def caption_loss(model: Captioner, features: torch.Tensor, ids: torch.Tensor, owners: torch.Tensor,
+                 pad_id: int, label_smoothing: float) -> torch.Tensor:
+    """features (B_img,C,h,w); ids (M,T) bos..eos padded; owners (M,) row -> image. Mean CE."""
+    cross_k, cross_v = model.decoder.cross_kv(model.projector(features))  # (L,B_img,H,N,hd)
+    cross_k, cross_v = cross_k.index_select(1, owners), cross_v.index_select(1, owners)  # (L,M,H,N,hd)
+    logits, _, _ = model.decoder(ids[:, :-1], cross_k, cross_v)  # (M,T-1,V)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1),
+                           ignore_index=pad_id, label_smoothing=label_smoothing)
+
+
+class Trainer:
+    def __init__(self, data: str, out: str, cfg: ModelConfig, settings: TrainSettings, cache_dir: str):
+        self.out, self.settings = out, settings
+        torch.set_num_threads(settings.threads)
+        torch.manual_seed(settings.seed)
+        self.train_items = load_coco_captions(resolve_split(data, "train"))
+        self.dev_items = load_coco_captions(resolve_split(data, "dev"))
+        if not self.train_items:
+            raise EdgeVLMError(f"{resolve_split(data, 'train')} has no images to train on")
+        self.tokenizer = self._tokenizer()
+        self.cfg = dataclasses.replace(cfg, decoder=dataclasses.replace(cfg.decoder, vocab_size=self.tokenizer.vocab_size))
+        self.model = Captioner(self.cfg, pretrained_encoder=True)
+        self.model.encoder.requires_grad_(False)
+        self.train_features = cached_features([i.path for i in self.train_items], self.model.encoder, self.cfg, cache_dir, "train")
+        self.dev_features = cached_features([i.path for i in self.dev_items], self.model.encoder, self.cfg, cache_dir, "dev")
+        self.ids, self.lengths, self.owners = encode_captions(self.train_items, self.tokenizer, self.cfg.decoder.max_len)
+        self.caption_rows = [np.flatnonzero(self.owners == i) for i in range(len(self.train_items))]
+        params = [p for n, p in self.model.named_parameters() if not n.startswith("encoder.")]
+        decay = [p for p in params if p.dim() >= 2]
+        no_decay = [p for p in params if p.dim() < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=settings.lr, betas=(0.9, 0.98),
+        )
+        self.steps_per_epoch = math.ceil(len(self.train_items) / settings.images_per_batch)
+        total = self.steps_per_epoch * settings.epochs
+        warm = settings.warmup_steps
+
+        def schedule(step: int) -> float:  # linear warm-up, then cosine down to 5%
+            if step < warm:
+                return (step + 1) / warm
+            return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
+        self.epoch, self.best, self.history = 0, -1.0, []
+
+    def _tokenizer(self) -> CaptionTokenizer:
+        path = os.path.join(self.out, "tokenizer.json")
+        if os.path.isfile(path):  # resume: the vocabulary must not change under the weights
+            return CaptionTokenizer.load(path)
+        tokenizer = train_tokenizer([c for item in self.train_items for c in item.captions], self.settings.min_word_freq)
+        os.makedirs(self.out, exist_ok=True)
+        with atomic_path(path) as tmp:
+            tokenizer.tokenizer.save(tmp)
+        return tokenizer
+
+    def resume(self) -> None:
+        path = os.path.join(self.out, CHECKPOINT_FILE)
+        if not os.path.isfile(path):
+            raise EdgeVLMError(f"--resume: no {CHECKPOINT_FILE} in {self.out}; start without --resume")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state["config"] != self.cfg.to_dict():
+            raise EdgeVLMError(f"--resume: {path} was trained with another model config; use a new --out")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch, self.best, self.history = state["epoch"], state["best"], state["history"]
+        log.info("resumed from epoch %d (best dev CIDEr %.3f)", self.epoch, self.best)
+
+    def _save_checkpoint(self) -> None:
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "best": self.best,
+            "history": self.history,
+            "config": self.cfg.to_dict(),
+            "settings": dataclasses.asdict(self.settings),
+        }
+        with atomic_path(os.path.join(self.out, CHECKPOINT_FILE)) as tmp:
+            torch.save(state, tmp)
+
+    def train_epoch(self) -> float:
+        s = self.settings
+        self.model.train()
+        self.model.encoder.eval()  # frozen: BatchNorm keeps its ImageNet statistics
+        order = np.random.default_rng(s.seed * 1000 + self.epoch).permutation(len(self.train_items))
+        losses = []
+        bar = tqdm(range(self.steps_per_epoch), desc=f"epoch {self.epoch + 1}/{s.epochs}", unit="step")
+        for step in bar:
+            images = order[step * s.images_per_batch : (step + 1) * s.images_per_batch]
+            rows = np.concatenate([self.caption_rows[i] for i in images])
+            longest = int(self.lengths[rows].max())  # pad to this batch's longest caption only
+            ids = torch.from_numpy(self.ids[rows, :longest])
+            owners = torch.from_numpy(np.searchsorted(np.sort(images), self.owners[rows]))
+            features = torch.from_numpy(self.train_features[np.sort(images)].astype(np.float32))
+            loss = caption_loss(self.model, features, ids, owners, self.cfg.pad_id, s.label_smoothing)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            self.optimizer.step()
+            self.scheduler.step()
+            losses.append(loss.item())
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", lr=f"{self.scheduler.get_last_lr()[0]:.1e}")
+        return float(np.mean(losses))
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        self.model.eval()
+        n = min(self.settings.eval_images, len(self.dev_items))
+        ids = generate_from_features(self.model, self.dev_features[:n], search_settings(self.cfg, beam_size=1))
+        hyps = {i: self.tokenizer.decode(t) for i, t in enumerate(ids)}
+        refs = {i: list(self.dev_items[i].captions) for i in range(n)}
+        return score_captions(refs, hyps, only=("BLEU", "CIDEr"))
+
+    def run(self) -> dict:
+        while self.epoch < self.settings.epochs:
+            started = time.time()
+            train_loss = self.train_epoch()
+            scores = self.validate()
+            self.epoch += 1
+            row = {"epoch": self.epoch, "train_loss": train_loss, "seconds": time.time() - started,
+                   "dev_greedy_BLEU-4": scores["BLEU-4"], "dev_greedy_CIDEr": scores["CIDEr"]}
+            self.history.append(row)
+            log.info("epoch %d: %s", self.epoch, json.dumps(row))
+            if scores["CIDEr"] > self.best:
+                self.best = scores["CIDEr"]
+                save_model(self.model, self.tokenizer, os.path.join(self.out, "best"), extra={"history": self.history})
+            self._save_checkpoint()
+            write_json(os.path.join(self.out, "history.json"), self.history)
+        return {"best_dev_greedy_CIDEr": self.best, "epochs": self.epoch, "out": os.path.join(self.out, "best")}

@@ -1,0 +1,1 @@
+"""edgevlm.export: PyTorch -> ONNX export, manifest and parity checks (needs the export extras)."""

@@ -1,0 +1,117 @@
+"""Greedy and beam search over any decoder "stepper", in numpy.
+
+The same search code drives the PyTorch model (evaluation, parity checks) and the ONNX
+runtime, so the two can only differ in the logits they produce, never in search logic.
+Greedy is beam search with one beam.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+class Stepper(Protocol):
+    """Runs the decoder one token per row. Rows = images x beams, fixed for a whole search."""
+
+    def step(self, tokens: np.ndarray, position: int) -> np.ndarray:
+        """tokens (R,) int64 at sequence index ``position`` -> next-token logits (R, V) float32."""
+
+    def reorder(self, rows: np.ndarray) -> None:
+        """Row i of the self-attention cache becomes old row ``rows[i]`` (beams moved)."""
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    beam_size: int = 1
+    max_new_tokens: int = 30
+    no_repeat_ngram: int = 3  # 0 disables; blocks "a dog and a dog and a dog" loops
+    length_penalty: float = 1.0  # finished score = sum(logp) / length ** length_penalty
+    banned_ids: tuple[int, ...] = ()  # never generated: pad, unk, bos
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def _ban_repeated_ngrams(logprobs: np.ndarray, history: np.ndarray, length: int, n: int) -> None:
+    """In place: for each row, forbid tokens that would complete an n-gram already in it."""
+    if n <= 0 or length < n - 1:
+        return
+    for row in range(history.shape[0]):
+        seq = history[row, :length]
+        prefix = tuple(seq[length - (n - 1) :])
+        for start in range(length - n + 1):
+            if tuple(seq[start : start + n - 1]) == prefix:
+                logprobs[row, seq[start + n - 1]] = -np.inf
+
+
+def beam_search(stepper: Stepper, num_images: int, bos_id: int, eos_id: int, settings: SearchSettings) -> list[list[int]]:
+    """Best token ids per image (without bos/eos). The stepper's rows are image-major:
+    row = image * beam_size + beam."""
+    k = settings.beam_size
+    rows = num_images * k
+    history = np.zeros((rows, settings.max_new_tokens), dtype=np.int64)  # generated tokens (bos excluded)
+    scores = np.full((num_images, k), -np.inf, dtype=np.float64)
+    scores[:, 0] = 0.0  # identical beams at the start: keep only the first alive
+    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(num_images)]
+    done = np.zeros(num_images, dtype=bool)
+    tokens = np.full(rows, bos_id, dtype=np.int64)
+    for step in range(settings.max_new_tokens):
+        logprobs = _log_softmax(stepper.step(tokens, step).astype(np.float64))  # (R, V)
+        if settings.banned_ids:
+            logprobs[:, list(settings.banned_ids)] = -np.inf
+        _ban_repeated_ngrams(logprobs, history, step, settings.no_repeat_ngram)
+        vocab = logprobs.shape[1]
+        candidates = (scores[:, :, None] + logprobs.reshape(num_images, k, vocab)).reshape(num_images, k * vocab)
+        top = np.argpartition(-candidates, 2 * k, axis=1)[:, : 2 * k] if k * vocab > 2 * k else np.tile(np.arange(k * vocab), (num_images, 1))
+        source_rows = np.arange(rows)  # by default a row keeps its own beam
+        new_tokens = np.full(rows, eos_id, dtype=np.int64)
+        new_scores = np.full((num_images, k), -np.inf)
+        for image in range(num_images):
+            if done[image]:
+                continue
+            order = top[image][np.argsort(-candidates[image, top[image]], kind="stable")]
+            slot = 0
+            for flat in order:
+                score = candidates[image, flat]
+                if not np.isfinite(score):
+                    break
+                beam, token = divmod(int(flat), vocab)
+                src = image * k + beam
+                if token == eos_id:
+                    length = step + 1
+                    finished[image].append((score / length**settings.length_penalty, history[src, :step].tolist()))
+                    continue
+                dst = image * k + slot
+                source_rows[dst] = src
+                new_tokens[dst] = token
+                new_scores[image, slot] = score
+                slot += 1
+                if slot == k:
+                    break
+            best_alive = new_scores[image].max()
+            if len(finished[image]) >= k or slot == 0 or (
+                # alive beams only lose score; stop once none can beat the best finished one
+                finished[image]
+                and settings.length_penalty == 0
+                and best_alive <= max(s for s, _ in finished[image])
+            ):
+                done[image] = True
+        if done.all():
+            break
+        history = history[source_rows]
+        history[:, step] = new_tokens
+        scores = new_scores
+        stepper.reorder(source_rows)
+        tokens = new_tokens
+    results = []
+    for image in range(num_images):
+        if not finished[image]:  # ran out of length: take the best alive beam
+            best = int(np.argmax(scores[image]))
+            finished[image].append((0.0, history[image * k + best].tolist()))
+        results.append(max(finished[image], key=lambda item: item[0])[1])
+    return results

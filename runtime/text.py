@@ -1,0 +1,44 @@
+"""Caption tokenizer (HF ``tokenizers``, word level): load ``tokenizer.json``, encode, decode."""
+
+from __future__ import annotations
+
+import os
+
+from tokenizers import Tokenizer
+
+from edgevlm.errors import EdgeVLMError
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]  # ids 0..3, in this order
+
+
+class CaptionTokenizer:
+    def __init__(self, tokenizer: Tokenizer):
+        self.tokenizer = tokenizer
+        ids = [tokenizer.token_to_id(token) for token in SPECIAL_TOKENS]
+        if ids != [0, 1, 2, 3]:
+            raise EdgeVLMError(f"tokenizer special tokens {SPECIAL_TOKENS} must have ids 0..3, got {ids}")
+        self.pad_id, self.unk_id, self.bos_id, self.eos_id = ids
+
+    @classmethod
+    def load(cls, path: str) -> "CaptionTokenizer":
+        if not os.path.isfile(path):
+            raise EdgeVLMError(f"tokenizer not found: {path}")
+        try:
+            return cls(Tokenizer.from_file(path))
+        except Exception as exc:  # tokenizers raises a bare Exception on bad JSON
+            raise EdgeVLMError(f"cannot read tokenizer {path}: {exc}") from exc
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.get_vocab_size()
+
+    def encode(self, text: str) -> list[int]:
+        """Caption -> ids without bos/eos."""
+        return self.tokenizer.encode(text).ids
+
+    def decode(self, ids) -> str:
+        """Ids -> caption text; special tokens and everything after eos dropped."""
+        ids = [int(i) for i in ids]
+        if self.eos_id in ids:
+            ids = ids[: ids.index(self.eos_id)]
+        return self.tokenizer.decode([i for i in ids if i > self.eos_id])

@@ -1,0 +1,41 @@
+"""The runtime must never import torch: it is what runs on a Jetson without PyTorch."""
+
+import pkgutil
+import subprocess
+import sys
+
+import edgevlm.runtime
+
+
+def _runtime_modules():
+    return ["edgevlm.runtime"] + [f"edgevlm.runtime.{m.name}" for m in pkgutil.iter_modules(edgevlm.runtime.__path__)]
+
+
+def test_runtime_modules_import_without_torch():
+    code = (
+        "import sys, importlib\n"
+        f"for name in {_runtime_modules() + ['edgevlm.calibration', 'edgevlm.cli.main']!r}:\n"
+        "    importlib.import_module(name)\n"
+        "loaded = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
+        "assert not loaded, loaded\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_runtime_imports_where_torch_is_broken():
+    # A torch that raises on import stands in for a machine without torch.
+    code = (
+        "import sys\n"
+        "class Blocker:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch' or name.startswith('torch.'):\n"
+        "            raise ImportError('torch is blocked in this test')\n"
+        "sys.meta_path.insert(0, Blocker())\n"
+        "import edgevlm.runtime.search, edgevlm.runtime.preprocess, edgevlm.runtime.text\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

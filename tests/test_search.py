@@ -1,0 +1,81 @@
+"""Search logic against a fake decoder whose next-token scores are a fixed table."""
+
+import numpy as np
+
+from edgevlm.runtime.search import SearchSettings, beam_search
+
+EOS, BOS = 3, 2
+
+
+class TableStepper:
+    """Logits depend only on the previous token (a bigram table); tracks reorders like a cache."""
+
+    def __init__(self, table: np.ndarray, rows: int):
+        self.table = table
+        self.reorders = []
+        self.positions = []
+
+    def step(self, tokens, position):
+        self.positions.append(position)
+        return self.table[tokens].astype(np.float32)
+
+    def reorder(self, rows):
+        self.reorders.append(rows.copy())
+
+
+def _table(vocab=8, default=-10.0):
+    return np.full((vocab, vocab), default)
+
+
+def test_greedy_follows_the_argmax_until_eos():
+    t = _table()
+    t[BOS, 5] = 0
+    t[5, 6] = 0
+    t[6, EOS] = 0
+    stepper = TableStepper(t, 1)
+    out = beam_search(stepper, 1, BOS, EOS, SearchSettings(beam_size=1, max_new_tokens=10))
+    assert out == [[5, 6]]
+    assert stepper.positions == [0, 1, 2]
+
+
+def test_beam_finds_the_sequence_greedy_misses():
+    t = _table()
+    # greedy takes 4 (p=0.6) then faces a flat distribution; beam takes 5 (p=0.4) then a sure eos
+    t[BOS, 4], t[BOS, 5] = np.log(0.6), np.log(0.4)
+    t[4, :] = np.log(1 / 8)
+    t[5, EOS] = 0.0
+    greedy = beam_search(TableStepper(t, 1), 1, BOS, EOS, SearchSettings(beam_size=1, max_new_tokens=3))
+    beam = beam_search(TableStepper(t, 2), 1, BOS, EOS, SearchSettings(beam_size=2, max_new_tokens=3, length_penalty=0.0))
+    assert greedy[0][0] == 4
+    assert beam == [[5]]
+
+
+def test_banned_ids_and_repeated_ngrams_are_blocked():
+    t = _table()
+    t[BOS, 1] = 5.0  # unk is likeliest but banned
+    t[BOS, 4] = 0.0
+    t[4, 5] = 0.0
+    t[5, 4] = 0.0  # would loop 4 5 4 5 ...
+    t[5, EOS] = t[4, EOS] = -1.0
+    settings = SearchSettings(beam_size=1, max_new_tokens=10, no_repeat_ngram=2, banned_ids=(0, 1, 2))
+    # "4 5 4" then "5" would repeat the bigram "4 5": eos instead
+    assert beam_search(TableStepper(t, 1), 1, BOS, EOS, settings) == [[4, 5, 4]]
+    unguarded = SearchSettings(beam_size=1, max_new_tokens=10, no_repeat_ngram=0, banned_ids=(0, 1, 2))
+    assert beam_search(TableStepper(t, 1), 1, BOS, EOS, unguarded) == [[4, 5] * 5]
+
+
+def test_max_new_tokens_bounds_the_output():
+    t = _table()
+    t[:, 4] = 0.0
+    out = beam_search(TableStepper(t, 1), 2, BOS, EOS, SearchSettings(beam_size=1, max_new_tokens=5, no_repeat_ngram=0))
+    assert out == [[4] * 5, [4] * 5]
+
+
+def test_beams_stay_within_their_image():
+    t = _table()
+    t[BOS, 4], t[BOS, 5] = 0.0, -0.5
+    t[4, EOS], t[5, EOS] = -0.1, -0.1
+    stepper = TableStepper(t, 6)
+    beam_search(stepper, 3, BOS, EOS, SearchSettings(beam_size=2, max_new_tokens=4))
+    for rows in stepper.reorders:
+        assert all(src // 2 == dst // 2 for dst, src in enumerate(rows))

@@ -1,0 +1,60 @@
+import json
+import os
+
+import numpy as np
+import torch
+
+from edgevlm.models.captioner import Captioner
+from edgevlm.training.trainer import caption_loss
+
+
+def test_loss_falls_on_a_few_samples(tiny_config):
+    torch.manual_seed(0)
+    model = Captioner(tiny_config).train()
+    features = torch.randn(3, tiny_config.vision.channels, 2, 2)
+    ids = torch.tensor([[2, 5, 6, 7, 3], [2, 8, 9, 3, 0], [2, 10, 3, 0, 0], [2, 11, 12, 13, 3]])
+    owners = torch.tensor([0, 1, 2, 2])
+    params = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
+    optimizer = torch.optim.AdamW(params, lr=3e-3)
+    losses = []
+    for _ in range(60):
+        loss = caption_loss(model, features, ids, owners, pad_id=0, label_smoothing=0.0)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.2 * losses[0]
+
+
+def test_train_command_writes_checkpoints_and_resumes(tiny_dataset, tmp_path):
+    from click.testing import CliRunner
+
+    from edgevlm.cli.main import cli
+
+    out = str(tmp_path / "run")
+    args = ["train", "--data", tiny_dataset, "--out", out, "--cache-dir", str(tmp_path / "cache"),
+            "--decoder-d-model", "32", "--decoder-n-layers", "1", "--decoder-n-heads", "2", "--decoder-d-ff", "64",
+            "--images-per-batch", "2", "--warmup-steps", "1", "--min-word-freq", "1"]
+    result = CliRunner().invoke(cli, args + ["--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    assert sorted(os.listdir(out)) == ["best", "checkpoint.pt", "history.json", "tokenizer.json"]
+    assert not [n for n in os.listdir(tmp_path / "cache") if n.startswith(".tmp")]
+    state = torch.load(os.path.join(out, "checkpoint.pt"), weights_only=True)
+    assert state["epoch"] == 1
+    result = CliRunner().invoke(cli, args + ["--epochs", "2", "--resume"])
+    assert result.exit_code == 0, result.output
+    history = json.load(open(os.path.join(out, "history.json")))
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert np.isfinite([row["train_loss"] for row in history]).all()
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tiny_dataset, tmp_path):
+    from click.testing import CliRunner
+
+    from edgevlm.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["train", "--data", tiny_dataset, "--out", str(tmp_path / "new"), "--resume",
+                                      "--cache-dir", str(tmp_path / "cache"), "--decoder-d-model", "32",
+                                      "--decoder-n-heads", "2", "--decoder-n-layers", "1", "--min-word-freq", "1"])
+    assert result.exit_code == 1
+    assert "error: --resume: no checkpoint.pt in" in result.output
