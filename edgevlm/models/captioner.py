@@ -24,7 +24,7 @@ class Captioner(nn.Module):
 
     def encoder_features(self, pixels: torch.Tensor) -> torch.Tensor:
         """pixels (B,3,S,S) in [-1,1] -> feature map (B,C,h,w) at the configured tap."""
-        return self.encoder.features(pixels, self.cfg.vision.feature)
+        return self.encoder(pixels, self.cfg.vision.feature)
 
     def encode(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """pixels (B,3,S,S) -> visual tokens (B,N,d_model) and pooled embedding (B,C).

@@ -65,18 +65,30 @@ class SelfAttention(nn.Module):
         return self.out(merge_heads(attend(q, k, v, mask))), k_new, v_new
 
 
+class KeyValueProjection(nn.Linear):
+    """visual (B,N,d) -> k, v (B,H,N,hd). A module of its own (not a method) so that exported
+    nodes carry its path: /layers.0/cross_attn/kv/MatMul."""
+
+    def __init__(self, d_model: int, n_heads: int):
+        super().__init__(d_model, 2 * d_model)
+        self.n_heads = n_heads
+
+    def forward(self, visual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        k, v = super().forward(visual).chunk(2, dim=-1)
+        return split_heads(k, self.n_heads), split_heads(v, self.n_heads)
+
+
 class CrossAttention(nn.Module):
     def __init__(self, cfg: DecoderConfig):
         super().__init__()
         self.n_heads = cfg.n_heads
         self.q = nn.Linear(cfg.d_model, cfg.d_model)
-        self.kv = nn.Linear(cfg.d_model, 2 * cfg.d_model)
+        self.kv = KeyValueProjection(cfg.d_model, cfg.n_heads)
         self.out = nn.Linear(cfg.d_model, cfg.d_model)
 
     def keys_values(self, visual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """visual (B,N,d) -> k, v (B,H,N,hd): computed once per image."""
-        k, v = self.kv(visual).chunk(2, dim=-1)
-        return split_heads(k, self.n_heads), split_heads(v, self.n_heads)
+        return self.kv(visual)
 
     def forward(self, x, k, v):
         return self.out(merge_heads(attend(split_heads(self.q(x), self.n_heads), k, v, None)))

@@ -83,14 +83,17 @@ class EfficientNetLite0(nn.Module):
         """
         x = self.act(self._bn0(self._conv_stem(x)))
         stop = NUM_BLOCKS - 1 if tap == "head" else int(tap.removeprefix("block"))
-        for index, block in enumerate(self._blocks[: stop + 1]):
+        for block in self._blocks[: stop + 1]:
             x = block(x)
         if tap == "head":
             x = self.act(self._bn1(self._conv_head(x)))
         return x
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, 3, 224, 224) in [-1, 1] -> ImageNet logits (B, 1000)."""
+    def forward(self, x: torch.Tensor, tap: str | None = None) -> torch.Tensor:
+        """x: (B, 3, 224, 224) in [-1, 1] -> ImageNet logits (B, 1000), or with ``tap`` the
+        feature map there (called as a module so exported nodes are named /encoder/...)."""
+        if tap is not None:
+            return self.features(x, tap)
         pooled = self.features(x, "head").mean(dim=(2, 3))  # (B, 1280)
         return self._fc(pooled)
 

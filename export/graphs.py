@@ -1,0 +1,99 @@
+"""The three exported graphs as thin wrappers around the model's own methods.
+
+Names, dtypes and dynamic axes of every input and output are declared once here; the
+exporter, the dummy inputs, the manifest and the runtime all read this table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from edgevlm.models.captioner import Captioner
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: str  # numpy dtype name
+    shape: tuple  # ints, or strings for dynamic axes
+
+
+def graph_specs(model: Captioner, capacity: int) -> dict[str, dict[str, list[TensorSpec]]]:
+    """graph name -> {"inputs": [...], "outputs": [...]}; 'batch', 'tokens' are dynamic."""
+    cfg = model.cfg
+    d, s = cfg.decoder, cfg.preprocess.image_size
+    n, layers, heads, hd = cfg.num_visual_tokens, d.n_layers, d.n_heads, d.head_dim
+    cross = (layers, "batch", heads, n, hd)
+    cache = (layers, "batch", heads, capacity, hd)
+    new = (layers, "batch", heads, "tokens", hd)
+    return {
+        "vision": {
+            "inputs": [TensorSpec("pixels", "float32", ("batch", 3, s, s))],
+            "outputs": [TensorSpec("visual_tokens", "float32", ("batch", n, d.d_model)),
+                        TensorSpec("pooled", "float32", ("batch", cfg.vision.channels))],
+        },
+        "cross_kv": {
+            "inputs": [TensorSpec("visual_tokens", "float32", ("batch", n, d.d_model))],
+            "outputs": [TensorSpec("cross_k", "float32", cross), TensorSpec("cross_v", "float32", cross)],
+        },
+        "decoder": {
+            "inputs": [TensorSpec("input_ids", "int64", ("batch", "tokens")),
+                       TensorSpec("position", "int64", ()),
+                       TensorSpec("cache_k", "float32", cache), TensorSpec("cache_v", "float32", cache),
+                       TensorSpec("cross_k", "float32", cross), TensorSpec("cross_v", "float32", cross)],
+            "outputs": [TensorSpec("logits", "float32", ("batch", "tokens", d.vocab_size)),
+                        TensorSpec("new_k", "float32", new), TensorSpec("new_v", "float32", new)],
+        },
+    }
+
+
+class VisionGraph(nn.Module):
+    """pixels (B,3,S,S) -> visual tokens (B,N,d) (projector included), pooled (B,C)."""
+
+    def __init__(self, model: Captioner):
+        super().__init__()
+        self.encoder, self.projector, self.tap = model.encoder, model.projector, model.cfg.vision.feature
+
+    def forward(self, pixels):
+        features = self.encoder(pixels, self.tap)
+        return self.projector(features), features.mean(dim=(2, 3))
+
+
+class CrossKVGraph(nn.Module):
+    """visual tokens (B,N,d) -> cross_k, cross_v (L,B,H,N,hd): run once per image."""
+
+    def __init__(self, model: Captioner):
+        super().__init__()
+        self.decoder = model.decoder
+
+    def forward(self, visual_tokens):
+        return self.decoder.cross_kv(visual_tokens)
+
+
+class DecoderGraph(nn.Module):
+    """One decoder pass over T new tokens at ``position`` on a fixed-capacity cache."""
+
+    def __init__(self, model: Captioner):
+        super().__init__()
+        self.decoder = model.decoder
+
+    def forward(self, input_ids, position, cache_k, cache_v, cross_k, cross_v):
+        return self.decoder(input_ids, cross_k, cross_v, cache_k, cache_v, position)
+
+
+GRAPH_MODULES = {"vision": VisionGraph, "cross_kv": CrossKVGraph, "decoder": DecoderGraph}
+
+
+def dummy_inputs(specs: list[TensorSpec], batch: int = 2, tokens: int = 1) -> tuple[torch.Tensor, ...]:
+    sizes = {"batch": batch, "tokens": tokens}
+    out = []
+    for spec in specs:
+        shape = tuple(sizes.get(dim, dim) for dim in spec.shape)
+        if spec.dtype == "int64":
+            out.append(torch.zeros(shape, dtype=torch.int64) + (2 if shape else 0))
+        else:
+            out.append(torch.randn(shape))
+    return tuple(out)

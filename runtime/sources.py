@@ -1,0 +1,211 @@
+"""Frame sources through OpenCV: image files and folders, video files, cameras (index or
+V4L2 device path), RTSP/HTTP URLs and GStreamer pipelines (Jetson CSI: ``nvarguscamerasrc
+... ! appsink``).
+
+Files are read in order. Live sources are read by a background thread that keeps only the
+newest frame, so a slow consumer sees what is in front of the camera now, never a backlog.
+Opening and reading are bounded by timeouts: a dead URL or unplugged camera is an error
+after a few seconds, never a hang.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from edgevlm.errors import EdgeVLMError
+from edgevlm.runtime.preprocess import read_image_bgr
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+URL_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+
+
+@dataclass
+class Frame:
+    image: np.ndarray  # (H, W, 3) uint8 BGR
+    t: float  # stream time, seconds (video position; for live sources, since opening)
+    index: int  # frame number in the stream
+    captured_at: float  # time.monotonic() when the frame was read
+    label: str  # what to call it in output: the file path, or "SOURCE@t"
+
+
+def source_kind(spec: str) -> str:
+    """'images' | 'image' | 'video' | 'camera' | 'url' | 'gstreamer'."""
+    if "!" in spec:
+        return "gstreamer"
+    if spec.lower().startswith(URL_SCHEMES):
+        return "url"
+    if spec.isdigit() or spec.startswith("/dev/video"):
+        return "camera"
+    if os.path.isdir(spec):
+        return "images"
+    if not os.path.exists(spec):
+        raise EdgeVLMError(f"source not found: {spec}; give an image, a folder, a video, a camera index, a URL or a GStreamer pipeline")
+    return "image" if spec.lower().endswith(IMAGE_EXTENSIONS) else "video"
+
+
+def _with_timeout(func, seconds: float, what: str):
+    """Run a possibly-blocking OpenCV call in a daemon thread; raise if it overruns."""
+    result: dict = {}
+
+    def target():
+        try:
+            result["value"] = func()
+        except Exception as exc:  # re-raised in the caller's thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise EdgeVLMError(f"{what}: no answer after {seconds:.0f} s; check that it is connected and reachable")
+    if "error" in result:
+        raise EdgeVLMError(f"{what}: {result['error']}")
+    return result["value"]
+
+
+def _open_capture(spec: str, kind: str, timeout: float) -> cv2.VideoCapture:
+    ms = int(timeout * 1000)
+    if kind == "gstreamer":
+        if not re.search(r"GStreamer:\s+YES", cv2.getBuildInformation()):
+            raise EdgeVLMError("this OpenCV was built without GStreamer; use a build with GStreamer (e.g. JetPack's) for pipeline sources")
+        opener = lambda: cv2.VideoCapture(spec, cv2.CAP_GSTREAMER)  # noqa: E731
+    elif kind == "camera":
+        target = int(spec) if spec.isdigit() else spec
+        opener = lambda: cv2.VideoCapture(target, cv2.CAP_V4L2 if os.name == "posix" else cv2.CAP_ANY)  # noqa: E731
+    else:  # url or video file: FFmpeg honours open/read timeouts natively
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+        opener = lambda: cv2.VideoCapture(spec, cv2.CAP_FFMPEG, params)  # noqa: E731
+    capture = _with_timeout(opener, timeout + 1.0, f"opening {kind} {spec}")
+    if not capture.isOpened():
+        hints = {
+            "camera": "is the camera plugged in, and is the index/device right (ls /dev/video*)?",
+            "url": "is the URL reachable and the stream running?",
+            "video": "is it a video file OpenCV's FFmpeg can decode?",
+            "gstreamer": "does the pipeline end in appsink and run with gst-launch-1.0?",
+        }
+        raise EdgeVLMError(f"cannot open {kind} {spec}: {hints[kind]}")
+    return capture
+
+
+class FrameSource:
+    """Iterate frames from a source; use as a context manager so captures are released."""
+
+    def __init__(self, spec: str, open_timeout: float = 5.0, read_timeout: float = 5.0):
+        self.spec, self.kind = spec, source_kind(spec)
+        self.open_timeout, self.read_timeout = open_timeout, read_timeout
+        self.live = self.kind in ("camera", "url", "gstreamer")
+        self.fps: float | None = None
+        self._capture = None
+        self._reader: _NewestFrameReader | None = None
+
+    def __enter__(self) -> "FrameSource":
+        if self.kind in ("video", "camera", "url", "gstreamer"):
+            self._capture = _open_capture(self.spec, self.kind, self.open_timeout)
+            fps = self._capture.get(cv2.CAP_PROP_FPS)
+            self.fps = fps if fps and fps > 0 and fps < 1000 else None
+            if self.live:
+                self._reader = _NewestFrameReader(self._capture, self.spec, self.read_timeout)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._reader:
+            self._reader.stop()
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None
+
+    def frames(self, every: float | None = None) -> Iterator[Frame]:
+        """Frames in order (files) or the newest available (live). With ``every``, at most one
+        frame per ``every`` seconds of stream time."""
+        next_t = 0.0
+        for frame in self._frames():
+            if every is None or frame.t + 1e-6 >= next_t:
+                next_t = frame.t + every if every else 0.0
+                yield frame
+
+    def _frames(self) -> Iterator[Frame]:
+        if self.kind == "image":
+            yield Frame(read_image_bgr(self.spec), 0.0, 0, time.monotonic(), self.spec)
+        elif self.kind == "images":
+            names = sorted(n for n in os.listdir(self.spec) if n.lower().endswith(IMAGE_EXTENSIONS))
+            if not names:
+                raise EdgeVLMError(f"folder {self.spec} has no images ({', '.join(IMAGE_EXTENSIONS)})")
+            for index, name in enumerate(names):
+                path = os.path.join(self.spec, name)
+                yield Frame(read_image_bgr(path), float(index), index, time.monotonic(), path)
+        elif self.live:
+            yield from self._reader.frames()
+        else:
+            yield from self._video_frames()
+
+    def _video_frames(self) -> Iterator[Frame]:
+        index = 0
+        while True:
+            ok, image = self._capture.read()
+            if not ok:
+                if index == 0:
+                    raise EdgeVLMError(f"cannot read frames from video {self.spec}: empty or undecodable")
+                return
+            t = index / self.fps if self.fps else self._capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+            yield Frame(image, t, index, time.monotonic(), f"{self.spec}@{t:.2f}s")
+            index += 1
+
+
+class _NewestFrameReader:
+    """Background thread reading a live capture; keeps only the newest frame."""
+
+    def __init__(self, capture: cv2.VideoCapture, spec: str, read_timeout: float):
+        self.capture, self.spec, self.read_timeout = capture, spec, read_timeout
+        self._cond = threading.Condition()
+        self._newest: Frame | None = None
+        self._error: str | None = None
+        self._stopped = False
+        self._started = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="frame-reader", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        index = 0
+        while not self._stopped:
+            ok, image = self.capture.read()
+            now = time.monotonic()
+            with self._cond:
+                if not ok:
+                    self._error = f"live source {self.spec} stopped delivering frames"
+                    self._cond.notify_all()
+                    return
+                self._newest = Frame(image, now - self._started, index, now, f"{self.spec}@{now - self._started:.2f}s")
+                self._cond.notify_all()
+            index += 1
+
+    def frames(self) -> Iterator[Frame]:
+        last = -1
+        while True:
+            with self._cond:
+                deadline = time.monotonic() + self.read_timeout
+                while (self._newest is None or self._newest.index == last) and self._error is None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise EdgeVLMError(f"no frame from {self.spec} for {self.read_timeout:.0f} s: is it still connected?")
+                    self._cond.wait(remaining)
+                if self._newest is not None and self._newest.index != last:
+                    frame = self._newest
+                elif self._error:
+                    raise EdgeVLMError(self._error)
+            last = frame.index
+            yield frame
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._thread.join(timeout=1.0)
