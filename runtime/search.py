@@ -106,7 +106,8 @@ def beam_search(stepper: Stepper, num_images: int, bos_id: int, eos_id: int, set
         history = history[source_rows]
         history[:, step] = new_tokens
         scores = new_scores
-        stepper.reorder(source_rows)
+        if not np.array_equal(source_rows, np.arange(rows)):  # greedy never moves rows: skip the copy
+            stepper.reorder(source_rows)
         tokens = new_tokens
     results = []
     for image in range(num_images):

@@ -23,6 +23,10 @@ import numpy as np
 from edgevlm.errors import EdgeVLMError
 from edgevlm.runtime.preprocess import read_image_bgr
 
+# Our errors say what went wrong; OpenCV's and FFmpeg's own warnings on stderr only repeat it.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET, read when FFmpeg is first used
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 URL_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 

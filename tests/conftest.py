@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import cv2
 import numpy as np
@@ -58,22 +59,66 @@ def tiny_config():
     )
 
 
-@pytest.fixture()
-def tiny_model_dir(tmp_path, tiny_config):
-    """A random-init model folder with a tokenizer trained on CAPTIONS."""
+@pytest.fixture(scope="session")
+def tiny_model_master(tmp_path_factory):
+    """A random-init model folder with a tokenizer trained on CAPTIONS (built once)."""
     import dataclasses
 
     import torch
 
+    from edgevlm.config import DecoderConfig, ModelConfig, PreprocessConfig
     from edgevlm.model_io import save_model
     from edgevlm.models.captioner import Captioner
     from edgevlm.tokenizer_training import train_tokenizer
 
     tokenizer = train_tokenizer(CAPTIONS, min_frequency=1)
-    cfg = dataclasses.replace(tiny_config, decoder=dataclasses.replace(tiny_config.decoder, vocab_size=tokenizer.vocab_size))
+    cfg = ModelConfig(
+        decoder=DecoderConfig(vocab_size=tokenizer.vocab_size, d_model=32, n_layers=2, n_heads=4, d_ff=64,
+                              max_len=12, dropout=0.0),
+        preprocess=PreprocessConfig(image_size=64),
+    )
     torch.manual_seed(0)
+    model = Captioner(cfg)
+    with torch.no_grad():  # sharpen the random output layer so greedy choices are not near-ties
+        model.decoder.tok_emb.weight.mul_(20.0)
+    path = str(tmp_path_factory.mktemp("models") / "tiny")
+    save_model(model, tokenizer, path)
+    return path
+
+
+@pytest.fixture()
+def tiny_model_dir(tmp_path, tiny_model_master):
+    """A private copy of the tiny model folder (tests may damage it)."""
     path = str(tmp_path / "model")
-    save_model(Captioner(cfg), tokenizer, path)
+    shutil.copytree(tiny_model_master, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_engine_master(tmp_path_factory, tiny_model_master):
+    from edgevlm.export.onnx_export import export_engine
+
+    path = str(tmp_path_factory.mktemp("engines") / "tiny")
+    export_engine(tiny_model_master, path)
+    return path
+
+
+@pytest.fixture()
+def tiny_engine_dir(tmp_path, tiny_engine_master):
+    path = str(tmp_path / "engine")
+    shutil.copytree(tiny_engine_master, path)
+    return path
+
+
+def make_video(path: str, seconds: float = 2.0, fps: int = 10, size=(64, 48), still: bool = False) -> str:
+    """A small MJPG .avi: a moving colour block (or one still frame repeated)."""
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    for i in range(int(seconds * fps)):
+        frame = np.full((size[1], size[0], 3), 40, np.uint8)
+        x = 0 if still else (i * 3) % (size[0] - 16)
+        frame[10:30, x : x + 16] = (0, 0, 220)
+        writer.write(frame)
+    writer.release()
     return path
 
 

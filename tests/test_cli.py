@@ -84,3 +84,39 @@ def test_info_json():
     assert os.path.isfile(os.path.join(info["default_model"], "model.safetensors"))
     assert "CPUExecutionProvider" in info["providers"]
     assert {"version", "default_engine"} <= set(info)
+
+
+def test_caption_on_the_runtime_matches_the_pytorch_path(tiny_engine_master, tiny_model_master):
+    via_engine = CliRunner().invoke(cli, ["caption", COFFEE, "--engine", tiny_engine_master, "--beam", "1"])
+    via_model = CliRunner().invoke(cli, ["caption", COFFEE, "--model", tiny_model_master, "--beam", "1"])
+    assert via_engine.exit_code == 0 and via_model.exit_code == 0, via_engine.output + via_model.output
+    assert via_engine.output == via_model.output
+
+
+def test_caption_a_video_every_second_carries_timestamps(tiny_engine_master, tmp_path):
+    from tests.conftest import make_video
+
+    video = make_video(str(tmp_path / "clip.avi"), seconds=3.0, fps=10)
+    result = CliRunner().invoke(cli, ["caption", video, "--engine", tiny_engine_master, "--every", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.output.splitlines()]
+    assert [line["t"] for line in lines] == [0.0, 1.0, 2.0]
+    assert [line["frame"] for line in lines] == [0, 10, 20]
+    assert all(line["source"] == video and isinstance(line["caption"], str) for line in lines)
+
+
+def test_caption_bad_path_is_one_line(tiny_engine_master, tmp_path):
+    result = _run("caption", str(tmp_path / "nope.mp4"), "--engine", tiny_engine_master)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip() == f"error: source not found: {tmp_path / 'nope.mp4'}; give an image, a folder, a video, a camera index, a URL or a GStreamer pipeline"
+
+
+def test_export_and_validate_commands(tiny_model_master, tmp_path):
+    out = str(tmp_path / "engine")
+    result = _run("export", tiny_model_master, "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert sorted(os.listdir(out)) == ["cross_kv.onnx", "decoder.onnx", "edgevlm.json", "tokenizer.json", "vision.onnx"]
+    result = _run("validate", out, "--against", tiny_model_master, "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["passed"] and report["tokens_identical"] and len(report["outputs"]) == 5

@@ -28,6 +28,13 @@ class ErrorReportingGroup(click.Group):
                 message = f"missing package {exc.name!r}: this command needs the training extras (pip install -e '.[export]')"
             click.echo(f"error: {message}", err=True)
             sys.exit(1)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # a bug, not bad input: say so in one line, keep the trace for --debug
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"error: unexpected {type(exc).__name__}: {exc} (re-run with --debug for the traceback and report it)", err=True)
+            sys.exit(2)
 
 
 @click.group(cls=ErrorReportingGroup)
@@ -42,9 +49,9 @@ def cli(ctx, debug: bool, verbose: bool):
 
 
 def _register():
-    from edgevlm.cli import caption_cmd, eval_cmd, export_cmd, info_cmd, train_cmd
+    from edgevlm.cli import bench_cmd, caption_cmd, eval_cmd, export_cmd, info_cmd, train_cmd
 
-    for module in (train_cmd, eval_cmd, caption_cmd, info_cmd):
+    for module in (train_cmd, eval_cmd, caption_cmd, info_cmd, bench_cmd):
         cli.add_command(module.command)
     cli.add_command(export_cmd.export_command)
     cli.add_command(export_cmd.validate_command)

@@ -1,0 +1,120 @@
+"""``edgevlm bench``: the runtime against PyTorch eager (or another engine), side by side.
+
+Runs are interleaved image by image, so machine noise hits both peers alike. Cold start and
+peak RSS come from a fresh runtime-only subprocess (it never imports torch).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from typing import Callable
+
+import numpy as np
+
+from edgevlm.runtime.engine import CaptionEngine, GraphStepper
+
+# A fresh interpreter: prints the wall-clock time of its first caption, then peak RSS after
+# captioning every image once.
+_CHILD = r"""
+import json, sys, time
+from edgevlm.runtime.engine import CaptionEngine
+from edgevlm.runtime.preprocess import read_image_bgr
+engine = CaptionEngine(sys.argv[1], threads=int(sys.argv[2]))
+images = [read_image_bgr(p) for p in sys.argv[4:]]
+engine.caption_images(images[:1], int(sys.argv[3]))
+first = time.time()
+for image in images:
+    engine.caption_images([image], int(sys.argv[3]))
+# VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over from the forking parent.
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+print(json.dumps({"first_caption_at": first, "peak_rss_mb": hwm / 1024,
+                  "torch_loaded": "torch" in sys.modules}))
+"""
+
+
+def runtime_process_stats(engine_dir: str, image_paths: list[str], threads: int, beam: int) -> dict:
+    """cold_start_s (spawn -> first caption) and peak_rss_mb of a runtime-only process."""
+    spawned = time.time()
+    out = subprocess.run([sys.executable, "-c", _CHILD, engine_dir, str(threads), str(beam), *image_paths],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"runtime subprocess failed: {out.stderr.strip().splitlines()[-1:]}")
+    stats = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"cold_start_s": round(stats["first_caption_at"] - spawned, 3),
+            "runtime_peak_rss_mb": round(stats["peak_rss_mb"], 1), "runtime_imported_torch": stats["torch_loaded"]}
+
+
+def percentiles_ms(seconds: list[float]) -> tuple[float, float]:
+    ms = np.asarray(seconds) * 1000
+    return round(float(np.percentile(ms, 50)), 2), round(float(np.percentile(ms, 90)), 2)
+
+
+def graph_timings(engine: CaptionEngine, pixels: np.ndarray, repeats: int = 5, steps: int = 10) -> dict:
+    """Median ms of each graph for one image: vision, cross K/V, one decoder step."""
+    samples = {"vision_ms": [], "cross_kv_ms": [], "decoder_step_ms": []}
+    token = np.array([engine.manifest.tokens["bos"]], np.int64)
+    for _ in range(repeats):
+        t = time.perf_counter()
+        visual, _ = engine.encode(pixels[:1])
+        samples["vision_ms"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        cross_k, cross_v = engine.cross_kv(visual)
+        samples["cross_kv_ms"].append(time.perf_counter() - t)
+        stepper = GraphStepper(engine.backend, engine.cache_for(1), cross_k, cross_v)
+        t = time.perf_counter()
+        for position in range(steps):
+            stepper.step(token, position)
+        samples["decoder_step_ms"].append((time.perf_counter() - t) / steps)
+    return {k: round(float(np.median(v)) * 1000, 3) for k, v in samples.items()}
+
+
+def interleaved(peers: dict[str, Callable[[np.ndarray], list[int]]], images: list[np.ndarray], rounds: int) -> dict:
+    """Time each peer on each image in turn, ``rounds`` times -> {peer: (seconds list, ids list)}."""
+    results = {name: ([], []) for name in peers}
+    for name, fn in peers.items():  # warm-up: first runs pay for lazy initialisation
+        fn(images[0])
+    for round_index in range(rounds):
+        for image in images:
+            order = list(peers.items())
+            if round_index % 2:
+                order.reverse()  # alternate who goes first
+            for name, fn in order:
+                t = time.perf_counter()
+                ids = fn(image)
+                results[name][0].append(time.perf_counter() - t)
+                if round_index == 0:
+                    results[name][1].append(ids)
+    return results
+
+
+def runtime_peer(engine: CaptionEngine, beam: int | None) -> Callable[[np.ndarray], list[int]]:
+    settings = engine.settings(beam)
+
+    def run(image_bgr: np.ndarray) -> list[int]:
+        visual, _ = engine.encode(engine.preprocess(image_bgr)[None])
+        return engine.generate(visual, settings)[0]
+
+    return run
+
+
+def torch_peer(model_dir: str, beam: int | None, threads: int) -> Callable[[np.ndarray], list[int]]:
+    """PyTorch eager generation with its KV cache, through the same search code."""
+    import torch
+
+    from edgevlm.generate import generate_from_pixels, search_settings
+    from edgevlm.model_io import load_model
+    from edgevlm.runtime.preprocess import preprocess_bgr
+
+    torch.set_num_threads(threads)
+    model, _ = load_model(model_dir)
+    settings = search_settings(model.cfg, beam)
+    p = model.cfg.preprocess
+
+    def run(image_bgr: np.ndarray) -> list[int]:
+        pixels = preprocess_bgr(image_bgr, p.image_size, p.mean, p.std, p.interpolation)
+        return generate_from_pixels(model, torch.from_numpy(pixels)[None], settings)[0]
+
+    return run
