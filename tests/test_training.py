@@ -58,3 +58,27 @@ def test_resume_without_checkpoint_is_a_clear_error(tiny_dataset, tmp_path):
                                       "--decoder-n-heads", "2", "--decoder-n-layers", "1", "--min-word-freq", "1"])
     assert result.exit_code == 1
     assert "error: --resume: no checkpoint.pt in" in result.output
+
+
+def test_finetune_top_blocks_from_a_trained_model(tiny_dataset, tmp_path):
+    from click.testing import CliRunner
+
+    from edgevlm.cli.main import cli
+    from edgevlm.model_io import load_model
+
+    base = ["--data", tiny_dataset, "--cache-dir", str(tmp_path / "cache"), "--images-per-batch", "3",
+            "--warmup-steps", "1", "--epochs", "1"]
+    first = str(tmp_path / "first")
+    result = CliRunner().invoke(cli, ["train", "--out", first, "--decoder-d-model", "32", "--decoder-n-layers", "1",
+                                      "--decoder-n-heads", "2", "--decoder-d-ff", "64", "--min-word-freq", "1", *base])
+    assert result.exit_code == 0, result.output
+    tuned = str(tmp_path / "tuned")
+    result = CliRunner().invoke(cli, ["train", "--out", tuned, "--init-from", os.path.join(first, "best"),
+                                      "--finetune-from-block", "15", "--encoder-lr-scale", "1.0", "--lr", "1e-2", *base])
+    assert result.exit_code == 0, result.output
+    before, _ = load_model(os.path.join(first, "best"))
+    after, _ = load_model(os.path.join(tuned, "best"))
+    changed = lambda name: not torch.equal(before.state_dict()[name], after.state_dict()[name])  # noqa: E731
+    assert changed("encoder._blocks.15._project_conv.weight") and changed("encoder._conv_head.weight")
+    assert not changed("encoder._blocks.14._project_conv.weight") and not changed("encoder._conv_stem.weight")
+    assert open(os.path.join(first, "tokenizer.json")).read() == open(os.path.join(tuned, "tokenizer.json")).read()

@@ -2,9 +2,10 @@
 tied input/output embeddings, and an explicit key/value cache in the forward signature.
 
 The self-attention cache is a fixed-capacity buffer (L, B, H, S, head_dim) that the caller
-owns: ``forward`` reads it, blends this call's keys/values in at ``position`` for its own
-attention, and returns only the new keys/values (L, B, H, T, head_dim) for the caller to
-write back. No concatenation, fixed shapes: the same code trains, decodes and exports.
+owns: ``forward`` only reads it (slots < ``position``), attends to it and to this call's
+own tokens under one softmax, and returns only the new keys/values (L, B, H, T, head_dim)
+for the caller to write at ``position``. No concatenation, no copy of the cache, fixed
+shapes: the same code trains, decodes and exports.
 Cross-attention keys/values come from ``cross_kv`` once per image and are passed in.
 """
 
@@ -48,21 +49,24 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
         self.out = nn.Linear(cfg.d_model, cfg.d_model)
 
-    def forward(self, x, mask, cache_k=None, cache_v=None, write=None):
-        """x (B,T,d); cache_k/v (B,H,S,hd) or None; write (T,S) one-hot of this call's positions.
+    def forward(self, x, new_mask, cache_k=None, cache_v=None, cache_mask=None):
+        """x (B,T,d); new_mask (T,T) causal; cache_k/v (B,H,S,hd) or None; cache_mask (1,S)
+        True for the slots already filled (< position).
 
         Returns (out (B,T,d), k_new (B,H,T,hd), v_new (B,H,T,hd)).
         """
         q, k_new, v_new = (split_heads(part, self.n_heads) for part in self.qkv(x).chunk(3, dim=-1))
         if cache_k is None:
-            k, v = k_new, v_new
-        else:
-            # Blend the new rows into a view of the cache with one small matmul instead of an
-            # in-place scatter: exportable, fixed-shape, and the caller's buffer stays untouched.
-            keep = (1.0 - write.sum(dim=0)).unsqueeze(-1)  # (S, 1)
-            k = cache_k * keep + torch.matmul(write.transpose(0, 1), k_new)  # (B,H,S,hd)
-            v = cache_v * keep + torch.matmul(write.transpose(0, 1), v_new)
-        return self.out(merge_heads(attend(q, k, v, mask))), k_new, v_new
+            return self.out(merge_heads(attend(q, k_new, v_new, new_mask))), k_new, v_new
+        # Attend to the cache and to this call's tokens as two blocks under one softmax: the
+        # cache is only read (never copied or blended), and the caller writes k_new/v_new.
+        scale = 1.0 / math.sqrt(q.shape[-1])
+        scores_cache = (torch.matmul(q, cache_k.transpose(-1, -2)) * scale).masked_fill(~cache_mask, float("-inf"))
+        scores_new = (torch.matmul(q, k_new.transpose(-1, -2)) * scale).masked_fill(~new_mask, float("-inf"))
+        probs = torch.cat([scores_cache, scores_new], dim=-1).softmax(dim=-1)  # (B,H,T,S+T)
+        capacity = cache_k.shape[-2]
+        out = torch.matmul(probs[..., :capacity], cache_v) + torch.matmul(probs[..., capacity:], v_new)
+        return self.out(merge_heads(out)), k_new, v_new
 
 
 class KeyValueProjection(nn.Linear):
@@ -105,8 +109,8 @@ class DecoderLayer(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_ff), nn.GELU(), nn.Linear(cfg.d_ff, cfg.d_model))
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x, mask, cross_k, cross_v, cache_k=None, cache_v=None, write=None):
-        attn, k_new, v_new = self.self_attn(self.ln_self(x), mask, cache_k, cache_v, write)
+    def forward(self, x, new_mask, cross_k, cross_v, cache_k=None, cache_v=None, cache_mask=None):
+        attn, k_new, v_new = self.self_attn(self.ln_self(x), new_mask, cache_k, cache_v, cache_mask)
         x = x + self.drop(attn)
         x = x + self.drop(self.cross_attn(self.ln_cross(x), cross_k, cross_v))
         x = x + self.drop(self.mlp(self.ln_mlp(x)))
@@ -147,18 +151,15 @@ class TextDecoder(nn.Module):
         t = input_ids.shape[1]
         positions = position + torch.arange(t, device=input_ids.device)  # (T,)
         x = self.drop(self.tok_emb(input_ids) + self.pos_emb(positions))  # (B,T,d)
-        if cache_k is None:
-            write = None
-            mask = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()  # causal (T,T)
-        else:
-            slots = torch.arange(cache_k.shape[-2], device=x.device)  # (S,)
-            write = (slots.unsqueeze(0) == positions.unsqueeze(1)).to(x.dtype)  # (T,S) one-hot
-            mask = slots.unsqueeze(0) <= positions.unsqueeze(1)  # (T,S): cache so far + causal
+        new_mask = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()  # causal (T,T)
+        cache_mask = None
+        if cache_k is not None:
+            cache_mask = (torch.arange(cache_k.shape[-2], device=x.device) < position).unsqueeze(0)  # (1,S)
         new_k, new_v = [], []
         for i, layer in enumerate(self.layers):
             layer_cache_k = None if cache_k is None else cache_k[i]
             layer_cache_v = None if cache_v is None else cache_v[i]
-            x, k, v = layer(x, mask, cross_k[i], cross_v[i], layer_cache_k, layer_cache_v, write)
+            x, k, v = layer(x, new_mask, cross_k[i], cross_v[i], layer_cache_k, layer_cache_v, cache_mask)
             new_k.append(k)
             new_v.append(v)
         logits = F.linear(self.ln_f(x), self.tok_emb.weight)  # tied output layer (B,T,V)

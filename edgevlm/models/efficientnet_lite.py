@@ -76,18 +76,28 @@ class EfficientNetLite0(nn.Module):
         self._fc = nn.Linear(1280, NUM_CLASSES)
         self.act = nn.ReLU6()
 
-    def features(self, x: torch.Tensor, tap: str = "head") -> torch.Tensor:
+    def features(self, x: torch.Tensor, tap: str = "head", start_block: int = 0) -> torch.Tensor:
         """x: (B, 3, H, W) in [-1, 1] -> feature map (B, C, H/stride, W/stride) at ``tap``.
 
         ``tap`` is "head" (1280 ch, stride 32) or "blockN" (output of block N, 0-based).
+        With ``start_block`` k > 0, x is instead the output of block k-1 (a cached
+        partial result) and only blocks k.. run: how the top blocks are fine-tuned.
         """
-        x = self.act(self._bn0(self._conv_stem(x)))
+        if start_block == 0:
+            x = self.act(self._bn0(self._conv_stem(x)))
         stop = NUM_BLOCKS - 1 if tap == "head" else int(tap.removeprefix("block"))
-        for block in self._blocks[: stop + 1]:
+        for block in self._blocks[start_block : stop + 1]:
             x = block(x)
         if tap == "head":
             x = self.act(self._bn1(self._conv_head(x)))
         return x
+
+    def top_parameters(self, start_block: int):
+        """Parameters of blocks start_block.. and the head: what fine-tuning from there trains."""
+        for block in self._blocks[start_block:]:
+            yield from block.parameters()
+        yield from self._conv_head.parameters()
+        yield from self._bn1.parameters()
 
     def forward(self, x: torch.Tensor, tap: str | None = None) -> torch.Tensor:
         """x: (B, 3, 224, 224) in [-1, 1] -> ImageNet logits (B, 1000), or with ``tap`` the

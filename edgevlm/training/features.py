@@ -27,21 +27,25 @@ def load_pixels(path: str, cfg: ModelConfig) -> np.ndarray:
     return preprocess_bgr(read_image_bgr(path), p.image_size, p.mean, p.std, p.interpolation)
 
 
-def _cache_key(paths: list[str], cfg: ModelConfig, encoder: EfficientNetLite0) -> str:
+def _cache_key(paths: list[str], cfg: ModelConfig, encoder: EfficientNetLite0, tap: str) -> str:
     h = hashlib.sha256()
     h.update(repr((cfg.vision, cfg.preprocess)).encode())
+    if tap != cfg.vision.feature:
+        h.update(tap.encode())
     for path in paths:
         h.update(path.encode())
         h.update(str(os.path.getsize(path)).encode())
-    first = next(iter(encoder.state_dict().values()))
-    h.update(first.detach().numpy().tobytes()[:4096])
+    for name, tensor in encoder.state_dict().items():  # all of it: fine-tuned tops must not collide
+        h.update(name.encode())
+        h.update(tensor.detach().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
 
 @torch.no_grad()
 def extract_features(paths: list[str], encoder: EfficientNetLite0, cfg: ModelConfig, batch_size: int = 32,
-                     desc: str = "features") -> np.ndarray:
-    """Image files -> feature maps (N, C, h, w) float16 at the configured tap."""
+                     desc: str = "features", tap: str | None = None) -> np.ndarray:
+    """Image files -> feature maps (N, C, h, w) float16 at ``tap`` (default: the configured one)."""
+    tap = tap or cfg.vision.feature
     encoder.eval()
     out = None
     # Decoding JPEGs in a thread overlaps with the convolution (OpenCV releases the GIL).
@@ -53,7 +57,7 @@ def extract_features(paths: list[str], encoder: EfficientNetLite0, cfg: ModelCon
             pixels = pending.result()
             if i + 1 < len(batches):
                 pending = pool.submit(lambda b: np.stack([load_pixels(p, cfg) for p in b]), batches[i + 1])
-            feats = encoder.features(torch.from_numpy(pixels), cfg.vision.feature).numpy().astype(np.float16)
+            feats = encoder.features(torch.from_numpy(pixels), tap).numpy().astype(np.float16)
             if out is None:
                 out = np.empty((len(paths),) + feats.shape[1:], dtype=np.float16)
             out[start : start + len(feats)] = feats
@@ -62,13 +66,15 @@ def extract_features(paths: list[str], encoder: EfficientNetLite0, cfg: ModelCon
 
 
 def cached_features(paths: list[str], encoder: EfficientNetLite0, cfg: ModelConfig, cache_dir: str,
-                    name: str) -> np.ndarray:
-    """Feature maps for ``paths``, computed once and reused while images and config are unchanged."""
-    path = os.path.join(cache_dir, f"features-{name}-{_cache_key(paths, cfg, encoder)}.npy")
+                    name: str, tap: str | None = None) -> np.ndarray:
+    """Feature maps for ``paths`` at ``tap`` (default: the configured one), computed once and
+    reused while images, config and encoder weights are unchanged."""
+    tap = tap or cfg.vision.feature
+    path = os.path.join(cache_dir, f"features-{name}-{_cache_key(paths, cfg, encoder, tap)}.npy")
     if os.path.isfile(path):
         log.info("reusing cached features %s", path)
         return np.load(path)
-    feats = extract_features(paths, encoder, cfg, desc=f"encoding {name} images")
+    feats = extract_features(paths, encoder, cfg, desc=f"encoding {name} images", tap=tap)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, feats)

@@ -23,7 +23,7 @@ from edgevlm.errors import EdgeVLMError
 from edgevlm.evaluation.caption_metrics import score_captions
 from edgevlm.fileio import atomic_path, write_json
 from edgevlm.generate import generate_from_features, search_settings
-from edgevlm.model_io import save_model
+from edgevlm.model_io import load_model, save_model
 from edgevlm.models.captioner import Captioner
 from edgevlm.runtime.text import CaptionTokenizer
 from edgevlm.tokenizer_training import train_tokenizer
@@ -58,7 +58,10 @@ def caption_loss(model: Captioner, features: torch.Tensor, ids: torch.Tensor, ow
 
 
 class Trainer:
-    def __init__(self, data: str, out: str, cfg: ModelConfig, settings: TrainSettings, cache_dir: str):
+    def __init__(self, data: str, out: str, cfg: ModelConfig, settings: TrainSettings, cache_dir: str,
+                 init_from: str | None = None):
+        """``init_from``: a model folder to start from (its config and tokenizer are kept),
+        e.g. to fine-tune the top encoder blocks after training the decoder on frozen ones."""
         self.out, self.settings = out, settings
         torch.set_num_threads(settings.threads)
         torch.manual_seed(settings.seed)
@@ -66,21 +69,34 @@ class Trainer:
         self.dev_items = load_coco_captions(resolve_split(data, "dev"))
         if not self.train_items:
             raise EdgeVLMError(f"{resolve_split(data, 'train')} has no images to train on")
-        self.tokenizer = self._tokenizer()
-        self.cfg = dataclasses.replace(cfg, decoder=dataclasses.replace(cfg.decoder, vocab_size=self.tokenizer.vocab_size))
-        self.model = Captioner(self.cfg, pretrained_encoder=True)
+        if init_from:
+            self.model, self.tokenizer = load_model(init_from)
+            self.cfg = self.model.cfg
+            self._save_tokenizer(self.tokenizer)
+        else:
+            self.tokenizer = self._tokenizer()
+            self.cfg = dataclasses.replace(cfg, decoder=dataclasses.replace(cfg.decoder, vocab_size=self.tokenizer.vocab_size))
+            self.model = Captioner(self.cfg, pretrained_encoder=True)
         self.model.encoder.requires_grad_(False)
-        self.train_features = cached_features([i.path for i in self.train_items], self.model.encoder, self.cfg, cache_dir, "train")
-        self.dev_features = cached_features([i.path for i in self.dev_items], self.model.encoder, self.cfg, cache_dir, "dev")
+        # Fine-tuning from block k: cache block k-1's output once, train blocks k.. and the head.
+        self.start_block = max(settings.finetune_from_block, 0)
+        tap = f"block{self.start_block - 1}" if self.start_block else None
+        encoder = self.model.encoder
+        self.train_features = cached_features([i.path for i in self.train_items], encoder, self.cfg, cache_dir, "train", tap)
+        self.dev_features = cached_features([i.path for i in self.dev_items], encoder, self.cfg, cache_dir, "dev", tap)
         self.ids, self.lengths, self.owners = encode_captions(self.train_items, self.tokenizer, self.cfg.decoder.max_len)
         self.caption_rows = [np.flatnonzero(self.owners == i) for i in range(len(self.train_items))]
         params = [p for n, p in self.model.named_parameters() if not n.startswith("encoder.")]
-        decay = [p for p in params if p.dim() >= 2]
-        no_decay = [p for p in params if p.dim() < 2]
-        self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=settings.lr, betas=(0.9, 0.98),
-        )
+        groups = [
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": settings.weight_decay, "lr": settings.lr},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0, "lr": settings.lr},
+        ]
+        if self.start_block:
+            top = list(encoder.top_parameters(self.start_block))
+            for p in top:
+                p.requires_grad_(True)
+            groups.append({"params": top, "weight_decay": 0.0, "lr": settings.lr * settings.encoder_lr_scale})
+        self.optimizer = torch.optim.AdamW(groups, lr=settings.lr, betas=(0.9, 0.98))
         self.steps_per_epoch = math.ceil(len(self.train_items) / settings.images_per_batch)
         total = self.steps_per_epoch * settings.epochs
         warm = settings.warmup_steps
@@ -93,15 +109,24 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         self.epoch, self.best, self.history = 0, -1.0, []
 
+    def encoder_top(self, cached: torch.Tensor) -> torch.Tensor:
+        """Cached features -> the configured tap's feature map (runs the fine-tuned blocks, if any)."""
+        if not self.start_block:
+            return cached
+        return self.model.encoder.features(cached, self.cfg.vision.feature, start_block=self.start_block)
+
     def _tokenizer(self) -> CaptionTokenizer:
         path = os.path.join(self.out, "tokenizer.json")
         if os.path.isfile(path):  # resume: the vocabulary must not change under the weights
             return CaptionTokenizer.load(path)
         tokenizer = train_tokenizer([c for item in self.train_items for c in item.captions], self.settings.min_word_freq)
-        os.makedirs(self.out, exist_ok=True)
-        with atomic_path(path) as tmp:
-            tokenizer.tokenizer.save(tmp)
+        self._save_tokenizer(tokenizer)
         return tokenizer
+
+    def _save_tokenizer(self, tokenizer: CaptionTokenizer) -> None:
+        os.makedirs(self.out, exist_ok=True)
+        with atomic_path(os.path.join(self.out, "tokenizer.json")) as tmp:
+            tokenizer.tokenizer.save(tmp)
 
     def resume(self) -> None:
         path = os.path.join(self.out, CHECKPOINT_FILE)
@@ -133,7 +158,7 @@ class Trainer:
     def train_epoch(self) -> float:
         s = self.settings
         self.model.train()
-        self.model.encoder.eval()  # frozen: BatchNorm keeps its ImageNet statistics
+        self.model.encoder.eval()  # BatchNorm keeps its ImageNet statistics, fine-tuned or not
         order = np.random.default_rng(s.seed * 1000 + self.epoch).permutation(len(self.train_items))
         losses = []
         bar = tqdm(range(self.steps_per_epoch), desc=f"epoch {self.epoch + 1}/{s.epochs}", unit="step")
@@ -143,7 +168,7 @@ class Trainer:
             longest = int(self.lengths[rows].max())  # pad to this batch's longest caption only
             ids = torch.from_numpy(self.ids[rows, :longest])
             owners = torch.from_numpy(np.searchsorted(np.sort(images), self.owners[rows]))
-            features = torch.from_numpy(self.train_features[np.sort(images)].astype(np.float32))
+            features = self.encoder_top(torch.from_numpy(self.train_features[np.sort(images)].astype(np.float32)))
             loss = caption_loss(self.model, features, ids, owners, self.cfg.pad_id, s.label_smoothing)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -159,7 +184,9 @@ class Trainer:
     def validate(self) -> dict:
         self.model.eval()
         n = min(self.settings.eval_images, len(self.dev_items))
-        ids = generate_from_features(self.model, self.dev_features[:n], search_settings(self.cfg, beam_size=1))
+        features = np.concatenate([self.encoder_top(torch.from_numpy(self.dev_features[i : i + 100].astype(np.float32))).numpy()
+                                   for i in range(0, n, 100)])
+        ids = generate_from_features(self.model, features, search_settings(self.cfg, beam_size=1))
         hyps = {i: self.tokenizer.decode(t) for i, t in enumerate(ids)}
         refs = {i: list(self.dev_items[i].captions) for i in range(n)}
         return score_captions(refs, hyps, only=("BLEU", "CIDEr"))
