@@ -13,9 +13,11 @@ def dataclass_options(cls, prefix: str = "", skip: tuple[str, ...] = ()):
 
     def decorate(func):
         for field in reversed(dataclasses.fields(cls)):
-            if field.name in skip or field.type not in ("int", "float", "str", "bool", int, float, str, bool):
+            type_name = field.type if isinstance(field.type, str) else field.type.__name__
+            type_name = type_name.removesuffix(" | None")  # optional fields: unset stays None
+            if field.name in skip or type_name not in ("int", "float", "str", "bool"):
                 continue
-            kind = {"int": int, "float": float, "str": str, "bool": bool}.get(field.type, field.type)
+            kind = {"int": int, "float": float, "str": str, "bool": bool}[type_name]
             flag = f"--{prefix}{field.name}".replace("_", "-")
             func = click.option(flag, type=kind, default=None, show_default=False,
                                 help=f"default {field.default!r}")(func)

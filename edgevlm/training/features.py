@@ -29,9 +29,8 @@ def load_pixels(path: str, cfg: ModelConfig) -> np.ndarray:
 
 def _cache_key(paths: list[str], cfg: ModelConfig, encoder: EfficientNetLite0, tap: str) -> str:
     h = hashlib.sha256()
-    h.update(repr((cfg.vision, cfg.preprocess)).encode())
-    if tap != cfg.vision.feature:
-        h.update(tap.encode())
+    h.update(repr(cfg.preprocess).encode())
+    h.update(tap.encode())  # the tap, not cfg.vision: a tap's features serve every config that reads it
     for path in paths:
         h.update(path.encode())
         h.update(str(os.path.getsize(path)).encode())

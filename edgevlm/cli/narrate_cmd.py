@@ -1,0 +1,60 @@
+"""``edgevlm narrate``: narrate a camera or video aloud, speaking what is there now, once."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import click
+
+from edgevlm.cli.options import dataclass_options, pick
+from edgevlm.runtime.narration.policy import PolicySettings
+from edgevlm.runtime.narration.scene_gate import GateSettings
+
+
+@click.command("narrate")
+@click.argument("source")
+@click.option("--engine", "engine_dir", default=None, type=click.Path(), help="Engine folder (default: the shipped engine).")
+@click.option("--provider", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu", show_default=True)
+@click.option("--threads", type=click.IntRange(1), default=None, help="onnxruntime intra-op threads.")
+@click.option("--beam", type=click.IntRange(1, 16), default=1, show_default=True, help="Beam size (1: lowest latency).")
+@click.option("--tts", type=click.Choice(["espeak", "none"]), default="espeak", show_default=True)
+@click.option("--speak/--no-speak", default=True, show_default=True, help="Play speech on the audio device.")
+@click.option("--voice", default="en-us", show_default=True, help="espeak-ng voice.")
+@click.option("--rate", type=click.IntRange(80, 450), default=175, show_default=True, help="Words per minute.")
+@click.option("--audio-out", type=click.Path(file_okay=False), default=None, help="Write one WAV per utterance here.")
+@click.option("--events", type=click.Path(dir_okay=False), default=None, help="JSONL event log.")
+@click.option("--subtitles", type=click.Path(dir_okay=False), default=None, help="WebVTT (.vtt) or SRT (.srt) file.")
+@click.option("--video-out", type=click.Path(dir_okay=False), default=None, help="MP4 with the narration drawn on.")
+@click.option("--realtime", is_flag=True, help="Pace a video file like a live camera (newest frame wins).")
+@dataclass_options(GateSettings, prefix="gate-")
+@dataclass_options(PolicySettings)
+def command(source, engine_dir, provider, threads, beam, tts, speak, voice, rate, audio_out, events, subtitles,
+            video_out, realtime, **kwargs):
+    """Narrate SOURCE (video file, camera index or device, URL, GStreamer pipeline) aloud."""
+    from edgevlm.cli.caption_cmd import resolve_engine
+    from edgevlm.errors import EdgeVLMError
+    from edgevlm.runtime.engine import CaptionEngine
+    from edgevlm.runtime.narration.pipeline import Narrator, NarrateOptions
+    from edgevlm.runtime.narration.speech import Speech
+    from edgevlm.runtime.sources import FrameSource
+
+    if subtitles and not subtitles.lower().endswith((".vtt", ".srt")):
+        raise EdgeVLMError(f"--subtitles {subtitles}: use a .vtt or .srt file name")
+    options = NarrateOptions(
+        beam=beam, realtime=realtime, gate=GateSettings(**pick(GateSettings, kwargs, "gate_")),
+        policy=PolicySettings(**pick(PolicySettings, kwargs)), audio_out=audio_out, events=events,
+        subtitles=subtitles, video_out=video_out,
+    )
+    engine = CaptionEngine(resolve_engine(engine_dir), provider, threads)
+    notify = lambda message: click.echo(f"note: {message}", err=True)  # noqa: E731
+    speech = Speech(voice, rate, play=speak, notify=notify) if tts == "espeak" else None
+    with FrameSource(source) as frames:
+        narrator = Narrator(engine, frames, options, speech, on_line=click.echo)
+        previous = {sig: signal.signal(sig, lambda *_: narrator.stop()) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            summary = narrator.run()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    click.echo("summary: " + json.dumps(summary))

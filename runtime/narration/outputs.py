@@ -1,0 +1,91 @@
+"""Narration outputs: the JSONL event log, WebVTT/SRT subtitles and a captioned video.
+
+The event log is written line by line and flushed, so even a crash leaves whole lines.
+Subtitles and video are written to a temp name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import cv2
+import numpy as np
+
+from edgevlm.errors import EdgeVLMError
+
+EVENTS = ("frame", "caption", "spoken", "skip_unchanged", "skip_duplicate", "summary")
+
+
+class EventLog:
+    def __init__(self, path: str | None):
+        self.path = path
+        self._file = open(path, "w", encoding="utf-8", buffering=1) if path else None  # noqa: SIM115
+        self.counts = {name: 0 for name in EVENTS}
+
+    def write(self, event: str, t: float, **fields) -> None:
+        assert event in EVENTS, event
+        self.counts[event] += 1
+        if self._file:
+            self._file.write(json.dumps({"event": event, "t": round(t, 3), "wall": round(time.time(), 3), **fields}) + "\n")
+
+    def close(self) -> None:
+        if self._file:
+            self._file.close()
+            self._file = None
+
+
+def _timestamp(seconds: float, srt: bool) -> str:
+    ms = int(round(seconds * 1000))
+    h, rem = divmod(ms, 3_600_000)
+    m, rem = divmod(rem, 60_000)
+    s, ms = divmod(rem, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{',' if srt else '.'}{ms:03d}"
+
+
+def write_subtitles(path: str, cues: list[tuple[float, str]], end_t: float, max_cue: float = 6.0) -> None:
+    """cues: (stream time, text) in order; each shows until the next or ``max_cue`` seconds."""
+    srt = path.lower().endswith(".srt")
+    if not srt and not path.lower().endswith(".vtt"):
+        raise EdgeVLMError(f"--subtitles {path}: use a .vtt or .srt file name")
+    lines = [] if srt else ["WEBVTT", ""]
+    for index, (start, text) in enumerate(cues):
+        following = cues[index + 1][0] if index + 1 < len(cues) else end_t
+        end = max(start + 0.5, min(following, start + max_cue))
+        if srt:
+            lines.append(str(index + 1))
+        lines += [f"{_timestamp(start, srt)} --> {_timestamp(end, srt)}", text, ""]
+    tmp = path + ".part"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines))
+    os.replace(tmp, path)
+
+
+class CaptionedVideo:
+    """Frames with the current narration drawn on, to an .mp4 (renamed into place on close)."""
+
+    def __init__(self, path: str, fps: float):
+        self.path, self.fps = path, fps
+        self.tmp = path + ".part.mp4"
+        self._writer: cv2.VideoWriter | None = None
+
+    def write(self, image: np.ndarray, text: str) -> None:
+        if self._writer is None:
+            h, w = image.shape[:2]
+            self._writer = cv2.VideoWriter(self.tmp, cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+            if not self._writer.isOpened():
+                raise EdgeVLMError(f"cannot write video {self.path}: OpenCV has no mp4v encoder here")
+        frame = image.copy()
+        if text:
+            h, w = frame.shape[:2]
+            scale = max(0.4, w / 1200)
+            cv2.rectangle(frame, (0, h - int(40 * scale) - 10), (w, h), (0, 0, 0), -1)
+            cv2.putText(frame, text, (8, h - 12), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+        self._writer.write(frame)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+            os.replace(self.tmp, self.path)

@@ -1,0 +1,86 @@
+"""edgevlm narrate end to end on a tiny model and generated videos."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import wave
+
+import pytest
+
+from edgevlm.runtime.narration.speech import Speech, find_espeak
+from tests.conftest import make_video
+
+
+def _narrate(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "edgevlm.cli.main", "narrate", *args],
+                          capture_output=True, text=True, timeout=120, **kwargs)
+
+
+def test_still_video_is_narrated_exactly_once(tiny_engine_master, tmp_path):
+    video = make_video(str(tmp_path / "still.avi"), seconds=10.0, fps=10, still=True)
+    events = tmp_path / "events.jsonl"
+    result = _narrate(video, "--engine", tiny_engine_master, "--tts", "none", "--events", str(events))
+    assert result.returncode == 0, result.stderr
+    narration = [line for line in result.stdout.splitlines() if line.startswith("[")]
+    assert len(narration) == 1 and narration[0].startswith("[    0.00s] ")
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    kinds = [line["event"] for line in lines]
+    assert kinds.count("frame") == 100 and kinds.count("caption") == 1 and kinds.count("spoken") == 1
+    assert kinds.count("skip_unchanged") == 99 and kinds[-1] == "summary"
+    assert all("t" in line and "wall" in line for line in lines)
+    summary = json.loads(result.stdout.splitlines()[-1].removeprefix("summary: "))
+    assert {key: lines[-1][key] for key in summary} == summary  # printed and logged alike
+    assert summary["frames_skipped_unchanged"] == 99 and summary["utterances"] == 1
+
+
+def test_outputs_are_complete(tiny_engine_master, tmp_path):
+    video = make_video(str(tmp_path / "moving.avi"), seconds=3.0, fps=10)
+    subs, srt, out = tmp_path / "n.vtt", tmp_path / "n.srt", tmp_path / "n.mp4"
+    result = _narrate(video, "--engine", tiny_engine_master, "--tts", "none", "--subtitles", str(subs),
+                      "--video-out", str(out))
+    assert result.returncode == 0, result.stderr
+    text = subs.read_text()
+    assert text.startswith("WEBVTT\n\n00:00:00.000 --> ")
+    import cv2
+
+    capture = cv2.VideoCapture(str(out))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 30
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".part") or ".part." in n]
+    result = _narrate(video, "--engine", tiny_engine_master, "--tts", "none", "--subtitles", str(srt))
+    assert srt.read_text().startswith("1\n00:00:00,000 --> ")
+
+
+def test_bad_subtitle_name_is_refused(tiny_engine_master, tmp_path):
+    video = make_video(str(tmp_path / "v.avi"), seconds=1.0)
+    result = _narrate(video, "--engine", tiny_engine_master, "--subtitles", str(tmp_path / "x.txt"))
+    assert result.returncode == 1 and "use a .vtt or .srt file name" in result.stderr
+
+
+@pytest.mark.skipif(find_espeak() is None, reason="espeak-ng is not installed (CI installs it)")
+def test_espeak_writes_a_real_wav(tmp_path):
+    speech = Speech(play=False)
+    path = str(tmp_path / "hello.wav")
+    assert speech.synthesize("a dog runs on the grass", path)
+    with wave.open(path) as wav:
+        assert wav.getnframes() / wav.getframerate() > 0.5  # at least half a second of speech
+
+
+def test_sigterm_stops_cleanly_with_complete_outputs(tiny_engine_master, tmp_path):
+    video = make_video(str(tmp_path / "long.avi"), seconds=120.0, fps=10)
+    events, subs = tmp_path / "events.jsonl", tmp_path / "n.vtt"
+    process = subprocess.Popen([sys.executable, "-m", "edgevlm.cli.main", "narrate", video, "--engine", tiny_engine_master,
+                                "--tts", "none", "--realtime", "--events", str(events), "--subtitles", str(subs)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while (not events.exists() or "caption" not in events.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    lines = [json.loads(line) for line in events.read_text().splitlines()]  # every line whole
+    assert lines[-1]["event"] == "summary" and lines[-1]["stream_seconds"] < 100
+    assert subs.read_text().startswith("WEBVTT")
+    assert stdout.splitlines()[-1].startswith("summary: ")

@@ -1,0 +1,168 @@
+"""Narration logic with fakes: a fake clock, a fake engine, a fake speech engine."""
+
+import threading
+
+import numpy as np
+
+from edgevlm.runtime.narration.pipeline import NarrateOptions, Narrator
+from edgevlm.runtime.narration.policy import NarrationPolicy, PolicySettings, Utterance
+from edgevlm.runtime.narration.queues import CLOSED, BlockingSlot, NewestSlot
+from edgevlm.runtime.narration.scene_gate import GateSettings, SceneGate
+from edgevlm.runtime.narration.similarity import caption_similarity
+from edgevlm.runtime.sources import Frame
+
+
+def test_similarity_ignores_articles_and_plurals():
+    assert caption_similarity("a dog runs on the grass", "the dogs run on grass") >= 0.5
+    assert caption_similarity("a man rides a bike", "a woman swims in a pool") == 0.0
+
+
+def test_policy_suppresses_same_meaning_and_keeps_the_gap():
+    policy = NarrationPolicy(PolicySettings(same_meaning=0.5, min_gap=2.0))
+    assert policy.offer(Utterance("a dog runs on the grass", 0.0, 0.0)) == "queued"
+    assert policy.release(0.0).text == "a dog runs on the grass"
+    assert policy.offer(Utterance("the dog runs on grass", 0.5, 0.5)) == "duplicate"
+    assert policy.offer(Utterance("a man rides a bike", 1.0, 1.0)) == "queued"
+    assert policy.release(1.0) is None  # inside the 2 s gap
+    assert policy.offer(Utterance("a woman swims in a pool", 1.5, 1.5)) == "queued"  # newest wins
+    said = policy.release(2.0)
+    assert said.text == "a woman swims in a pool" and policy.replaced == 1
+
+
+def test_reannounce_only_when_asked():
+    quiet = NarrationPolicy(PolicySettings(min_gap=1.0))
+    quiet.offer(Utterance("a dog", 0.0, 0.0))
+    quiet.release(0.0)
+    assert quiet.release(100.0) is None
+    chatty = NarrationPolicy(PolicySettings(min_gap=1.0, reannounce_after=30.0))
+    chatty.offer(Utterance("a dog", 0.0, 0.0))
+    chatty.release(0.0)
+    again = chatty.release(31.0)
+    assert again.text == "a dog" and again.reannounce
+
+
+def test_gate_skips_unchanged_and_waits_for_the_view_to_settle():
+    gate = SceneGate(GateSettings(change=0.1, settle=0.05, max_wait=1.0))
+    a, b = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
+    assert gate.update(a, 0.0).caption  # first frame
+    assert [gate.update(a + 0.01, t).caption for t in (0.1, 0.2)] == [False, False]
+    moving = np.array([0.5, 0.5, 0.0])
+    decision = gate.update(moving, 0.3)
+    assert not decision.caption and decision.reason == "changing"
+    decision = gate.update(b, 0.4)  # still moving: big step from the previous frame
+    assert not decision.caption
+    decision = gate.update(b, 0.5)  # settled on the new scene
+    assert decision.caption and decision.reason == "settled"
+    assert gate.update(b, 0.6).reason == "unchanged"
+
+
+def test_gate_captions_a_continuously_moving_view_after_max_wait():
+    gate = SceneGate(GateSettings(change=0.1, settle=0.01, max_wait=1.0))
+    gate.update(np.array([1.0, 0.0]), 0.0)
+    # turning 0.3 rad per 0.2 s: never settles, so the timeout narrates it
+    reasons = [gate.update(np.array([np.cos(0.3 * i), np.sin(0.3 * i)]), 0.2 * i).reason for i in range(1, 10)]
+    # 0.2 s: still within `change`; 0.4 s: changing; 1.0 s later (1.4 s): narrated anyway
+    assert reasons[:7] == ["unchanged"] + ["changing"] * 5 + ["timeout"]
+
+
+def test_newest_slot_drops_stale_items_and_blocking_slot_is_bounded():
+    slot = NewestSlot()
+    for i in range(5):
+        slot.put(i)
+    assert slot.get(0) == 4 and slot.dropped == 4 and slot.get(0.01) is None
+    slot.close()
+    assert slot.get(0) is CLOSED
+    fifo = BlockingSlot(2)
+    fifo.put(1), fifo.put(2)
+    stop = threading.Event()
+    stop.set()
+    assert fifo.put(3, stop) is False  # full: it would wait, and stop ends the wait
+    assert len(fifo) == 2
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+class FakeTokenizer:
+    def decode(self, ids):
+        return ids
+
+
+class FakeEngine:
+    """pooled = mean colour (so a still video is one scene); one caption per dominant colour."""
+
+    tokenizer = FakeTokenizer()
+
+    def __init__(self):
+        self.decoder_runs = 0
+
+    def preprocess(self, image):
+        return image.astype(np.float32)
+
+    def encode(self, pixels):
+        return pixels, pixels.mean(axis=(1, 2))
+
+    def settings(self, beam):
+        return beam
+
+    def generate(self, visual, settings):
+        self.decoder_runs += 1
+        scene = ["the sky over the sea", "a dog on grass", "a man in a red shirt"]
+        return [scene[int(np.argmax(visual[0].mean(axis=(0, 1))))]]
+
+
+class FakeSpeech:
+    available, player = True, None
+
+    def __init__(self):
+        self.said = []
+
+    def synthesize(self, text, wav_path):
+        self.said.append(text)
+        return False  # no WAV written: text-only narration path
+
+    def stop(self):
+        return False
+
+
+class ListSource:
+    live, fps = False, 10.0
+
+    def __init__(self, frames):
+        self._frames = frames
+
+    def frames(self):
+        yield from self._frames
+
+
+def _frames(colours, fps=10.0):
+    out = []
+    for i, colour in enumerate(colours):
+        image = np.zeros((8, 8, 3), np.uint8)
+        image[..., colour] = 200
+        out.append(Frame(image, i / fps, i, 100.0 + i / fps, f"f{i}"))
+    return out
+
+
+def test_a_still_video_is_narrated_once(tmp_path):
+    engine, speech, lines = FakeEngine(), FakeSpeech(), []
+    options = NarrateOptions(audio_out=str(tmp_path))
+    narrator = Narrator(engine, ListSource(_frames([2] * 100)), options, speech, lines.append, FakeClock())
+    summary = narrator.run()
+    assert speech.said == ["a man in a red shirt"] and len(lines) == 1
+    assert engine.decoder_runs == 1
+    assert summary["frames"] == 100 and summary["frames_skipped_unchanged"] == 99
+
+
+def test_scene_changes_are_narrated_and_duplicates_skipped(tmp_path):
+    engine, speech = FakeEngine(), FakeSpeech()
+    colours = [2] * 30 + [1] * 30 + [2] * 30  # red, green, red again
+    options = NarrateOptions(policy=PolicySettings(min_gap=1.0), audio_out=str(tmp_path))
+    summary = Narrator(engine, ListSource(_frames(colours)), options, speech, lambda _: None, FakeClock()).run()
+    assert speech.said == ["a man in a red shirt", "a dog on grass", "a man in a red shirt"]
+    assert summary["captions"] == 3 and summary["repeat_rate"] == 0.0
