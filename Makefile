@@ -3,7 +3,16 @@ VENV ?= .venv
 PYTHON ?= python3
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: demo test install clean-venv
+.PHONY: demo test install system-deps clean-venv
+
+# Debian packages: espeak-ng (speech). Installed when missing and we are root (CI, fresh
+# machines here); otherwise a note, and narration falls back to text.
+system-deps:
+	@command -v espeak-ng >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null) \
+	      || echo "note: could not install espeak-ng; narration will be text only"; \
+	  else echo "note: espeak-ng missing (sudo apt-get install espeak-ng); narration will be text only"; fi; }
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -17,10 +26,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Caption the shipped sample photos with the shipped default model.
-demo: $(STAMP)
+demo: $(STAMP) system-deps
 	$(VENV)/bin/edgevlm caption edgevlm/assets/samples
 
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(VENV)/bin/python -m pytest -q
 
 clean-venv:

@@ -47,6 +47,8 @@ def atomic_dir(path: str):
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())
+        for name in os.listdir(tmp):  # some writers (safetensors) create files 0600
+            os.chmod(os.path.join(tmp, name), 0o666 & ~_umask())
         if os.path.isdir(path):
             old = tmp + ".old"
             os.replace(path, old)

@@ -38,9 +38,10 @@ class GraphStepper:
 
 
 class CaptionEngine:
-    def __init__(self, engine_dir: str, provider: str = "cpu", threads: int | None = None, verify: bool = True):
+    def __init__(self, engine_dir: str, provider: str = "cpu", threads: int | None = None, verify: bool = True,
+                 spinning: bool = False):
         self.manifest = load_manifest(engine_dir, verify=verify)
-        self.backend = create_backend(self.manifest, provider, threads)
+        self.backend = create_backend(self.manifest, provider, threads, spinning)
         self.tokenizer = CaptionTokenizer.load(self.manifest.path("tokenizer"))
         self._caches: dict[int, KVCache] = {}  # rows -> cache, reused across captions
 

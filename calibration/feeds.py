@@ -1,0 +1,75 @@
+"""The calibration data contract: iterables of ``{input_name: ndarray}`` per graph.
+
+The same dicts feed onnxruntime's calibrators, an FP32/INT8 comparison, or a TensorRT
+calibrator. Decoder feeds are recorded from the runtime's own cache path: real caption
+tokens on real images, written into the KV cache step by step exactly as at inference.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator
+
+import numpy as np
+from onnxruntime.quantization import CalibrationDataReader
+
+from edgevlm.runtime.engine import CaptionEngine, GraphStepper
+from edgevlm.runtime.kv_cache import KVCache
+
+from .sources import CalibrationSet
+
+
+def vision_feeds(engine: CaptionEngine, calib: CalibrationSet) -> Iterator[dict]:
+    for image in calib.images:
+        yield {"pixels": engine.preprocess(image)[None]}
+
+
+def cross_kv_feeds(engine: CaptionEngine, calib: CalibrationSet) -> Iterator[dict]:
+    for feed in vision_feeds(engine, calib):
+        yield {"visual_tokens": engine.encode(feed["pixels"])[0]}
+
+
+class _RecordingBackend:
+    """Runs the real backend and hands out a copy of every decoder feed."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.recorded: list[dict] = []
+
+    def run(self, graph: str, feeds: dict) -> dict:
+        if graph == "decoder":
+            self.recorded.append({k: np.array(v, copy=True) for k, v in feeds.items()})
+        return self.backend.run(graph, feeds)
+
+
+def decoder_feeds(engine: CaptionEngine, calib: CalibrationSet, per_image: int = 1) -> Iterator[dict]:
+    """Teacher-forced decoder feeds along up to ``per_image`` human captions per image (or,
+    for sources without captions, the FP32 engine's own greedy caption)."""
+    m, tokens = engine.manifest.model, engine.manifest.tokens
+    limit = m["cache_capacity"] - 1
+    recorder = _RecordingBackend(engine.backend)
+    cache = KVCache(m["n_layers"], 1, m["n_heads"], m["cache_capacity"], m["head_dim"])
+    for image, human in zip(calib.images, calib.captions):
+        visual, _ = engine.encode(engine.preprocess(image)[None])
+        cross_k, cross_v = engine.cross_kv(visual)
+        if human:
+            sequences = [engine.tokenizer.encode(c)[: limit - 1] for c in human[:per_image]]
+        else:
+            sequences = engine.generate(visual, engine.settings(1))
+        stepper = GraphStepper(recorder, cache, cross_k, cross_v)
+        for ids in sequences:
+            for position, token in enumerate([tokens["bos"]] + ids):
+                stepper.step(np.array([token], np.int64), position)
+                yield recorder.recorded.pop()
+
+
+GRAPH_FEEDS = {"vision": vision_feeds, "cross_kv": cross_kv_feeds, "decoder": decoder_feeds}
+
+
+class FeedReader(CalibrationDataReader):
+    """onnxruntime's reader interface over any iterable of feed dicts."""
+
+    def __init__(self, feeds: Iterable[dict]):
+        self._feeds = iter(feeds)
+
+    def get_next(self) -> dict | None:
+        return next(self._feeds, None)

@@ -1,0 +1,56 @@
+"""Sensitivity analysis for --auto-exclude: how much does quantizing each node alone hurt?
+
+Each quantizable node is quantized on its own (ranges come from the cache, so this costs
+no new calibration) and the graph's main output is compared with FP32 on a few
+calibration feeds. Nodes are then returned to float, most damaging first.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from itertools import islice
+
+import numpy as np
+import onnxruntime as ort
+from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+from edgevlm.runtime.backends.onnxruntime_backend import session_options
+from edgevlm.runtime.engine import CaptionEngine
+
+from .feeds import GRAPH_FEEDS
+from .quantize import METHODS, QUANTIZED_OPS, _ranges_cache, quantizable_nodes
+from .sources import CalibrationSet
+
+log = logging.getLogger(__name__)
+
+MAIN_OUTPUT = {"vision": "visual_tokens", "cross_kv": "cross_k", "decoder": "logits"}
+
+
+def _damage(reference: list[np.ndarray], candidate: list[np.ndarray]) -> float:
+    """Mean relative error of the main output: ||a - b|| / ||a||."""
+    return float(np.mean([np.linalg.norm(a - b) / (np.linalg.norm(a) + 1e-12) for a, b in zip(reference, candidate)]))
+
+
+def node_sensitivity(fp32: CaptionEngine, graph: str, calib: CalibrationSet, method: str, cache_dir: str,
+                     samples: int = 16) -> list[tuple[str, float]]:
+    """[(node name, damage)] for every quantizable node of ``graph``, most damaging first."""
+    source = fp32.manifest.path(graph)
+    cache = _ranges_cache(cache_dir, source, calib, method)
+    feeds = list(islice(GRAPH_FEEDS[graph](fp32, calib), samples))
+    output = MAIN_OUTPUT[graph]
+    reference = [fp32.backend.run(graph, f)[output] for f in feeds]
+    results = []
+    with tempfile.TemporaryDirectory() as work:
+        for node in quantizable_nodes(source):
+            path = os.path.join(work, "one.onnx")
+            quantize_static(source, path, None, quant_format=QuantFormat.QDQ, op_types_to_quantize=QUANTIZED_OPS,
+                            per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                            nodes_to_quantize=[node], calibrate_method=METHODS[method], calibration_cache_path=cache,
+                            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
+                                           "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1}})
+            session = ort.InferenceSession(path, session_options(2), providers=["CPUExecutionProvider"])
+            candidate = [session.run([output], f)[0] for f in feeds]
+            results.append((node, _damage(reference, candidate)))
+    return sorted(results, key=lambda item: -item[1])
