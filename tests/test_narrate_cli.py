@@ -8,6 +8,7 @@ import sys
 import time
 import wave
 
+import numpy as np
 import pytest
 
 from edgevlm.runtime.narration.speech import Speech, find_espeak
@@ -84,3 +85,21 @@ def test_sigterm_stops_cleanly_with_complete_outputs(tiny_engine_master, tmp_pat
     assert lines[-1]["event"] == "summary" and lines[-1]["stream_seconds"] < 100
     assert subs.read_text().startswith("WEBVTT")
     assert stdout.splitlines()[-1].startswith("summary: ")
+
+
+def test_a_still_photo_video_is_narrated_once_by_the_shipped_engine(tmp_path):
+    import cv2
+
+    from tests.conftest import SAMPLES
+
+    photo = cv2.resize(cv2.imread(os.path.join(SAMPLES, "astronaut.jpg")), (320, 240))
+    path = str(tmp_path / "still_photo.avi")
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 240))
+    rng = np.random.default_rng(0)
+    for _ in range(100):  # 10 s of a still scene, with a camera's sensor noise on every frame
+        noisy = photo.astype(np.int16) + rng.normal(0, 3, photo.shape).astype(np.int16)
+        writer.write(noisy.clip(0, 255).astype(np.uint8))
+    writer.release()
+    result = _narrate(path, "--tts", "none")
+    assert result.returncode == 0, result.stderr
+    assert len([line for line in result.stdout.splitlines() if line.startswith("[")]) == 1

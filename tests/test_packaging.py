@@ -1,0 +1,24 @@
+"""pyproject lists every package (package-dir maps export/, runtime/, calibration/ by hand)."""
+
+import os
+import tomllib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_every_package_is_listed():
+    config = tomllib.load(open(os.path.join(ROOT, "pyproject.toml"), "rb"))["tool"]["setuptools"]
+    found = set()
+    for package, folder in config["package-dir"].items():
+        for dirpath, _, files in os.walk(os.path.join(ROOT, folder)):
+            if "__init__.py" in files and "__pycache__" not in dirpath:
+                relative = os.path.relpath(dirpath, os.path.join(ROOT, folder))
+                found.add(package if relative == "." else package + "." + relative.replace(os.sep, "."))
+    assert found == set(config["packages"])
+
+
+def test_shipped_assets_are_package_data():
+    config = tomllib.load(open(os.path.join(ROOT, "pyproject.toml"), "rb"))["tool"]["setuptools"]
+    assert config["package-data"]["edgevlm"] == ["assets/**/*"]
+    for folder in ("default_model", "default_engine", "samples"):
+        assert os.listdir(os.path.join(ROOT, "edgevlm", "assets", folder))
