@@ -88,7 +88,7 @@ class GenerationConfig:
     beam_size: int = 3
     max_new_tokens: int = 30
     no_repeat_ngram: int = 3  # a guard against "a dog a dog a dog" loops
-    length_penalty: float = 1.0  # beam score = sum(log p) / length ** length_penalty
+    length_penalty: float = 0.5  # beam score = sum(log p) / length ** length_penalty (tuned on dev)
 
 
 @dataclass(frozen=True)
