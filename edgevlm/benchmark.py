@@ -35,6 +35,39 @@ print(json.dumps({"first_caption_at": first, "peak_rss_mb": hwm / 1024,
 """
 
 
+# Times captions in a fresh process with spinning on or off: two sessions in one process
+# would interfere (one's spinning threads steal the cores from the other).
+_SPIN_CHILD = r"""
+import json, sys, time
+from edgevlm.runtime.engine import CaptionEngine
+from edgevlm.runtime.preprocess import read_image_bgr
+engine = CaptionEngine(sys.argv[1], threads=int(sys.argv[2]), spinning=sys.argv[3] == "1")
+images = [read_image_bgr(p) for p in sys.argv[5:]]
+for image in images:
+    engine.caption_images([image], int(sys.argv[4]))
+times = []
+for _ in range(5):
+    for image in images:
+        t = time.perf_counter()
+        engine.caption_images([image], int(sys.argv[4]))
+        times.append(time.perf_counter() - t)
+print(json.dumps(times))
+"""
+
+
+def spinning_comparison(engine_dir: str, image_paths: list[str], threads: int, beam: int, rounds: int = 3) -> dict:
+    """Per-caption p50 with onnxruntime's intra-op spinning off (our default) and on, each in
+    its own process, alternating ``rounds`` times."""
+    times = {"0": [], "1": []}
+    for _ in range(rounds):
+        for spin in ("0", "1"):
+            out = subprocess.run([sys.executable, "-c", _SPIN_CHILD, engine_dir, str(threads), spin, str(beam),
+                                  *image_paths], capture_output=True, text=True, check=True)
+            times[spin] += json.loads(out.stdout.strip().splitlines()[-1])
+    off, on = percentiles_ms(times["0"])[0], percentiles_ms(times["1"])[0]
+    return {"spinning_off_ms_p50": off, "spinning_on_ms_p50": on, "spinning_cost": round(on / off, 2)}
+
+
 def runtime_process_stats(engine_dir: str, image_paths: list[str], threads: int, beam: int) -> dict:
     """cold_start_s (spawn -> first caption) and peak_rss_mb of a runtime-only process."""
     spawned = time.time()

@@ -82,3 +82,22 @@ def test_finetune_top_blocks_from_a_trained_model(tiny_dataset, tmp_path):
     assert changed("encoder._blocks.15._project_conv.weight") and changed("encoder._conv_head.weight")
     assert not changed("encoder._blocks.14._project_conv.weight") and not changed("encoder._conv_stem.weight")
     assert open(os.path.join(first, "tokenizer.json")).read() == open(os.path.join(tuned, "tokenizer.json")).read()
+
+
+def test_self_critical_training_runs_from_a_trained_model(tiny_dataset, tmp_path):
+    from click.testing import CliRunner
+
+    from edgevlm.cli.main import cli
+
+    base = ["--data", tiny_dataset, "--cache-dir", str(tmp_path / "cache"), "--images-per-batch", "3",
+            "--warmup-steps", "1", "--epochs", "1"]
+    first = str(tmp_path / "first")
+    result = CliRunner().invoke(cli, ["train", "--out", first, "--decoder-d-model", "32", "--decoder-n-layers", "1",
+                                      "--decoder-n-heads", "2", "--decoder-d-ff", "64", "--min-word-freq", "1", *base])
+    assert result.exit_code == 0, result.output
+    out = str(tmp_path / "scst")
+    result = CliRunner().invoke(cli, ["train", "--out", out, "--init-from", os.path.join(first, "best"),
+                                      "--scst-samples", "3", "--scst-max-len", "6", *base])
+    assert result.exit_code == 0, result.output
+    history = json.load(open(os.path.join(out, "history.json")))
+    assert len(history) == 1 and np.isfinite(history[0]["train_loss"])

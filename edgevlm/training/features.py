@@ -27,6 +27,15 @@ def load_pixels(path: str, cfg: ModelConfig) -> np.ndarray:
     return preprocess_bgr(read_image_bgr(path), p.image_size, p.mean, p.std, p.interpolation)
 
 
+def _feeds_tap(param_name: str, tap: str) -> bool:
+    """Does this encoder weight influence the features at ``tap`` ("head" or "blockN")?"""
+    if param_name.startswith(("_conv_stem.", "_bn0.")):
+        return True
+    if param_name.startswith("_blocks."):
+        return tap == "head" or int(param_name.split(".")[1]) <= int(tap.removeprefix("block"))
+    return tap == "head"  # _conv_head, _bn1
+
+
 def _cache_key(paths: list[str], cfg: ModelConfig, encoder: EfficientNetLite0, tap: str) -> str:
     h = hashlib.sha256()
     h.update(repr(cfg.preprocess).encode())
@@ -34,9 +43,10 @@ def _cache_key(paths: list[str], cfg: ModelConfig, encoder: EfficientNetLite0, t
     for path in paths:
         h.update(path.encode())
         h.update(str(os.path.getsize(path)).encode())
-    for name, tensor in encoder.state_dict().items():  # all of it: fine-tuned tops must not collide
-        h.update(name.encode())
-        h.update(tensor.detach().contiguous().numpy().tobytes())
+    for name, tensor in encoder.state_dict().items():
+        if _feeds_tap(name, tap):  # exactly the weights the tap depends on: a fine-tuned top must not collide
+            h.update(name.encode())
+            h.update(tensor.detach().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
 

@@ -21,9 +21,13 @@ class TrainSettings:
     eval_images: int = 1000  # dev images scored each epoch (greedy)
     finetune_from_block: int = -1  # k >= 1: also train EfficientNet blocks k..15 and the head
     encoder_lr_scale: float = 0.1  # their learning rate, relative to lr
+    scst_samples: int = 0  # K >= 2: self-critical training, K sampled captions per image, CIDEr-D reward
+    scst_max_len: int = 16  # longest sampled caption, in words
 
     def __post_init__(self):
         if self.epochs < 1 or self.images_per_batch < 1:
             raise EdgeVLMError("epochs and images_per_batch must be at least 1")
+        if self.scst_samples == 1 or self.scst_samples < 0:
+            raise EdgeVLMError("scst_samples must be 0 (cross-entropy) or at least 2")
         if self.finetune_from_block == 0 or self.finetune_from_block > 15:
             raise EdgeVLMError("finetune_from_block must be -1 (off) or a block index 1..15")

@@ -27,7 +27,9 @@ from edgevlm.model_io import load_model, save_model
 from edgevlm.models.captioner import Captioner
 from edgevlm.runtime.text import CaptionTokenizer
 from edgevlm.tokenizer_training import train_tokenizer
+from edgevlm.training.cider_reward import CiderD
 from edgevlm.training.features import cached_features
+from edgevlm.training.scst import scst_loss
 from edgevlm.training.settings import TrainSettings
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,11 @@ class Trainer:
         self.dev_features = cached_features([i.path for i in self.dev_items], encoder, self.cfg, cache_dir, "dev", tap)
         self.ids, self.lengths, self.owners = encode_captions(self.train_items, self.tokenizer, self.cfg.decoder.max_len)
         self.caption_rows = [np.flatnonzero(self.owners == i) for i in range(len(self.train_items))]
+        self.cider = None
+        if settings.scst_samples:
+            limit = self.cfg.decoder.max_len - 2
+            self.cider = CiderD([[tuple(self.tokenizer.encode(c)[:limit]) for c in item.captions]
+                                 for item in self.train_items])
         params = [p for n, p in self.model.named_parameters() if not n.startswith("encoder.")]
         groups = [
             {"params": [p for p in params if p.dim() >= 2], "weight_decay": settings.weight_decay, "lr": settings.lr},
@@ -167,7 +174,7 @@ class Trainer:
         self.model.train()
         self.model.encoder.eval()  # BatchNorm keeps its ImageNet statistics, fine-tuned or not
         order = np.random.default_rng(s.seed * 1000 + self.epoch).permutation(len(self.train_items))
-        losses = []
+        losses, rewards = [], []
         bar = tqdm(range(self.steps_per_epoch), desc=f"epoch {self.epoch + 1}/{s.epochs}", unit="step")
         for step in bar:
             images = order[step * s.images_per_batch : (step + 1) * s.images_per_batch]
@@ -176,7 +183,12 @@ class Trainer:
             ids = torch.from_numpy(self.ids[rows, :longest])
             owners = torch.from_numpy(np.searchsorted(np.sort(images), self.owners[rows]))
             features = self.encoder_top(torch.from_numpy(self.train_features[np.sort(images)].astype(np.float32)))
-            loss = caption_loss(self.model, features, ids, owners, self.cfg.pad_id, s.label_smoothing)
+            if self.cider is not None:
+                loss, reward = scst_loss(self.model, features, np.sort(images).tolist(), self.cider, s.scst_samples,
+                                         s.scst_max_len, self.cfg.bos_id, self.cfg.eos_id, self.cfg.pad_id, self.cfg.unk_id)
+                rewards.append(reward)
+            else:
+                loss = caption_loss(self.model, features, ids, owners, self.cfg.pad_id, s.label_smoothing)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -184,7 +196,10 @@ class Trainer:
             self.scheduler.step()
             losses.append(loss.item())
             if step % 20 == 0:
-                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", lr=f"{self.scheduler.get_last_lr()[0]:.1e}")
+                shown = {"loss": f"{np.mean(losses[-50:]):.3f}", "lr": f"{self.scheduler.get_last_lr()[0]:.1e}"}
+                if rewards:
+                    shown["cider_reward"] = f"{np.mean(rewards[-50:]):.3f}"
+                bar.set_postfix(shown)
         return float(np.mean(losses))
 
     @torch.no_grad()
