@@ -25,9 +25,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Caption the shipped sample photos with the shipped default model.
+# Caption the shipped sample photos, then narrate the shipped 10 s street clip: narration on
+# stdout, speech as WAV files in demo-out/ (no camera or audio device needed).
 demo: $(STAMP) system-deps
 	$(VENV)/bin/edgevlm caption edgevlm/assets/samples
+	$(VENV)/bin/edgevlm narrate edgevlm/assets/samples/street.mp4 --realtime --no-speak \
+	  --audio-out demo-out/wav --events demo-out/events.jsonl --subtitles demo-out/street.vtt
+	@echo "speech: $$(ls demo-out/wav | wc -l) WAV files in demo-out/wav"
 
 test: $(STAMP) system-deps
 	$(VENV)/bin/python -m pytest -q

@@ -18,10 +18,24 @@ from edgevlm.errors import EdgeVLMError
 EVENTS = ("frame", "caption", "spoken", "skip_unchanged", "skip_duplicate", "summary")
 
 
+def _prepare(path: str, option: str) -> None:
+    """Make the output's folder; a path we cannot write is the user's to fix, said plainly."""
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    except OSError as exc:
+        raise EdgeVLMError(f"{option} {path}: cannot create its folder ({exc.strerror})") from exc
+
+
 class EventLog:
     def __init__(self, path: str | None):
         self.path = path
-        self._file = open(path, "w", encoding="utf-8", buffering=1) if path else None  # noqa: SIM115
+        self._file = None
+        if path:
+            _prepare(path, "--events")
+            try:
+                self._file = open(path, "w", encoding="utf-8", buffering=1)  # noqa: SIM115 (closed in close())
+            except OSError as exc:
+                raise EdgeVLMError(f"--events {path}: cannot write it ({exc.strerror})") from exc
         self.counts = {name: 0 for name in EVENTS}
 
     def write(self, event: str, t: float, **fields) -> None:
@@ -56,6 +70,7 @@ def write_subtitles(path: str, cues: list[tuple[float, str]], end_t: float, max_
         if srt:
             lines.append(str(index + 1))
         lines += [f"{_timestamp(start, srt)} --> {_timestamp(end, srt)}", text, ""]
+    _prepare(path, "--subtitles")
     tmp = path + ".part"
     with open(tmp, "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
@@ -66,6 +81,7 @@ class CaptionedVideo:
     """Frames with the current narration drawn on, to an .mp4 (renamed into place on close)."""
 
     def __init__(self, path: str, fps: float):
+        _prepare(path, "--video-out")
         self.path, self.fps = path, fps
         self.tmp = path + ".part.mp4"
         self._writer: cv2.VideoWriter | None = None
