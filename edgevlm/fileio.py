@@ -31,6 +31,17 @@ def atomic_path(path: str):
             os.remove(tmp)
 
 
+def read_json(path: str, expected: str = ""):
+    """Parse a JSON file; bad JSON is an EdgeVLMError naming the file (and what it should be)."""
+    from edgevlm.errors import EdgeVLMError
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise EdgeVLMError(f"{path} is not valid JSON ({exc}){'; expected ' + expected if expected else ''}") from exc
+
+
 def write_json(path: str, data) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:

@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from edgevlm.config import ModelConfig
 from edgevlm.errors import EdgeVLMError
-from edgevlm.fileio import atomic_dir
+from edgevlm.fileio import atomic_dir, read_json
 from edgevlm.models.captioner import Captioner
 from edgevlm.runtime.text import CaptionTokenizer
 
@@ -39,11 +39,7 @@ def load_config(path: str) -> ModelConfig:
         raise EdgeVLMError(f"model folder not found: {path}")
     if not os.path.isfile(config_path):
         raise EdgeVLMError(f"{path} is not a model folder: {CONFIG_FILE} is missing")
-    try:
-        with open(config_path, encoding="utf-8") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as exc:
-        raise EdgeVLMError(f"{config_path} is not valid JSON: {exc}") from exc
+    data = read_json(config_path, "a model config")
     data.pop("training", None)
     return ModelConfig.from_dict(data)
 

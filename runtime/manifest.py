@@ -7,11 +7,11 @@ truncated engine is refused before onnxruntime ever sees it.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 
 from edgevlm.errors import EdgeVLMError
+from edgevlm.fileio import read_json
 
 MANIFEST_FILE = "edgevlm.json"
 SCHEMA_VERSION = 1
@@ -60,11 +60,7 @@ def load_manifest(engine_dir: str, verify: bool = True) -> Manifest:
         raise EdgeVLMError(f"engine folder not found: {engine_dir}; make one with `edgevlm export MODEL_DIR --out DIR`")
     if not os.path.isfile(path):
         raise EdgeVLMError(f"{engine_dir} is not an engine: {MANIFEST_FILE} is missing (re-run `edgevlm export`)")
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise EdgeVLMError(f"{path} is not valid JSON: {exc}") from exc
+    data = read_json(path, "an edgevlm engine manifest")
     version = data.get("schema_version") if isinstance(data, dict) else None
     if version != SCHEMA_VERSION:
         raise EdgeVLMError(

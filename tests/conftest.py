@@ -122,4 +122,14 @@ def make_video(path: str, seconds: float = 2.0, fps: int = 10, size=(64, 48), st
     return path
 
 
+# Prepended to a subprocess's code: importing torch then raises, as on a machine without it.
+BLOCK_TORCH = (
+    "import sys\n"
+    "class Blocker:\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name == 'torch' or name.startswith('torch.'):\n"
+    "            raise ImportError('torch is blocked in this test')\n"
+    "sys.meta_path.insert(0, Blocker())\n"
+)
+
 SAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "edgevlm", "assets", "samples")

@@ -17,7 +17,7 @@ from edgevlm.model_io import load_model
 from edgevlm.runtime.engine import CaptionEngine
 from edgevlm.runtime.manifest import load_manifest
 from edgevlm.runtime.preprocess import read_image_bgr
-from tests.conftest import SAMPLES
+from tests.conftest import BLOCK_TORCH, SAMPLES
 
 PHOTOS = [os.path.join(SAMPLES, n) for n in ("coffee.jpg", "chelsea.jpg", "astronaut.jpg")]
 
@@ -102,13 +102,7 @@ def test_corrupt_onnx_with_matching_hash_is_a_clear_error(tiny_engine_dir):
 
 
 def test_runtime_captions_where_torch_cannot_be_imported(tiny_engine_master, tiny_model_master):
-    code = (
-        "import sys\n"
-        "class Blocker:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'torch' or name.startswith('torch.'):\n"
-        "            raise ImportError('torch is blocked in this test')\n"
-        "sys.meta_path.insert(0, Blocker())\n"
+    code = BLOCK_TORCH + (
         "from edgevlm.runtime.engine import CaptionEngine\n"
         "from edgevlm.runtime.preprocess import read_image_bgr\n"
         f"engine = CaptionEngine({tiny_engine_master!r})\n"

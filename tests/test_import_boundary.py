@@ -6,6 +6,7 @@ import sys
 
 import edgevlm.calibration
 import edgevlm.runtime
+from tests.conftest import BLOCK_TORCH
 
 
 def _runtime_modules():
@@ -33,14 +34,10 @@ def test_runtime_modules_import_without_torch():
 
 def test_runtime_imports_where_torch_is_broken():
     # A torch that raises on import stands in for a machine without torch.
-    code = (
-        "import sys\n"
-        "class Blocker:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'torch' or name.startswith('torch.'):\n"
-        "            raise ImportError('torch is blocked in this test')\n"
-        "sys.meta_path.insert(0, Blocker())\n"
-        "import edgevlm.runtime.search, edgevlm.runtime.preprocess, edgevlm.runtime.text\n"
+    code = BLOCK_TORCH + (
+        "import importlib\n"
+        f"for name in {_runtime_modules()!r}:\n"
+        "    importlib.import_module(name)\n"
         "print('ok')\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

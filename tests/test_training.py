@@ -60,11 +60,11 @@ def test_resume_without_checkpoint_is_a_clear_error(tiny_dataset, tmp_path):
     assert "error: --resume: no checkpoint.pt in" in result.output
 
 
-def test_finetune_top_blocks_from_a_trained_model(tiny_dataset, tmp_path):
+def _train_first_model(tiny_dataset, tmp_path):
+    """-> (common train args, run folder of a one-epoch tiny model)."""
     from click.testing import CliRunner
 
     from edgevlm.cli.main import cli
-    from edgevlm.model_io import load_model
 
     base = ["--data", tiny_dataset, "--cache-dir", str(tmp_path / "cache"), "--images-per-batch", "3",
             "--warmup-steps", "1", "--epochs", "1"]
@@ -72,6 +72,16 @@ def test_finetune_top_blocks_from_a_trained_model(tiny_dataset, tmp_path):
     result = CliRunner().invoke(cli, ["train", "--out", first, "--decoder-d-model", "32", "--decoder-n-layers", "1",
                                       "--decoder-n-heads", "2", "--decoder-d-ff", "64", "--min-word-freq", "1", *base])
     assert result.exit_code == 0, result.output
+    return base, first
+
+
+def test_finetune_top_blocks_from_a_trained_model(tiny_dataset, tmp_path):
+    from click.testing import CliRunner
+
+    from edgevlm.cli.main import cli
+    from edgevlm.model_io import load_model
+
+    base, first = _train_first_model(tiny_dataset, tmp_path)
     tuned = str(tmp_path / "tuned")
     result = CliRunner().invoke(cli, ["train", "--out", tuned, "--init-from", os.path.join(first, "best"),
                                       "--finetune-from-block", "15", "--encoder-lr-scale", "1.0", "--lr", "1e-2", *base])
@@ -89,12 +99,7 @@ def test_self_critical_training_runs_from_a_trained_model(tiny_dataset, tmp_path
 
     from edgevlm.cli.main import cli
 
-    base = ["--data", tiny_dataset, "--cache-dir", str(tmp_path / "cache"), "--images-per-batch", "3",
-            "--warmup-steps", "1", "--epochs", "1"]
-    first = str(tmp_path / "first")
-    result = CliRunner().invoke(cli, ["train", "--out", first, "--decoder-d-model", "32", "--decoder-n-layers", "1",
-                                      "--decoder-n-heads", "2", "--decoder-d-ff", "64", "--min-word-freq", "1", *base])
-    assert result.exit_code == 0, result.output
+    base, first = _train_first_model(tiny_dataset, tmp_path)
     out = str(tmp_path / "scst")
     result = CliRunner().invoke(cli, ["train", "--out", out, "--init-from", os.path.join(first, "best"),
                                       "--scst-samples", "3", "--scst-max-len", "6", *base])

@@ -6,11 +6,11 @@ Every problem is one EdgeVLMError naming the file and the entry at fault.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 
 from edgevlm.errors import EdgeVLMError
+from edgevlm.fileio import read_json
 
 
 @dataclass(frozen=True)
@@ -23,11 +23,7 @@ class CaptionedImage:
 def _load_json(path: str) -> dict:
     if not os.path.isfile(path):
         raise EdgeVLMError(f"captions file not found: {path}")
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise EdgeVLMError(f"{path} is not valid JSON ({exc}); expected COCO caption format") from exc
+    data = read_json(path, "COCO caption format")
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(
         data.get("annotations"), list
     ):
