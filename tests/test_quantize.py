@@ -1,0 +1,92 @@
+"""INT8 quantization of a tiny engine: end to end, cached ranges, and bad calibration input."""
+
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from edgevlm.calibration.quantize import quantize_engine
+from edgevlm.calibration.sources import load_calibration_set
+from edgevlm.errors import EdgeVLMError
+from edgevlm.runtime.engine import CaptionEngine
+from edgevlm.runtime.preprocess import read_image_bgr
+from tests.conftest import SAMPLES, make_coco_dataset, make_video
+
+
+@pytest.fixture()
+def calib_dir(tmp_path):
+    root = str(tmp_path / "calib")
+    make_coco_dataset(root, "train", 20, seed=3)
+    return os.path.join(root, "images")
+
+
+def test_tiny_engine_quantized_and_run_by_the_runtime(tiny_engine_master, calib_dir, tmp_path):
+    calib = load_calibration_set(calib_dir)
+    out, cache = str(tmp_path / "int8"), str(tmp_path / "ranges")
+    manifest = quantize_engine(tiny_engine_master, calib, out, "minmax", cache_dir=cache)
+    assert manifest["precision"] == "int8" and manifest["quantization"]["format"] == "QDQ"
+    assert manifest["quantization"]["calibration"] == {"images": 20, "sha256": calib.digest}
+    assert not any(g["ranges_reused"] for g in manifest["quantization"]["graphs"].values())
+    engine = CaptionEngine(out)  # sha256s in the new manifest verify
+    caption = engine.caption_images([read_image_bgr(os.path.join(SAMPLES, "coffee.jpg"))], 1)[0]
+    assert isinstance(caption, str)
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(engine.manifest.path("decoder")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    # the same graphs and data again: ranges come from the cache, not a new calibration
+    again = quantize_engine(tiny_engine_master, calib, str(tmp_path / "int8b"), "minmax", cache_dir=cache)
+    assert all(g["ranges_reused"] for g in again["quantization"]["graphs"].values())
+
+
+def test_excluded_nodes_stay_float(tiny_engine_master, calib_dir, tmp_path):
+    import onnx
+
+    from edgevlm.calibration.quantize import match_nodes
+
+    fp32 = CaptionEngine(tiny_engine_master)
+    names = match_nodes(fp32.manifest.path("decoder"), ["/decoder/layers.0/*"])
+    assert "/decoder/layers.0/self_attn/qkv/MatMul" in names
+    out = str(tmp_path / "int8")
+    quantize_engine(tiny_engine_master, load_calibration_set(calib_dir), out, "minmax",
+                    exclude={"decoder": names}, cache_dir=str(tmp_path / "ranges"))
+    graph = onnx.load(os.path.join(out, "decoder.onnx")).graph
+    node = next(n for n in graph.node if n.name == "/decoder/layers.0/self_attn/qkv/MatMul")
+    producers = {o: n.op_type for n in graph.node for o in n.output}
+    assert producers.get(node.input[0]) != "DequantizeLinear"  # fed by float, not by a DQ
+
+
+def test_bad_calibration_sources_are_refused(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(EdgeVLMError, match="is empty"):
+        load_calibration_set(str(empty))
+    few = tmp_path / "few"
+    few.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(few / f"{i}.png"), np.full((32, 32, 3), i * 40, np.uint8))
+    with pytest.raises(EdgeVLMError, match="gave 3 images; at least 16"):
+        load_calibration_set(str(few))
+    bad = tmp_path / "clip.mp4"
+    bad.write_bytes(b"not a video")
+    with pytest.raises(EdgeVLMError, match="cannot open calibration video"):
+        load_calibration_set(str(bad))
+    with pytest.raises(EdgeVLMError, match="calibration source not found"):
+        load_calibration_set(str(tmp_path / "missing"))
+
+
+def test_a_still_video_gives_too_few_distinct_frames(tmp_path):
+    still = make_video(str(tmp_path / "still.avi"), seconds=5.0, still=True)
+    with pytest.raises(EdgeVLMError, match="at least 16 are needed"):
+        load_calibration_set(still)
+
+
+def test_an_fp32_engine_is_required(tiny_engine_dir, calib_dir, tmp_path):
+    path = os.path.join(tiny_engine_dir, "edgevlm.json")
+    data = json.load(open(path))
+    data["precision"] = "int8"
+    json.dump(data, open(path, "w"))
+    with pytest.raises(EdgeVLMError, match="quantize the FP32 one"):
+        quantize_engine(tiny_engine_dir, load_calibration_set(calib_dir), str(tmp_path / "out"))
