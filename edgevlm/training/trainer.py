@@ -72,20 +72,8 @@ class Trainer:
         self.dev_items = load_coco_captions(resolve_split(data, "dev"))
         if not self.train_items:
             raise EdgeVLMError(f"{resolve_split(data, 'train')} has no images to train on")
-        if init_from:
-            self.model, self.tokenizer = load_model(init_from)
-            if dropout is not None:  # dropout has no weights: safe to change on a trained model
-                self.model.cfg = dataclasses.replace(
-                    self.model.cfg, decoder=dataclasses.replace(self.model.cfg.decoder, dropout=dropout))
-                for module in self.model.modules():
-                    if isinstance(module, torch.nn.Dropout):
-                        module.p = dropout
-            self.cfg = self.model.cfg
-            self._save_tokenizer(self.tokenizer)
-        else:
-            self.tokenizer = self._tokenizer()
-            self.cfg = dataclasses.replace(cfg, decoder=dataclasses.replace(cfg.decoder, vocab_size=self.tokenizer.vocab_size))
-            self.model = Captioner(self.cfg, pretrained_encoder=True)
+        self.model, self.tokenizer = self._model_and_tokenizer(cfg, init_from, dropout)
+        self.cfg = self.model.cfg
         self.model.encoder.requires_grad_(False)
         # Fine-tuning from block k: cache block k-1's output once, train blocks k.. and the head.
         self.start_block = max(settings.finetune_from_block, 0)
@@ -100,28 +88,48 @@ class Trainer:
             limit = self.cfg.decoder.max_len - 2
             self.cider = CiderD([[tuple(self.tokenizer.encode(c)[:limit]) for c in item.captions]
                                  for item in self.train_items])
+        self.optimizer = self._optimizer()
+        self.steps_per_epoch = math.ceil(len(self.train_items) / settings.images_per_batch)
+        self.scheduler = self._scheduler(self.steps_per_epoch * settings.epochs)
+        self.epoch, self.best, self.history = 0, -1.0, []
+
+    def _model_and_tokenizer(self, cfg: ModelConfig, init_from: str | None, dropout: float | None):
+        if not init_from:
+            tokenizer = self._tokenizer()
+            cfg = dataclasses.replace(cfg, decoder=dataclasses.replace(cfg.decoder, vocab_size=tokenizer.vocab_size))
+            return Captioner(cfg, pretrained_encoder=True), tokenizer
+        model, tokenizer = load_model(init_from)
+        if dropout is not None:  # dropout has no weights: safe to change on a trained model
+            model.cfg = dataclasses.replace(model.cfg, decoder=dataclasses.replace(model.cfg.decoder, dropout=dropout))
+            for module in model.modules():
+                if isinstance(module, torch.nn.Dropout):
+                    module.p = dropout
+        self._save_tokenizer(tokenizer)
+        return model, tokenizer
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        s = self.settings
         params = [p for n, p in self.model.named_parameters() if not n.startswith("encoder.")]
         groups = [
-            {"params": [p for p in params if p.dim() >= 2], "weight_decay": settings.weight_decay, "lr": settings.lr},
-            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0, "lr": settings.lr},
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": s.weight_decay, "lr": s.lr},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0, "lr": s.lr},
         ]
         if self.start_block:
-            top = list(encoder.top_parameters(self.start_block))
+            top = list(self.model.encoder.top_parameters(self.start_block))
             for p in top:
                 p.requires_grad_(True)
-            groups.append({"params": top, "weight_decay": 0.0, "lr": settings.lr * settings.encoder_lr_scale})
-        self.optimizer = torch.optim.AdamW(groups, lr=settings.lr, betas=(0.9, 0.98))
-        self.steps_per_epoch = math.ceil(len(self.train_items) / settings.images_per_batch)
-        total = self.steps_per_epoch * settings.epochs
-        warm = settings.warmup_steps
+            groups.append({"params": top, "weight_decay": 0.0, "lr": s.lr * s.encoder_lr_scale})
+        return torch.optim.AdamW(groups, lr=s.lr, betas=(0.9, 0.98))
+
+    def _scheduler(self, total: int):
+        warm = self.settings.warmup_steps
 
         def schedule(step: int) -> float:  # linear warm-up, then cosine down to 5%
             if step < warm:
                 return (step + 1) / warm
             return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
 
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
-        self.epoch, self.best, self.history = 0, -1.0, []
+        return torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
 
     def encoder_top(self, cached: torch.Tensor) -> torch.Tensor:
         """Cached features -> the configured tap's feature map (runs the fine-tuned blocks, if any)."""
