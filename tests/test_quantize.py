@@ -90,3 +90,18 @@ def test_an_fp32_engine_is_required(tiny_engine_dir, calib_dir, tmp_path):
     json.dump(data, open(path, "w"))
     with pytest.raises(EdgeVLMError, match="quantize the FP32 one"):
         quantize_engine(tiny_engine_dir, load_calibration_set(calib_dir), str(tmp_path / "out"))
+
+
+def test_cpu_variant_quantizes_vision_statically_and_the_decoder_dynamically(tiny_engine_master, calib_dir, tmp_path):
+    import onnx
+
+    out = str(tmp_path / "cpu")
+    manifest = quantize_engine(tiny_engine_master, load_calibration_set(calib_dir), out, "minmax",
+                               cache_dir=str(tmp_path / "ranges"), variant="cpu")
+    q = manifest["quantization"]
+    assert q["variant"] == "cpu" and q["graphs"]["decoder"]["mode"] == "dynamic"
+    assert q["graphs"]["vision"]["mode"] == "static"
+    ops = {n.op_type for n in onnx.load(os.path.join(out, "decoder.onnx")).graph.node}
+    assert {"MatMulInteger", "DynamicQuantizeLinear"} & ops
+    engine = CaptionEngine(out)
+    assert isinstance(engine.caption_images([read_image_bgr(os.path.join(SAMPLES, "coffee.jpg"))], 1)[0], str)

@@ -23,6 +23,8 @@ def _load_eval_set(path: str, limit: int | None):
               help="Calibration data: an image folder, a COCO caption file or a video.")
 @click.option("--out", "out_dir", required=True, type=click.Path(), help="INT8 engine folder to write.")
 @click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax", show_default=True)
+@click.option("--variant", type=click.Choice(["qdq", "cpu"]), default="qdq", show_default=True,
+              help="qdq: static symmetric QDQ for TensorRT; cpu: the faster layout for onnxruntime on CPU.")
 @click.option("--exclude", "patterns", multiple=True, help="Keep nodes matching this glob in float (repeatable).")
 @click.option("--auto-exclude", is_flag=True, help="Return the most damaging nodes to float until the gate passes.")
 @click.option("--eval", "eval_path", type=click.Path(), default=None,
@@ -32,7 +34,7 @@ def _load_eval_set(path: str, limit: int | None):
               help="Largest relative CIDEr drop the gate accepts.")
 @click.option("--calib-limit", type=click.IntRange(1), default=200, show_default=True, help="Calibration images.")
 @click.option("--json", "as_json", is_flag=True, help="Print the gate report as one JSON object.")
-def command(engine_dir, calib_source, out_dir, method, patterns, auto_exclude, eval_path, eval_limit, max_cider_drop,
+def command(engine_dir, calib_source, out_dir, method, variant, patterns, auto_exclude, eval_path, eval_limit, max_cider_drop,
             calib_limit, as_json):
     """Quantize ENGINE_DIR's vision, cross-K/V and decoder graphs to static INT8."""
     from edgevlm.calibration.gate import compare_engines, format_report
@@ -46,6 +48,8 @@ def command(engine_dir, calib_source, out_dir, method, patterns, auto_exclude, e
 
     if auto_exclude and not eval_path:
         raise EdgeVLMError("--auto-exclude needs --eval CAPTIONS.json: the gate decides when to stop")
+    if auto_exclude and variant != "qdq":
+        raise EdgeVLMError("--auto-exclude ranks nodes of the static QDQ variant; use it with --variant qdq")
     eval_set = _load_eval_set(eval_path, eval_limit) if eval_path else None
     held_out = {os.path.abspath(n) for n in eval_set.names} if eval_set else None
     calib = load_calibration_set(calib_source, calib_limit, exclude=held_out)
@@ -53,7 +57,7 @@ def command(engine_dir, calib_source, out_dir, method, patterns, auto_exclude, e
     fp32 = CaptionEngine(engine_dir, threads=2)
     exclude = {g: match_nodes(fp32.manifest.path(g), list(patterns)) for g in GRAPHS}
     extra = {"calibration_source": os.path.abspath(calib_source), "patterns_excluded": list(patterns)}
-    quantize_engine(engine_dir, calib, out_dir, method, exclude, extra_manifest=extra)
+    quantize_engine(engine_dir, calib, out_dir, method, exclude, extra_manifest=extra, variant=variant)
     if eval_set is None:
         click.echo(f"wrote {out_dir} (not gated: pass --eval CAPTIONS.json to check accuracy)", err=True)
         return
