@@ -78,7 +78,7 @@ def quantize_graph(fp32: CaptionEngine, graph: str, calib: CalibrationSet, out_p
         # Shape inference only: graph optimisation would rename nodes that --exclude names.
         quant_pre_process(source, prepared, skip_optimization=True)
     if graph in settings["dynamic"]:
-        quantize_dynamic(prepared, out_path, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
+        quantize_dynamic(prepared, out_path, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gather"],
                          nodes_to_exclude=exclude)
         return {"mode": "dynamic", "excluded": sorted(exclude)}
     cache = _ranges_cache(cache_dir, source, calib, method, variant)
