@@ -15,6 +15,7 @@ from itertools import islice
 import numpy as np
 import onnxruntime as ort
 from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from edgevlm.runtime.backends.onnxruntime_backend import session_options
 from edgevlm.runtime.engine import CaptionEngine
@@ -43,9 +44,11 @@ def node_sensitivity(fp32: CaptionEngine, graph: str, calib: CalibrationSet, met
     reference = [fp32.backend.run(graph, f)[output] for f in feeds]
     results = []
     with tempfile.TemporaryDirectory() as work:
+        prepared = os.path.join(work, "prepared.onnx")
+        quant_pre_process(source, prepared, skip_optimization=True)  # as quantize_graph does
         for node in quantizable_nodes(source):
             path = os.path.join(work, "one.onnx")
-            quantize_static(source, path, None, quant_format=QuantFormat.QDQ, op_types_to_quantize=QUANTIZED_OPS,
+            quantize_static(prepared, path, None, quant_format=QuantFormat.QDQ, op_types_to_quantize=QUANTIZED_OPS,
                             per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                             nodes_to_quantize=[node], calibrate_method=METHODS[method], calibration_cache_path=cache,
                             extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,

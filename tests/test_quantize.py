@@ -105,3 +105,17 @@ def test_cpu_variant_quantizes_vision_statically_and_the_decoder_dynamically(tin
     assert {"MatMulInteger", "DynamicQuantizeLinear"} & ops
     engine = CaptionEngine(out)
     assert isinstance(engine.caption_images([read_image_bgr(os.path.join(SAMPLES, "coffee.jpg"))], 1)[0], str)
+
+
+def test_sensitivity_ranks_every_quantizable_node(tiny_engine_master, calib_dir, tmp_path):
+    from edgevlm.calibration.quantize import quantizable_nodes
+    from edgevlm.calibration.sensitivity import node_sensitivity
+
+    calib = load_calibration_set(calib_dir)
+    cache = str(tmp_path / "ranges")
+    quantize_engine(tiny_engine_master, calib, str(tmp_path / "int8"), "minmax", cache_dir=cache)  # fills the cache
+    fp32 = CaptionEngine(tiny_engine_master)
+    ranked = node_sensitivity(fp32, "cross_kv", calib, "minmax", cache, samples=4)
+    assert sorted(n for n, _ in ranked) == sorted(quantizable_nodes(fp32.manifest.path("cross_kv")))
+    damages = [d for _, d in ranked]
+    assert damages == sorted(damages, reverse=True) and damages[0] > 0
