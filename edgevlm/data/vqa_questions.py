@@ -1,0 +1,146 @@
+"""Question-answer pairs from human captions, in the manner of COCO-QA (Ren et al., 2015).
+
+Deterministic: the same captions give the same questions (the only randomness, choosing
+an absent object for a "no" question, is seeded by the image id). Types:
+
+- object:   "a man rides a bike"            -> "what is the man riding?"        / "bike"
+- number:   "two dogs play in the grass"    -> "how many dogs are in the grass?" / "two"
+- color:    "a black dog runs"              -> "what color is the dog?"          / "black"
+- location: "a boy is playing in the park"  -> "where is the boy playing?"       / "park"
+- yesno:    an object in the captions       -> "is there a dog?" / "yes", and, as many,
+            an object absent from all of the image's captions, synonyms included
+            -> "is there a horse?" / "no" (balanced negatives: the hallucination probe).
+
+Rules over a small lexicon, not a parser: captions are short, formulaic English, and a
+rule that fires only on an unambiguous pattern keeps the answers right.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+NUMBERS = ["two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
+COLORS = ["black", "white", "brown", "red", "blue", "green", "yellow", "orange", "pink", "purple", "gray", "grey", "tan"]
+SUBJECTS = ["man", "woman", "boy", "girl", "child", "dog", "person", "kid", "baby", "player", "biker", "skier",
+            "surfer", "skateboarder", "cyclist", "puppy", "lady", "guy"]
+VERBS = {  # third person -> -ing form
+    "rides": "riding", "holds": "holding", "carries": "carrying", "throws": "throwing", "catches": "catching",
+    "chases": "chasing", "wears": "wearing", "eats": "eating", "pulls": "pulling", "kicks": "kicking",
+    "climbs": "climbing", "pushes": "pushing", "watches": "watching", "hugs": "hugging",
+}
+OBJECTS = ["ball", "bike", "bicycle", "frisbee", "stick", "skateboard", "surfboard", "toy", "kite", "rope",
+           "bag", "camera", "umbrella", "horse", "hat", "helmet", "shirt", "jacket", "snowboard", "wave", "rock",
+           "wall", "sign", "flag", "cup", "book", "guitar"]
+LOCATIONS = ["grass", "park", "beach", "water", "snow", "street", "field", "pool", "sand", "ocean", "road",
+             "sidewalk", "yard", "lake", "river", "mountain", "stage", "playground", "dirt", "mud", "forest",
+             "woods", "city", "crowd", "air", "rain", "fountain", "wave", "waves", "hill", "track", "court"]
+PLURALS = r"\w+s|children|people|men|women"
+MOTION = {  # third person -> -ing, for location questions
+    "runs": "running", "walks": "walking", "jumps": "jumping", "plays": "playing", "sits": "sitting",
+    "swims": "swimming", "stands": "standing", "lies": "lying", "rides": "riding", "climbs": "climbing",
+    "lays": "laying", "waits": "waiting", "skis": "skiing", "surfs": "surfing", "splashes": "splashing",
+}
+MASS_NOUNS = {"snow", "water"}
+# Categories for existence questions, with every word that counts as "present".
+CATEGORIES = {
+    "dog": ["dog", "dogs", "puppy", "puppies"], "cat": ["cat", "cats", "kitten"],
+    "horse": ["horse", "horses", "pony"], "bike": ["bike", "bikes", "bicycle", "bicycles", "cyclist", "biker"],
+    "car": ["car", "cars", "truck", "vehicle"], "ball": ["ball", "balls", "football", "soccer", "basketball"],
+    "boat": ["boat", "boats", "kayak", "canoe"], "frisbee": ["frisbee", "frisbees"],
+    "skateboard": ["skateboard", "skateboarder", "skateboarding"], "surfboard": ["surfboard", "surfer", "surfing"],
+    "child": ["child", "children", "kid", "kids", "boy", "boys", "girl", "girls", "baby", "toddler"],
+    "man": ["man", "men", "guy", "guys"], "woman": ["woman", "women", "lady", "ladies"],
+    "snow": ["snow", "snowy", "skier", "skiing", "snowboard"], "water": ["water", "pool", "lake", "ocean", "river", "sea"],
+    "bird": ["bird", "birds", "duck", "ducks"], "umbrella": ["umbrella", "umbrellas"], "hat": ["hat", "hats", "cap"],
+}
+
+
+def _words(caption: str) -> list[str]:
+    return re.findall(r"[a-z]+", caption.lower())
+
+
+def _plural(noun: str) -> str:
+    return noun[:-1] if noun.endswith("s") else noun
+
+
+def object_questions(caption: str) -> list[tuple[str, str]]:
+    text = " ".join(_words(caption))
+    out = []
+    subjects, verbs = "|".join(SUBJECTS), "|".join(list(VERBS) + list(VERBS.values()))
+    for match in re.finditer(rf"\b(?:a|an|the) (?:\w+ )?({subjects}) (?:is )?({verbs}) (?:a|an|the) (?:(?:{'|'.join(COLORS)}) )?({'|'.join(OBJECTS)})\b", text):
+        subject, verb, obj = match.groups()
+        out.append((f"what is the {subject} {VERBS.get(verb, verb)}?", obj))
+    return out
+
+
+def number_questions(caption: str) -> list[tuple[str, str]]:
+    text = " ".join(_words(caption))
+    out = []
+    for match in re.finditer(rf"\b({'|'.join(NUMBERS)}) (?:(?:{'|'.join(COLORS)}|little|small|big|young) )?({PLURALS})\b(?: \w+){{0,3}}? (in|on|at) the ({'|'.join(LOCATIONS)})\b", text):
+        number, noun, prep, place = match.groups()
+        out.append((f"how many {noun} are {prep} the {place}?", number))
+    return out
+
+
+def color_questions(caption: str) -> list[tuple[str, str]]:
+    text = " ".join(_words(caption))
+    out = []
+    nouns = "|".join(SUBJECTS + OBJECTS + ["car", "shirt", "dress", "jacket", "coat", "pants", "shorts"])
+    for match in re.finditer(rf"\b(?:a|an|the) ({'|'.join(COLORS)}) ({nouns})\b", text):
+        color, noun = match.groups()
+        out.append((f"what color is the {noun}?", "gray" if color == "grey" else color))
+    return out
+
+
+def location_questions(caption: str) -> list[tuple[str, str]]:
+    text = " ".join(_words(caption))
+    out = []
+    verbs = "|".join(["\\w+ing"] + list(MOTION))
+    preps = "in|on|at|through|across|along|into|near|by"
+    for match in re.finditer(rf"\b(?:a|an|the) ({'|'.join(SUBJECTS)}) (?:is )?({verbs}) (?:\w+ )?(?:{preps}) the ({'|'.join(LOCATIONS)})\b", text):
+        subject, verb, place = match.groups()
+        out.append((f"where is the {subject} {MOTION.get(verb, verb)}?", place))
+    return out
+
+
+def existence_questions(captions: list[str], seed: int) -> list[tuple[str, str]]:
+    """One "yes" and one "no" question per image when both kinds exist (balanced)."""
+    present_words = {w for c in captions for w in _words(c)}
+    present = sorted(c for c, words in CATEGORIES.items() if present_words & set(words))
+    absent = sorted(c for c, words in CATEGORIES.items() if not present_words & set(words))
+    if not present or not absent:
+        return []
+    rng = random.Random(seed)
+    return [(_is_there(rng.choice(present)), "yes"), (_is_there(rng.choice(absent)), "no")]
+
+
+def _is_there(category: str) -> str:
+    article = "" if category in MASS_NOUNS else ("an " if category[0] in "aeiou" else "a ")
+    return f"is there {article}{category}?"
+
+
+EXTRACTORS = {"object": object_questions, "number": number_questions, "color": color_questions,
+              "location": location_questions}
+
+
+def generate_questions(images: list[dict]) -> list[dict]:
+    """images: [{"image_id", "file_name", "captions": [...]}] -> VQA-style question dicts.
+
+    Each question appears once per image; an answer counts if at least two of the image's
+    captions support it, or if only one caption could produce the question at all.
+    """
+    questions = []
+    for image in images:
+        per_question: dict[tuple[str, str], list[str]] = {}
+        for caption in image["captions"]:
+            for kind, extract in EXTRACTORS.items():
+                for question, answer in dict(extract(caption)).items():
+                    per_question.setdefault((kind, question), []).append(answer)
+        pairs = [(kind, q, max(set(answers), key=answers.count)) for (kind, q), answers in sorted(per_question.items())
+                 if len(set(answers)) == 1 or answers.count(max(set(answers), key=answers.count)) >= 2]
+        pairs += [("yesno", q, a) for q, a in existence_questions(image["captions"], image["image_id"])]
+        for kind, question, answer in pairs:
+            questions.append({"question_id": len(questions) + 1, "image_id": image["image_id"],
+                              "image": image["file_name"], "question": question, "answers": [answer], "type": kind})
+    return questions

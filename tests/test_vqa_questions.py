@@ -1,0 +1,42 @@
+"""The COCO-QA-style question generator on hand-written captions."""
+
+from edgevlm.data.vqa_questions import existence_questions, generate_questions
+
+
+def _image(captions, image_id=7):
+    return {"image_id": image_id, "file_name": "x.jpg", "captions": captions}
+
+
+def test_each_question_type_from_a_caption():
+    questions = generate_questions([_image([
+        "two dogs play in the grass",
+        "a man rides a bike down the street",
+        "a black dog runs through the water",
+        "a boy is playing in the park",
+    ])])
+    got = {(q["type"], q["question"], q["answers"][0]) for q in questions}
+    assert ("number", "how many dogs are in the grass?", "two") in got
+    assert ("object", "what is the man riding?", "bike") in got
+    assert ("color", "what color is the dog?", "black") in got
+    assert ("location", "where is the boy playing?", "park") in got
+    assert [q["question_id"] for q in questions] == list(range(1, len(questions) + 1))
+
+
+def test_no_questions_ask_about_objects_absent_from_every_caption_synonyms_included():
+    captions = ["a puppy runs on the beach", "a small dog plays in the water"]
+    (yes_q, yes), (no_q, no) = existence_questions(captions, seed=1)
+    assert (yes, no) == ("yes", "no")
+    assert no_q not in {"is there a dog?", "is there water?"}  # puppy counts as dog, beach/water present
+
+
+def test_generation_is_deterministic_and_balanced():
+    images = [_image(["a dog runs on the grass"], i) for i in range(20)]
+    first, again = generate_questions(images), generate_questions(images)
+    assert first == again
+    answers = [q["answers"][0] for q in first if q["type"] == "yesno"]
+    assert answers.count("yes") == answers.count("no") == 20
+
+
+def test_disagreeing_captions_do_not_make_a_question():
+    questions = generate_questions([_image(["a black dog runs", "a white dog runs", "a brown dog runs"])])
+    assert not [q for q in questions if q["type"] == "color"]
