@@ -79,3 +79,18 @@ def test_beams_stay_within_their_image():
     beam_search(stepper, 3, BOS, EOS, SearchSettings(beam_size=2, max_new_tokens=4))
     for rows in stepper.reorders:
         assert all(src // 2 == dst // 2 for dst, src in enumerate(rows))
+
+
+def test_greedy_fast_path_equals_beam_search_with_one_beam():
+    from edgevlm.runtime.search import _beam_search, greedy_search
+
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        vocab = 12
+        table = rng.normal(0, 2, size=(vocab, vocab))
+        table[:, EOS] -= rng.uniform(0, 3)  # captions of varied length
+        settings = SearchSettings(beam_size=1, max_new_tokens=8, no_repeat_ngram=trial % 4, banned_ids=(0, 1, 2))
+        images = 3
+        fast = greedy_search(TableStepper(table, images), images, BOS, EOS, settings)
+        slow = _beam_search(TableStepper(table, images), images, BOS, EOS, settings)
+        assert fast == slow
