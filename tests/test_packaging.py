@@ -22,3 +22,15 @@ def test_shipped_assets_are_package_data():
     assert config["package-data"]["edgevlm"] == ["assets/**/*"]
     for folder in ("default_model", "default_engine", "samples"):
         assert os.listdir(os.path.join(ROOT, "edgevlm", "assets", folder))
+
+
+def test_shipped_engine_is_int8_and_passed_its_gate():
+    from edgevlm.paths import default_engine_dir
+    from edgevlm.runtime.manifest import load_manifest
+
+    manifest = load_manifest(default_engine_dir())  # verifies every sha256 too
+    assert manifest.data["precision"] == "int8"
+    quantization = manifest.data["quantization"]
+    assert quantization["gate"]["passed"] and quantization["gate"]["images"] >= 1000
+    assert quantization["gate"]["cider_drop_relative"] <= quantization["gate"]["max_cider_drop"]
+    assert len(quantization["calibration"]["sha256"]) == 64 and quantization["calibration"]["images"] >= 100

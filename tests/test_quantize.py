@@ -119,3 +119,48 @@ def test_sensitivity_ranks_every_quantizable_node(tiny_engine_master, calib_dir,
     assert sorted(n for n, _ in ranked) == sorted(quantizable_nodes(fp32.manifest.path("cross_kv")))
     damages = [d for _, d in ranked]
     assert damages == sorted(damages, reverse=True) and damages[0] > 0
+
+
+@pytest.fixture(scope="module")
+def shipped_fp32_engine(tmp_path_factory):
+    """The shipped model exported to FP32: a real model, so captions carry meaning."""
+    from edgevlm.export.onnx_export import export_engine
+    from edgevlm.paths import default_model_dir
+
+    path = str(tmp_path_factory.mktemp("fp32") / "engine")
+    export_engine(default_model_dir(), path)
+    return path
+
+
+def _real_calibration_images() -> list:
+    """16 real photos: the samples, flipped and cropped (calibration needs variety, not labels)."""
+    images = []
+    for name in ("astronaut", "chelsea", "coffee", "rocket"):
+        photo = read_image_bgr(os.path.join(SAMPLES, f"{name}.jpg"))
+        h, w = photo.shape[:2]
+        images += [photo, photo[:, ::-1].copy(), photo[h // 4 :, : 3 * w // 4].copy(), photo[: 3 * h // 4, w // 4 :].copy()]
+    return images
+
+
+def test_gate_fails_on_constant_calibration_and_passes_on_real_images(shipped_fp32_engine, tmp_path):
+    from edgevlm.calibration.gate import EvalSet, compare_engines, run_engine
+    from edgevlm.calibration.sources import CalibrationSet
+    from edgevlm.runtime.sources import FrameSource
+
+    fp32 = CaptionEngine(shipped_fp32_engine)
+    with FrameSource(os.path.join(SAMPLES, "street.mp4")) as source:
+        frames = [f.image for f in source.frames(every=1.0)]
+    # No human captions ship with the repo: the FP32 captions are the references, so this
+    # small set measures how far INT8 moves from FP32 (a strict test: limit 50% here).
+    ids, _ = run_engine(fp32, frames)
+    data = EvalSet(frames, [[fp32.tokenizer.decode(i)] for i in ids], [str(i) for i in range(len(frames))])
+    real = _real_calibration_images()
+    constant = [np.full_like(image, 128) for image in real]
+    reports = {}
+    for name, images in (("constant", constant), ("real", real)):
+        calib = CalibrationSet(images, [[] for _ in images], [name] * len(images), name)
+        out = str(tmp_path / name)
+        quantize_engine(shipped_fp32_engine, calib, out, "minmax", cache_dir=str(tmp_path / "ranges"), variant="cpu")
+        reports[name] = compare_engines(fp32, CaptionEngine(out), data, max_cider_drop=0.5)
+    assert not reports["constant"]["passed"] and reports["constant"]["pooled_cosine_mean"] < 0.8
+    assert reports["real"]["passed"] and reports["real"]["pooled_cosine_mean"] > 0.95
