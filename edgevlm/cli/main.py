@@ -5,6 +5,7 @@ so ``edgevlm info`` and the runtime commands work on a torch-free install.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import click
@@ -30,6 +31,9 @@ class ErrorReportingGroup(click.Group):
             sys.exit(1)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit, KeyboardInterrupt):
             raise
+        except BrokenPipeError:  # `edgevlm caption ... | head`: the reader left; not an error of ours
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(1)
         except Exception as exc:  # a bug, not bad input: say so in one line, keep the trace for --debug
             if ctx.obj and ctx.obj.get("debug"):
                 raise
