@@ -30,7 +30,7 @@ from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, 
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from edgevlm.errors import EdgeVLMError
-from edgevlm.fileio import atomic_dir, write_json
+from edgevlm.fileio import atomic_dir, check_replaceable, write_json
 from edgevlm.runtime.engine import CaptionEngine
 from edgevlm.runtime.manifest import MANIFEST_FILE, sha256_file
 
@@ -103,6 +103,7 @@ def quantize_engine(fp32_dir: str, calib: CalibrationSet, out_dir: str, method: 
         raise EdgeVLMError(f"unknown calibration method {method!r}; choose {', '.join(METHODS)}")
     if variant not in VARIANTS:
         raise EdgeVLMError(f"unknown variant {variant!r}; choose {', '.join(VARIANTS)}")
+    check_replaceable(out_dir, MANIFEST_FILE, "an edgevlm engine", inputs=(fp32_dir,))
     fp32 = CaptionEngine(fp32_dir, threads=2)
     if fp32.manifest.data.get("precision") != "fp32":
         raise EdgeVLMError(f"{fp32_dir} is a {fp32.manifest.data.get('precision')} engine; quantize the FP32 one")

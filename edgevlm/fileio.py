@@ -49,9 +49,28 @@ def write_json(path: str, data) -> None:
             f.write("\n")
 
 
+def check_replaceable(path: str, marker: str, what: str, inputs: tuple[str, ...] = ()) -> None:
+    """Refuse to replace a folder that is not an earlier output of the same kind (it has no
+    ``marker`` file), or that holds one of the ``inputs``: ``--out runs`` must never delete
+    runs/."""
+    from edgevlm.errors import EdgeVLMError
+
+    target = os.path.abspath(path)
+    for source in inputs:
+        source = os.path.abspath(source)
+        if source == target or source.startswith(target + os.sep):
+            raise EdgeVLMError(f"--out {path} contains the input {source}; write to another folder")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise EdgeVLMError(f"--out {path} exists and is not a folder; choose a folder name")
+    if os.path.isdir(path) and os.listdir(path) and not os.path.isfile(os.path.join(path, marker)):
+        raise EdgeVLMError(f"refusing to replace {path}: it is a non-empty folder but not {what}; "
+                           "choose a new or empty folder")
+
+
 @contextmanager
 def atomic_dir(path: str):
-    """Yield an empty temp folder beside ``path``; on success it replaces ``path`` whole."""
+    """Yield an empty temp folder beside ``path``; on success it replaces ``path`` whole
+    (callers check with ``check_replaceable`` first)."""
     parent = os.path.dirname(os.path.abspath(path)) or "."
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".tmp-" + os.path.basename(path), dir=parent)

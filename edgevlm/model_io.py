@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from edgevlm.config import ModelConfig
 from edgevlm.errors import EdgeVLMError
-from edgevlm.fileio import atomic_dir, read_json
+from edgevlm.fileio import atomic_dir, check_replaceable, read_json
 from edgevlm.models.captioner import Captioner
 from edgevlm.runtime.text import CaptionTokenizer
 
@@ -25,6 +25,7 @@ TOKENIZER_FILE = "tokenizer.json"
 def save_model(model: Captioner, tokenizer: CaptionTokenizer, path: str, dtype: torch.dtype = torch.float32,
                extra: dict | None = None) -> None:
     """Write the folder atomically; ``dtype`` float16 halves the file (weights upcast on load)."""
+    check_replaceable(path, CONFIG_FILE, "a model folder")
     state = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
     with atomic_dir(path) as tmp:
         with open(os.path.join(tmp, CONFIG_FILE), "w", encoding="utf-8") as f:

@@ -15,7 +15,7 @@ import torch
 
 from edgevlm import __version__
 from edgevlm.export.graphs import GRAPH_MODULES, dummy_inputs, graph_specs
-from edgevlm.fileio import atomic_dir, write_json
+from edgevlm.fileio import atomic_dir, check_replaceable, write_json
 from edgevlm.model_io import TOKENIZER_FILE, WEIGHTS_FILE, load_model
 from edgevlm.runtime.manifest import MANIFEST_FILE, SCHEMA_VERSION, sha256_file
 
@@ -62,6 +62,7 @@ def _spec_json(specs) -> list[dict]:
 @torch.no_grad()
 def export_engine(model_dir: str, out_dir: str, opset: int = OPSET) -> dict:
     """Export MODEL_DIR to OUT_DIR; returns the manifest dict."""
+    check_replaceable(out_dir, MANIFEST_FILE, "an edgevlm engine", inputs=(model_dir,))
     model, _ = load_model(model_dir)
     cfg = model.cfg
     capacity = cfg.decoder.max_len

@@ -42,7 +42,7 @@ class Frame:
 
 def source_kind(spec: str) -> str:
     """'images' | 'image' | 'video' | 'camera' | 'url' | 'gstreamer'."""
-    if "!" in spec:
+    if "!" in spec and not os.path.exists(spec):  # "wow!.mp4" is a file, not a pipeline
         return "gstreamer"
     if spec.lower().startswith(URL_SCHEMES):
         return "url"
@@ -125,6 +125,10 @@ class FrameSource:
     def close(self) -> None:
         if self._reader:
             self._reader.stop()
+            if self._reader.alive:
+                # Still blocked inside read(): releasing under it is undefined behaviour in
+                # OpenCV. Leave it to the daemon thread and process exit.
+                self._capture = None
         if self._capture is not None:
             self._capture.release()
             self._capture = None
@@ -212,4 +216,8 @@ class _NewestFrameReader:
 
     def stop(self) -> None:
         self._stopped = True
-        self._thread.join(timeout=1.0)
+        self._thread.join(timeout=self.read_timeout + 1.0)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()

@@ -115,3 +115,20 @@ def test_runtime_captions_where_torch_cannot_be_imported(tiny_engine_master, tin
     pixels = engine.preprocess(read_image_bgr(PHOTOS[0]))[None]
     expected = tokenizer.decode(generate_from_pixels(model, torch.from_numpy(pixels), search_settings(model.cfg, 1))[0])
     assert result.stdout.strip() == expected
+
+
+def test_export_never_replaces_a_folder_that_is_not_an_engine(tiny_model_master, tmp_path):
+    from edgevlm.export.onnx_export import export_engine
+
+    precious = tmp_path / "runs"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    with pytest.raises(EdgeVLMError, match="refusing to replace .*not an edgevlm engine"):
+        export_engine(tiny_model_master, str(precious))
+    assert (precious / "notes.txt").read_text() == "keep me"
+    with pytest.raises(EdgeVLMError, match="contains the input"):
+        export_engine(tiny_model_master, os.path.dirname(tiny_model_master))
+    out = str(tmp_path / "engine")
+    export_engine(tiny_model_master, out)
+    export_engine(tiny_model_master, out)  # an earlier engine is replaced whole
+    assert sorted(os.listdir(out)) == ["cross_kv.onnx", "decoder.onnx", "edgevlm.json", "tokenizer.json", "vision.onnx"]

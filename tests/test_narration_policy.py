@@ -166,3 +166,27 @@ def test_scene_changes_are_narrated_and_duplicates_skipped(tmp_path):
     summary = Narrator(engine, ListSource(_frames(colours)), options, speech, lambda _: None, FakeClock()).run()
     assert speech.said == ["a man in a red shirt", "a dog on grass", "a man in a red shirt"]
     assert summary["captions"] == 3 and summary["repeat_rate"] == 0.0
+
+
+def test_a_failing_speech_thread_ends_the_run_with_its_error(tmp_path):
+    class BrokenSpeech(FakeSpeech):
+        def synthesize(self, text, wav_path):
+            raise OSError("disk full")
+
+    colours = [0, 1, 2] * 40  # a new scene every frame: many utterances queued for speech
+    options = NarrateOptions(policy=PolicySettings(min_gap=0.0), audio_out=str(tmp_path),
+                             gate=GateSettings(change=0.01, settle=1.0))
+    narrator = Narrator(FakeEngine(), ListSource(_frames(colours)), options, BrokenSpeech(), lambda _: None, FakeClock())
+    outcome = {}
+
+    def run():
+        try:
+            narrator.run()
+        except OSError as exc:
+            outcome["error"] = str(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=30)  # guards against the old hang; the assertions are below
+    assert not thread.is_alive()
+    assert outcome == {"error": "disk full"}

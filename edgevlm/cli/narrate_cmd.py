@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 
 import click
@@ -51,7 +52,13 @@ def command(source, engine_dir, provider, threads, beam, tts, speak, voice, rate
     speech = Speech(voice, rate, play=speak, notify=notify) if tts == "espeak" else None
     with FrameSource(source) as frames:
         narrator = Narrator(engine, frames, options, speech, on_line=click.echo)
-        previous = {sig: signal.signal(sig, lambda *_: narrator.stop()) for sig in (signal.SIGINT, signal.SIGTERM)}
+        def on_signal(signum, _frame):
+            if narrator.stop_event.is_set():  # asked twice: stop waiting for a clean finish
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
+            narrator.stop()
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             summary = narrator.run()
         finally:

@@ -14,6 +14,10 @@ def _load_eval_set(path: str, limit: int | None):
     from edgevlm.runtime.preprocess import read_image_bgr
 
     items = [i for i in load_coco_captions(path) if i.captions][:limit]
+    if not items:
+        from edgevlm.errors import EdgeVLMError
+
+        raise EdgeVLMError(f"--eval {path} has no captioned images to gate on")
     return EvalSet([read_image_bgr(i.path) for i in items], [list(i.captions) for i in items], [i.path for i in items])
 
 

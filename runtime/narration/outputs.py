@@ -89,9 +89,11 @@ class CaptionedVideo:
     def write(self, image: np.ndarray, text: str) -> None:
         if self._writer is None:
             h, w = image.shape[:2]
-            self._writer = cv2.VideoWriter(self.tmp, cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
-            if not self._writer.isOpened():
-                raise EdgeVLMError(f"cannot write video {self.path}: OpenCV has no mp4v encoder here")
+            writer = cv2.VideoWriter(self.tmp, cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+            if not writer.isOpened():
+                raise EdgeVLMError(f"--video-out {self.path}: cannot write it (is the folder writable? "
+                                   "does this OpenCV have the mp4v encoder?)")
+            self._writer = writer
         frame = image.copy()
         if text:
             h, w = frame.shape[:2]
@@ -104,4 +106,5 @@ class CaptionedVideo:
         if self._writer is not None:
             self._writer.release()
             self._writer = None
-            os.replace(self.tmp, self.path)
+            if os.path.exists(self.tmp):
+                os.replace(self.tmp, self.path)

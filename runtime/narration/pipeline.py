@@ -23,6 +23,7 @@ from typing import Callable
 
 import numpy as np
 
+from edgevlm.errors import EdgeVLMError
 from edgevlm.runtime.narration.outputs import CaptionedVideo, EventLog, write_subtitles
 from edgevlm.runtime.narration.policy import NarrationPolicy, PolicySettings, Utterance
 from edgevlm.runtime.narration.queues import CLOSED, BlockingSlot, NewestSlot
@@ -73,7 +74,11 @@ class Narrator:
         self.last_t = 0.0
         self.error: BaseException | None = None
         if options.audio_out:
-            os.makedirs(options.audio_out, exist_ok=True)
+            try:
+                os.makedirs(options.audio_out, exist_ok=True)
+            except OSError as exc:
+                self.events.close()
+                raise EdgeVLMError(f"--audio-out {options.audio_out}: cannot create it ({exc.strerror})") from exc
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -99,6 +104,13 @@ class Narrator:
             self.frames.close(self.stop_event)
 
     def _speak(self) -> None:
+        try:
+            self._speak_loop()
+        except BaseException as exc:  # surfaced by run(); stopping keeps the producers from blocking
+            self.error = exc
+            self.stop_event.set()
+
+    def _speak_loop(self) -> None:
         count = 0
         while True:
             utterance = self.utterances.get(timeout=0.2)
@@ -108,6 +120,8 @@ class Narrator:
                 if self.stop_event.is_set() and len(self.utterances) == 0:
                     return
                 continue
+            if self.stop_event.is_set():  # stopping: say nothing more
+                return
             count += 1
             wav = None
             if self.speech is not None and self.speech.available:
@@ -177,6 +191,8 @@ class Narrator:
                 if last is not None and last.reannounce is False:
                     self.utterances.put(last, self.stop_event)
         finally:
+            if self.stop_event.is_set() and self.speech is not None:
+                self.speech.stop()  # ctrl-C / SIGTERM: cut the current utterance
             self.utterances.close(self.stop_event)
             speaker.join()
             self.stop_event.set()
