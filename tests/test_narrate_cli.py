@@ -103,3 +103,15 @@ def test_a_still_photo_video_is_narrated_once_by_the_shipped_engine(tmp_path):
     result = _narrate(path, "--tts", "none")
     assert result.returncode == 0, result.stderr
     assert len([line for line in result.stdout.splitlines() if line.startswith("[")]) == 1
+
+
+def test_video_out_keeps_real_time_when_frames_were_skipped(tmp_path):
+    from edgevlm.runtime.narration.outputs import CaptionedVideo
+
+    video = CaptionedVideo(str(tmp_path / "live.mp4"), fps=10.0)
+    image = np.zeros((48, 64, 3), np.uint8)
+    for t in (0.0, 0.5, 1.0):  # a live source where inference kept only every fifth frame
+        video.write_at(image, "a caption", t)
+    video.close()
+    assert video.frames_written == 11  # 1.0 s at 10 fps, frame 0 included
+    assert os.path.isfile(tmp_path / "live.mp4") and not os.path.exists(tmp_path / "live.mp4.part.mp4")

@@ -85,6 +85,15 @@ class CaptionedVideo:
         self.path, self.fps = path, fps
         self.tmp = path + ".part.mp4"
         self._writer: cv2.VideoWriter | None = None
+        self.frames_written = 0
+
+    def write_at(self, image: np.ndarray, text: str, t: float) -> None:
+        """Write ``image`` as the frame for stream time ``t`` (seconds from the first frame),
+        repeating it to fill frames a live source skipped, so the video keeps real time."""
+        target = int(round(t * self.fps)) + 1
+        self.write(image, text)
+        while self.frames_written < target:
+            self.write(image, text)
 
     def write(self, image: np.ndarray, text: str) -> None:
         if self._writer is None:
@@ -101,6 +110,7 @@ class CaptionedVideo:
             cv2.rectangle(frame, (0, h - int(40 * scale) - 10), (w, h), (0, 0, 0), -1)
             cv2.putText(frame, text, (8, h - 12), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
         self._writer.write(frame)
+        self.frames_written += 1
 
     def close(self) -> None:
         if self._writer is not None:

@@ -172,7 +172,7 @@ class Narrator:
         if utterance is not None:
             self.utterances.put(utterance, self.stop_event)
         if self.video is not None:
-            self.video.write(frame.image, self.current_text)
+            self.video.write_at(frame.image, self.current_text, frame.t - self.first_t)
 
     def run(self) -> dict:
         capture = threading.Thread(target=self._capture, name="capture", daemon=True)
