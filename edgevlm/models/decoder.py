@@ -140,18 +140,23 @@ class TextDecoder(nn.Module):
         pairs = [layer.cross_attn.keys_values(visual) for layer in self.layers]
         return torch.stack([k for k, _ in pairs]), torch.stack([v for _, v in pairs])
 
-    def forward(self, input_ids, cross_k, cross_v, cache_k=None, cache_v=None, position=0):
+    def forward(self, input_ids, cross_k, cross_v, cache_k=None, cache_v=None, position=0, prefix_len=None):
         """One decoder pass.
 
         input_ids (B,T) int64; cross_k/v (L,B,H,N,hd); cache_k/v (L,B,H,S,hd) or None (then
         the T tokens attend only to each other, causally: the training path); position: the
-        index of input_ids[:, 0] in the sequence (int or 0-d int64 tensor).
+        index of input_ids[:, 0] in the sequence (int or 0-d int64 tensor); prefix_len: None,
+        or (B,) int64: the first prefix_len tokens of each sequence (a VQA question) attend to
+        each other both ways (prefix LM); the rest stays causal.
         Returns logits (B,T,V), new_k (L,B,H,T,hd), new_v (L,B,H,T,hd).
         """
         t = input_ids.shape[1]
         positions = position + torch.arange(t, device=input_ids.device)  # (T,)
         x = self.drop(self.tok_emb(input_ids) + self.pos_emb(positions))  # (B,T,d)
-        new_mask = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()  # causal (T,T)
+        new_mask = positions.unsqueeze(0) <= positions.unsqueeze(1)  # causal (T,T): key j <= query i
+        if prefix_len is not None:  # keys inside the prefix are visible to every query
+            in_prefix = positions.unsqueeze(0) < prefix_len.view(-1, 1)  # (B,T) over keys
+            new_mask = (new_mask.unsqueeze(0) | in_prefix.unsqueeze(1)).unsqueeze(1)  # (B,1,T,T)
         cache_mask = None
         if cache_k is not None:
             cache_mask = (torch.arange(cache_k.shape[-2], device=x.device) < position).unsqueeze(0)  # (1,S)
