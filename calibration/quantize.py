@@ -68,6 +68,21 @@ def _ranges_cache(cache_dir: str, graph_path: str, calib: CalibrationSet, method
     return os.path.join(cache_dir, f"ranges-{os.path.basename(graph_path)}-{key}.json")
 
 
+def static_quantize(model_path: str, out_path: str, reader, variant: str, method: str, ranges_cache: str,
+                    nodes_to_exclude: list[str] | None = None, nodes_to_quantize: list[str] | None = None) -> None:
+    """onnxruntime's quantize_static with this variant's settings; ``reader`` None = ranges
+    from ``ranges_cache`` only. The one place the static options are spelled out."""
+    settings = VARIANTS[variant]
+    quantize_static(
+        model_path, out_path, reader, quant_format=QuantFormat.QDQ, op_types_to_quantize=settings["ops"],
+        per_channel=True, activation_type=settings["activation"], weight_type=QuantType.QInt8,
+        nodes_to_quantize=nodes_to_quantize, nodes_to_exclude=nodes_to_exclude, calibrate_method=METHODS[method],
+        calibration_cache_path=ranges_cache,
+        extra_options={"ActivationSymmetric": settings["symmetric"], "WeightSymmetric": True,
+                       "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1}},
+    )
+
+
 def quantize_graph(fp32: CaptionEngine, graph: str, calib: CalibrationSet, out_path: str, method: str,
                    exclude: list[str], cache_dir: str, work_dir: str, variant: str = "qdq") -> dict:
     """Quantize one graph; returns what was done (for the manifest)."""
@@ -84,13 +99,7 @@ def quantize_graph(fp32: CaptionEngine, graph: str, calib: CalibrationSet, out_p
     cache = _ranges_cache(cache_dir, source, calib, method, variant)
     cached = os.path.isfile(cache)
     reader = None if cached else FeedReader(GRAPH_FEEDS[graph](fp32, calib))
-    quantize_static(
-        prepared, out_path, reader, quant_format=QuantFormat.QDQ, op_types_to_quantize=settings["ops"],
-        per_channel=True, activation_type=settings["activation"], weight_type=QuantType.QInt8,
-        nodes_to_exclude=exclude, calibrate_method=METHODS[method], calibration_cache_path=cache,
-        extra_options={"ActivationSymmetric": settings["symmetric"], "WeightSymmetric": True,
-                       "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1}},
-    )
+    static_quantize(prepared, out_path, reader, variant, method, cache, nodes_to_exclude=exclude)
     return {"mode": "static", "excluded": sorted(exclude), "ranges_cache": os.path.basename(cache),
             "ranges_reused": cached}
 

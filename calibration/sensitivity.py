@@ -14,14 +14,13 @@ from itertools import islice
 
 import numpy as np
 import onnxruntime as ort
-from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from edgevlm.runtime.backends.onnxruntime_backend import session_options
 from edgevlm.runtime.engine import CaptionEngine
 
 from .feeds import GRAPH_FEEDS
-from .quantize import METHODS, QUANTIZED_OPS, _ranges_cache, quantizable_nodes
+from .quantize import _ranges_cache, quantizable_nodes, static_quantize
 from .sources import CalibrationSet
 
 log = logging.getLogger(__name__)
@@ -48,11 +47,7 @@ def node_sensitivity(fp32: CaptionEngine, graph: str, calib: CalibrationSet, met
         quant_pre_process(source, prepared, skip_optimization=True)  # as quantize_graph does
         for node in quantizable_nodes(source):
             path = os.path.join(work, "one.onnx")
-            quantize_static(prepared, path, None, quant_format=QuantFormat.QDQ, op_types_to_quantize=QUANTIZED_OPS,
-                            per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                            nodes_to_quantize=[node], calibrate_method=METHODS[method], calibration_cache_path=cache,
-                            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
-                                           "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1}})
+            static_quantize(prepared, path, None, "qdq", method, cache, nodes_to_quantize=[node])
             session = ort.InferenceSession(path, session_options(2), providers=["CPUExecutionProvider"])
             candidate = [session.run([output], f)[0] for f in feeds]
             results.append((node, _damage(reference, candidate)))

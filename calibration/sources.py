@@ -17,7 +17,7 @@ import numpy as np
 
 from edgevlm.errors import EdgeVLMError
 from edgevlm.runtime.preprocess import read_image_bgr
-from edgevlm.runtime.sources import IMAGE_EXTENSIONS
+from edgevlm.runtime.sources import image_files
 
 MIN_IMAGES = 16
 
@@ -90,8 +90,7 @@ def load_calibration_set(source: str, limit: int = 200, min_images: int = MIN_IM
         raise EdgeVLMError(f"calibration source not found: {source}; give an image folder, a COCO caption file or a video")
     captions: list[list[str]] = []
     if os.path.isdir(source):
-        names = sorted(os.path.join(source, n) for n in os.listdir(source) if n.lower().endswith(IMAGE_EXTENSIONS))
-        names = [n for n in names if not exclude or os.path.abspath(n) not in exclude][:limit]
+        names = [n for n in image_files(source) if not exclude or os.path.abspath(n) not in exclude][:limit]
         images = [read_image_bgr(n) for n in names]
         captions = [[] for _ in names]
     elif source.lower().endswith(".json"):

@@ -40,6 +40,19 @@ class Frame:
     label: str  # what to call it in output: the file path, or "SOURCE@t"
 
 
+def image_files(folder: str) -> list[str]:
+    """The image files directly in ``folder``, as sorted paths (possibly none)."""
+    return sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS))
+
+
+def images_in(folder: str) -> list[str]:
+    """``image_files``, but a folder without images is an error naming it."""
+    found = image_files(folder)
+    if not found:
+        raise EdgeVLMError(f"folder {folder} has no images ({', '.join(IMAGE_EXTENSIONS)})")
+    return found
+
+
 def source_kind(spec: str) -> str:
     """'images' | 'image' | 'video' | 'camera' | 'url' | 'gstreamer'."""
     if "!" in spec and not os.path.exists(spec):  # "wow!.mp4" is a file, not a pipeline
@@ -146,11 +159,7 @@ class FrameSource:
         if self.kind == "image":
             yield Frame(read_image_bgr(self.spec), 0.0, 0, time.monotonic(), self.spec)
         elif self.kind == "images":
-            names = sorted(n for n in os.listdir(self.spec) if n.lower().endswith(IMAGE_EXTENSIONS))
-            if not names:
-                raise EdgeVLMError(f"folder {self.spec} has no images ({', '.join(IMAGE_EXTENSIONS)})")
-            for index, name in enumerate(names):
-                path = os.path.join(self.spec, name)
+            for index, path in enumerate(images_in(self.spec)):
                 yield Frame(read_image_bgr(path), float(index), index, time.monotonic(), path)
         elif self.live:
             yield from self._reader.frames()

@@ -62,8 +62,6 @@ def tiny_config():
 @pytest.fixture(scope="session")
 def tiny_model_master(tmp_path_factory):
     """A random-init model folder with a tokenizer trained on CAPTIONS (built once)."""
-    import dataclasses
-
     import torch
 
     from edgevlm.config import DecoderConfig, ModelConfig, PreprocessConfig

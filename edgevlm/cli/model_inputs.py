@@ -6,23 +6,15 @@ import os
 
 import numpy as np
 
-from edgevlm.errors import EdgeVLMError
 from edgevlm.runtime.preprocess import preprocess_bgr, read_image_bgr
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+from edgevlm.runtime.sources import images_in
 
 
 def expand_image_paths(paths: tuple[str, ...]) -> list[str]:
     """Files as given; folders -> their image files, sorted."""
     out = []
     for path in paths:
-        if os.path.isdir(path):
-            found = sorted(os.path.join(path, n) for n in os.listdir(path) if n.lower().endswith(IMAGE_EXTENSIONS))
-            if not found:
-                raise EdgeVLMError(f"folder {path} has no images ({', '.join(IMAGE_EXTENSIONS)})")
-            out.extend(found)
-        else:
-            out.append(path)
+        out.extend(images_in(path) if os.path.isdir(path) else [path])
     return out
 
 

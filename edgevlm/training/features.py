@@ -60,12 +60,16 @@ def extract_features(paths: list[str], encoder: EfficientNetLite0, cfg: ModelCon
     # Decoding JPEGs in a thread overlaps with the convolution (OpenCV releases the GIL).
     with ThreadPoolExecutor(max_workers=1) as pool:
         batches = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
-        pending = pool.submit(lambda b: np.stack([load_pixels(p, cfg) for p in b]), batches[0]) if batches else None
+
+        def load_batch(batch: list[str]) -> np.ndarray:
+            return np.stack([load_pixels(p, cfg) for p in batch])
+
+        pending = pool.submit(load_batch, batches[0]) if batches else None
         start = 0
         for i in tqdm(range(len(batches)), desc=desc, unit="batch"):
             pixels = pending.result()
             if i + 1 < len(batches):
-                pending = pool.submit(lambda b: np.stack([load_pixels(p, cfg) for p in b]), batches[i + 1])
+                pending = pool.submit(load_batch, batches[i + 1])
             feats = encoder.features(torch.from_numpy(pixels), tap).numpy().astype(np.float16)
             if out is None:
                 out = np.empty((len(paths),) + feats.shape[1:], dtype=np.float16)
