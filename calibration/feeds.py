@@ -33,6 +33,7 @@ class _RecordingBackend:
 
     def __init__(self, backend):
         self.backend = backend
+        self.manifest = backend.manifest  # the stepper reads the decoder's inputs from it
         self.recorded: list[dict] = []
 
     def run(self, graph: str, feeds: dict) -> dict:

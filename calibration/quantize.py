@@ -45,11 +45,16 @@ QUANTIZED_OPS = ["Conv", "MatMul", "Gemm"]
 GRAPHS = ("vision", "cross_kv", "decoder")
 VARIANTS = {
     "qdq": {"consumer": "TensorRT (explicit QDQ)", "activation": QuantType.QInt8, "symmetric": True,
-            "ops": QUANTIZED_OPS, "dynamic": ()},
+            "ops": QUANTIZED_OPS, "dynamic": (), "reduce_range": False},
+    # reduce_range: 7-bit weights. x86 CPUs without VNNI (AVX2 only) multiply u8 x s8 with
+    # vpmaddubsw, whose int16 pair sums saturate: measured on an AVX2 EPYC, the shipped
+    # INT8 vision graph's pooled cosine to FP32 fell to 0.88-0.91 (0.99 with 7-bit weights,
+    # and 0.99 on the AVX-512 VNNI machine it was first built on). onnxruntime's docs
+    # recommend reduce_range for such machines; the cost elsewhere is one bit of weight.
     "cpu": {"consumer": "onnxruntime CPU", "activation": QuantType.QUInt8, "symmetric": False,
-            "ops": QUANTIZED_OPS + ["Clip", "Add"], "dynamic": ("cross_kv", "decoder")},
+            "ops": QUANTIZED_OPS + ["Clip", "Add"], "dynamic": ("cross_kv", "decoder"), "reduce_range": True},
 }
-FEEDS_VERSION = "1"  # bump when the feeds change meaning: invalidates cached ranges
+FEEDS_VERSION = "2"  # bump when the feeds change meaning: invalidates cached ranges
 
 
 def quantizable_nodes(model_path: str) -> list[str]:
@@ -75,7 +80,8 @@ def static_quantize(model_path: str, out_path: str, reader, variant: str, method
     settings = VARIANTS[variant]
     quantize_static(
         model_path, out_path, reader, quant_format=QuantFormat.QDQ, op_types_to_quantize=settings["ops"],
-        per_channel=True, activation_type=settings["activation"], weight_type=QuantType.QInt8,
+        per_channel=True, reduce_range=settings["reduce_range"], activation_type=settings["activation"],
+        weight_type=QuantType.QInt8,
         nodes_to_quantize=nodes_to_quantize, nodes_to_exclude=nodes_to_exclude, calibrate_method=METHODS[method],
         calibration_cache_path=ranges_cache,
         extra_options={"ActivationSymmetric": settings["symmetric"], "WeightSymmetric": True,
@@ -94,7 +100,7 @@ def quantize_graph(fp32: CaptionEngine, graph: str, calib: CalibrationSet, out_p
         quant_pre_process(source, prepared, skip_optimization=True)
     if graph in settings["dynamic"]:
         quantize_dynamic(prepared, out_path, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gather"],
-                         nodes_to_exclude=exclude)
+                         nodes_to_exclude=exclude, reduce_range=settings["reduce_range"])
         return {"mode": "dynamic", "excluded": sorted(exclude)}
     cache = _ranges_cache(cache_dir, source, calib, method, variant)
     cached = os.path.isfile(cache)

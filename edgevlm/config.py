@@ -101,6 +101,7 @@ class ModelConfig:
     eos_id: int = 3
     pad_id: int = 0
     unk_id: int = 1
+    sep_id: int | None = None  # ends a VQA question; None: a captioning-only model
 
     @property
     def num_visual_tokens(self) -> int:

@@ -7,7 +7,7 @@ import torch
 
 from edgevlm.config import ModelConfig
 from edgevlm.models.captioner import Captioner
-from edgevlm.runtime.search import SearchSettings, beam_search
+from edgevlm.runtime.search import SearchSettings, answer_search, beam_search
 
 
 class TorchStepper:
@@ -31,6 +31,15 @@ class TorchStepper:
         self.cache_v[:, :, :, position] = new_v[:, :, :, 0]
         return logits[:, 0].float().numpy()
 
+    def prefill(self, prompts: np.ndarray) -> np.ndarray:
+        ids = torch.from_numpy(prompts)  # (R, P)
+        length = ids.shape[1]
+        logits, new_k, new_v = self.decoder(ids, self.cross_k, self.cross_v, self.cache_k, self.cache_v, 0,
+                                            prefix_len=torch.tensor(length))
+        self.cache_k[:, :, :, :length] = new_k
+        self.cache_v[:, :, :, :length] = new_v
+        return logits[:, -1].float().numpy()
+
     def reorder(self, rows: np.ndarray) -> None:
         index = torch.from_numpy(rows)
         self.cache_k = self.cache_k.index_select(1, index)
@@ -44,7 +53,7 @@ def search_settings(cfg: ModelConfig, beam_size: int | None = None, **overrides)
         max_new_tokens=min(gen.max_new_tokens, cfg.decoder.max_len - 1),
         no_repeat_ngram=gen.no_repeat_ngram,
         length_penalty=gen.length_penalty,
-        banned_ids=(cfg.pad_id, cfg.unk_id, cfg.bos_id),
+        banned_ids=(cfg.pad_id, cfg.unk_id, cfg.bos_id) + ((cfg.sep_id,) if cfg.sep_id is not None else ()),
     )
     values.update(overrides)
     return SearchSettings(**values)
@@ -72,3 +81,14 @@ def generate_from_features(model: Captioner, features: np.ndarray, settings: Sea
 def generate_from_pixels(model: Captioner, pixels: torch.Tensor, settings: SearchSettings) -> list[list[int]]:
     visual, _ = model.encode(pixels)
     return generate_from_visual(model, visual, settings)
+
+
+MAX_ANSWER_TOKENS = 4  # answers are one or two words; eos included
+
+
+@torch.no_grad()
+def answer_from_visual(model: Captioner, visual: torch.Tensor, prompts: np.ndarray, banned_ids: tuple[int, ...]):
+    """visual tokens (R,N,d), one row per question; prompts (R,P) of one length -> Answers."""
+    capacity = min(model.cfg.decoder.max_len, prompts.shape[1] + MAX_ANSWER_TOKENS)
+    stepper = TorchStepper(model, visual, 1, capacity)
+    return answer_search(stepper, prompts, model.cfg.eos_id, capacity - prompts.shape[1], banned_ids)

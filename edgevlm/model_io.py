@@ -5,6 +5,7 @@ The config alone rebuilds the module; weights load from safetensors (no pickles)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -60,6 +61,26 @@ def load_model(path: str) -> tuple[Captioner, CaptionTokenizer]:
     if missing or unexpected:
         raise EdgeVLMError(f"{weights} does not match config.json: missing {missing[:3]}, unexpected {unexpected[:3]}")
     tokenizer = CaptionTokenizer.load(os.path.join(path, TOKENIZER_FILE))
+    if tokenizer.sep_id != cfg.sep_id:
+        raise EdgeVLMError(f"{path}: tokenizer's [SEP] id {tokenizer.sep_id} does not match config sep_id {cfg.sep_id}")
     if tokenizer.vocab_size != cfg.decoder.vocab_size:
         raise EdgeVLMError(f"{path}: tokenizer has {tokenizer.vocab_size} tokens but config says {cfg.decoder.vocab_size}")
     return model.eval(), tokenizer
+
+
+def resize_vocab(model: Captioner, vocab_size: int) -> None:
+    """Grow the (tied) token embedding to ``vocab_size`` rows in place: old rows kept, new
+    rows initialised as at training start. For a tokenizer extended by ``add_words``."""
+    old = model.decoder.tok_emb
+    if vocab_size == old.num_embeddings:
+        return
+    if vocab_size < old.num_embeddings:
+        raise EdgeVLMError(f"cannot shrink the vocabulary from {old.num_embeddings} to {vocab_size}")
+    new = torch.nn.Embedding(vocab_size, old.embedding_dim)
+    with torch.no_grad():
+        torch.nn.init.normal_(new.weight, std=0.02)
+        new.weight[: old.num_embeddings] = old.weight
+    model.decoder.tok_emb = new
+    decoder_cfg = dataclasses.replace(model.cfg.decoder, vocab_size=vocab_size)
+    model.decoder.cfg = decoder_cfg
+    model.cfg = dataclasses.replace(model.cfg, decoder=decoder_cfg)

@@ -7,11 +7,12 @@ so the vocabulary is cut at a minimum word frequency (see ``vocab_report``).
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-from edgevlm.runtime.text import SPECIAL_TOKENS, CaptionTokenizer
+from edgevlm.runtime.text import SEP_TOKEN, SPECIAL_TOKENS, CaptionTokenizer
 
 
 def _normalizer():
@@ -53,3 +54,24 @@ def vocab_report(train: list[str], dev: list[str], min_frequencies=(1, 2, 3, 5, 
 def word_counts(captions: list[str]) -> Counter:
     norm = _normalizer()
     return Counter(w for c in captions for w in norm.normalize_str(c).split())
+
+
+def add_words(tokenizer: CaptionTokenizer, words: list[str], separator: bool = True) -> CaptionTokenizer:
+    """A copy with ``words`` (those not yet known) and, if asked, the [SEP] special token
+    appended at new ids, existing ids unchanged: a trained model keeps its embeddings and
+    grows rows for the new ids (``resize_vocab``). Used to teach a captioner VQA answers
+    ("yes" never occurs in captions).
+
+    The word-level model's vocabulary is edited in its JSON: ``add_tokens`` would make
+    substring-matched added tokens ("yes" inside "eyes").
+    """
+    data = json.loads(tokenizer.tokenizer.to_str())
+    vocab = data["model"]["vocab"]
+    for word in words:
+        if word not in vocab:
+            vocab[word] = len(vocab)
+    if separator and SEP_TOKEN not in vocab:
+        vocab[SEP_TOKEN] = len(vocab)
+        data["added_tokens"].append({"id": vocab[SEP_TOKEN], "content": SEP_TOKEN, "single_word": False,
+                                     "lstrip": False, "rstrip": False, "normalized": False, "special": True})
+    return CaptionTokenizer(Tokenizer.from_str(json.dumps(data)))

@@ -42,6 +42,8 @@ def graph_specs(model: Captioner, capacity: int) -> dict[str, dict[str, list[Ten
         "decoder": {
             "inputs": [TensorSpec("input_ids", "int64", ("batch", "tokens")),
                        TensorSpec("position", "int64", ()),
+                       # 0 for captions; the prompt length when prefilling a VQA question
+                       TensorSpec("prefix_len", "int64", ()),
                        TensorSpec("cache_k", "float32", cache), TensorSpec("cache_v", "float32", cache),
                        TensorSpec("cross_k", "float32", cross), TensorSpec("cross_v", "float32", cross)],
             "outputs": [TensorSpec("logits", "float32", ("batch", "tokens", d.vocab_size)),
@@ -74,14 +76,15 @@ class CrossKVGraph(nn.Module):
 
 
 class DecoderGraph(nn.Module):
-    """One decoder pass over T new tokens at ``position`` on a fixed-capacity cache."""
+    """One decoder pass over T new tokens at ``position`` on a fixed-capacity cache; the
+    first ``prefix_len`` tokens of the sequence attend both ways (a VQA question's prefill)."""
 
     def __init__(self, model: Captioner):
         super().__init__()
         self.decoder = model.decoder
 
-    def forward(self, input_ids, position, cache_k, cache_v, cross_k, cross_v):
-        return self.decoder(input_ids, cross_k, cross_v, cache_k, cache_v, position)
+    def forward(self, input_ids, position, prefix_len, cache_k, cache_v, cross_k, cross_v):
+        return self.decoder(input_ids, cross_k, cross_v, cache_k, cache_v, position, prefix_len=prefix_len)
 
 
 GRAPH_MODULES = {"vision": VisionGraph, "cross_kv": CrossKVGraph, "decoder": DecoderGraph}

@@ -63,7 +63,7 @@ def _spec_json(specs) -> list[dict]:
 def export_engine(model_dir: str, out_dir: str, opset: int = OPSET) -> dict:
     """Export MODEL_DIR to OUT_DIR; returns the manifest dict."""
     check_replaceable(out_dir, MANIFEST_FILE, "an edgevlm engine", inputs=(model_dir,))
-    model, _ = load_model(model_dir)
+    model, tokenizer = load_model(model_dir)
     cfg = model.cfg
     capacity = cfg.decoder.max_len
     specs = graph_specs(model, capacity)
@@ -103,11 +103,14 @@ def export_engine(model_dir: str, out_dir: str, opset: int = OPSET) -> dict:
                 "resize_mode": cfg.preprocess.resize_mode, "interpolation": cfg.preprocess.interpolation,
                 "layout": "NCHW", "scale": 1 / 255,
             },
-            "special_tokens": {"bos": cfg.bos_id, "eos": cfg.eos_id, "pad": cfg.pad_id, "unk": cfg.unk_id},
+            "special_tokens": {"bos": cfg.bos_id, "eos": cfg.eos_id, "pad": cfg.pad_id, "unk": cfg.unk_id}
+            | ({"sep": tokenizer.sep_id} if tokenizer.sep_id is not None else {}),
+            # "vqa": the tokenizer has [SEP] and the decoder takes prefix_len (prefix-LM prefill)
+            "tasks": ["caption", "vqa"] if tokenizer.sep_id is not None else ["caption"],
             "generation": {
                 "beam_size": cfg.generation.beam_size, "max_new_tokens": min(cfg.generation.max_new_tokens, capacity - 1),
                 "no_repeat_ngram": cfg.generation.no_repeat_ngram, "length_penalty": cfg.generation.length_penalty,
-                "banned_ids": [cfg.pad_id, cfg.unk_id, cfg.bos_id],
+                "banned_ids": [cfg.pad_id, cfg.unk_id, cfg.bos_id] + ([cfg.sep_id] if cfg.sep_id is not None else []),
             },
             "precision": "fp32",
             "source": {

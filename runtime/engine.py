@@ -1,18 +1,24 @@
-"""The captioning engine: manifest + backend + tokenizer + numpy KV cache + search.
+"""The captioning and VQA engine: manifest + backend + tokenizer + numpy KV cache + search.
 
 Per image: the vision graph once, the cross-K/V graph once, then one decoder-graph run per
-generated token on a cache that was allocated once and is written in place.
+generated token on a cache that was allocated once and is written in place. A question is
+one more decoder run first: its prompt prefilled into the cache as a prefix-LM prefix.
+Not thread-safe: one engine per thread (the caches are reused).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+from edgevlm.errors import EdgeVLMError
 
 from edgevlm.runtime.backends import create_backend
 from edgevlm.runtime.kv_cache import KVCache
 from edgevlm.runtime.manifest import load_manifest
 from edgevlm.runtime.preprocess import preprocess_bgr
-from edgevlm.runtime.search import SearchSettings, beam_search
+from edgevlm.runtime.search import SearchSettings, answer_search, beam_search
 from edgevlm.runtime.text import CaptionTokenizer
 
 
@@ -22,19 +28,49 @@ class GraphStepper:
     def __init__(self, backend, cache: KVCache, cross_k: np.ndarray, cross_v: np.ndarray):
         self.backend, self.cache = backend, cache
         self.cross_k, self.cross_v = cross_k, cross_v
-        self._position = np.zeros((), np.int64)  # reused 0-d feed
+        self._position = np.zeros((), np.int64)  # reused 0-d feeds
+        self._prefix_len = np.zeros((), np.int64)
+        # Engines exported before VQA have no prefix_len input; captioning needs none.
+        manifest = getattr(backend, "manifest", None)
+        self._has_prefix = manifest is not None and any(
+            spec["name"] == "prefix_len" for spec in manifest.graph("decoder")["inputs"])
+
+    def _run(self, tokens: np.ndarray, position: int, prefix_len: int) -> np.ndarray:
+        """tokens (R,T) at ``position`` -> logits (R,T,V); their K/V written into the cache."""
+        self._position[()] = position
+        feeds = {"input_ids": tokens, "position": self._position, "cache_k": self.cache.k, "cache_v": self.cache.v,
+                 "cross_k": self.cross_k, "cross_v": self.cross_v}
+        if self._has_prefix:
+            self._prefix_len[()] = prefix_len
+            feeds["prefix_len"] = self._prefix_len
+        out = self.backend.run("decoder", feeds)
+        self.cache.write(position, out["new_k"], out["new_v"])
+        return out["logits"]
 
     def step(self, tokens: np.ndarray, position: int) -> np.ndarray:
-        self._position[()] = position
-        out = self.backend.run("decoder", {
-            "input_ids": tokens.reshape(-1, 1), "position": self._position,
-            "cache_k": self.cache.k, "cache_v": self.cache.v, "cross_k": self.cross_k, "cross_v": self.cross_v,
-        })
-        self.cache.write(position, out["new_k"], out["new_v"])
-        return out["logits"][:, 0]
+        return self._run(tokens.reshape(-1, 1), position, 0)[:, 0]
+
+    def prefill(self, prompts: np.ndarray) -> np.ndarray:
+        if not self._has_prefix:
+            raise EdgeVLMError("this engine's decoder graph has no prefix_len input (exported before VQA); "
+                               "re-export it with `edgevlm export MODEL_DIR --out DIR`")
+        return self._run(np.ascontiguousarray(prompts, np.int64), 0, prompts.shape[1])[:, -1]
 
     def reorder(self, rows: np.ndarray) -> None:
         self.cache.reorder(rows)
+
+
+NOT_SURE = "I'm not sure"
+DEFAULT_ABSTAIN_BELOW = 0.5  # when the manifest has no tuned threshold: answer if more likely right than wrong
+MAX_ANSWER_TOKENS = 4  # answer words + eos (as in training)
+
+
+@dataclass(frozen=True)
+class VQAAnswer:
+    text: str  # what to tell the user: the answer, or "I'm not sure"
+    answer: str  # the model's best answer, even when it abstained
+    probability: float  # P(answer | image, question), 0..1
+    abstained: bool
 
 
 class CaptionEngine:
@@ -92,3 +128,39 @@ class CaptionEngine:
 
     def caption_images(self, images_bgr: list[np.ndarray], beam_size: int | None = None) -> list[str]:
         return self.caption_pixels(np.stack([self.preprocess(image) for image in images_bgr]), beam_size)
+
+    # --- questions --------------------------------------------------------------------
+    @property
+    def answers_questions(self) -> bool:
+        return "vqa" in self.manifest.data.get("tasks", ["caption"])
+
+    @property
+    def abstain_below(self) -> float:
+        """Answers less probable than this become "I'm not sure" (tuned on dev: see eval --vqa)."""
+        return float(self.manifest.data.get("vqa", {}).get("abstain_below", DEFAULT_ABSTAIN_BELOW))
+
+    def answer_visual(self, visual: np.ndarray, questions: list[str], abstain_below: float | None = None) -> list[VQAAnswer]:
+        """visual tokens (1,N,d) of one image -> an answer per question. The cross K/V is
+        computed once for all of them; each question is prefilled, then answered greedily."""
+        if not self.answers_questions:
+            raise EdgeVLMError(f"the engine {self.manifest.root} answers no questions (a captioning-only model); "
+                               "use a VQA engine such as the shipped default")
+        threshold = self.abstain_below if abstain_below is None else abstain_below
+        cross_k, cross_v = self.cross_kv(visual)
+        capacity = self.manifest.model["cache_capacity"]
+        banned = tuple(self.manifest.generation["banned_ids"]) + (self.tokenizer.sep_id,)
+        answers = []
+        for question in questions:
+            prompt = self.tokenizer.question_prompt(question, capacity - 2 - MAX_ANSWER_TOKENS)
+            stepper = GraphStepper(self.backend, self.cache_for(1), cross_k, cross_v)
+            found = answer_search(stepper, np.array([prompt], np.int64), self.manifest.tokens["eos"],
+                                  min(MAX_ANSWER_TOKENS, capacity - len(prompt)), banned)[0]
+            text = self.tokenizer.decode(found.ids)
+            abstained = found.probability < threshold or not text
+            answers.append(VQAAnswer(NOT_SURE if abstained else text, text, found.probability, abstained))
+        return answers
+
+    def answer_image(self, image_bgr: np.ndarray, questions: list[str], abstain_below: float | None = None) -> list[VQAAnswer]:
+        """(H,W,3) uint8 BGR photo or frame -> an answer per question."""
+        visual, _ = self.encode(self.preprocess(image_bgr)[None])
+        return self.answer_visual(visual, questions, abstain_below)

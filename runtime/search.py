@@ -22,6 +22,10 @@ class Stepper(Protocol):
     def reorder(self, rows: np.ndarray) -> None:
         """Row i of the self-attention cache becomes old row ``rows[i]`` (beams moved)."""
 
+    def prefill(self, prompts: np.ndarray) -> np.ndarray:
+        """prompts (R,P) int64 at positions 0..P-1, run as one prefix-LM prefix (the tokens
+        see each other both ways) -> logits after the last one (R, V) float32."""
+
 
 @dataclass(frozen=True)
 class SearchSettings:
@@ -149,3 +153,42 @@ def _beam_search(stepper: Stepper, num_images: int, bos_id: int, eos_id: int, se
             finished[image].append((0.0, history[image * k + best].tolist()))
         results.append(max(finished[image], key=lambda item: item[0])[1])
     return results
+
+
+@dataclass(frozen=True)
+class Answer:
+    ids: list[int]  # answer tokens, eos excluded
+    logprob: float  # log P(answer tokens + eos | image, question), natural log
+
+    @property
+    def probability(self) -> float:
+        return float(np.exp(self.logprob))
+
+
+def answer_search(stepper: Stepper, prompts: np.ndarray, eos_id: int, max_new_tokens: int,
+                  banned_ids: tuple[int, ...] = ()) -> list[Answer]:
+    """Greedy answers to VQA prompts (R,P) of one length: the prompt is prefilled into the
+    cache in one pass, then the answer is decoded causally after it. Greedy, not beam: the
+    answers are one or two words, and the probability of the chosen answer is what the
+    abstention threshold reads."""
+    rows, length = prompts.shape
+    logits = stepper.prefill(prompts)
+    history = np.zeros((rows, max_new_tokens), dtype=np.int64)
+    lengths = np.full(rows, max_new_tokens)
+    logprob = np.zeros(rows)
+    done = np.zeros(rows, dtype=bool)
+    for step in range(max_new_tokens):
+        logprobs = _log_softmax(np.asarray(logits, dtype=np.float64))
+        if banned_ids:
+            logprobs[:, list(banned_ids)] = -np.inf
+        chosen = logprobs.argmax(axis=1)
+        logprob += np.where(done, 0.0, logprobs[np.arange(rows), chosen])
+        chosen[done] = eos_id
+        ended = (chosen == eos_id) & ~done
+        lengths[ended] = step
+        done |= ended
+        history[:, step] = chosen
+        if done.all() or step + 1 == max_new_tokens:
+            break
+        logits = stepper.step(chosen, length + step)
+    return [Answer(history[i, : lengths[i]].tolist(), float(logprob[i])) for i in range(rows)]

@@ -155,6 +155,24 @@ class FrameSource:
                 next_t = frame.t + every if every else 0.0
                 yield frame
 
+    def newest_frame(self) -> Frame:
+        """The frame to answer a question about: the photo; for a video file its last frame
+        (what a viewer saw last); for a live source the newest frame right now."""
+        if self.kind == "images":
+            raise EdgeVLMError(f"{self.spec} is a folder: ask about one photo, a video or a camera")
+        if self.kind == "video":
+            count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT))
+            if count > 1 and self._capture.set(cv2.CAP_PROP_POS_FRAMES, count - 1):
+                ok, image = self._capture.read()
+                if ok:
+                    t = (count - 1) / self.fps if self.fps else 0.0
+                    return Frame(image, t, count - 1, time.monotonic(), f"{self.spec}@{t:.2f}s")
+            last = None  # no frame count or seek (some containers): read to the end
+            for last in self._video_frames():
+                pass
+            return last
+        return next(iter(self._frames()))
+
     def _frames(self) -> Iterator[Frame]:
         if self.kind == "image":
             yield Frame(read_image_bgr(self.spec), 0.0, 0, time.monotonic(), self.spec)

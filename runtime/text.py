@@ -9,6 +9,7 @@ from tokenizers import Tokenizer
 from edgevlm.errors import EdgeVLMError
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]  # ids 0..3, in this order
+SEP_TOKEN = "[SEP]"  # ends a VQA question; models trained for VQA have it (any id)
 
 
 class CaptionTokenizer:
@@ -18,6 +19,7 @@ class CaptionTokenizer:
         if ids != [0, 1, 2, 3]:
             raise EdgeVLMError(f"tokenizer special tokens {SPECIAL_TOKENS} must have ids 0..3, got {ids}")
         self.pad_id, self.unk_id, self.bos_id, self.eos_id = ids
+        self.sep_id = tokenizer.token_to_id(SEP_TOKEN)  # None: a captioning-only model
 
     @classmethod
     def load(cls, path: str) -> "CaptionTokenizer":
@@ -36,9 +38,21 @@ class CaptionTokenizer:
         """Caption -> ids without bos/eos."""
         return self.tokenizer.encode(text).ids
 
+    def question_prompt(self, question: str, max_words: int) -> list[int]:
+        """VQA prompt ids: bos + question words (at most ``max_words``) + sep. The whole prompt
+        is the prefix-LM prefix; the answer follows it causally. Training and runtime both
+        build prompts here, so they cannot drift apart."""
+        if self.sep_id is None:
+            raise EdgeVLMError("this model was not trained to answer questions (its tokenizer has no "
+                               f"{SEP_TOKEN} token); use a VQA model, e.g. the shipped default")
+        words = self.encode(question)
+        if not words:
+            raise EdgeVLMError(f"the question {question!r} has no words; ask e.g. \"is there a dog?\"")
+        return [self.bos_id] + words[:max_words] + [self.sep_id]
+
     def decode(self, ids) -> str:
         """Ids -> caption text; special tokens and everything after eos dropped."""
         ids = [int(i) for i in ids]
         if self.eos_id in ids:
             ids = ids[: ids.index(self.eos_id)]
-        return self.tokenizer.decode([i for i in ids if i > self.eos_id])
+        return self.tokenizer.decode([i for i in ids if i > self.eos_id and i != self.sep_id])

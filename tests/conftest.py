@@ -67,10 +67,11 @@ def tiny_model_master(tmp_path_factory):
     from edgevlm.config import DecoderConfig, ModelConfig, PreprocessConfig
     from edgevlm.model_io import save_model
     from edgevlm.models.captioner import Captioner
-    from edgevlm.tokenizer_training import train_tokenizer
+    from edgevlm.tokenizer_training import add_words, train_tokenizer
 
-    tokenizer = train_tokenizer(CAPTIONS, min_frequency=1)
-    cfg = ModelConfig(
+    # A VQA-capable vocabulary ([SEP], "yes"), as the shipped multi-task model has.
+    tokenizer = add_words(train_tokenizer(CAPTIONS, min_frequency=1), ["yes", "no", "two"])
+    cfg = ModelConfig(sep_id=tokenizer.sep_id,
         decoder=DecoderConfig(vocab_size=tokenizer.vocab_size, d_model=32, n_layers=2, n_heads=4, d_ff=64,
                               max_len=12, dropout=0.0),
         preprocess=PreprocessConfig(image_size=64),

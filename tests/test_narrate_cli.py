@@ -16,6 +16,8 @@ from tests.conftest import make_video
 
 
 def _narrate(*args, **kwargs):
+    if "input" not in kwargs:  # hermetic: never the terminal pytest runs in (narrate reads questions from stdin)
+        kwargs.setdefault("stdin", subprocess.DEVNULL)
     return subprocess.run([sys.executable, "-m", "edgevlm.cli.main", "narrate", *args],
                           capture_output=True, text=True, timeout=120, **kwargs)
 

@@ -97,6 +97,7 @@ class FakeEngine:
     """pooled = mean colour (so a still video is one scene); one caption per dominant colour."""
 
     tokenizer = FakeTokenizer()
+    answers_questions = False  # captions only (tests/test_narrate_questions.py has one that answers)
 
     def __init__(self):
         self.decoder_runs = 0

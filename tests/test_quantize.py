@@ -151,7 +151,9 @@ def test_gate_fails_on_constant_calibration_and_passes_on_real_images(shipped_fp
     with FrameSource(os.path.join(SAMPLES, "street.mp4")) as source:
         frames = [f.image for f in source.frames(every=1.0)]
     # No human captions ship with the repo: the FP32 captions are the references, so this
-    # small set measures how far INT8 moves from FP32 (a strict test: limit 50% here).
+    # small set measures how far INT8 moves from FP32 (a harsh measure: one reference per frame,
+    # out-of-domain street frames). Limit 80%: an AVX2-only CPU (7-bit weights, see quantize.py)
+    # drops ~67% here, an AVX-512 VNNI one ~26%; constant calibration drops ~99% on both.
     ids, _ = run_engine(fp32, frames)
     data = EvalSet(frames, [[fp32.tokenizer.decode(i)] for i in ids], [str(i) for i in range(len(frames))])
     real = _real_calibration_images()
@@ -161,6 +163,6 @@ def test_gate_fails_on_constant_calibration_and_passes_on_real_images(shipped_fp
         calib = CalibrationSet(images, [[] for _ in images], [name] * len(images), name)
         out = str(tmp_path / name)
         quantize_engine(shipped_fp32_engine, calib, out, "minmax", cache_dir=str(tmp_path / "ranges"), variant="cpu")
-        reports[name] = compare_engines(fp32, CaptionEngine(out), data, max_cider_drop=0.5)
+        reports[name] = compare_engines(fp32, CaptionEngine(out), data, max_cider_drop=0.8)
     assert not reports["constant"]["passed"] and reports["constant"]["pooled_cosine_mean"] < 0.8
     assert reports["real"]["passed"] and reports["real"]["pooled_cosine_mean"] > 0.95

@@ -37,7 +37,7 @@ def test_train_command_writes_checkpoints_and_resumes(tiny_dataset, tmp_path):
             "--images-per-batch", "2", "--warmup-steps", "1", "--min-word-freq", "1"]
     result = CliRunner().invoke(cli, args + ["--epochs", "1"])
     assert result.exit_code == 0, result.output
-    assert sorted(os.listdir(out)) == ["best", "checkpoint.pt", "history.json", "tokenizer.json"]
+    assert sorted(os.listdir(out)) == ["best", "checkpoint.pt", "epoch-1", "history.json", "tokenizer.json"]
     assert not [n for n in os.listdir(tmp_path / "cache") if n.startswith(".tmp")]
     state = torch.load(os.path.join(out, "checkpoint.pt"), weights_only=True)
     assert state["epoch"] == 1

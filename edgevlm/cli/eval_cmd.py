@@ -1,4 +1,5 @@
-"""``edgevlm eval``: caption metrics of a model on a COCO-format caption file."""
+"""``edgevlm eval``: caption metrics of a model on a COCO-format caption file, or VQA
+accuracy (``--vqa``) of an engine or model on a question file."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 
 import click
 
+from edgevlm.errors import EdgeVLMError
 from edgevlm.paths import default_model_dir
 
 METRIC_ORDER = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "mean_length", "distinct_words", "images")
@@ -14,14 +16,26 @@ METRIC_ORDER = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CI
 
 @click.command("eval")
 @click.option("--model", "model_dir", default=None, type=click.Path(), help="Model folder (default: the shipped model).")
-@click.option("--data", required=True, type=click.Path(), help="COCO caption file, images/ beside it.")
-@click.option("--images", "images_dir", default=None, type=click.Path(), help="Images folder, if not beside --data.")
+@click.option("--data", default=None, type=click.Path(), help="COCO caption file, images/ beside it.")
+@click.option("--vqa", "vqa_file", default=None, type=click.Path(),
+              help="VQA question file (python -m edgevlm.data.vqa_questions): exact-match accuracy instead of captions.")
+@click.option("--engine", "engine_dir", default=None, type=click.Path(),
+              help="With --vqa: engine folder (default: the shipped engine; --model evaluates a PyTorch folder instead).")
+@click.option("--tune-abstention", is_flag=True,
+              help="With --vqa and an engine: choose the \"I'm not sure\" threshold on this file and write it to the engine.")
+@click.option("--images", "images_dir", default=None, type=click.Path(), help="Images folder, if not beside --data / --vqa.")
 @click.option("--beam", type=click.IntRange(1, 16), default=None, help="Beam size (default: the model's).")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Score only the first N images.")
 @click.option("--no-meteor", is_flag=True, help="Skip METEOR (slow; needs Java).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def command(model_dir, data, images_dir, beam, limit, no_meteor, as_json):
-    """BLEU-1..4, METEOR, ROUGE-L and CIDEr of generated captions against human ones."""
+def command(model_dir, data, vqa_file, engine_dir, tune_abstention, images_dir, beam, limit, no_meteor, as_json):
+    """BLEU-1..4, METEOR, ROUGE-L and CIDEr of generated captions against human ones; with
+    --vqa, VQA exact-match accuracy overall and per type, balanced yes/no accuracy and the
+    abstention rate."""
+    if bool(data) == bool(vqa_file):
+        raise EdgeVLMError("give --data CAPTIONS.json (caption metrics) or --vqa QUESTIONS.json (VQA accuracy)")
+    if vqa_file:
+        return _eval_vqa(vqa_file, model_dir, engine_dir, tune_abstention, images_dir, limit, as_json)
     import torch
 
     from edgevlm.cli.model_inputs import caption_files
@@ -46,3 +60,42 @@ def command(model_dir, data, images_dir, beam, limit, no_meteor, as_json):
         if key in scores:
             value = scores[key]
             click.echo(f"{key:>15}: {value:.4f}" if isinstance(value, float) else f"{key:>15}: {value}")
+
+
+def _eval_vqa(vqa_file, model_dir, engine_dir, tune_abstention, images_dir, limit, as_json):
+    from edgevlm.evaluation.vqa_eval import engine_answers, load_qa, model_answers, vqa_report, write_threshold
+    from edgevlm.evaluation.vqa_metrics import choose_threshold
+
+    if model_dir and engine_dir:
+        raise EdgeVLMError("--vqa evaluates either --engine DIR or --model DIR, not both")
+    if tune_abstention and model_dir:
+        raise EdgeVLMError("--tune-abstention writes the threshold into an engine: use --engine, not --model")
+    entries = load_qa(vqa_file, images_dir)[:limit]
+    started = time.time()
+    if model_dir:
+        answers, threshold, source = model_answers(model_dir, entries), None, model_dir
+    else:
+        from edgevlm.cli.caption_cmd import resolve_engine
+        from edgevlm.runtime.engine import CaptionEngine
+
+        source = resolve_engine(engine_dir)
+        engine = CaptionEngine(source)
+        answers, threshold = engine_answers(engine, entries, progress=not as_json), engine.abstain_below
+    if tune_abstention:
+        threshold = choose_threshold(entries, answers)
+        write_threshold(source, threshold, vqa_file, len(entries))
+    report = vqa_report(entries, answers, threshold if threshold is not None else 0.5)
+    report.update(source=source, seconds=round(time.time() - started, 1))
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    click.echo(f"{'questions':>24}: {report['questions']}")
+    click.echo(f"{'accuracy':>24}: {report['accuracy']:.4f}")
+    for kind, value in report["by_type"].items():
+        click.echo(f"{kind + ' accuracy':>24}: {value:.4f}  ({report['count_by_type'][kind]} questions)")
+    click.echo(f"{'yes/no balanced accuracy':>24}: {report['yesno_balanced_accuracy']:.4f}")
+    a = report["with_abstention"]
+    click.echo(f"{'abstention rate':>24}: {report['abstention_rate']:.4f}  (below p={a['threshold']:.3f}"
+               f"{', tuned here and written to the engine' if tune_abstention else ''})")
+    click.echo(f"{'answered accuracy':>24}: {a['answered_accuracy']:.4f}  (coverage {a['coverage']:.4f})")
+    click.echo(f"{'seconds':>24}: {report['seconds']}")

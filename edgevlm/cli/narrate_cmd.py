@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 
 import click
 
@@ -28,11 +29,21 @@ from edgevlm.runtime.narration.scene_gate import GateSettings
 @click.option("--subtitles", type=click.Path(dir_okay=False), default=None, help="WebVTT (.vtt) or SRT (.srt) file.")
 @click.option("--video-out", type=click.Path(dir_okay=False), default=None, help="MP4 with the narration drawn on.")
 @click.option("--realtime", is_flag=True, help="Pace a video file like a live camera (newest frame wins).")
+@click.option("--questions/--no-questions", default=True, show_default=True,
+              help="Answer questions typed on standard input, one per line (see above).")
 @dataclass_options(GateSettings, prefix="gate-")
 @dataclass_options(PolicySettings)
 def command(source, engine_dir, provider, threads, beam, tts, speak, voice, rate, audio_out, events, subtitles,
-            video_out, realtime, **kwargs):
-    """Narrate SOURCE (video file, camera index or device, URL, GStreamer pipeline) aloud."""
+            video_out, realtime, questions, **kwargs):
+    """Narrate SOURCE (video file, camera index or device, URL, GStreamer pipeline) aloud.
+
+    Questions: type a question and press Enter (e.g. "is there a dog?"). It is answered
+    about the newest frame, and the answer interrupts narration: it is said first, then
+    narration goes on. Printed as "Q: ... A: ..."; an answer the model is unsure of is "I'm
+    not sure". Standard input at its end (a pipe, /dev/null, ctrl-D) ends only the
+    questions. An engine trained for captions only says so once and keeps narrating.
+    --no-questions leaves standard input unread.
+    """
     from edgevlm.cli.caption_cmd import resolve_engine
     from edgevlm.errors import EdgeVLMError
     from edgevlm.runtime.engine import CaptionEngine
@@ -51,7 +62,9 @@ def command(source, engine_dir, provider, threads, beam, tts, speak, voice, rate
     notify = lambda message: click.echo(f"note: {message}", err=True)  # noqa: E731
     speech = Speech(voice, rate, play=speak, notify=notify) if tts == "espeak" else None
     with FrameSource(source) as frames:
-        narrator = Narrator(engine, frames, options, speech, on_line=click.echo)
+        # sys.stdin is None when the process has no standard input at all (fd 0 closed)
+        question_stream = sys.stdin if questions else None
+        narrator = Narrator(engine, frames, options, speech, on_line=click.echo, questions=question_stream)
         def on_signal(signum, _frame):
             if narrator.stop_event.is_set():  # asked twice: stop waiting for a clean finish
                 signal.signal(signum, signal.SIG_DFL)

@@ -23,18 +23,29 @@ import re
 NUMBERS = ["two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
 COLORS = ["black", "white", "brown", "red", "blue", "green", "yellow", "orange", "pink", "purple", "gray", "grey", "tan"]
 SUBJECTS = ["man", "woman", "boy", "girl", "child", "dog", "person", "kid", "baby", "player", "biker", "skier",
-            "surfer", "skateboarder", "cyclist", "puppy", "lady", "guy"]
+            "surfer", "skateboarder", "cyclist", "puppy", "lady", "guy", "rider", "swimmer", "climber", "snowboarder",
+            "cat", "horse", "bird", "team", "crowd", "couple", "family", "group"]
+PLURAL_SUBJECTS = ["men", "women", "boys", "girls", "children", "dogs", "people", "kids", "players", "puppies",
+                   "friends", "ladies", "guys", "horses", "birds"]
 VERBS = {  # third person -> -ing form
     "rides": "riding", "holds": "holding", "carries": "carrying", "throws": "throwing", "catches": "catching",
     "chases": "chasing", "wears": "wearing", "eats": "eating", "pulls": "pulling", "kicks": "kicking",
-    "climbs": "climbing", "pushes": "pushing", "watches": "watching", "hugs": "hugging",
+    "climbs": "climbing", "pushes": "pushing", "watches": "watching", "hugs": "hugging", "plays": "playing",
+    "drinks": "drinking", "grabs": "grabbing", "bites": "biting", "fetches": "fetching", "retrieves": "retrieving",
+    "swings": "swinging", "uses": "using", "paddles": "paddling", "walks": "walking", "feeds": "feeding",
+    "kisses": "kissing", "drives": "driving", "sleds": "sledding", "flies": "flying",
 }
 OBJECTS = ["ball", "bike", "bicycle", "frisbee", "stick", "skateboard", "surfboard", "toy", "kite", "rope",
            "bag", "camera", "umbrella", "horse", "hat", "helmet", "shirt", "jacket", "snowboard", "wave", "rock",
-           "wall", "sign", "flag", "cup", "book", "guitar"]
+           "wall", "sign", "flag", "cup", "book", "guitar", "leash", "net", "bat", "racket", "tire", "stroller",
+           "sled", "boat", "kayak", "raft", "pole", "log", "tree", "fence", "ladder", "swing", "slide", "microphone",
+           "drink", "sandwich", "bone", "hoop", "ramp", "ribbon", "balloon", "paper", "baby", "dog", "puppy"]
 LOCATIONS = ["grass", "park", "beach", "water", "snow", "street", "field", "pool", "sand", "ocean", "road",
              "sidewalk", "yard", "lake", "river", "mountain", "stage", "playground", "dirt", "mud", "forest",
-             "woods", "city", "crowd", "air", "rain", "fountain", "wave", "waves", "hill", "track", "court"]
+             "woods", "city", "crowd", "air", "rain", "fountain", "wave", "waves", "hill", "track", "court", "floor",
+             "stairs", "steps", "bench", "couch", "bed", "shore", "trail", "path", "leaves", "rocks", "building",
+             "market", "restaurant", "kitchen", "room", "tent", "boat", "bridge", "slide", "swing", "trampoline",
+             "field", "lawn", "meadow", "garden", "desert", "cliff", "ice", "surf", "puddle", "alley"]
 PLURALS = r"\w+s|children|people|men|women"
 MOTION = {  # third person -> -ing, for location questions
     "runs": "running", "walks": "walking", "jumps": "jumping", "plays": "playing", "sits": "sitting",
@@ -42,6 +53,9 @@ MOTION = {  # third person -> -ing, for location questions
     "lays": "laying", "waits": "waiting", "skis": "skiing", "surfs": "surfing", "splashes": "splashing",
 }
 MASS_NOUNS = {"snow", "water"}
+# Plural-looking words after a number that are not countable things in the picture.
+NOT_COUNTED = {"is", "was", "has", "this", "its", "his", "us", "as", "years", "times", "ways", "pieces", "sides",
+               "colors", "kinds", "types", "sets", "pairs"}
 # Categories for existence questions, with every word that counts as "present".
 CATEGORIES = {
     "dog": ["dog", "dogs", "puppy", "puppies"], "cat": ["cat", "cats", "kitten"],
@@ -75,11 +89,20 @@ def object_questions(caption: str) -> list[tuple[str, str]]:
 
 
 def number_questions(caption: str) -> list[tuple[str, str]]:
+    """"two dogs play in the grass" -> "how many dogs are in the grass?"; without a place,
+    "three people stand" -> "how many people are there?"."""
     text = " ".join(_words(caption))
     out = []
-    for match in re.finditer(rf"\b({'|'.join(NUMBERS)}) (?:(?:{'|'.join(COLORS)}|little|small|big|young) )?({PLURALS})\b(?: \w+){{0,3}}? (in|on|at) the ({'|'.join(LOCATIONS)})\b", text):
-        number, noun, prep, place = match.groups()
-        out.append((f"how many {noun} are {prep} the {place}?", number))
+    adjectives = "|".join(COLORS + ["little", "small", "big", "young", "large", "older", "old", "other"])
+    for match in re.finditer(rf"\b({'|'.join(NUMBERS)}) (?:(?:{adjectives}) )?({PLURALS})\b", text):
+        number, noun = match.groups()
+        if noun in NOT_COUNTED:
+            continue
+        place = re.match(rf"(?: \w+){{0,3}}? (in|on|at) the ({'|'.join(LOCATIONS)})\b", text[match.end():])
+        if place:
+            out.append((f"how many {noun} are {place.group(1)} the {place.group(2)}?", number))
+        else:
+            out.append((f"how many {noun} are there?", number))
     return out
 
 
@@ -101,14 +124,52 @@ def location_questions(caption: str) -> list[tuple[str, str]]:
     for match in re.finditer(rf"\b(?:a|an|the) ({'|'.join(SUBJECTS)}) (?:is )?({verbs}) (?:\w+ )?(?:{preps}) the ({'|'.join(LOCATIONS)})\b", text):
         subject, verb, place = match.groups()
         out.append((f"where is the {subject} {MOTION.get(verb, verb)}?", place))
+    plural_verbs = "|".join(["\\w+ing"] + [v[:-1] if not v.endswith("es") else v[:-2] for v in MOTION])
+    for match in re.finditer(rf"\b(?:{'|'.join(NUMBERS)}|the|some|many|several) ({'|'.join(PLURAL_SUBJECTS)}) (?:are )?({plural_verbs}) (?:\w+ )?(?:{preps}) the ({'|'.join(LOCATIONS)})\b", text):
+        subject, verb, place = match.groups()
+        out.append((f"where are the {subject} {_ing(verb)}?", place))
     return out
+
+
+def _ing(verb: str) -> str:
+    """Plural present ("play", "run", "sit") or -ing form -> -ing form."""
+    if verb.endswith("ing"):
+        return verb
+    for third, ing in MOTION.items():
+        if third.startswith(verb) and len(third) - len(verb) <= 2:
+            return ing
+    return verb + "ing"
+
+
+# Words that leave a category's absence unknown: "a person skis" may be a man, a woman or a
+# child, so no "no" question is asked about any of them (a wrong "no" label teaches the model
+# to deny what is there, the very failure the yes/no probe measures).
+UNCERTAIN = {
+    "man": {"person", "people", "persons", "player", "players", "crowd", "skier", "skiers", "surfer", "biker",
+            "bikers", "cyclist", "rider", "riders", "climber", "swimmer", "someone", "team", "group", "family",
+            "couple", "adult", "adults", "skateboarder", "snowboarder", "runner", "runners", "hiker", "hikers",
+            "performer", "worker", "workers", "athlete", "dancer", "dancers", "spectators", "audience", "football"},
+    "dog": {"animal", "animals", "pet"}, "cat": {"animal", "animals", "pet"}, "horse": {"animal", "animals"},
+    "bird": {"animal", "animals"},
+    "water": {"beach", "wave", "waves", "surf", "swimming", "swims", "swim", "splash", "splashes", "splashing",
+              "wet", "fountain", "puddle", "shore", "stream", "creek", "pond", "wading", "boat", "kayak", "canoe",
+              "raft", "sprinkler", "hose", "rain", "surfing", "surfer", "ocean"},
+    "snow": {"ski", "skis", "skier", "skiing", "sled", "sledding", "snowboarder", "winter", "ice", "snowy"},
+    "car": {"traffic", "street", "road", "parking", "vehicles", "jeep", "van", "bus"},
+    "hat": {"helmet", "hood", "cap", "bandana", "headband"},
+    "ball": {"soccer", "football", "basketball", "volleyball", "tennis", "baseball", "rugby", "game"},
+    "bike": {"motorcycle", "motorbike", "dirt", "rider", "bmx", "cycling"},
+    "boat": {"water", "lake", "river", "ocean", "sea", "dock"},
+}
+UNCERTAIN["woman"] = UNCERTAIN["child"] = UNCERTAIN["man"]
 
 
 def existence_questions(captions: list[str], seed: int) -> list[tuple[str, str]]:
     """One "yes" and one "no" question per image when both kinds exist (balanced)."""
     present_words = {w for c in captions for w in _words(c)}
     present = sorted(c for c, words in CATEGORIES.items() if present_words & set(words))
-    absent = sorted(c for c, words in CATEGORIES.items() if not present_words & set(words))
+    absent = sorted(c for c, words in CATEGORIES.items()
+                    if not present_words & set(words) and not present_words & UNCERTAIN.get(c, set()))
     if not present or not absent:
         return []
     rng = random.Random(seed)

@@ -146,7 +146,8 @@ class TextDecoder(nn.Module):
         input_ids (B,T) int64; cross_k/v (L,B,H,N,hd); cache_k/v (L,B,H,S,hd) or None (then
         the T tokens attend only to each other, causally: the training path); position: the
         index of input_ids[:, 0] in the sequence (int or 0-d int64 tensor); prefix_len: None,
-        or (B,) int64: the first prefix_len tokens of each sequence (a VQA question) attend to
+        a 0-d int64 (the same for every row: export and runtime; 0 = no prefix) or (B,) int64
+        (per row: mixed training batches): the first prefix_len tokens of each sequence (a VQA question) attend to
         each other both ways (prefix LM); the rest stays causal.
         Returns logits (B,T,V), new_k (L,B,H,T,hd), new_v (L,B,H,T,hd).
         """
@@ -154,7 +155,9 @@ class TextDecoder(nn.Module):
         positions = position + torch.arange(t, device=input_ids.device)  # (T,)
         x = self.drop(self.tok_emb(input_ids) + self.pos_emb(positions))  # (B,T,d)
         new_mask = positions.unsqueeze(0) <= positions.unsqueeze(1)  # causal (T,T): key j <= query i
-        if prefix_len is not None:  # keys inside the prefix are visible to every query
+        if prefix_len is not None and prefix_len.dim() == 0:  # one prefix for every row (export, runtime)
+            new_mask = new_mask | (positions < prefix_len).unsqueeze(0)  # (T,T): prefix keys seen by all
+        elif prefix_len is not None:  # keys inside each row's prefix are visible to every query
             in_prefix = positions.unsqueeze(0) < prefix_len.view(-1, 1)  # (B,T) over keys
             new_mask = (new_mask.unsqueeze(0) | in_prefix.unsqueeze(1)).unsqueeze(1)  # (B,1,T,T)
         cache_mask = None

@@ -23,11 +23,15 @@ class TrainSettings:
     encoder_lr_scale: float = 0.1  # their learning rate, relative to lr
     scst_samples: int = 0  # K >= 2: self-critical training, K sampled captions per image, CIDEr-D reward
     scst_max_len: int = 16  # longest sampled caption, in words
+    vqa_weight: float = 0.0  # > 0: multi-task, prefix-LM VQA on questions generated from the captions
+    contrastive_weight: float = 0.0  # > 0: auxiliary image-text InfoNCE loss
 
     def __post_init__(self):
         if self.epochs < 1 or self.images_per_batch < 1:
             raise EdgeVLMError("epochs and images_per_batch must be at least 1")
         if self.scst_samples == 1 or self.scst_samples < 0:
             raise EdgeVLMError("scst_samples must be 0 (cross-entropy) or at least 2")
+        if self.vqa_weight < 0 or self.contrastive_weight < 0:
+            raise EdgeVLMError("vqa_weight and contrastive_weight must be >= 0 (0 turns the objective off)")
         if self.finetune_from_block == 0 or self.finetune_from_block > 15:
             raise EdgeVLMError("finetune_from_block must be -1 (off) or a block index 1..15")

@@ -1,6 +1,10 @@
 """Caption training on cached encoder features: train split, dev validation each epoch,
-an atomic checkpoint each epoch, ``resume`` from it, the best epoch (dev CIDEr) kept as a
-model folder.
+an atomic checkpoint each epoch, ``resume`` from it, the best epoch kept as a model folder
+(dev CIDEr; with VQA, dev CIDEr + dev VQA accuracy) and every epoch as ``epoch-N``.
+
+Multi-task (``vqa_weight`` > 0): each batch's images bring their captions (next-token loss)
+and their generated questions (prefix-LM loss on the answer only), sharing one cross K/V
+per image; ``contrastive_weight`` > 0 adds image-text InfoNCE.
 """
 
 from __future__ import annotations
@@ -21,16 +25,19 @@ from edgevlm.config import ModelConfig
 from edgevlm.data.coco import CaptionedImage, load_coco_captions, resolve_split
 from edgevlm.errors import EdgeVLMError
 from edgevlm.evaluation.caption_metrics import score_captions
+from edgevlm.evaluation.vqa_metrics import score_answers
 from edgevlm.fileio import atomic_path, write_json
-from edgevlm.generate import generate_from_features, search_settings
-from edgevlm.model_io import load_model, save_model
+from edgevlm.generate import answer_from_visual, generate_from_features, search_settings
+from edgevlm.model_io import load_model, resize_vocab, save_model
 from edgevlm.models.captioner import Captioner
 from edgevlm.runtime.text import CaptionTokenizer
-from edgevlm.tokenizer_training import train_tokenizer
+from edgevlm.tokenizer_training import add_words, train_tokenizer
 from edgevlm.training.cider_reward import CiderD
+from edgevlm.training.contrastive import ContrastiveHead
 from edgevlm.training.features import cached_features
 from edgevlm.training.scst import scst_loss
 from edgevlm.training.settings import TrainSettings
+from edgevlm.training.vqa_data import answer_words, encode_questions, questions_for
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +66,19 @@ def caption_loss(model: Captioner, features: torch.Tensor, ids: torch.Tensor, ow
                            ignore_index=pad_id, label_smoothing=label_smoothing)
 
 
+def answer_loss(model: Captioner, cross_k: torch.Tensor, cross_v: torch.Tensor, ids: torch.Tensor,
+                prefix_lens: torch.Tensor, owners: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """Prefix-LM VQA loss. cross_k/v (L,B_img,H,N,hd); ids (Q,T) bos q.. sep a.. eos padded;
+    prefix_lens (Q,); owners (Q,) row -> image. Mean CE over answer tokens and eos only (no
+    label smoothing: the answer's probability drives abstention, so it must stay calibrated)."""
+    logits, _, _ = model.decoder(ids[:, :-1], cross_k.index_select(1, owners), cross_v.index_select(1, owners),
+                                 prefix_len=prefix_lens)
+    targets = ids[:, 1:].clone()
+    positions = torch.arange(targets.shape[1]).unsqueeze(0)
+    targets[positions < (prefix_lens - 1).unsqueeze(1)] = pad_id  # question tokens are given, not predicted
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=pad_id)
+
+
 class Trainer:
     def __init__(self, data: str, out: str, cfg: ModelConfig, settings: TrainSettings, cache_dir: str,
                  init_from: str | None = None, dropout: float | None = None):
@@ -73,6 +93,13 @@ class Trainer:
         if not self.train_items:
             raise EdgeVLMError(f"{resolve_split(data, 'train')} has no images to train on")
         self.model, self.tokenizer = self._model_and_tokenizer(cfg, init_from, dropout)
+        self.train_questions = self.dev_questions = []
+        if settings.vqa_weight > 0:
+            self.train_questions, self.dev_questions = questions_for(self.train_items), questions_for(self.dev_items)
+            self.tokenizer = add_words(self.tokenizer, answer_words(self.train_questions))
+            resize_vocab(self.model, self.tokenizer.vocab_size)
+            self.model.cfg = dataclasses.replace(self.model.cfg, sep_id=self.tokenizer.sep_id)
+            self._save_tokenizer(self.tokenizer)
         self.cfg = self.model.cfg
         self.model.encoder.requires_grad_(False)
         # Fine-tuning from block k: cache block k-1's output once, train blocks k.. and the head.
@@ -83,6 +110,11 @@ class Trainer:
         self.dev_features = cached_features([i.path for i in self.dev_items], encoder, self.cfg, cache_dir, "dev", tap)
         self.ids, self.lengths, self.owners = encode_captions(self.train_items, self.tokenizer, self.cfg.decoder.max_len)
         self.caption_rows = [np.flatnonzero(self.owners == i) for i in range(len(self.train_items))]
+        if self.train_questions:
+            self.q_ids, self.q_lengths, self.q_prefix, self.q_owners = encode_questions(
+                self.train_questions, self.train_items, self.tokenizer, self.cfg.decoder.max_len)
+            self.question_rows = [np.flatnonzero(self.q_owners == i) for i in range(len(self.train_items))]
+        self.contrastive = ContrastiveHead(self.cfg.decoder.d_model) if settings.contrastive_weight > 0 else None
         self.cider = None
         if settings.scst_samples:
             limit = self.cfg.decoder.max_len - 2
@@ -119,6 +151,8 @@ class Trainer:
             for p in top:
                 p.requires_grad_(True)
             groups.append({"params": top, "weight_decay": 0.0, "lr": s.lr * s.encoder_lr_scale})
+        if self.contrastive is not None:
+            groups.append({"params": list(self.contrastive.parameters()), "weight_decay": 0.0, "lr": s.lr})
         return torch.optim.AdamW(groups, lr=s.lr, betas=(0.9, 0.98))
 
     def _scheduler(self, total: int):
@@ -158,6 +192,8 @@ class Trainer:
         if state["config"] != self.cfg.to_dict():
             raise EdgeVLMError(f"--resume: {path} was trained with another model config; use a new --out")
         self.model.load_state_dict(state["model"])
+        if self.contrastive is not None:
+            self.contrastive.load_state_dict(state["contrastive"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.best, self.history = state["epoch"], state["best"], state["history"]
@@ -173,6 +209,7 @@ class Trainer:
             "history": self.history,
             "config": self.cfg.to_dict(),
             "settings": dataclasses.asdict(self.settings),
+            "contrastive": None if self.contrastive is None else self.contrastive.state_dict(),
         }
         with atomic_path(os.path.join(self.out, CHECKPOINT_FILE)) as tmp:
             torch.save(state, tmp)
@@ -182,7 +219,7 @@ class Trainer:
         self.model.train()
         self.model.encoder.eval()  # BatchNorm keeps its ImageNet statistics, fine-tuned or not
         order = np.random.default_rng(s.seed * 1000 + self.epoch).permutation(len(self.train_items))
-        losses, rewards = [], []
+        losses, rewards, parts = [], [], {}
         bar = tqdm(range(self.steps_per_epoch), desc=f"epoch {self.epoch + 1}/{s.epochs}", unit="step")
         for step in bar:
             images = order[step * s.images_per_batch : (step + 1) * s.images_per_batch]
@@ -196,7 +233,7 @@ class Trainer:
                                          s.scst_max_len, self.cfg.bos_id, self.cfg.eos_id, self.cfg.pad_id, self.cfg.unk_id)
                 rewards.append(reward)
             else:
-                loss = caption_loss(self.model, features, ids, owners, self.cfg.pad_id, s.label_smoothing)
+                loss = self.multitask_loss(features, images, ids, owners, parts)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -207,8 +244,60 @@ class Trainer:
                 shown = {"loss": f"{np.mean(losses[-50:]):.3f}", "lr": f"{self.scheduler.get_last_lr()[0]:.1e}"}
                 if rewards:
                     shown["cider_reward"] = f"{np.mean(rewards[-50:]):.3f}"
+                shown.update({name: f"{np.mean(values[-50:]):.3f}" for name, values in parts.items()})
                 bar.set_postfix(shown)
         return float(np.mean(losses))
+
+    def multitask_loss(self, features: torch.Tensor, images: np.ndarray, ids: torch.Tensor, owners: torch.Tensor,
+                       parts: dict) -> torch.Tensor:
+        """Caption loss, plus the weighted VQA and contrastive losses when they are on.
+        features (B_img,...) of the sorted batch images; ids/owners: their caption rows."""
+        s = self.settings
+        if not self.train_questions and self.contrastive is None:
+            return caption_loss(self.model, features, ids, owners, self.cfg.pad_id, s.label_smoothing)
+        visual = self.model.projector(features)  # (B_img,N,d)
+        cross_k, cross_v = self.model.decoder.cross_kv(visual)
+        logits, _, _ = self.model.decoder(ids[:, :-1], cross_k.index_select(1, owners), cross_v.index_select(1, owners))
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1),
+                               ignore_index=self.cfg.pad_id, label_smoothing=s.label_smoothing)
+        parts.setdefault("cap", []).append(loss.item())
+        sorted_images = np.sort(images)
+        if self.train_questions:
+            rows = np.concatenate([self.question_rows[i] for i in sorted_images])
+            if len(rows):
+                longest = int(self.q_lengths[rows].max())
+                q_owners = torch.from_numpy(np.searchsorted(sorted_images, self.q_owners[rows]))
+                vqa = answer_loss(self.model, cross_k, cross_v, torch.from_numpy(self.q_ids[rows, :longest]),
+                                  torch.from_numpy(self.q_prefix[rows]), q_owners, self.cfg.pad_id)
+                parts.setdefault("vqa", []).append(vqa.item())
+                loss = loss + s.vqa_weight * vqa
+        if self.contrastive is not None:
+            owner_of_row = owners.numpy()
+            first = [int(np.flatnonzero(owner_of_row == k)[0]) for k in range(len(sorted_images))]  # a caption each
+            words = ids[first]
+            mask = words > self.cfg.eos_id  # not pad/unk/bos/eos
+            nce = self.contrastive(visual, self.model.decoder.tok_emb(words), mask)
+            parts.setdefault("nce", []).append(nce.item())
+            loss = loss + s.contrastive_weight * nce
+        return loss
+
+    @torch.no_grad()
+    def validate_vqa(self) -> dict:
+        """Dev VQA accuracy (greedy answers, no abstention) through the runtime's search."""
+        self.model.eval()
+        ids, _, prefixes, owners = encode_questions(self.dev_questions, self.dev_items, self.tokenizer,
+                                                    self.cfg.decoder.max_len)
+        banned = (self.cfg.pad_id, self.cfg.unk_id, self.cfg.bos_id, self.tokenizer.sep_id)
+        answers = {}
+        for length in np.unique(prefixes):
+            same = np.flatnonzero(prefixes == length)
+            for start in range(0, len(same), 256):
+                rows = same[start : start + 256]
+                feats = self.encoder_top(torch.from_numpy(self.dev_features[owners[rows]].astype(np.float32)))
+                found = answer_from_visual(self.model, self.model.projector(feats), ids[rows, :length], banned)
+                for row, answer in zip(rows, found):
+                    answers[self.dev_questions[row]["question_id"]] = (self.tokenizer.decode(answer.ids), answer.probability)
+        return score_answers(self.dev_questions, answers)
 
     @torch.no_grad()
     def validate(self) -> dict:
@@ -229,11 +318,20 @@ class Trainer:
             self.epoch += 1
             row = {"epoch": self.epoch, "train_loss": train_loss, "seconds": time.time() - started,
                    "dev_greedy_BLEU-4": scores["BLEU-4"], "dev_greedy_CIDEr": scores["CIDEr"]}
+            criterion = scores["CIDEr"]
+            if self.dev_questions:
+                vqa = self.validate_vqa()
+                row.update({f"dev_vqa_{k}": v for k, v in vqa.items() if not isinstance(v, dict)})
+                row.update({f"dev_vqa_{t}": v for t, v in vqa["by_type"].items()})
+                criterion += vqa["accuracy"]
             self.history.append(row)
             log.info("epoch %d: %s", self.epoch, json.dumps(row))
-            if scores["CIDEr"] > self.best:
-                self.best = scores["CIDEr"]
+            save_model(self.model, self.tokenizer, os.path.join(self.out, f"epoch-{self.epoch}"),
+                       extra={"history": self.history})
+            if criterion > self.best:
+                self.best = criterion
                 save_model(self.model, self.tokenizer, os.path.join(self.out, "best"), extra={"history": self.history})
             self._save_checkpoint()
             write_json(os.path.join(self.out, "history.json"), self.history)
-        return {"best_dev_greedy_CIDEr": self.best, "epochs": self.epoch, "out": os.path.join(self.out, "best")}
+        best_row = max(self.history, key=lambda r: r["dev_greedy_CIDEr"] + r.get("dev_vqa_accuracy", 0.0))
+        return {"best_dev_greedy_CIDEr": best_row["dev_greedy_CIDEr"], "best_epoch": best_row["epoch"], "epochs": self.epoch, "out": os.path.join(self.out, "best")}

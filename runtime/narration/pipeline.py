@@ -5,7 +5,11 @@
 - inference (the calling thread): vision graph on every frame, the decoder only when the
   scene gate says the scene changed; the policy decides what is said and when;
 - speech: synthesizes each utterance to WAV (and plays it if there is a device); for live
-  narration a newer utterance replaces one still waiting (a stale caption is never said).
+  narration a newer utterance replaces one still waiting (a stale caption is never said);
+- questions (optional): a reader thread queues lines typed on stdin; the inference thread
+  answers them about the newest frame before its next caption, and the answer interrupts
+  narration: the caption being said is cut short, those waiting are dropped, and the
+  answer is said next (questions.py).
 
 Nothing grows without bound when inference is slower than the camera. ``stop()`` (ctrl-C,
 SIGTERM) ends every thread and the outputs are completed.
@@ -19,13 +23,15 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, TextIO
 
 import numpy as np
 
 from edgevlm.errors import EdgeVLMError
 from edgevlm.runtime.narration.outputs import CaptionedVideo, EventLog, write_subtitles
 from edgevlm.runtime.narration.policy import NarrationPolicy, PolicySettings, Utterance
+from edgevlm.runtime.narration.questions import (NO_ANSWERS, Question, QuestionReader, SpokenAnswer,
+                                                 merge_answers, spoken_answer)
 from edgevlm.runtime.narration.queues import CLOSED, BlockingSlot, NewestSlot
 from edgevlm.runtime.narration.scene_gate import GateSettings, SceneGate
 from edgevlm.runtime.narration.similarity import caption_similarity
@@ -51,8 +57,10 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 
 class Narrator:
+    """Narrate ``source``; ``questions``: a text stream (stdin) of questions to answer, or None."""
+
     def __init__(self, engine, source, options: NarrateOptions, speech=None, on_line: Callable[[str], None] = print,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, questions: TextIO | None = None):
         self.engine, self.source, self.options = engine, source, options
         self.speech, self.on_line, self.clock = speech, on_line, clock
         self.stop_event = threading.Event()
@@ -73,6 +81,15 @@ class Narrator:
         self.first_t: float | None = None
         self.last_t = 0.0
         self.error: BaseException | None = None
+        # questions: read on their own thread, answered on the inference thread (the engine is not thread-safe)
+        self.questions = QuestionReader(questions, clock) if questions is not None else None
+        self.last_frame = None  # the newest frame handled: what a question is answered about
+        self.answer_ms: list[float] = []  # question typed -> answer ready
+        self.told_no_answers = False
+        self.interrupted = 0  # captions never said because an answer went first
+        self._answers_waiting = 0  # answers queued for speech, not yet taken by the speech thread
+        self._answers_lock = threading.Lock()
+        self._saying_answer = False  # set by the speech thread: a scene change does not cut an answer
         if options.audio_out:
             try:
                 os.makedirs(options.audio_out, exist_ok=True)
@@ -122,37 +139,153 @@ class Narrator:
                 continue
             if self.stop_event.is_set():  # stopping: say nothing more
                 return
+            is_answer = isinstance(utterance, SpokenAnswer)
+            if is_answer:
+                self._count_answers_waiting(-1)
+            elif self._answer_waiting():  # taken just before an answer was queued: the answer goes first
+                self._count_interrupted()
+                continue
             count += 1
-            wav = None
-            if self.speech is not None and self.speech.available:
-                if self.options.audio_out:
-                    wav = os.path.join(self.options.audio_out, f"utterance_{count:04d}.wav")
-                elif self.speech.player is not None:
-                    wav = os.path.join(tempfile.gettempdir(), f"edgevlm-{os.getpid()}-{count}.wav")
-                if wav and not self.speech.synthesize(utterance.text, wav):
-                    wav = None
-            ready_ms = (self.clock() - utterance.captured_at) * 1000
-            if not utterance.reannounce:
-                self.speech_ms.append(ready_ms)
-            self.spoken.append(utterance.text)
-            self.cues.append((utterance.t, utterance.text))
-            self.events.write("spoken", utterance.t, text=utterance.text, frame_to_speech_ms=round(ready_ms, 1),
-                              wav=wav, reannounce=utterance.reannounce)
-            self.on_line(f"[{utterance.t:8.2f}s] {utterance.text}")
-            if wav and self.speech.player is not None:
-                self.speech.play(wav)
-                if not self.options.audio_out:
+            wav = self._synthesize(utterance.text, count)
+            if not is_answer and self._answer_waiting():  # an answer came while this was synthesized
+                self._count_interrupted()
+                if wav:
                     os.remove(wav)
+                continue
+            self._saying_answer = is_answer
+            if is_answer:
+                self._announce_answer(utterance, wav)
+            else:
+                self._announce(utterance, wav)
+            self._play(wav)
+            self._saying_answer = False
+
+    def _synthesize(self, text: str, count: int) -> str | None:
+        """The WAV file of ``text`` (utterance number ``count``), or None when there is none to make."""
+        if self.speech is None or not self.speech.available:
+            return None
+        if self.options.audio_out:
+            wav = os.path.join(self.options.audio_out, f"utterance_{count:04d}.wav")
+        elif self.speech.player is not None:
+            wav = os.path.join(tempfile.gettempdir(), f"edgevlm-{os.getpid()}-{count}.wav")
+        else:
+            return None
+        return wav if self.speech.synthesize(text, wav) else None
+
+    def _announce(self, utterance: Utterance, wav: str | None) -> None:
+        """A caption is said: log it, print it, keep it for the subtitles and the summary."""
+        ready_ms = (self.clock() - utterance.captured_at) * 1000
+        if not utterance.reannounce:
+            self.speech_ms.append(ready_ms)
+        self.spoken.append(utterance.text)
+        self.cues.append((utterance.t, utterance.text))
+        self.events.write("spoken", utterance.t, text=utterance.text, frame_to_speech_ms=round(ready_ms, 1),
+                          wav=wav, reannounce=utterance.reannounce)
+        self.on_line(f"[{utterance.t:8.2f}s] {utterance.text}")
+
+    def _announce_answer(self, answer: SpokenAnswer, wav: str | None) -> None:
+        """An answer is said: one "Q: ... A: ..." line per question (console and subtitles).
+        Not in ``spoken``: the caption metrics (repeat rate, frame-to-speech) are narration's."""
+        ready_ms = (self.clock() - answer.captured_at) * 1000
+        self.cues.append((answer.t, "\n".join(answer.lines)))
+        self.events.write("spoken", answer.t, text=answer.text, question_to_speech_ms=round(ready_ms, 1),
+                          wav=wav, answer=True)
+        for line in answer.lines:
+            self.on_line(f"[{answer.t:8.2f}s] {line}")
+
+    def _play(self, wav: str | None) -> None:
+        if wav and self.speech.player is not None:
+            self.speech.play(wav)
+            if not self.options.audio_out:
+                os.remove(wav)
+
+    # --- questions (inference thread) -----------------------------------------------------
+    def _count_answers_waiting(self, change: int) -> None:
+        with self._answers_lock:
+            self._answers_waiting += change
+
+    def _answer_waiting(self) -> bool:
+        with self._answers_lock:
+            return self._answers_waiting > 0
+
+    def _count_interrupted(self) -> None:
+        with self._answers_lock:  # both threads drop captions for answers
+            self.interrupted += 1
+
+    def _pending_questions(self) -> list[Question]:
+        """The questions to answer now: none if none were typed or the engine cannot answer
+        (then it is said once, and narration goes on)."""
+        if self.questions is None or len(self.questions) == 0:
+            return []
+        questions = self.questions.take()
+        if not self.engine.answers_questions:
+            if not self.told_no_answers:
+                self.told_no_answers = True
+                self.on_line(f"note: {NO_ANSWERS}")
+            return []
+        return questions
+
+    def _answer_questions(self, frame, visual: np.ndarray | None = None) -> None:
+        """Answer the pending questions about ``frame`` (visual tokens (1,N,d) if already
+        encoded) and make the answers interrupt narration."""
+        questions = self._pending_questions()
+        if not questions:
+            return
+        if visual is None:
+            visual, _ = self.engine.encode(self.engine.preprocess(frame.image)[None])
+        answers = [answer for question in questions if (answer := self._answer(question, frame, visual)) is not None]
+        if answers:
+            self._interrupt_with(merge_answers(answers))
+
+    def _answer(self, question: Question, frame, visual: np.ndarray) -> SpokenAnswer | None:
+        try:
+            result = self.engine.answer_visual(visual, [question.text])[0]
+        except EdgeVLMError as exc:  # e.g. a line with no words: say why, and narrate on
+            self.on_line(f"note: {exc}")
+            return None
+        latency = (self.clock() - question.asked_at) * 1000
+        self.answer_ms.append(latency)
+        self.events.write("answer", frame.t, question=question.text, answer=result.answer, text=result.text,
+                          probability=round(float(result.probability), 4), abstained=bool(result.abstained),
+                          index=frame.index, question_to_answer_ms=round(latency, 1))
+        return spoken_answer(question, result.text, frame.t)
+
+    def _interrupt_with(self, answer: SpokenAnswer) -> None:
+        """Say ``answer`` next: drop the captions waiting for speech, cut short the one being
+        said, queue the answer. Only this thread puts utterances, so once drained the queue
+        holds the answer alone and nothing can get ahead of it."""
+        self._count_answers_waiting(+1)  # from here the speech thread drops any caption it takes
+        waiting: list[SpokenAnswer] = []
+        while (item := self.utterances.get(timeout=0)) is not None:
+            if isinstance(item, SpokenAnswer):  # an earlier answer not said yet: said together, in order
+                waiting.append(item)
+                self._count_answers_waiting(-1)
+            else:
+                self._count_interrupted()
+        if self.speech is not None and self.speech.stop():
+            log.info("utterance cut short: a question was answered")
+        self.utterances.put(merge_answers([*waiting, answer]), self.stop_event)
+        # The answer counts as an utterance for the gap: the next caption waits min_gap after it
+        # (the dropped captions count as said, so the policy does not bring them back).
+        self.policy.last_said_t = answer.t
+
+    def _wait_for_answer(self) -> None:
+        """Until the speech thread has taken the queued answers (or the run is stopping)."""
+        while self._answer_waiting() and not self.stop_event.wait(0.05):
+            pass
 
     # --- inference loop -----------------------------------------------------------------
     def _handle(self, frame) -> None:
         if self.first_t is None:
             self.first_t = frame.t
         self.last_t = frame.t
+        self.last_frame = frame
         self.events.write("frame", frame.t, index=frame.index)
         visual, pooled = self.engine.encode(self.engine.preprocess(frame.image)[None])
+        self._answer_questions(frame, visual)  # before the caption: a question is answered first
         decision = self.gate.update(pooled[0], frame.t)
-        if decision.distance >= self.options.cut_short_distance and self.speech is not None and self.speech.stop():
+        if (decision.distance >= self.options.cut_short_distance and self.speech is not None
+                and not self._saying_answer and self.speech.stop()):
             log.info("utterance cut short: scene changed (distance %.2f)", decision.distance)
         if not decision.caption:
             self.events.write("skip_unchanged", frame.t, reason=decision.reason, distance=round(decision.distance, 4))
@@ -168,17 +301,35 @@ class Narrator:
             verdict = self.policy.offer(Utterance(text, frame.t, frame.captured_at))
             if verdict == "duplicate":
                 self.events.write("skip_duplicate", frame.t, text=text)
-        utterance = self.policy.release(frame.t)
-        if utterance is not None:
-            self.utterances.put(utterance, self.stop_event)
+        self._release(frame.t)
         if self.video is not None:
             self.video.write_at(frame.image, self.current_text, frame.t - self.first_t)
+
+    def _release(self, now_t: float) -> None:
+        """Hand the policy's next caption to speech, unless an answer still waits to be said:
+        it goes first (and a live NewestSlot would replace it). The caption stays pending."""
+        if self._answer_waiting():
+            return
+        utterance = self.policy.release(now_t)
+        if utterance is not None:
+            self.utterances.put(utterance, self.stop_event)
+
+    def _finish_stream(self) -> None:
+        """End of stream: answer the last questions, then say the caption still waiting."""
+        if self.last_frame is not None:
+            self._answer_questions(self.last_frame)
+        self._wait_for_answer()
+        last = self.policy.release(float("inf"))
+        if last is not None and last.reannounce is False:
+            self.utterances.put(last, self.stop_event)
 
     def run(self) -> dict:
         capture = threading.Thread(target=self._capture, name="capture", daemon=True)
         speaker = threading.Thread(target=self._speak, name="speech", daemon=True)
         capture.start()
         speaker.start()
+        if self.questions is not None:
+            self.questions.start()
         try:
             while not self.stop_event.is_set():
                 frame = self.frames.get(timeout=0.2)
@@ -186,11 +337,13 @@ class Narrator:
                     break
                 if frame is not None:
                     self._handle(frame)
-            if not self.stop_event.is_set():  # end of stream: say what is still waiting
-                last = self.policy.release(float("inf"))
-                if last is not None and last.reannounce is False:
-                    self.utterances.put(last, self.stop_event)
+                elif self.last_frame is not None:  # no new frame (a stalled camera): answer about the last one
+                    self._answer_questions(self.last_frame)
+            if not self.stop_event.is_set():
+                self._finish_stream()
         finally:
+            if self.questions is not None:
+                self.questions.close()  # returns promptly even while stdin stays open
             if self.stop_event.is_set() and self.speech is not None:
                 self.speech.stop()  # ctrl-C / SIGTERM: cut the current utterance
             self.utterances.close(self.stop_event)
@@ -223,10 +376,13 @@ class Narrator:
             "repeat_rate": round(repeats / max(len(self.spoken) - 1, 1), 4),
             "frames_skipped_unchanged": counts["skip_unchanged"],
             "captions_skipped_duplicate": counts["skip_duplicate"],
-            "stale_dropped": self.utterances.dropped + self.policy.replaced,
+            "stale_dropped": self.utterances.dropped + self.policy.replaced + self.interrupted,
             "frame_to_caption_ms_p50": _percentile(self.caption_ms, 50),
             "frame_to_caption_ms_p90": _percentile(self.caption_ms, 90),
             "frame_to_speech_ms_p50": _percentile(self.speech_ms, 50),
             "frame_to_speech_ms_p90": _percentile(self.speech_ms, 90),
+            "questions": len(self.answer_ms),
+            "question_to_answer_ms_p50": _percentile(self.answer_ms, 50),
+            "question_to_answer_ms_p90": _percentile(self.answer_ms, 90),
             "speech": bool(self.speech is not None and self.speech.available),
         }

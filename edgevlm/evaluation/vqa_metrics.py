@@ -1,0 +1,84 @@
+"""VQA scoring (torch-free): exact match after normalisation, per type, balanced yes/no
+accuracy (the hallucination probe), and abstention.
+
+An abstained question ("I'm not sure") counts as not answered correctly in ``accuracy``;
+``answered_accuracy`` is the accuracy over the questions actually answered and
+``coverage`` their share.
+"""
+
+from __future__ import annotations
+
+import re
+
+NUMBER_WORDS = {"0": "zero", "1": "one", "2": "two", "3": "three", "4": "four", "5": "five", "6": "six",
+                "7": "seven", "8": "eight", "9": "nine", "10": "ten"}
+ABSTAIN = "I'm not sure"
+
+
+def normalize_answer(text: str) -> str:
+    """Lower case, no punctuation or articles, digits as words ("2" -> "two"), grey = gray."""
+    words = re.findall(r"[a-z0-9]+", text.lower())
+    words = [NUMBER_WORDS.get(w, w) for w in words if w not in ("a", "an", "the")]
+    return " ".join("gray" if w == "grey" else w for w in words)
+
+
+def score_answers(questions: list[dict], answers: dict, threshold: float = 0.0) -> dict:
+    """questions: VQA dicts (question_id, answers, type); answers: question_id -> (text,
+    probability). A question whose answer probability is below ``threshold`` is abstained.
+
+    Returns accuracy, answered_accuracy, coverage, abstention_rate, yesno_balanced_accuracy
+    (mean of accuracy on "yes" and on "no" questions), by_type {type: accuracy}, counts.
+    """
+    by_type: dict[str, list[bool]] = {}
+    yes_no: dict[str, list[bool]] = {"yes": [], "no": []}
+    answered = correct_answered = 0
+    for q in questions:
+        text, probability = answers[q["question_id"]]
+        abstain = probability < threshold
+        right = not abstain and normalize_answer(text) in {normalize_answer(a) for a in q["answers"]}
+        answered += not abstain
+        correct_answered += right
+        by_type.setdefault(q["type"], []).append(right)
+        truth = normalize_answer(q["answers"][0])
+        if q["type"] == "yesno" and truth in yes_no:
+            yes_no[truth].append(right)
+    total = len(questions)
+    flat = [r for rows in by_type.values() for r in rows]
+    return {
+        "accuracy": sum(flat) / max(total, 1),
+        "answered_accuracy": correct_answered / max(answered, 1),
+        "coverage": answered / max(total, 1),
+        "abstention_rate": 1 - answered / max(total, 1),
+        "yesno_balanced_accuracy": (_mean(yes_no["yes"]) + _mean(yes_no["no"])) / 2,
+        "threshold": threshold,
+        "questions": total,
+        "by_type": {t: _mean(rows) for t, rows in sorted(by_type.items())},
+        "count_by_type": {t: len(rows) for t, rows in sorted(by_type.items())},
+    }
+
+
+def _mean(values: list[bool]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def choose_threshold(questions: list[dict], answers: dict, wrong_cost: float = 1.0) -> float:
+    """The abstention threshold on answer probability that maximises
+    (right answers - wrong_cost x wrong answers) / questions, abstentions scoring 0.
+
+    Cost 1: a confident wrong answer ("no, there is no car") misleads a blind user as much
+    as a right one helps, so an answer is given only where it is more likely right than
+    wrong. Plain accuracy would never abstain.
+    """
+    scored = []
+    for q in questions:
+        text, probability = answers[q["question_id"]]
+        right = normalize_answer(text) in {normalize_answer(a) for a in q["answers"]}
+        scored.append((probability, right))
+    scored.sort(reverse=True)
+    best_utility, best_threshold, utility = 0.0, 1.0 + 1e-9, 0.0  # answer nothing: utility 0
+    for i, (probability, right) in enumerate(scored):
+        utility += 1.0 if right else -wrong_cost
+        next_probability = scored[i + 1][0] if i + 1 < len(scored) else -1.0
+        if probability != next_probability and utility > best_utility:
+            best_utility, best_threshold = utility, probability
+    return float(best_threshold)
