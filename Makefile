@@ -25,10 +25,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Caption the shipped sample photos, then narrate the shipped 10 s street clip: narration on
+# Caption the shipped sample photos, answer a question about one, then narrate the shipped 10 s street clip: narration on
 # stdout, speech as WAV files in demo-out/ (no camera or audio device needed).
 demo: $(STAMP) system-deps
 	$(VENV)/bin/edgevlm caption edgevlm/assets/samples
+	$(VENV)/bin/edgevlm ask edgevlm/assets/samples/astronaut.jpg "is there a person?" --json
 	$(VENV)/bin/edgevlm narrate edgevlm/assets/samples/street.mp4 --realtime --no-speak \
 	  --audio-out demo-out/wav --events demo-out/events.jsonl --subtitles demo-out/street.vtt
 	@echo "speech: $$(ls demo-out/wav | wc -l) WAV files in demo-out/wav"

@@ -40,3 +40,18 @@ def test_generation_is_deterministic_and_balanced():
 def test_disagreeing_captions_do_not_make_a_question():
     questions = generate_questions([_image(["a black dog runs", "a white dog runs", "a brown dog runs"])])
     assert not [q for q in questions if q["type"] == "color"]
+
+
+def test_no_question_is_asked_where_the_captions_leave_it_open():
+    # "a person" may be a man: asking "is there a man?" -> "no" would teach a wrong denial.
+    captions = ["a person rides a bike on a trail", "someone cycling through the woods"]
+    for seed in range(30):
+        asked = dict(existence_questions(captions, seed))
+        assert asked.get("is there a man?") != "no" and asked.get("is there a person?") != "no"
+
+
+def test_numbers_without_a_place_and_plural_locations():
+    got = {(q["type"], q["question"], q["answers"][0]) for q in generate_questions([_image([
+        "three people stand together", "two dogs are running through the snow"])])}
+    assert ("number", "how many people are there?", "three") in got
+    assert ("location", "where are the dogs running?", "snow") in got

@@ -33,6 +33,12 @@ def command(as_json: bool):
         "providers": onnxruntime.get_available_providers(),
         "torch": _installed_version("torch"),
     }
+    if info["default_engine"]:
+        from edgevlm.runtime.manifest import load_manifest
+
+        manifest = load_manifest(info["default_engine"], verify=False).data
+        info["default_engine_tasks"] = manifest.get("tasks", ["caption"])  # "vqa": `edgevlm ask` works
+        info["default_engine_precision"] = manifest.get("precision")
     if as_json:
         click.echo(json.dumps(info))
     else:

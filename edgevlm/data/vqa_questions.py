@@ -162,6 +162,10 @@ UNCERTAIN = {
     "boat": {"water", "lake", "river", "ocean", "sea", "dock"},
 }
 UNCERTAIN["woman"] = UNCERTAIN["child"] = UNCERTAIN["man"]
+# "Is there a person?" is what a blind user asks first: every word for a human counts.
+CATEGORIES["person"] = sorted(set(CATEGORIES["man"] + CATEGORIES["woman"] + CATEGORIES["child"])
+                              | UNCERTAIN["man"] - {"football", "team", "group", "family", "couple", "crowd"}
+                              | {"people", "persons", "someone", "crowd", "team", "family", "couple"})
 
 
 def existence_questions(captions: list[str], seed: int) -> list[tuple[str, str]]:
