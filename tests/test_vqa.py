@@ -215,3 +215,17 @@ def test_multitask_training_learns_answers_and_keeps_captioning(tiny_dataset, tm
     result = CliRunner().invoke(cli, args[:-6] + ["--epochs", "2", "--resume", "--vqa-weight", "1", "--contrastive-weight", "0.1"])
     assert result.exit_code == 0, result.output
     assert [row["epoch"] for row in json.load(open(os.path.join(out, "history.json")))] == [1, 2]
+
+
+def test_the_shipped_engine_answers_about_a_sample_photo():
+    """The shipped multi-task INT8 engine: a person is there, a dog is not, and the
+    abstention threshold tuned on dev is in its manifest."""
+    astronaut = os.path.join(SAMPLES, "astronaut.jpg")
+    answers = {}
+    for question in ("is there a person?", "is there a dog?"):
+        result = CliRunner().invoke(cli, ["ask", astronaut, question, "--json"])
+        assert result.exit_code == 0, result.output
+        answers[question] = json.loads(result.output)["answer"]
+    assert answers == {"is there a person?": "yes", "is there a dog?": "no"}
+    engine = CaptionEngine(os.path.join(os.path.dirname(SAMPLES), "default_engine"))
+    assert engine.answers_questions and 0.0 < engine.abstain_below < 1.0
