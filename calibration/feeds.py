@@ -2,7 +2,9 @@
 
 The same dicts feed onnxruntime's calibrators, an FP32/INT8 comparison, or a TensorRT
 calibrator. Decoder feeds are recorded from the runtime's own cache path: real caption
-tokens on real images, written into the KV cache step by step exactly as at inference.
+tokens on real images, written into the KV cache step by step exactly as at inference,
+and, for VQA engines, question prompts prefilled as one prefix (the T > 1, both-ways
+attention path), with questions generated from the image's captions.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from typing import Iterable, Iterator
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
-from edgevlm.runtime.engine import CaptionEngine, GraphStepper
+from edgevlm.data.vqa_questions import generate_questions
+from edgevlm.runtime.engine import MAX_ANSWER_TOKENS, CaptionEngine, GraphStepper
 from edgevlm.runtime.kv_cache import KVCache
 
 from .sources import CalibrationSet
@@ -61,6 +64,17 @@ def decoder_feeds(engine: CaptionEngine, calib: CalibrationSet, per_image: int =
             for position, token in enumerate([tokens["bos"]] + ids):
                 stepper.step(np.array([token], np.int64), position)
                 yield recorder.recorded.pop()
+        if engine.answers_questions and human:
+            for prompt in _question_prompts(engine, human)[:per_image]:
+                stepper.prefill(np.array([prompt], np.int64))
+                yield recorder.recorded.pop()
+
+
+def _question_prompts(engine: CaptionEngine, captions: list[str]) -> list[list[int]]:
+    """VQA prompt ids for the questions the generator makes from these captions."""
+    questions = generate_questions([{"image_id": 0, "file_name": "", "captions": list(captions)}])
+    max_words = engine.manifest.model["cache_capacity"] - 2 - MAX_ANSWER_TOKENS
+    return [engine.tokenizer.question_prompt(q["question"], max_words) for q in questions]
 
 
 GRAPH_FEEDS = {"vision": vision_feeds, "cross_kv": cross_kv_feeds, "decoder": decoder_feeds}

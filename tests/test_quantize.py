@@ -166,3 +166,19 @@ def test_gate_fails_on_constant_calibration_and_passes_on_real_images(shipped_fp
         reports[name] = compare_engines(fp32, CaptionEngine(out), data, max_cider_drop=0.8)
     assert not reports["constant"]["passed"] and reports["constant"]["pooled_cosine_mean"] < 0.8
     assert reports["real"]["passed"] and reports["real"]["pooled_cosine_mean"] > 0.95
+
+
+def test_decoder_feeds_include_question_prefills_and_the_int8_engine_answers(tiny_engine_master, tmp_path):
+    from edgevlm.calibration.feeds import decoder_feeds
+
+    root = str(tmp_path / "coco")
+    calib = load_calibration_set(make_coco_dataset(root, "train", 20, seed=4))
+    engine = CaptionEngine(tiny_engine_master)
+    feeds = list(decoder_feeds(engine, calib))
+    prefills = [f for f in feeds if f["input_ids"].shape[1] > 1]
+    assert prefills and all(int(f["prefix_len"]) == f["input_ids"].shape[1] for f in prefills)
+    assert all(int(f["prefix_len"]) == 0 for f in feeds if f["input_ids"].shape[1] == 1)
+    out = str(tmp_path / "int8")
+    quantize_engine(tiny_engine_master, calib, out, "minmax", cache_dir=str(tmp_path / "ranges"))
+    answer = CaptionEngine(out).answer_image(read_image_bgr(os.path.join(SAMPLES, "coffee.jpg")), ["is there a dog?"])[0]
+    assert isinstance(answer.text, str) and 0.0 <= answer.probability <= 1.0
