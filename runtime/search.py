@@ -172,6 +172,8 @@ def answer_search(stepper: Stepper, prompts: np.ndarray, eos_id: int, max_new_to
     answers are one or two words, and the probability of the chosen answer is what the
     abstention threshold reads."""
     rows, length = prompts.shape
+    if max_new_tokens < 1:
+        raise ValueError("answer_search needs room for at least one token (eos)")
     logits = stepper.prefill(prompts)
     history = np.zeros((rows, max_new_tokens), dtype=np.int64)
     lengths = np.full(rows, max_new_tokens)
@@ -191,4 +193,6 @@ def answer_search(stepper: Stepper, prompts: np.ndarray, eos_id: int, max_new_to
         if done.all() or step + 1 == max_new_tokens:
             break
         logits = stepper.step(chosen, length + step)
+    # No eos within max_new_tokens: not an answer the model finished; probability 0 (abstain).
+    logprob[~done] = -np.inf
     return [Answer(history[i, : lengths[i]].tolist(), float(logprob[i])) for i in range(rows)]

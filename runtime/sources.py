@@ -167,7 +167,10 @@ class FrameSource:
                 if ok:
                     t = (count - 1) / self.fps if self.fps else 0.0
                     return Frame(image, t, count - 1, time.monotonic(), f"{self.spec}@{t:.2f}s")
-            last = None  # no frame count or seek (some containers): read to the end
+            # No frame count or seek, or an estimated count past the real end (VFR, mkv):
+            # rewind and read to the end.
+            self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            last = None
             for last in self._video_frames():
                 pass
             return last

@@ -45,10 +45,11 @@ class CaptionTokenizer:
         if self.sep_id is None:
             raise EdgeVLMError("this model was not trained to answer questions (its tokenizer has no "
                                f"{SEP_TOKEN} token); use a VQA model, e.g. the shipped default")
-        words = self.encode(question)
+        specials = {self.pad_id, self.bos_id, self.eos_id, self.sep_id}  # typed "[SEP]" is not a separator
+        words = [i for i in self.encode(question) if i not in specials]
         if not words:
             raise EdgeVLMError(f"the question {question!r} has no words; ask e.g. \"is there a dog?\"")
-        return [self.bos_id] + words[:max_words] + [self.sep_id]
+        return [self.bos_id] + words[: max(1, max_words)] + [self.sep_id]
 
     def decode(self, ids) -> str:
         """Ids -> caption text; special tokens and everything after eos dropped."""

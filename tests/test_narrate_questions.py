@@ -259,7 +259,7 @@ def test_cli_answers_a_typed_question_with_the_tiny_engine(tiny_engine_master, t
     events = tmp_path / "events.jsonl"
     # --realtime: the run lasts the clip's 2 s, ample for the reader to see the question
     result = _narrate(video, "--engine", tiny_engine_master, "--tts", "none", "--realtime", "--events", str(events),
-                      input="is there a dog?\n")
+                      "--questions", input="is there a dog?\n")
     assert result.returncode == 0, result.stderr
     out = result.stdout.splitlines()
     assert len([line for line in out if "] Q: is there a dog? A: " in line]) == 1
@@ -272,6 +272,9 @@ def test_cli_answers_a_typed_question_with_the_tiny_engine(tiny_engine_master, t
     quiet = _narrate(video, "--engine", tiny_engine_master, "--tts", "none", "--realtime", "--no-questions",
                      input="is there a dog?\n")
     assert quiet.returncode == 0 and " Q: " not in quiet.stdout
+    # A pipe is not read by default: in `while read f; do edgevlm narrate "$f"; done < list` it is the loop's list.
+    piped = _narrate(video, "--engine", tiny_engine_master, "--tts", "none", input="is there a dog?\n")
+    assert piped.returncode == 0 and " Q: " not in piped.stdout
 
 
 def test_cli_caption_only_engine_notes_it_once_and_narrates(tiny_engine_dir, tmp_path):
@@ -282,7 +285,7 @@ def test_cli_caption_only_engine_notes_it_once_and_narrates(tiny_engine_dir, tmp
     with open(manifest, "w") as f:
         json.dump(data, f)
     video = make_video(str(tmp_path / "v.avi"), seconds=2.0, fps=10)
-    result = _narrate(video, "--engine", tiny_engine_dir, "--tts", "none", "--realtime",
+    result = _narrate(video, "--engine", tiny_engine_dir, "--tts", "none", "--realtime", "--questions",
                       input="is there a dog?\nwhat colour is it?\n")
     assert result.returncode == 0, result.stderr
     out = result.stdout.splitlines()
@@ -294,7 +297,8 @@ def test_cli_sigterm_stops_promptly_while_stdin_stays_open(tiny_engine_master, t
     video = make_video(str(tmp_path / "long.avi"), seconds=120.0, fps=10)
     events = tmp_path / "events.jsonl"
     process = subprocess.Popen([sys.executable, "-m", "edgevlm.cli.main", "narrate", video, "--engine",
-                                tiny_engine_master, "--tts", "none", "--realtime", "--events", str(events)],
+                                tiny_engine_master, "--tts", "none", "--realtime", "--events", str(events),
+                                "--questions"],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while (not events.exists() or "caption" not in events.read_text()) and time.monotonic() < deadline:

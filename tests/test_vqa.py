@@ -118,7 +118,7 @@ def test_scores_exact_match_per_type_balanced_yes_no_and_abstention():
     assert choose_threshold(questions, answers) == pytest.approx(0.7)
 
 
-def _questions_file(tmp_path, with_answers=False):
+def _questions_file(tmp_path, with_answers=False, copies=1):
     for name in ("coffee.jpg", "chelsea.jpg"):
         os.makedirs(tmp_path / "images", exist_ok=True)
         shutil.copy(os.path.join(SAMPLES, name), tmp_path / "images" / name)
@@ -128,6 +128,7 @@ def _questions_file(tmp_path, with_answers=False):
     if with_answers:
         for entry, (answer, kind) in zip(entries, [("no", "yesno"), ("brown", "color"), ("one", "number")]):
             entry.update(answers=[answer], type=kind)
+    entries = [dict(e, question_id=e["question_id"] + 100 * copy) for copy in range(copies) for e in entries]
     path = tmp_path / "questions.json"
     path.write_text(json.dumps(entries))
     return str(path), entries
@@ -167,6 +168,13 @@ def test_ask_errors_are_one_line(tiny_engine_master, args, message):
 
 def test_ask_questions_file_with_a_bad_entry_or_image(tiny_engine_master, tmp_path):
     path = tmp_path / "q.json"
+    twice = {"question_id": 1, "image": PHOTOS[0], "question": "is there a dog?"}
+    path.write_text(json.dumps([twice, twice]))
+    result = CliRunner().invoke(cli, ["ask", "--questions", str(path), "--engine", tiny_engine_master])
+    assert result.exit_code == 1 and "entry [1]: \"question_id\" 1 must be a number or string, unique" in result.output
+    path.write_text(json.dumps([dict(twice, question="???")]))
+    result = CliRunner().invoke(cli, ["ask", "--questions", str(path), "--engine", tiny_engine_master])
+    assert result.exit_code == 1 and '"question" must be a string with words' in result.output
     path.write_text(json.dumps([{"question_id": 1, "question": "is there a dog?"}]))
     result = CliRunner().invoke(cli, ["ask", "--questions", str(path), "--engine", tiny_engine_master])
     assert result.exit_code == 1 and 'entry [0] needs "question_id", "image" and "question"' in result.output
@@ -186,9 +194,14 @@ def test_eval_vqa_reports_and_tunes_abstention(tiny_engine_dir, tiny_model_maste
     torch_report = json.loads(CliRunner().invoke(cli, ["eval", "--vqa", path, "--model", tiny_model_master, "--json"]).output)
     assert torch_report["by_type"] == report["by_type"]  # the engine answers as the PyTorch model
     result = CliRunner().invoke(cli, ["eval", "--vqa", path, "--engine", tiny_engine_dir, "--tune-abstention"])
+    assert result.exit_code == 1 and "--tune-abstention needs at least 100 questions" in result.output
+    result = CliRunner().invoke(cli, ["eval", "--vqa", path, "--tune-abstention"])
+    assert result.exit_code == 1 and "name it with --engine DIR" in result.output
+    many, _ = _questions_file(tmp_path, with_answers=True, copies=34)
+    result = CliRunner().invoke(cli, ["eval", "--vqa", many, "--engine", tiny_engine_dir, "--tune-abstention"])
     assert result.exit_code == 0, result.output
     manifest = json.load(open(os.path.join(tiny_engine_dir, "edgevlm.json")))
-    assert manifest["vqa"]["tuned_questions"] == 3
+    assert manifest["vqa"]["tuned_questions"] == 102
     assert CaptionEngine(tiny_engine_dir).abstain_below == pytest.approx(manifest["vqa"]["abstain_below"])
 
 
@@ -212,6 +225,8 @@ def test_multitask_training_learns_answers_and_keeps_captioning(tiny_dataset, tm
     assert tokenizer.encode("yes") != [tokenizer.unk_id]
     state = torch.load(os.path.join(out, "checkpoint.pt"), weights_only=True)
     assert state["contrastive"] is not None
+    result = CliRunner().invoke(cli, args[:-6] + ["--epochs", "2", "--resume"])  # without the VQA objective
+    assert result.exit_code == 1 and "was trained with vqa_weight=1.0; resume with --vqa-weight 1.0" in result.output
     result = CliRunner().invoke(cli, args[:-6] + ["--epochs", "2", "--resume", "--vqa-weight", "1", "--contrastive-weight", "0.1"])
     assert result.exit_code == 0, result.output
     assert [row["epoch"] for row in json.load(open(os.path.join(out, "history.json")))] == [1, 2]
@@ -229,3 +244,19 @@ def test_the_shipped_engine_answers_about_a_sample_photo():
     assert answers == {"is there a person?": "yes", "is there a dog?": "no"}
     engine = CaptionEngine(os.path.join(os.path.dirname(SAMPLES), "default_engine"))
     assert engine.answers_questions and 0.0 < engine.abstain_below < 1.0
+
+
+def test_an_answer_without_eos_has_probability_zero():
+    from edgevlm.runtime.search import answer_search
+
+    class NeverEnds:  # always prefers token 5, never eos (3)
+        def prefill(self, prompts):
+            return self.step(None, 0)
+
+        def step(self, tokens, position):
+            logits = np.zeros((1, 8), np.float32)
+            logits[0, 5] = 10.0
+            return logits
+
+    answer = answer_search(NeverEnds(), np.array([[2, 6, 4]]), eos_id=3, max_new_tokens=3)[0]
+    assert answer.ids == [5, 5, 5] and answer.probability == 0.0

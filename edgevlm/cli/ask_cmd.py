@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import click
 
@@ -40,12 +41,17 @@ def load_questions(path: str, images_dir: str | None) -> list[dict]:
     data = read_json(path, 'a list of {"question_id", "image", "question"}')
     if not isinstance(data, list):
         raise EdgeVLMError(f'{path} must hold a JSON list of {{"question_id", "image", "question"}} objects')
-    entries = []
+    entries, seen = [], set()
     for index, entry in enumerate(data):
         if not isinstance(entry, dict) or not {"question_id", "image", "question"} <= set(entry):
             raise EdgeVLMError(f'{path}: entry [{index}] needs "question_id", "image" and "question"')
-        if not isinstance(entry["question"], str) or not entry["question"].strip():
-            raise EdgeVLMError(f'{path}: entry [{index}] (question_id {entry["question_id"]}): "question" must be a non-empty string')
+        qid = entry["question_id"]
+        if not isinstance(qid, (int, str)) or qid in seen:
+            raise EdgeVLMError(f'{path}: entry [{index}]: "question_id" {qid!r} must be a number or string, '
+                               "unique in the file")
+        seen.add(qid)
+        if not isinstance(entry["question"], str) or not re.search(r"[A-Za-z0-9]", entry["question"]):
+            raise EdgeVLMError(f'{path}: entry [{index}] (question_id {qid}): "question" must be a string with words')
         entries.append(dict(entry, path=resolve_image(str(entry["image"]), path, images_dir)))
     return entries
 

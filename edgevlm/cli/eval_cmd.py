@@ -11,6 +11,7 @@ import click
 from edgevlm.errors import EdgeVLMError
 from edgevlm.paths import default_model_dir
 
+MIN_TUNING_QUESTIONS = 100  # fewer, and one lucky or unlucky answer moves the threshold
 METRIC_ORDER = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "mean_length", "distinct_words", "images")
 
 
@@ -25,7 +26,8 @@ METRIC_ORDER = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CI
               help="With --vqa and an engine: choose the \"I'm not sure\" threshold on this file and write it to the engine.")
 @click.option("--images", "images_dir", default=None, type=click.Path(), help="Images folder, if not beside --data / --vqa.")
 @click.option("--beam", type=click.IntRange(1, 16), default=None, help="Beam size (default: the model's).")
-@click.option("--limit", type=click.IntRange(1), default=None, help="Score only the first N images.")
+@click.option("--limit", type=click.IntRange(1), default=None,
+              help="Score only the first N images (with --vqa: the first N questions).")
 @click.option("--no-meteor", is_flag=True, help="Skip METEOR (slow; needs Java).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def command(model_dir, data, vqa_file, engine_dir, tune_abstention, images_dir, beam, limit, no_meteor, as_json):
@@ -68,8 +70,9 @@ def _eval_vqa(vqa_file, model_dir, engine_dir, tune_abstention, images_dir, limi
 
     if model_dir and engine_dir:
         raise EdgeVLMError("--vqa evaluates either --engine DIR or --model DIR, not both")
-    if tune_abstention and model_dir:
-        raise EdgeVLMError("--tune-abstention writes the threshold into an engine: use --engine, not --model")
+    if tune_abstention and not engine_dir:
+        raise EdgeVLMError("--tune-abstention writes the threshold into an engine: name it with --engine DIR "
+                           "(the shipped engine is not changed in place)")
     entries = load_qa(vqa_file, images_dir)[:limit]
     started = time.time()
     if model_dir:
@@ -82,6 +85,9 @@ def _eval_vqa(vqa_file, model_dir, engine_dir, tune_abstention, images_dir, limi
         engine = CaptionEngine(source)
         answers, threshold = engine_answers(engine, entries, progress=not as_json), engine.abstain_below
     if tune_abstention:
+        if len(entries) < MIN_TUNING_QUESTIONS:
+            raise EdgeVLMError(f"--tune-abstention needs at least {MIN_TUNING_QUESTIONS} questions to choose a "
+                               f"threshold; {vqa_file} gives {len(entries)}")
         threshold = choose_threshold(entries, answers)
         write_threshold(source, threshold, vqa_file, len(entries))
     report = vqa_report(entries, answers, threshold if threshold is not None else 0.5)

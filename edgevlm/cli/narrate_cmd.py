@@ -29,8 +29,8 @@ from edgevlm.runtime.narration.scene_gate import GateSettings
 @click.option("--subtitles", type=click.Path(dir_okay=False), default=None, help="WebVTT (.vtt) or SRT (.srt) file.")
 @click.option("--video-out", type=click.Path(dir_okay=False), default=None, help="MP4 with the narration drawn on.")
 @click.option("--realtime", is_flag=True, help="Pace a video file like a live camera (newest frame wins).")
-@click.option("--questions/--no-questions", default=True, show_default=True,
-              help="Answer questions typed on standard input, one per line (see above).")
+@click.option("--questions/--no-questions", default=None,
+              help="Answer questions from standard input, one per line (default: only when it is a terminal).")
 @dataclass_options(GateSettings, prefix="gate-")
 @dataclass_options(PolicySettings)
 def command(source, engine_dir, provider, threads, beam, tts, speak, voice, rate, audio_out, events, subtitles,
@@ -40,9 +40,11 @@ def command(source, engine_dir, provider, threads, beam, tts, speak, voice, rate
     Questions: type a question and press Enter (e.g. "is there a dog?"). It is answered
     about the newest frame, and the answer interrupts narration: it is said first, then
     narration goes on. Printed as "Q: ... A: ..."; an answer the model is unsure of is "I'm
-    not sure". Standard input at its end (a pipe, /dev/null, ctrl-D) ends only the
-    questions. An engine trained for captions only says so once and keeps narrating.
-    --no-questions leaves standard input unread.
+    not sure". Questions are read when standard input is a terminal; --questions reads
+    them from a pipe too (`questions.txt | edgevlm narrate 0 --questions`), --no-questions
+    never reads it (so `while read f; do edgevlm narrate "$f"; done < list` keeps its
+    list). Standard input at its end (ctrl-D) ends only the questions. An engine trained
+    for captions only says so once and keeps narrating.
     """
     from edgevlm.cli.caption_cmd import resolve_engine
     from edgevlm.errors import EdgeVLMError
@@ -62,7 +64,10 @@ def command(source, engine_dir, provider, threads, beam, tts, speak, voice, rate
     notify = lambda message: click.echo(f"note: {message}", err=True)  # noqa: E731
     speech = Speech(voice, rate, play=speak, notify=notify) if tts == "espeak" else None
     with FrameSource(source) as frames:
-        # sys.stdin is None when the process has no standard input at all (fd 0 closed)
+        # sys.stdin is None when the process has no standard input at all (fd 0 closed).
+        # Default: a terminal only; a pipe or file may be a batch script's own input.
+        if questions is None:
+            questions = sys.stdin is not None and sys.stdin.isatty()
         question_stream = sys.stdin if questions else None
         narrator = Narrator(engine, frames, options, speech, on_line=click.echo, questions=question_stream)
         def on_signal(signum, _frame):

@@ -20,9 +20,10 @@ def load_qa(path: str, images_dir: str | None) -> list[dict]:
     entries = load_questions(path, images_dir)
     for index, entry in enumerate(entries):
         missing = QUESTION_KEYS - set(entry)
-        if missing or not isinstance(entry["answers"], list) or not entry["answers"]:
+        if missing or not isinstance(entry["answers"], list) or not entry["answers"] or not all(
+                isinstance(a, str) for a in entry["answers"]):
             raise EdgeVLMError(f"{path}: entry [{index}] needs {sorted(QUESTION_KEYS)} with a non-empty "
-                               "'answers' list (make one with python -m edgevlm.data.vqa_questions)")
+                               "'answers' list of strings (make one with python -m edgevlm.data.vqa_questions)")
     return entries
 
 
@@ -82,6 +83,11 @@ def write_threshold(engine_dir: str, threshold: float, tuned_on: str, questions:
 
     path = os.path.join(engine_dir, MANIFEST_FILE)
     data = read_json(path, "an edgevlm engine manifest")
-    data["vqa"] = {"abstain_below": round(threshold, 6), "tuned_on": os.path.basename(tuned_on),
+    # The exact float (JSON keeps it): rounding up would abstain on the answer it was tuned to give.
+    data["vqa"] = {"abstain_below": threshold, "tuned_on": os.path.basename(tuned_on),
                    "tuned_questions": questions, "rule": "maximise right - wrong answers (abstain scores 0)"}
-    write_json(path, data)
+    try:
+        write_json(path, data)
+    except OSError as exc:
+        raise EdgeVLMError(f"cannot write the threshold into {path}: {exc.strerror}; copy the engine somewhere "
+                           "writable and pass --engine") from exc

@@ -31,6 +31,8 @@ class TrainSettings:
             raise EdgeVLMError("epochs and images_per_batch must be at least 1")
         if self.scst_samples == 1 or self.scst_samples < 0:
             raise EdgeVLMError("scst_samples must be 0 (cross-entropy) or at least 2")
+        if self.scst_samples and (self.vqa_weight or self.contrastive_weight):
+            raise EdgeVLMError("scst_samples trains captions only: leave vqa_weight and contrastive_weight at 0")
         if self.vqa_weight < 0 or self.contrastive_weight < 0:
             raise EdgeVLMError("vqa_weight and contrastive_weight must be >= 0 (0 turns the objective off)")
         if self.finetune_from_block == 0 or self.finetune_from_block > 15:

@@ -99,7 +99,8 @@ class Trainer:
             self.tokenizer = add_words(self.tokenizer, answer_words(self.train_questions))
             resize_vocab(self.model, self.tokenizer.vocab_size)
             self.model.cfg = dataclasses.replace(self.model.cfg, sep_id=self.tokenizer.sep_id)
-            self._save_tokenizer(self.tokenizer)
+            # written by run(), after a --resume has checked the checkpoint matches
+
         self.cfg = self.model.cfg
         self.model.encoder.requires_grad_(False)
         # Fine-tuning from block k: cache block k-1's output once, train blocks k.. and the head.
@@ -189,11 +190,16 @@ class Trainer:
         if not os.path.isfile(path):
             raise EdgeVLMError(f"--resume: no {CHECKPOINT_FILE} in {self.out}; start without --resume")
         state = torch.load(path, map_location="cpu", weights_only=True)
+        saved = state.get("settings", {})
+        for name in ("vqa_weight", "contrastive_weight"):  # the objectives decide vocabulary and heads
+            if (saved.get(name, 0.0) > 0) != (getattr(self.settings, name) > 0):
+                raise EdgeVLMError(f"--resume: {path} was trained with {name}={saved.get(name, 0.0)}; resume with "
+                                   f"--{name.replace('_', '-')} {saved.get(name, 0.0)} or use a new --out")
         if state["config"] != self.cfg.to_dict():
             raise EdgeVLMError(f"--resume: {path} was trained with another model config; use a new --out")
         self.model.load_state_dict(state["model"])
         if self.contrastive is not None:
-            self.contrastive.load_state_dict(state["contrastive"])
+            self.contrastive.load_state_dict(state["contrastive"])  # present: checked above
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.best, self.history = state["epoch"], state["best"], state["history"]
@@ -311,6 +317,8 @@ class Trainer:
         return score_captions(refs, hyps, only=("BLEU", "CIDEr"))
 
     def run(self) -> dict:
+        if self.train_questions:  # the extended vocabulary ([SEP], answer words) goes with the run
+            self._save_tokenizer(self.tokenizer)
         while self.epoch < self.settings.epochs:
             started = time.time()
             train_loss = self.train_epoch()

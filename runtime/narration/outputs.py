@@ -64,6 +64,7 @@ def write_subtitles(path: str, cues: list[tuple[float, str]], end_t: float, max_
     if not srt and not path.lower().endswith(".vtt"):
         raise EdgeVLMError(f"--subtitles {path}: use a .vtt or .srt file name")
     lines = [] if srt else ["WEBVTT", ""]
+    cues = sorted(cues, key=lambda cue: cue[0])  # a held caption may be said after a later answer
     for index, (start, text) in enumerate(cues):
         following = cues[index + 1][0] if index + 1 < len(cues) else end_t
         end = max(start + 0.5, min(following, start + max_cue))

@@ -262,7 +262,7 @@ class Narrator:
                 self._count_answers_waiting(-1)
             else:
                 self._count_interrupted()
-        if self.speech is not None and self.speech.stop():
+        if self.speech is not None and not self._saying_answer and self.speech.stop():  # an answer is heard out
             log.info("utterance cut short: a question was answered")
         self.utterances.put(merge_answers([*waiting, answer]), self.stop_event)
         # The answer counts as an utterance for the gap: the next caption waits min_gap after it
