@@ -169,7 +169,9 @@ CATEGORIES["person"] = sorted(set(CATEGORIES["man"] + CATEGORIES["woman"] + CATE
 
 
 def existence_questions(captions: list[str], seed: int) -> list[tuple[str, str]]:
-    """One "yes" and one "no" question per image when both kinds exist (balanced)."""
+    """One "yes" and one "no" question per image when both kinds exist (balanced), each in
+    one of several phrasings: people ask "do you see a dog?" as often as "is there a dog?",
+    and a model trained on one wording answers the others poorly."""
     present_words = {w for c in captions for w in _words(c)}
     present = sorted(c for c, words in CATEGORIES.items() if present_words & set(words))
     absent = sorted(c for c, words in CATEGORIES.items()
@@ -177,12 +179,22 @@ def existence_questions(captions: list[str], seed: int) -> list[tuple[str, str]]
     if not present or not absent:
         return []
     rng = random.Random(seed)
-    return [(_is_there(rng.choice(present)), "yes"), (_is_there(rng.choice(absent)), "no")]
+    yes, no = rng.choice(present), rng.choice(absent)  # drawn first: the same objects as the one-wording version
+    return [(_ask_existence(yes, rng), "yes"), (_ask_existence(no, rng), "no")]
 
 
-def _is_there(category: str) -> str:
+PLURAL_NOUNS = {"man": "men", "woman": "women", "child": "children", "person": "people", "water": "water",
+                "snow": "snow"}
+# {a} = the article ("" for mass nouns), {x} = the noun, {xs} = its plural. The plain
+# "is there" form stays the most common, as it is the most common way to ask.
+EXISTENCE_TEMPLATES = ("is there {a}{x}?", "is there {a}{x}?", "are there any {xs}?", "do you see {a}{x}?",
+                       "can you see {a}{x}?", "is there {a}{x} in the picture?")
+
+
+def _ask_existence(category: str, rng: random.Random) -> str:
     article = "" if category in MASS_NOUNS else ("an " if category[0] in "aeiou" else "a ")
-    return f"is there {article}{category}?"
+    plural = PLURAL_NOUNS.get(category, category + "s")
+    return rng.choice(EXISTENCE_TEMPLATES).format(a=article, x=category, xs=plural)
 
 
 EXTRACTORS = {"object": object_questions, "number": number_questions, "color": color_questions,

@@ -37,7 +37,7 @@ from edgevlm.training.contrastive import ContrastiveHead
 from edgevlm.training.features import cached_features
 from edgevlm.training.scst import scst_loss
 from edgevlm.training.settings import TrainSettings
-from edgevlm.training.vqa_data import answer_words, encode_questions, questions_for
+from edgevlm.training.vqa_data import answer_words, encode_questions, frequent_question_words, questions_for
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,8 @@ class Trainer:
         self.train_questions = self.dev_questions = []
         if settings.vqa_weight > 0:
             self.train_questions, self.dev_questions = questions_for(self.train_items), questions_for(self.dev_items)
-            self.tokenizer = add_words(self.tokenizer, answer_words(self.train_questions))
+            self.tokenizer = add_words(self.tokenizer, answer_words(self.train_questions)
+                                       + frequent_question_words(self.train_questions))
             resize_vocab(self.model, self.tokenizer.vocab_size)
             self.model.cfg = dataclasses.replace(self.model.cfg, sep_id=self.tokenizer.sep_id)
             # written by run(), after a --resume has checked the checkpoint matches

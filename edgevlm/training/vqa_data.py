@@ -7,6 +7,7 @@ The prefix (bos..sep) attends both ways; the loss is on the answer words and eos
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 
@@ -29,6 +30,16 @@ def answer_words(questions: list[dict]) -> list[str]:
         for word in q["answers"][0].split():
             seen.setdefault(word, None)
     return list(seen)
+
+
+def frequent_question_words(questions: list[dict], min_count: int = 20) -> list[str]:
+    """Words of the question templates ("any" in "are there any dogs?") seen at least
+    ``min_count`` times: added to a caption vocabulary so that they are not [UNK]."""
+    counts: dict[str, int] = {}
+    for q in questions:
+        for word in re.findall(r"[a-z0-9']+", q["question"].lower()):
+            counts[word] = counts.get(word, 0) + 1
+    return sorted(word for word, count in counts.items() if count >= min_count)
 
 
 def max_question_words(max_len: int) -> int:

@@ -1,0 +1,74 @@
+"""How much a yes/no answer depends on the wording of the question (torch-free).
+
+    python -m edgevlm.evaluation.vqa_wording --vqa vqa_dev.json --images DIR [--engine DIR] [--limit 400]
+
+Takes the yes/no questions of a VQA file (the generator's), recovers each one's object,
+asks about it in every wording below about the same photo, and prints the accuracy per
+wording. The last two wordings are never generated for training: they measure how well the
+model carries over to phrasings it has not seen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+
+from edgevlm.cli.caption_cmd import resolve_engine
+from edgevlm.evaluation.vqa_eval import load_qa
+from edgevlm.evaluation.vqa_metrics import normalize_answer
+from edgevlm.runtime.engine import CaptionEngine
+from edgevlm.runtime.preprocess import read_image_bgr
+
+WORDINGS = {  # name -> (question from (article, noun, plural), in the training templates?)
+    "is there a X?": (lambda a, x, xs: f"is there {a}{x}?", True),
+    "are there any Xs?": (lambda a, x, xs: f"are there any {xs}?", True),
+    "do you see a X?": (lambda a, x, xs: f"do you see {a}{x}?", True),
+    "is a X in the picture?": (lambda a, x, xs: f"is {a}{x} in the picture?", False),
+    "is there a X here?": (lambda a, x, xs: f"is there {a}{x} here?", False),
+}
+
+
+def recover_object(question: str) -> tuple[str, str, str] | None:
+    """A generated yes/no question -> (article, noun, plural), or None if not recognised."""
+    from edgevlm.data.vqa_questions import PLURAL_NOUNS
+
+    match = re.match(r"^(?:is there|do you see|can you see) (an? )?(\w+)(?: in the picture)?\?$", question)
+    if match:
+        noun = match.group(2)
+        return match.group(1) or "", noun, PLURAL_NOUNS.get(noun, noun + "s")
+    match = re.match(r"^are there any (\w+)\?$", question)
+    if match:
+        plural = match.group(1)
+        singular = {v: k for k, v in PLURAL_NOUNS.items()}.get(plural, plural.removesuffix("s"))
+        article = "" if singular in ("water", "snow") else ("an " if singular[0] in "aeiou" else "a ")
+        return article, singular, plural
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--vqa", required=True)
+    parser.add_argument("--images", default=None)
+    parser.add_argument("--engine", default=None)
+    parser.add_argument("--limit", type=int, default=400, help="yes/no questions sampled (seed 0)")
+    args = parser.parse_args()
+    entries = [e for e in load_qa(args.vqa, args.images) if e["type"] == "yesno" and recover_object(e["question"])]
+    random.Random(0).shuffle(entries)
+    entries = entries[: args.limit]
+    engine = CaptionEngine(resolve_engine(args.engine))
+    right = {name: 0 for name in WORDINGS}
+    for entry in entries:
+        article, noun, plural = recover_object(entry["question"])
+        questions = [make(article, noun, plural) for make, _ in WORDINGS.values()]
+        answers = engine.answer_image(read_image_bgr(entry["path"]), questions, abstain_below=0.0)
+        for name, answer in zip(WORDINGS, answers):
+            right[name] += normalize_answer(answer.answer) == normalize_answer(entry["answers"][0])
+    for name, (_, trained) in WORDINGS.items():
+        print(json.dumps({"wording": name, "trained_wording": trained, "questions": len(entries),
+                          "accuracy": round(right[name] / max(len(entries), 1), 4)}))
+
+
+if __name__ == "__main__":
+    main()
