@@ -15,7 +15,7 @@ import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
 from edgevlm.data.vqa_questions import generate_questions
-from edgevlm.runtime.engine import MAX_ANSWER_TOKENS, CaptionEngine, GraphStepper
+from edgevlm.runtime.engine import CaptionEngine, GraphStepper
 from edgevlm.runtime.kv_cache import KVCache
 
 from .sources import CalibrationSet
@@ -73,8 +73,8 @@ def decoder_feeds(engine: CaptionEngine, calib: CalibrationSet, per_image: int =
 def _question_prompts(engine: CaptionEngine, captions: list[str]) -> list[list[int]]:
     """VQA prompt ids for the questions the generator makes from these captions."""
     questions = generate_questions([{"image_id": 0, "file_name": "", "captions": list(captions)}])
-    max_words = engine.manifest.model["cache_capacity"] - 2 - MAX_ANSWER_TOKENS
-    return [engine.tokenizer.question_prompt(q["question"], max_words) for q in questions]
+    capacity = engine.manifest.model["cache_capacity"]
+    return [engine.tokenizer.question_prompt(q["question"], capacity) for q in questions]
 
 
 GRAPH_FEEDS = {"vision": vision_feeds, "cross_kv": cross_kv_feeds, "decoder": decoder_feeds}

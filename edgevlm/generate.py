@@ -8,6 +8,7 @@ import torch
 from edgevlm.config import ModelConfig
 from edgevlm.models.captioner import Captioner
 from edgevlm.runtime.search import SearchSettings, answer_search, beam_search
+from edgevlm.runtime.text import MAX_ANSWER_TOKENS
 
 
 class TorchStepper:
@@ -81,9 +82,6 @@ def generate_from_features(model: Captioner, features: np.ndarray, settings: Sea
 def generate_from_pixels(model: Captioner, pixels: torch.Tensor, settings: SearchSettings) -> list[list[int]]:
     visual, _ = model.encode(pixels)
     return generate_from_visual(model, visual, settings)
-
-
-MAX_ANSWER_TOKENS = 4  # answers are one or two words; eos included
 
 
 @torch.no_grad()

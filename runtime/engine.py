@@ -19,7 +19,7 @@ from edgevlm.runtime.kv_cache import KVCache
 from edgevlm.runtime.manifest import load_manifest
 from edgevlm.runtime.preprocess import preprocess_bgr
 from edgevlm.runtime.search import SearchSettings, answer_search, beam_search
-from edgevlm.runtime.text import CaptionTokenizer
+from edgevlm.runtime.text import MAX_ANSWER_TOKENS, CaptionTokenizer
 
 
 class GraphStepper:
@@ -62,7 +62,6 @@ class GraphStepper:
 
 NOT_SURE = "I'm not sure"
 DEFAULT_ABSTAIN_BELOW = 0.5  # when the manifest has no tuned threshold: answer if more likely right than wrong
-MAX_ANSWER_TOKENS = 4  # answer words + eos (as in training)
 
 
 @dataclass(frozen=True)
@@ -148,10 +147,10 @@ class CaptionEngine:
         threshold = self.abstain_below if abstain_below is None else abstain_below
         cross_k, cross_v = self.cross_kv(visual)
         capacity = self.manifest.model["cache_capacity"]
-        banned = tuple(self.manifest.generation["banned_ids"]) + (self.tokenizer.sep_id,)
+        banned = tuple(self.manifest.generation["banned_ids"])  # [SEP] among them for VQA engines
         answers = []
         for question in questions:
-            prompt = self.tokenizer.question_prompt(question, capacity - 2 - MAX_ANSWER_TOKENS)
+            prompt = self.tokenizer.question_prompt(question, capacity)
             stepper = GraphStepper(self.backend, self.cache_for(1), cross_k, cross_v)
             found = answer_search(stepper, np.array([prompt], np.int64), self.manifest.tokens["eos"],
                                   min(MAX_ANSWER_TOKENS, capacity - len(prompt)), banned)[0]

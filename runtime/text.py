@@ -10,6 +10,7 @@ from edgevlm.errors import EdgeVLMError
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]  # ids 0..3, in this order
 SEP_TOKEN = "[SEP]"  # ends a VQA question; models trained for VQA have it (any id)
+MAX_ANSWER_TOKENS = 4  # answer words + eos: answers are one or two words
 
 
 class CaptionTokenizer:
@@ -38,10 +39,11 @@ class CaptionTokenizer:
         """Caption -> ids without bos/eos."""
         return self.tokenizer.encode(text).ids
 
-    def question_prompt(self, question: str, max_words: int) -> list[int]:
-        """VQA prompt ids: bos + question words (at most ``max_words``) + sep. The whole prompt
-        is the prefix-LM prefix; the answer follows it causally. Training and runtime both
-        build prompts here, so they cannot drift apart."""
+    def question_prompt(self, question: str, capacity: int) -> list[int]:
+        """VQA prompt ids: bos + question words + sep, cut so that MAX_ANSWER_TOKENS still fit
+        in a sequence of ``capacity`` tokens. The whole prompt is the prefix-LM prefix; the
+        answer follows it causally. Training and runtime both build prompts here, so they
+        cannot drift apart."""
         if self.sep_id is None:
             raise EdgeVLMError("this model was not trained to answer questions (its tokenizer has no "
                                f"{SEP_TOKEN} token); use a VQA model, e.g. the shipped default")
@@ -49,6 +51,7 @@ class CaptionTokenizer:
         words = [i for i in self.encode(question) if i not in specials]
         if not words:
             raise EdgeVLMError(f"the question {question!r} has no words; ask e.g. \"is there a dog?\"")
+        max_words = capacity - 2 - MAX_ANSWER_TOKENS
         return [self.bos_id] + words[: max(1, max_words)] + [self.sep_id]
 
     def decode(self, ids) -> str:

@@ -67,6 +67,7 @@ def command(model_dir, data, vqa_file, engine_dir, tune_abstention, images_dir, 
 def _eval_vqa(vqa_file, model_dir, engine_dir, tune_abstention, images_dir, limit, as_json):
     from edgevlm.evaluation.vqa_eval import engine_answers, load_qa, model_answers, vqa_report, write_threshold
     from edgevlm.evaluation.vqa_metrics import choose_threshold
+    from edgevlm.runtime.engine import DEFAULT_ABSTAIN_BELOW
 
     if model_dir and engine_dir:
         raise EdgeVLMError("--vqa evaluates either --engine DIR or --model DIR, not both")
@@ -90,7 +91,7 @@ def _eval_vqa(vqa_file, model_dir, engine_dir, tune_abstention, images_dir, limi
                                f"threshold; {vqa_file} gives {len(entries)}")
         threshold = choose_threshold(entries, answers)
         write_threshold(source, threshold, vqa_file, len(entries))
-    report = vqa_report(entries, answers, threshold if threshold is not None else 0.5)
+    report = vqa_report(entries, answers, DEFAULT_ABSTAIN_BELOW if threshold is None else threshold)
     report.update(source=source, seconds=round(time.time() - started, 1))
     if as_json:
         click.echo(json.dumps(report))

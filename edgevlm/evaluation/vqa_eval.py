@@ -44,19 +44,17 @@ def model_answers(model_dir: str, entries: list[dict]) -> dict:
     """The same with the PyTorch model (one photo at a time, as the engine)."""
     import torch
 
-    from edgevlm.generate import MAX_ANSWER_TOKENS, answer_from_visual
+    from edgevlm.generate import answer_from_visual, search_settings
     from edgevlm.model_io import load_model
-    from edgevlm.runtime.preprocess import preprocess_bgr, read_image_bgr
+    from edgevlm.training.features import load_pixels
 
     model, tokenizer = load_model(model_dir)
-    p = model.cfg.preprocess
-    banned = (model.cfg.pad_id, model.cfg.unk_id, model.cfg.bos_id, tokenizer.sep_id)
+    banned = search_settings(model.cfg).banned_ids  # pad, unk, bos, [SEP]: as the engine's manifest
     out = {}
     with torch.no_grad():
         for entry in entries:
-            pixels = preprocess_bgr(read_image_bgr(entry["path"]), p.image_size, p.mean, p.std, p.interpolation)
-            visual, _ = model.encode(torch.from_numpy(pixels[None]))
-            prompt = tokenizer.question_prompt(entry["question"], model.cfg.decoder.max_len - 2 - MAX_ANSWER_TOKENS)
+            visual, _ = model.encode(torch.from_numpy(load_pixels(entry["path"], model.cfg)[None]))
+            prompt = tokenizer.question_prompt(entry["question"], model.cfg.decoder.max_len)
             found = answer_from_visual(model, visual, np.array([prompt], np.int64), banned)[0]
             out[entry["question_id"]] = (tokenizer.decode(found.ids), found.probability)
     return out

@@ -12,7 +12,6 @@ import re
 
 NUMBER_WORDS = {"0": "zero", "1": "one", "2": "two", "3": "three", "4": "four", "5": "five", "6": "six",
                 "7": "seven", "8": "eight", "9": "nine", "10": "ten"}
-ABSTAIN = "I'm not sure"
 
 
 def normalize_answer(text: str) -> str:

@@ -60,6 +60,13 @@ def caption_loss(model: Captioner, features: torch.Tensor, ids: torch.Tensor, ow
                  pad_id: int, label_smoothing: float) -> torch.Tensor:
     """features (B_img,C,h,w); ids (M,T) bos..eos padded; owners (M,) row -> image. Mean CE."""
     cross_k, cross_v = model.decoder.cross_kv(model.projector(features))  # (L,B_img,H,N,hd)
+    return caption_loss_on(model, cross_k, cross_v, ids, owners, pad_id, label_smoothing)
+
+
+def caption_loss_on(model: Captioner, cross_k: torch.Tensor, cross_v: torch.Tensor, ids: torch.Tensor,
+                    owners: torch.Tensor, pad_id: int, label_smoothing: float) -> torch.Tensor:
+    """``caption_loss`` on the batch images' cross K/V (L,B_img,H,N,hd), already computed
+    (multi-task batches share it with the questions)."""
     cross_k, cross_v = cross_k.index_select(1, owners), cross_v.index_select(1, owners)  # (L,M,H,N,hd)
     logits, _, _ = model.decoder(ids[:, :-1], cross_k, cross_v)  # (M,T-1,V)
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1),
@@ -116,6 +123,7 @@ class Trainer:
             self.q_ids, self.q_lengths, self.q_prefix, self.q_owners = encode_questions(
                 self.train_questions, self.train_items, self.tokenizer, self.cfg.decoder.max_len)
             self.question_rows = [np.flatnonzero(self.q_owners == i) for i in range(len(self.train_items))]
+        self.dev_rows = None  # encoded dev questions, made by the first validate_vqa
         self.contrastive = ContrastiveHead(self.cfg.decoder.d_model) if settings.contrastive_weight > 0 else None
         self.cider = None
         if settings.scst_samples:
@@ -260,13 +268,11 @@ class Trainer:
         """Caption loss, plus the weighted VQA and contrastive losses when they are on.
         features (B_img,...) of the sorted batch images; ids/owners: their caption rows."""
         s = self.settings
-        if not self.train_questions and self.contrastive is None:
-            return caption_loss(self.model, features, ids, owners, self.cfg.pad_id, s.label_smoothing)
         visual = self.model.projector(features)  # (B_img,N,d)
         cross_k, cross_v = self.model.decoder.cross_kv(visual)
-        logits, _, _ = self.model.decoder(ids[:, :-1], cross_k.index_select(1, owners), cross_v.index_select(1, owners))
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1),
-                               ignore_index=self.cfg.pad_id, label_smoothing=s.label_smoothing)
+        loss = caption_loss_on(self.model, cross_k, cross_v, ids, owners, self.cfg.pad_id, s.label_smoothing)
+        if not self.train_questions and self.contrastive is None:
+            return loss
         parts.setdefault("cap", []).append(loss.item())
         sorted_images = np.sort(images)
         if self.train_questions:
@@ -292,9 +298,10 @@ class Trainer:
     def validate_vqa(self) -> dict:
         """Dev VQA accuracy (greedy answers, no abstention) through the runtime's search."""
         self.model.eval()
-        ids, _, prefixes, owners = encode_questions(self.dev_questions, self.dev_items, self.tokenizer,
-                                                    self.cfg.decoder.max_len)
-        banned = (self.cfg.pad_id, self.cfg.unk_id, self.cfg.bos_id, self.tokenizer.sep_id)
+        if self.dev_rows is None:  # the same every epoch: encoded once
+            self.dev_rows = encode_questions(self.dev_questions, self.dev_items, self.tokenizer, self.cfg.decoder.max_len)
+        ids, _, prefixes, owners = self.dev_rows
+        banned = search_settings(self.cfg).banned_ids  # pad, unk, bos, [SEP]
         answers = {}
         for length in np.unique(prefixes):
             same = np.flatnonzero(prefixes == length)

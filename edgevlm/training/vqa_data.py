@@ -13,8 +13,7 @@ import numpy as np
 
 from edgevlm.data.coco import CaptionedImage
 from edgevlm.data.vqa_questions import generate_questions
-from edgevlm.generate import MAX_ANSWER_TOKENS
-from edgevlm.runtime.text import CaptionTokenizer
+from edgevlm.runtime.text import MAX_ANSWER_TOKENS, CaptionTokenizer
 
 
 def questions_for(items: list[CaptionedImage]) -> list[dict]:
@@ -42,17 +41,13 @@ def frequent_question_words(questions: list[dict], min_count: int = 20) -> list[
     return sorted(word for word, count in counts.items() if count >= min_count)
 
 
-def max_question_words(max_len: int) -> int:
-    return max_len - 2 - MAX_ANSWER_TOKENS
-
-
 def encode_questions(questions: list[dict], items: list[CaptionedImage], tokenizer: CaptionTokenizer,
                      max_len: int):
     """-> ids (Q, max_len), lengths (Q,), prefix_lens (Q,), owners (Q,) image index in ``items``."""
     index = {os.path.basename(item.path): i for i, item in enumerate(items)}
     rows, lengths, prefixes, owners = [], [], [], []
     for q in questions:
-        prompt = tokenizer.question_prompt(q["question"], max_question_words(max_len))
+        prompt = tokenizer.question_prompt(q["question"], max_len)
         answer = tokenizer.encode(q["answers"][0])[: MAX_ANSWER_TOKENS - 1] + [tokenizer.eos_id]
         ids = prompt + answer
         rows.append(ids + [tokenizer.pad_id] * (max_len - len(ids)))
