@@ -191,9 +191,14 @@ EXISTENCE_TEMPLATES = ("is there {a}{x}?", "is there {a}{x}?", "are there any {x
                        "can you see {a}{x}?", "is there {a}{x} in the picture?")
 
 
-def _ask_existence(category: str, rng: random.Random) -> str:
+def noun_forms(category: str) -> tuple[str, str]:
+    """-> (article with its space, "" for mass nouns; plural): "a ", "dogs"; "", "water"."""
     article = "" if category in MASS_NOUNS else ("an " if category[0] in "aeiou" else "a ")
-    plural = PLURAL_NOUNS.get(category, category + "s")
+    return article, PLURAL_NOUNS.get(category, category + "s")
+
+
+def _ask_existence(category: str, rng: random.Random) -> str:
+    article, plural = noun_forms(category)
     return rng.choice(EXISTENCE_TEMPLATES).format(a=article, x=category, xs=plural)
 
 

@@ -32,19 +32,19 @@ WORDINGS = {  # name -> (question from (article, noun, plural), in the training 
 
 def recover_object(question: str) -> tuple[str, str, str] | None:
     """A generated yes/no question -> (article, noun, plural), or None if not recognised."""
-    from edgevlm.data.vqa_questions import PLURAL_NOUNS
+    from edgevlm.data.vqa_questions import PLURAL_NOUNS, noun_forms
 
-    match = re.match(r"^(?:is there|do you see|can you see) (an? )?(\w+)(?: in the picture)?\?$", question)
+    match = re.match(r"^(?:is there|do you see|can you see) (?:an? )?(\w+)(?: in the picture)?\?$", question)
     if match:
-        noun = match.group(2)
-        return match.group(1) or "", noun, PLURAL_NOUNS.get(noun, noun + "s")
-    match = re.match(r"^are there any (\w+)\?$", question)
-    if match:
+        noun = match.group(1)
+    else:
+        match = re.match(r"^are there any (\w+)\?$", question)
+        if not match:
+            return None
         plural = match.group(1)
-        singular = {v: k for k, v in PLURAL_NOUNS.items()}.get(plural, plural.removesuffix("s"))
-        article = "" if singular in ("water", "snow") else ("an " if singular[0] in "aeiou" else "a ")
-        return article, singular, plural
-    return None
+        noun = {v: k for k, v in PLURAL_NOUNS.items()}.get(plural, plural.removesuffix("s"))
+    article, plural = noun_forms(noun)
+    return article, noun, plural
 
 
 def main() -> None:
