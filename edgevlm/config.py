@@ -92,11 +92,38 @@ class GenerationConfig:
 
 
 @dataclass(frozen=True)
+class ConceptConfig:
+    """Object categories the concept head scores from the feature map (empty: no head).
+
+    ``words[i]`` are the words that name ``names[i]`` (the lexicon's synonym group): the
+    runtime reads them to route "is there a X?" to the head and to keep a caption from
+    naming an object the head is sure is absent.
+    """
+
+    names: tuple[str, ...] = ()
+    words: tuple[tuple[str, ...], ...] = ()
+    hidden: int = 256
+    sharpness: float = 4.0  # log-sum-exp pooling over locations: ~mean at 0, max as it grows
+    novelty_components: int = 0  # > 0: an out-of-domain score from the pooled embedding (PCA dims)
+    # Tuned on dev (edgevlm train-concepts): a caption may not name a concept below ban_below;
+    # an existence answer less sure than abstain_below is "I'm not sure"; a novelty score
+    # above unfamiliar_above makes a caption hedged ("I'm not sure what this is; it may be").
+    ban_below: float = 0.1
+    abstain_below: float = 0.5
+    unfamiliar_above: float = 0.0  # 0: never hedge
+
+    def __post_init__(self):
+        _require(len(self.names) == len(self.words), "concepts.words needs one word list per concept name")
+        _require(len(set(self.names)) == len(self.names), "concepts.names must be unique")
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     vision: VisionConfig = field(default_factory=VisionConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+    concepts: ConceptConfig = field(default_factory=ConceptConfig)
     bos_id: int = 2
     eos_id: int = 3
     pad_id: int = 0
@@ -117,12 +144,17 @@ class ModelConfig:
             for key in ("mean", "std"):
                 if key in pre:
                     pre[key] = tuple(pre[key])
-            top = {k: v for k, v in data.items() if k not in ("vision", "decoder", "preprocess", "generation")}
+            concepts = dict(data.get("concepts", {}))
+            concepts["names"] = tuple(concepts.get("names", ()))
+            concepts["words"] = tuple(tuple(w) for w in concepts.get("words", ()))
+            top = {k: v for k, v in data.items() if k not in ("vision", "decoder", "preprocess", "generation",
+                                                              "concepts")}
             return cls(
                 vision=VisionConfig(**data.get("vision", {})),
                 decoder=DecoderConfig(**data.get("decoder", {})),
                 preprocess=PreprocessConfig(**pre),
                 generation=GenerationConfig(**data.get("generation", {})),
+                concepts=ConceptConfig(**concepts),
                 **top,
             )
         except TypeError as exc:

@@ -1,4 +1,9 @@
-"""Caption generation with the PyTorch model, through the runtime's numpy search code."""
+"""Caption generation with the PyTorch model, through the runtime's numpy search code.
+
+A model with a concept head grounds its captions as the engine does: words of concepts the
+head is sure are absent from an image are banned for that image (``concept_word_ids`` gives
+the token ids; without them captions are what the decoder alone says).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import torch
 
 from edgevlm.config import ModelConfig
 from edgevlm.models.captioner import Captioner
+from edgevlm.runtime.grounding import caption_bias
 from edgevlm.runtime.search import SearchSettings, answer_search, beam_search
 from edgevlm.runtime.text import MAX_ANSWER_TOKENS
 
@@ -60,28 +66,61 @@ def search_settings(cfg: ModelConfig, beam_size: int | None = None, **overrides)
     return SearchSettings(**values)
 
 
+def concept_word_ids(model: Captioner, tokenizer) -> list[list[int]] | None:
+    """Token ids naming each concept, as the engine builds them from its manifest (words
+    outside the vocabulary cannot be generated anyway); None for a model without a head."""
+    if model.concepts is None:
+        return None
+    vocab = tokenizer.tokenizer
+    return [[i for i in (vocab.token_to_id(w) for w in group) if i is not None] for group in model.cfg.concepts.words]
+
+
 @torch.no_grad()
-def generate_from_visual(model: Captioner, visual: torch.Tensor, settings: SearchSettings) -> list[list[int]]:
-    """visual tokens (B, N, d) -> token ids per image (no bos/eos)."""
+def concept_probs(model: Captioner, features: torch.Tensor) -> np.ndarray | None:
+    """feature map (B,C,h,w) -> P(concept present) (B,K) float32, the vision graph's
+    ``concept_probs``; None for a model without a head."""
+    if model.concepts is None:
+        return None
+    return torch.sigmoid(model.concepts(features)).float().numpy()
+
+
+def _caption_bias(model: Captioner, features: torch.Tensor, concept_ids: list[list[int]] | None) -> np.ndarray | None:
+    """(B,V) -inf on the words of concepts below the model's ban_below per image, or None."""
+    if concept_ids is None or model.concepts is None:
+        return None
+    probs = concept_probs(model, features)
+    return caption_bias(probs, float(model.cfg.concepts.ban_below), concept_ids, model.cfg.decoder.vocab_size)
+
+
+@torch.no_grad()
+def generate_from_visual(model: Captioner, visual: torch.Tensor, settings: SearchSettings,
+                         bias: np.ndarray | None = None) -> list[list[int]]:
+    """visual tokens (B, N, d) -> token ids per image (no bos/eos); ``bias`` (B, V) is added
+    to every step's log-probabilities (-inf: a word banned for that image)."""
     stepper = TorchStepper(model, visual, settings.beam_size, settings.max_new_tokens)
-    return beam_search(stepper, visual.shape[0], model.cfg.bos_id, model.cfg.eos_id, settings)
+    return beam_search(stepper, visual.shape[0], model.cfg.bos_id, model.cfg.eos_id, settings, bias)
 
 
 @torch.no_grad()
 def generate_from_features(model: Captioner, features: np.ndarray, settings: SearchSettings,
-                           batch_size: int = 250) -> list[list[int]]:
-    """Cached feature maps (N, C, h, w) -> token ids per image, in batches."""
+                           batch_size: int = 250, concept_ids: list[list[int]] | None = None) -> list[list[int]]:
+    """Cached feature maps (N, C, h, w) -> token ids per image, in batches; with
+    ``concept_ids`` (``concept_word_ids``) grounded by the concept head."""
     out: list[list[int]] = []
     for start in range(0, len(features), batch_size):
         feats = torch.from_numpy(features[start : start + batch_size].astype(np.float32))
-        out.extend(generate_from_visual(model, model.projector(feats), settings))
+        bias = _caption_bias(model, feats, concept_ids)
+        out.extend(generate_from_visual(model, model.projector(feats), settings, bias))
     return out
 
 
 @torch.no_grad()
-def generate_from_pixels(model: Captioner, pixels: torch.Tensor, settings: SearchSettings) -> list[list[int]]:
-    visual, _ = model.encode(pixels)
-    return generate_from_visual(model, visual, settings)
+def generate_from_pixels(model: Captioner, pixels: torch.Tensor, settings: SearchSettings,
+                         concept_ids: list[list[int]] | None = None) -> list[list[int]]:
+    """pixels (B, 3, S, S) -> token ids per image; with ``concept_ids``
+    (``concept_word_ids``) grounded by the concept head, as the engine's captions."""
+    features = model.encoder_features(pixels)  # once: the projector and the concept head both read it
+    return generate_from_visual(model, model.projector(features), settings, _caption_bias(model, features, concept_ids))
 
 
 @torch.no_grad()

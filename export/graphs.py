@@ -29,11 +29,16 @@ def graph_specs(model: Captioner, capacity: int) -> dict[str, dict[str, list[Ten
     cross = (layers, "batch", heads, n, hd)
     cache = (layers, "batch", heads, capacity, hd)
     new = (layers, "batch", heads, "tokens", hd)
+    vision_outputs = [TensorSpec("visual_tokens", "float32", ("batch", n, d.d_model)),
+                      TensorSpec("pooled", "float32", ("batch", cfg.vision.channels))]
+    if model.concepts is not None:  # P(concept present) per category, prior-neutral
+        vision_outputs.append(TensorSpec("concept_probs", "float32", ("batch", len(cfg.concepts.names))))
+    if model.novelty is not None:  # ~1 on training photos, larger out of domain
+        vision_outputs.append(TensorSpec("novelty", "float32", ("batch",)))
     return {
         "vision": {
             "inputs": [TensorSpec("pixels", "float32", ("batch", 3, s, s))],
-            "outputs": [TensorSpec("visual_tokens", "float32", ("batch", n, d.d_model)),
-                        TensorSpec("pooled", "float32", ("batch", cfg.vision.channels))],
+            "outputs": vision_outputs,
         },
         "cross_kv": {
             "inputs": [TensorSpec("visual_tokens", "float32", ("batch", n, d.d_model))],
@@ -53,15 +58,23 @@ def graph_specs(model: Captioner, capacity: int) -> dict[str, dict[str, list[Ten
 
 
 class VisionGraph(nn.Module):
-    """pixels (B,3,S,S) -> visual tokens (B,N,d) (projector included), pooled (B,C)."""
+    """pixels (B,3,S,S) -> visual tokens (B,N,d) (projector included), pooled (B,C), and
+    where the model has them concept probabilities (B,K) and a novelty score (B,)."""
 
     def __init__(self, model: Captioner):
         super().__init__()
         self.encoder, self.projector, self.tap = model.encoder, model.projector, model.cfg.vision.feature
+        self.concepts, self.novelty = model.concepts, model.novelty
 
     def forward(self, pixels):
         features = self.encoder(pixels, self.tap)
-        return self.projector(features), features.mean(dim=(2, 3))
+        pooled = features.mean(dim=(2, 3))
+        outputs = (self.projector(features), pooled)
+        if self.concepts is not None:
+            outputs += (torch.sigmoid(self.concepts(features)),)
+        if self.novelty is not None:
+            outputs += (self.novelty(pooled),)
+        return outputs
 
 
 class CrossKVGraph(nn.Module):

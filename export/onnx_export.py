@@ -59,6 +59,19 @@ def _spec_json(specs) -> list[dict]:
     return [{"name": s.name, "dtype": s.dtype, "shape": list(s.shape)} for s in specs]
 
 
+def _concepts_manifest(cfg) -> dict:
+    """The concept head's categories, their words and the tuned thresholds (nothing for a
+    model without one): the runtime routes existence questions and grounds captions by these."""
+    c = cfg.concepts
+    out = {}
+    if c.names:
+        out["concepts"] = {"names": list(c.names), "words": {n: list(w) for n, w in zip(c.names, c.words)},
+                           "ban_below": c.ban_below, "abstain_below": c.abstain_below}
+    if c.novelty_components:
+        out["novelty"] = {"unfamiliar_above": c.unfamiliar_above}
+    return out
+
+
 @torch.no_grad()
 def export_engine(model_dir: str, out_dir: str, opset: int = OPSET) -> dict:
     """Export MODEL_DIR to OUT_DIR; returns the manifest dict."""
@@ -110,9 +123,11 @@ def export_engine(model_dir: str, out_dir: str, opset: int = OPSET) -> dict:
             "generation": {
                 "beam_size": cfg.generation.beam_size, "max_new_tokens": min(cfg.generation.max_new_tokens, capacity - 1),
                 "no_repeat_ngram": cfg.generation.no_repeat_ngram, "length_penalty": cfg.generation.length_penalty,
+                "no_repeat_word": True,
                 "banned_ids": [cfg.pad_id, cfg.unk_id, cfg.bos_id] + ([cfg.sep_id] if cfg.sep_id is not None else []),
             },
             "precision": "fp32",
+            **_concepts_manifest(cfg),
             "source": {
                 "model_dir": os.path.abspath(model_dir),
                 "checkpoint_sha256": sha256_file(os.path.join(model_dir, WEIGHTS_FILE)),

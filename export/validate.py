@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from edgevlm.generate import TorchStepper, search_settings
+from edgevlm.generate import TorchStepper, concept_word_ids, search_settings
+from edgevlm.runtime.grounding import caption_bias
 from edgevlm.model_io import load_model
 from edgevlm.runtime.engine import CaptionEngine, GraphStepper
 from edgevlm.runtime.search import beam_search
@@ -41,19 +42,29 @@ def validate_engine(engine_dir: str, model_dir: str, images_bgr: list[np.ndarray
     engine = CaptionEngine(engine_dir)
     model, tokenizer = load_model(model_dir)
     pixels = np.stack([engine.preprocess(image) for image in images_bgr])
-    visual, pooled = engine.encode(pixels)
-    t_visual, t_pooled = model.encode(torch.from_numpy(pixels))
+    sight = engine.see(pixels)
+    visual = sight.visual
+    features = model.encoder_features(torch.from_numpy(pixels))
+    t_visual, t_pooled = model.projector(features), features.mean(dim=(2, 3))
     cross_k, cross_v = engine.cross_kv(visual)
     t_cross_k, t_cross_v = model.decoder.cross_kv(t_visual)
     checks = [_compare("vision.visual_tokens", visual, t_visual.numpy()),
-              _compare("vision.pooled", pooled, t_pooled.numpy()),
+              _compare("vision.pooled", sight.pooled, t_pooled.numpy()),
               _compare("cross_kv.cross_k", cross_k, t_cross_k.numpy()),
               _compare("cross_kv.cross_v", cross_v, t_cross_v.numpy())]
+    t_concepts, bias = None, None
+    if model.concepts is not None:  # the heads are part of the contract too
+        t_concepts = torch.sigmoid(model.concepts(features)).numpy()
+        checks.append(_compare("vision.concept_probs", sight.concepts, t_concepts))
+        bias = caption_bias(t_concepts, float(model.cfg.concepts.ban_below), concept_word_ids(model, tokenizer),
+                            model.cfg.decoder.vocab_size)
+    if model.novelty is not None:
+        checks.append(_compare("vision.novelty", sight.novelty, model.novelty(t_pooled).numpy()))
 
     settings = engine.settings(beam_size)
-    ours = engine.generate(visual, settings)
+    ours = engine.generate(visual, settings, sight.concepts)
     theirs = beam_search(TorchStepper(model, t_visual, beam_size, settings.max_new_tokens), len(images_bgr),
-                         model.cfg.bos_id, model.cfg.eos_id, search_settings(model.cfg, beam_size))
+                         model.cfg.bos_id, model.cfg.eos_id, search_settings(model.cfg, beam_size), bias)
     # Decoder logits, teacher-forced along PyTorch's own greedy sequence, step by step.
     worst = None
     for row, ids in enumerate(theirs):

@@ -15,6 +15,8 @@ import numpy as np
 from edgevlm.errors import EdgeVLMError
 
 from edgevlm.runtime.backends import create_backend
+from edgevlm.runtime.frame_quality import assess_frame
+from edgevlm.runtime.grounding import ExistenceQuestions, caption_bias
 from edgevlm.runtime.kv_cache import KVCache
 from edgevlm.runtime.manifest import load_manifest
 from edgevlm.runtime.preprocess import preprocess_bgr
@@ -61,6 +63,7 @@ class GraphStepper:
 
 
 NOT_SURE = "I'm not sure"
+UNFAMILIAR = "I'm not sure what this is; it may be {caption}"
 DEFAULT_ABSTAIN_BELOW = 0.5  # when the manifest has no tuned threshold: answer if more likely right than wrong
 
 
@@ -70,6 +73,31 @@ class VQAAnswer:
     answer: str  # the model's best answer, even when it abstained
     probability: float  # P(answer | image, question), 0..1
     abstained: bool
+    source: str = "decoder"  # "decoder", "concepts" (existence head) or "frame" (nothing to see)
+
+
+@dataclass(frozen=True)
+class Sight:
+    """One vision-graph run: visual tokens (B,N,d), pooled (B,C), and, where the engine has
+    them, concept probabilities (B,K) and novelty scores (B,)."""
+
+    visual: np.ndarray
+    pooled: np.ndarray
+    concepts: np.ndarray | None = None
+    novelty: np.ndarray | None = None
+
+    def row(self, i: int) -> "Sight":
+        """Image i as a batch of one."""
+        pick = lambda a: None if a is None else a[i : i + 1]  # noqa: E731
+        return Sight(self.visual[i : i + 1], self.pooled[i : i + 1], pick(self.concepts), pick(self.novelty))
+
+
+@dataclass(frozen=True)
+class Description:
+    text: str  # what to tell the user
+    caption: str  # the model's caption ("" when the frame had nothing to see)
+    hedged: bool  # unfamiliar image: the caption is said as a guess
+    issue: str | None = None  # frame problem ("dark", "covered", ...) when nothing could be seen
 
 
 class CaptionEngine:
@@ -79,6 +107,12 @@ class CaptionEngine:
         self.backend = create_backend(self.manifest, provider, threads, spinning)
         self.tokenizer = CaptionTokenizer.load(self.manifest.path("tokenizer"))
         self._caches: dict[int, KVCache] = {}  # rows -> cache, reused across captions
+        concepts = self.manifest.data.get("concepts")
+        self.existence = ExistenceQuestions.from_manifest(concepts) if concepts else None
+        # Token ids naming each concept (words outside the vocabulary cannot be generated anyway).
+        self._concept_ids = [[i for i in (self.tokenizer.tokenizer.token_to_id(w) for w in group) if i is not None]
+                             for group in self.existence.words] if self.existence else []
+        self.ground_captions = self.existence is not None  # False: captions as the decoder alone says them
 
     # --- stages -----------------------------------------------------------------------
     def preprocess(self, image_bgr: np.ndarray) -> np.ndarray:
@@ -86,10 +120,15 @@ class CaptionEngine:
         p = self.manifest.preprocess
         return preprocess_bgr(image_bgr, p["image_size"], p["mean"], p["std"], p["interpolation"])
 
+    def see(self, pixels: np.ndarray) -> Sight:
+        """pixels (B,3,S,S) -> every vision-graph output."""
+        out = self.backend.run("vision", {"pixels": np.ascontiguousarray(pixels, np.float32)})
+        return Sight(out["visual_tokens"], out["pooled"], out.get("concept_probs"), out.get("novelty"))
+
     def encode(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """pixels (B,3,S,S) -> visual tokens (B,N,d), pooled embedding (B,C)."""
-        out = self.backend.run("vision", {"pixels": np.ascontiguousarray(pixels, np.float32)})
-        return out["visual_tokens"], out["pooled"]
+        sight = self.see(pixels)
+        return sight.visual, sight.pooled
 
     def cross_kv(self, visual: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """visual tokens (B,N,d) -> cross_k, cross_v (L,B,H,N,hd)."""
@@ -100,7 +139,7 @@ class CaptionEngine:
         g = self.manifest.generation
         values = dict(beam_size=beam_size or g["beam_size"], max_new_tokens=g["max_new_tokens"],
                       no_repeat_ngram=g["no_repeat_ngram"], length_penalty=g["length_penalty"],
-                      banned_ids=tuple(g["banned_ids"]))
+                      banned_ids=tuple(g["banned_ids"]), no_repeat_word=bool(g.get("no_repeat_word", True)))
         values.update(overrides)
         return SearchSettings(**values)
 
@@ -110,23 +149,58 @@ class CaptionEngine:
             self._caches[rows] = KVCache(m["n_layers"], rows, m["n_heads"], m["cache_capacity"], m["head_dim"])
         return self._caches[rows]
 
-    def generate(self, visual: np.ndarray, settings: SearchSettings) -> list[list[int]]:
-        """visual tokens (B,N,d) -> token ids per image (no bos/eos)."""
+    def generate(self, visual: np.ndarray, settings: SearchSettings, concepts: np.ndarray | None = None) -> list[list[int]]:
+        """visual tokens (B,N,d) -> token ids per image (no bos/eos). With concept
+        probabilities (B,K), words of concepts the head is sure are absent are never said."""
+        bias = None
+        if concepts is not None and self.ground_captions and self.existence is not None:
+            bias = caption_bias(concepts, float(self.manifest.data["concepts"]["ban_below"]), self._concept_ids,
+                                self.manifest.model["vocab_size"])
         cross_k, cross_v = self.cross_kv(visual)
         if settings.beam_size > 1:  # beams never leave their image: expand once, never reorder
             cross_k = np.repeat(cross_k, settings.beam_size, axis=1)
             cross_v = np.repeat(cross_v, settings.beam_size, axis=1)
         stepper = GraphStepper(self.backend, self.cache_for(cross_k.shape[1]), cross_k, cross_v)
         tokens = self.manifest.tokens
-        return beam_search(stepper, visual.shape[0], tokens["bos"], tokens["eos"], settings)
+        return beam_search(stepper, visual.shape[0], tokens["bos"], tokens["eos"], settings, bias)
 
     # --- whole captions ---------------------------------------------------------------
+    @property
+    def unfamiliar_above(self) -> float:
+        """Novelty above which a caption is said as a guess (0 or absent: never)."""
+        return float(self.manifest.data.get("novelty", {}).get("unfamiliar_above", 0.0))
+
+    def describe_sight(self, sight: Sight, beam_size: int | None = None, settings: SearchSettings | None = None) -> list[Description]:
+        """One Description per image of ``sight``: the grounded caption, hedged when the
+        image is unlike anything the model was trained on."""
+        ids = self.generate(sight.visual, settings or self.settings(beam_size), sight.concepts)
+        limit = self.unfamiliar_above
+        out = []
+        for i, row in enumerate(ids):
+            caption = self.tokenizer.decode(row)
+            hedged = bool(limit > 0 and sight.novelty is not None and sight.novelty[i] > limit)
+            out.append(Description(UNFAMILIAR.format(caption=caption) if hedged else caption, caption, hedged))
+        return out
+
+    def describe_images(self, images_bgr: list[np.ndarray], beam_size: int | None = None) -> list[Description]:
+        """(H,W,3) uint8 BGR frames -> what to say about each. A frame with nothing to see
+        (too dark, blown out, covered, blurred, blank) is reported as such, never captioned."""
+        quality = [assess_frame(image) for image in images_bgr]
+        usable = [i for i, q in enumerate(quality) if q.usable]
+        out = [Description(q.message, "", False, q.issue) for q in quality]
+        if usable:
+            sight = self.see(np.stack([self.preprocess(images_bgr[i]) for i in usable]))
+            for i, description in zip(usable, self.describe_sight(sight, beam_size)):
+                out[i] = description
+        return out
+
     def caption_pixels(self, pixels: np.ndarray, beam_size: int | None = None) -> list[str]:
-        visual, _ = self.encode(pixels)
-        return [self.tokenizer.decode(ids) for ids in self.generate(visual, self.settings(beam_size))]
+        """The model's captions (grounded, never hedged): what metrics and parity checks read."""
+        return [d.caption for d in self.describe_sight(self.see(pixels), beam_size)]
 
     def caption_images(self, images_bgr: list[np.ndarray], beam_size: int | None = None) -> list[str]:
-        return self.caption_pixels(np.stack([self.preprocess(image) for image in images_bgr]), beam_size)
+        """What to say about each frame (``describe_images``'s text)."""
+        return [d.text for d in self.describe_images(images_bgr, beam_size)]
 
     # --- questions --------------------------------------------------------------------
     @property
@@ -138,9 +212,40 @@ class CaptionEngine:
         """Answers less probable than this become "I'm not sure" (tuned on dev: see eval --vqa)."""
         return float(self.manifest.data.get("vqa", {}).get("abstain_below", DEFAULT_ABSTAIN_BELOW))
 
+    def threshold_for(self, question: str) -> float:
+        """The tuned "I'm not sure" threshold that applies to ``question``'s answer: the
+        concept head's for existence questions, the decoder's for the rest."""
+        if self.existence is not None and self.existence.concept_of(question) is not None:
+            return float(self.manifest.data["concepts"]["abstain_below"])
+        return self.abstain_below
+
+    def answer_sight(self, sight: Sight, questions: list[str], abstain_below: float | None = None) -> list[VQAAnswer]:
+        """One image's Sight -> an answer per question: existence questions from the concept
+        head (when the engine has one), the rest from the decoder."""
+        answers: list[VQAAnswer | None] = [None] * len(questions)
+        if self.existence is not None and sight.concepts is not None:
+            for i, question in enumerate(questions):
+                k = self.existence.concept_of(question)
+                if k is not None:
+                    answers[i] = self._existence_answer(float(sight.concepts[0, k]), abstain_below)
+        rest = [i for i, a in enumerate(answers) if a is None]
+        if rest:
+            for i, answer in zip(rest, self.answer_visual(sight.visual, [questions[i] for i in rest], abstain_below)):
+                answers[i] = answer
+        return answers
+
+    def _existence_answer(self, p_present: float, abstain_below: float | None) -> VQAAnswer:
+        """P(concept present) -> "yes"/"no" with the probability of that answer; below the
+        tuned threshold (or ``abstain_below`` when given) "I'm not sure"."""
+        answer, probability = ("yes", p_present) if p_present >= 0.5 else ("no", 1.0 - p_present)
+        threshold = float(self.manifest.data["concepts"]["abstain_below"]) if abstain_below is None else abstain_below
+        abstained = probability < threshold
+        return VQAAnswer(NOT_SURE if abstained else answer, answer, probability, abstained, "concepts")
+
     def answer_visual(self, visual: np.ndarray, questions: list[str], abstain_below: float | None = None) -> list[VQAAnswer]:
-        """visual tokens (1,N,d) of one image -> an answer per question. The cross K/V is
-        computed once for all of them; each question is prefilled, then answered greedily."""
+        """visual tokens (1,N,d) of one image -> an answer per question from the decoder. The
+        cross K/V is computed once for all of them; each question is prefilled, then answered
+        greedily."""
         if not self.answers_questions:
             raise EdgeVLMError(f"the engine {self.manifest.root} answers no questions (a captioning-only model); "
                                "use a VQA engine such as the shipped default")
@@ -160,6 +265,9 @@ class CaptionEngine:
         return answers
 
     def answer_image(self, image_bgr: np.ndarray, questions: list[str], abstain_below: float | None = None) -> list[VQAAnswer]:
-        """(H,W,3) uint8 BGR photo or frame -> an answer per question."""
-        visual, _ = self.encode(self.preprocess(image_bgr)[None])
-        return self.answer_visual(visual, questions, abstain_below)
+        """(H,W,3) uint8 BGR photo or frame -> an answer per question. A frame with nothing to
+        see gets the reason ("It is too dark to see.") as every answer."""
+        quality = assess_frame(image_bgr)
+        if not quality.usable:
+            return [VQAAnswer(quality.message, "", 0.0, True, "frame") for _ in questions]
+        return self.answer_sight(self.see(self.preprocess(image_bgr)[None]), questions, abstain_below)

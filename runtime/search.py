@@ -34,11 +34,26 @@ class SearchSettings:
     no_repeat_ngram: int = 3  # 0 disables; blocks "a dog and a dog and a dog" loops
     length_penalty: float = 1.0  # finished score = sum(logp) / length ** length_penalty
     banned_ids: tuple[int, ...] = ()  # never generated: pad, unk, bos
+    no_repeat_word: bool = True  # never the same token twice in a row ("green green grass")
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=-1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def _ban_immediate_repeats(logprobs: np.ndarray, previous: np.ndarray, step: int) -> None:
+    """In place: row r may not emit ``previous[r]`` again. The n-gram guard cannot catch
+    this: "green green green" repeats a 1-gram, and banning all repeated 1-grams would also
+    forbid the second "a" of every caption."""
+    if step > 0:
+        logprobs[np.arange(logprobs.shape[0]), previous] = -np.inf
+
+
+def _apply_bias(logprobs: np.ndarray, bias: np.ndarray | None, per_image: int) -> None:
+    """In place: add a per-image logit bias (num_images, V) to rows image-major (R, V)."""
+    if bias is not None:
+        logprobs += np.repeat(bias, per_image, axis=0) if per_image > 1 else bias
 
 
 def _ban_repeated_ngrams(logprobs: np.ndarray, history: np.ndarray, length: int, n: int) -> None:
@@ -53,10 +68,12 @@ def _ban_repeated_ngrams(logprobs: np.ndarray, history: np.ndarray, length: int,
                 logprobs[row, seq[start + n - 1]] = -np.inf
 
 
-def greedy_search(stepper: Stepper, num_images: int, bos_id: int, eos_id: int, settings: SearchSettings) -> list[list[int]]:
+def greedy_search(stepper: Stepper, num_images: int, bos_id: int, eos_id: int, settings: SearchSettings,
+                  bias: np.ndarray | None = None) -> list[list[int]]:
     """Beam search with one beam, without its bookkeeping: the argmax of the masked logits
     (log-softmax keeps the order) until eos. Same ids as ``beam_search`` at beam 1; this is
-    the per-token hot path of narration, so it does the least Python per step."""
+    the per-token hot path of narration, so it does the least Python per step. ``bias``
+    (num_images, V): added to every step's logits (-inf bans a word for that image)."""
     history = np.zeros((num_images, settings.max_new_tokens), dtype=np.int64)
     lengths = np.full(num_images, settings.max_new_tokens)
     done = np.zeros(num_images, dtype=bool)
@@ -66,6 +83,9 @@ def greedy_search(stepper: Stepper, num_images: int, bos_id: int, eos_id: int, s
         logits = np.array(stepper.step(tokens, step), dtype=np.float64)  # a copy we may mask
         if banned:
             logits[:, banned] = -np.inf
+        _apply_bias(logits, bias, 1)
+        if settings.no_repeat_word:
+            _ban_immediate_repeats(logits, tokens, step)
         _ban_repeated_ngrams(logits, history, step, settings.no_repeat_ngram)
         chosen = logits.argmax(axis=1)
         chosen[~np.isfinite(logits.max(axis=1))] = eos_id  # nothing allowed: end the caption
@@ -80,15 +100,19 @@ def greedy_search(stepper: Stepper, num_images: int, bos_id: int, eos_id: int, s
     return [history[i, : lengths[i]].tolist() for i in range(num_images)]
 
 
-def beam_search(stepper: Stepper, num_images: int, bos_id: int, eos_id: int, settings: SearchSettings) -> list[list[int]]:
+def beam_search(stepper: Stepper, num_images: int, bos_id: int, eos_id: int, settings: SearchSettings,
+                bias: np.ndarray | None = None) -> list[list[int]]:
     """Best token ids per image (without bos/eos). The stepper's rows are image-major:
-    row = image * beam_size + beam. Beam size 1 goes to ``greedy_search``."""
+    row = image * beam_size + beam. Beam size 1 goes to ``greedy_search``. ``bias``
+    (num_images, V) is added to every step's log-probabilities (-inf: a word banned for
+    that image, e.g. an object the concept head is sure is absent)."""
     if settings.beam_size == 1:
-        return greedy_search(stepper, num_images, bos_id, eos_id, settings)
-    return _beam_search(stepper, num_images, bos_id, eos_id, settings)
+        return greedy_search(stepper, num_images, bos_id, eos_id, settings, bias)
+    return _beam_search(stepper, num_images, bos_id, eos_id, settings, bias)
 
 
-def _beam_search(stepper: Stepper, num_images: int, bos_id: int, eos_id: int, settings: SearchSettings) -> list[list[int]]:
+def _beam_search(stepper: Stepper, num_images: int, bos_id: int, eos_id: int, settings: SearchSettings,
+                 bias: np.ndarray | None = None) -> list[list[int]]:
     k = settings.beam_size
     rows = num_images * k
     history = np.zeros((rows, settings.max_new_tokens), dtype=np.int64)  # generated tokens (bos excluded)
@@ -101,6 +125,9 @@ def _beam_search(stepper: Stepper, num_images: int, bos_id: int, eos_id: int, se
         logprobs = _log_softmax(stepper.step(tokens, step).astype(np.float64))  # (R, V)
         if settings.banned_ids:
             logprobs[:, list(settings.banned_ids)] = -np.inf
+        _apply_bias(logprobs, bias, k)
+        if settings.no_repeat_word:
+            _ban_immediate_repeats(logprobs, tokens, step)
         _ban_repeated_ngrams(logprobs, history, step, settings.no_repeat_ngram)
         vocab = logprobs.shape[1]
         candidates = (scores[:, :, None] + logprobs.reshape(num_images, k, vocab)).reshape(num_images, k * vocab)

@@ -22,7 +22,7 @@ from edgevlm.runtime.narration.policy import PolicySettings
 from edgevlm.runtime.narration.questions import NO_ANSWERS, Question, QuestionReader, merge_answers, spoken_answer
 from edgevlm.runtime.sources import Frame
 from tests.conftest import make_video
-from tests.test_narration_policy import FakeClock, FakeEngine, FakeSpeech
+from tests.test_narration_policy import FakeClock, FakeEngine, FakeSpeech, scene_image
 
 GUARD_S = 20.0  # a wait longer than this is a failure (a hang), never a timing check
 
@@ -39,8 +39,7 @@ def _frames(colours, start: int = 0, fps: float = 10.0) -> list[Frame]:
     be told from its identical-looking neighbours (too small a change to move the gate)."""
     out = []
     for i, colour in enumerate(colours, start):
-        image = np.zeros((8, 8, 3), np.uint8)
-        image[..., colour] = 200
+        image = scene_image(colour)
         image[0, 0, :] = i % 256
         out.append(Frame(image, i / fps, i, 100.0 + i / fps, f"f{i}"))
     return out
@@ -65,6 +64,9 @@ class AnsweringEngine(FakeEngine):
         self.asked += [(question, int(visual[0, 0, 0, 0])) for question in questions]
         self.answered.set()
         return [VQAAnswer("yes", "yes", 0.9, False) for _ in questions]
+
+    def answer_sight(self, sight, questions):
+        return self.answer_visual(sight.visual, questions)
 
 
 class StagedSource:

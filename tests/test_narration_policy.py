@@ -1,9 +1,11 @@
 """Narration logic with fakes: a fake clock, a fake engine, a fake speech engine."""
 
+import json
 import threading
 
 import numpy as np
 
+from edgevlm.runtime.engine import Description, Sight
 from edgevlm.runtime.narration.pipeline import NarrateOptions, Narrator
 from edgevlm.runtime.narration.policy import NarrationPolicy, PolicySettings, Utterance
 from edgevlm.runtime.narration.queues import CLOSED, BlockingSlot, NewestSlot
@@ -108,6 +110,10 @@ class FakeEngine:
     def encode(self, pixels):
         return pixels, pixels.mean(axis=(1, 2))
 
+    def see(self, pixels):
+        visual, pooled = self.encode(pixels)
+        return Sight(visual, pooled)
+
     def settings(self, beam):
         return beam
 
@@ -115,6 +121,10 @@ class FakeEngine:
         self.decoder_runs += 1
         scene = ["the sky over the sea", "a dog on grass", "a man in a red shirt"]
         return [scene[int(np.argmax(visual[0].mean(axis=(0, 1))))]]
+
+    def describe_sight(self, sight, beam_size=None, settings=None):
+        caption = self.tokenizer.decode(self.generate(sight.visual, settings)[0])
+        return [Description(caption, caption, False)]
 
 
 class FakeSpeech:
@@ -141,13 +151,31 @@ class ListSource:
         yield from self._frames
 
 
+def scene_image(colour: int) -> np.ndarray:
+    """An 8x8 frame dominated by one colour channel, textured in 2-pixel blocks so that the
+    frame-quality check sees something to caption (a flat colour is "blank" or "covered")."""
+    blocks = (np.indices((8, 8)) // 2).sum(0) % 2
+    image = (40 + 60 * blocks[..., None]).repeat(3, axis=2).astype(np.uint8)
+    image[..., colour] = 140 + 100 * blocks
+    return image
+
+
 def _frames(colours, fps=10.0):
-    out = []
-    for i, colour in enumerate(colours):
-        image = np.zeros((8, 8, 3), np.uint8)
-        image[..., colour] = 200
-        out.append(Frame(image, i / fps, i, 100.0 + i / fps, f"f{i}"))
-    return out
+    return [Frame(scene_image(colour), i / fps, i, 100.0 + i / fps, f"f{i}") for i, colour in enumerate(colours)]
+
+
+def test_a_frame_with_nothing_to_see_is_reported_once_not_captioned(tmp_path):
+    engine, speech, lines = FakeEngine(), FakeSpeech(), []
+    dark = [Frame(np.zeros((8, 8, 3), np.uint8), (30 + i) / 10, 30 + i, 103.0 + i / 10, f"d{i}") for i in range(30)]
+    frames = _frames([2] * 30) + dark
+    events = str(tmp_path / "events.jsonl")
+    options = NarrateOptions(audio_out=str(tmp_path), events=events)
+    Narrator(engine, ListSource(frames), options, speech, lines.append, FakeClock()).run()
+    assert speech.said == ["a man in a red shirt", "It is too dark to see."]
+    assert engine.decoder_runs == 1  # the dark frames never reach the decoder
+    with open(events) as f:
+        issues = [e for e in map(json.loads, f) if e["event"] == "frame_issue"]
+    assert [(e["issue"], e["t"]) for e in issues] == [("dark", 3.0)]
 
 
 def test_a_still_video_is_narrated_once(tmp_path):

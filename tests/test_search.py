@@ -67,7 +67,8 @@ def test_banned_ids_and_repeated_ngrams_are_blocked():
 def test_max_new_tokens_bounds_the_output():
     t = _table()
     t[:, 4] = 0.0
-    out = beam_search(TableStepper(t, 1), 2, BOS, EOS, SearchSettings(beam_size=1, max_new_tokens=5, no_repeat_ngram=0))
+    settings = SearchSettings(beam_size=1, max_new_tokens=5, no_repeat_ngram=0, no_repeat_word=False)
+    out = beam_search(TableStepper(t, 1), 2, BOS, EOS, settings)
     assert out == [[4] * 5, [4] * 5]
 
 
@@ -89,7 +90,8 @@ def test_greedy_fast_path_equals_beam_search_with_one_beam():
         vocab = 12
         table = rng.normal(0, 2, size=(vocab, vocab))
         table[:, EOS] -= rng.uniform(0, 3)  # captions of varied length
-        settings = SearchSettings(beam_size=1, max_new_tokens=8, no_repeat_ngram=trial % 4, banned_ids=(0, 1, 2))
+        settings = SearchSettings(beam_size=1, max_new_tokens=8, no_repeat_ngram=trial % 4, banned_ids=(0, 1, 2),
+                                  no_repeat_word=trial % 2 == 0)
         images = 3
         fast = greedy_search(TableStepper(table, images), images, BOS, EOS, settings)
         slow = _beam_search(TableStepper(table, images), images, BOS, EOS, settings)

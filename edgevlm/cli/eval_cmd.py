@@ -1,5 +1,10 @@
-"""``edgevlm eval``: caption metrics of a model on a COCO-format caption file, or VQA
-accuracy (``--vqa``) of an engine or model on a question file."""
+"""``edgevlm eval``: caption metrics, hallucination and self-consistency of a model or
+engine on a COCO-format caption file, VQA accuracy (``--vqa``) of an engine or model on a
+question file beside a prior-only baseline, object-existence scores (``--pope``) on a
+POPE-style set, or an engine's behaviour on out-of-domain images (``--ood``).
+
+This module checks the options and runs the evaluation; ``edgevlm.cli.eval_report_text``
+turns each report into the text printed without ``--json``."""
 
 from __future__ import annotations
 
@@ -8,11 +13,11 @@ import time
 
 import click
 
+from edgevlm.cli.eval_report_text import caption_text, ood_text, pope_text, vqa_text
 from edgevlm.errors import EdgeVLMError
 from edgevlm.paths import default_model_dir
 
 MIN_TUNING_QUESTIONS = 100  # fewer, and one lucky or unlucky answer moves the threshold
-METRIC_ORDER = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "mean_length", "distinct_words", "images")
 
 
 @click.command("eval")
@@ -20,89 +25,215 @@ METRIC_ORDER = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CI
 @click.option("--data", default=None, type=click.Path(), help="COCO caption file, images/ beside it.")
 @click.option("--vqa", "vqa_file", default=None, type=click.Path(),
               help="VQA question file (python -m edgevlm.data.vqa_questions): exact-match accuracy instead of captions.")
+@click.option("--pope", "pope_file", default=None, type=click.Path(),
+              help="POPE-style existence file (python -m edgevlm.data.pope_questions): balanced yes/no scores per "
+                   "sampling, category and wording.")
+@click.option("--prior-from", "prior_file", default=None, type=click.Path(),
+              help="With --vqa: training question file for the prior-only baseline (default: leave-one-image-out "
+                   "on the --vqa file).")
 @click.option("--engine", "engine_dir", default=None, type=click.Path(),
-              help="With --vqa: engine folder (default: the shipped engine; --model evaluates a PyTorch folder instead).")
+              help="Engine folder (--vqa, --pope, --ood: default the shipped engine; --data: captions from this "
+                   "engine instead of a PyTorch --model folder).")
+@click.option("--ood", "ood_dir", default=None, type=click.Path(),
+              help="With --data: out-of-domain image folder with ood.json (python -m edgevlm.data.ood_images DIR): "
+                   "the engine's novelty AUROC and confident person/dog claims, against the --data photos.")
+@click.option("--no-consistency", is_flag=True,
+              help="With --data: skip asking the model about the objects its captions name (saves time).")
 @click.option("--tune-abstention", is_flag=True,
               help="With --vqa and an engine: choose the \"I'm not sure\" threshold on this file and write it to the engine.")
-@click.option("--images", "images_dir", default=None, type=click.Path(), help="Images folder, if not beside --data / --vqa.")
+@click.option("--images", "images_dir", default=None, type=click.Path(),
+              help="Images folder, if not beside --data / --vqa / --pope.")
 @click.option("--beam", type=click.IntRange(1, 16), default=None, help="Beam size (default: the model's).")
 @click.option("--limit", type=click.IntRange(1), default=None,
-              help="Score only the first N images (with --vqa: the first N questions).")
+              help="Score only the first N images (with --vqa or --pope: the first N questions; with --ood: the "
+                   "first N dev photos, every OOD image).")
 @click.option("--no-meteor", is_flag=True, help="Skip METEOR (slow; needs Java).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def command(model_dir, data, vqa_file, engine_dir, tune_abstention, images_dir, beam, limit, no_meteor, as_json):
-    """BLEU-1..4, METEOR, ROUGE-L and CIDEr of generated captions against human ones; with
-    --vqa, VQA exact-match accuracy overall and per type, balanced yes/no accuracy and the
-    abstention rate."""
-    if bool(data) == bool(vqa_file):
-        raise EdgeVLMError("give --data CAPTIONS.json (caption metrics) or --vqa QUESTIONS.json (VQA accuracy)")
+def command(model_dir, data, vqa_file, pope_file, prior_file, engine_dir, ood_dir, no_consistency, tune_abstention,
+            images_dir, beam, limit, no_meteor, as_json):
+    """BLEU-1..4, METEOR, ROUGE-L and CIDEr of generated captions against human ones, with
+    CHAIR hallucination, repeated words and self-consistency; with --vqa, VQA exact-match
+    accuracy overall and per type beside a prior-only baseline, balanced yes/no accuracy and
+    the abstention rate; with --pope, balanced yes/no scores per sampling, category and
+    wording; with --ood, how an engine's novelty score and hedging hold up on images unlike
+    its training photos."""
+    if ood_dir and not data:
+        raise EdgeVLMError("--ood OOD_DIR compares out-of-domain images with dev photos: give --data "
+                           "CAPTIONS_DEV.json too")
+    given = [name for name, value in (("--data", data), ("--vqa", vqa_file), ("--pope", pope_file)) if value]
+    if not given:
+        raise EdgeVLMError("give --data CAPTIONS.json (caption metrics), --vqa QUESTIONS.json (VQA accuracy) or "
+                           "--pope POPE.json (object existence)")
+    if len(given) > 1:
+        raise EdgeVLMError(f"{' and '.join(given)} are separate evaluations: give one of them per run")
+    if prior_file and not vqa_file:
+        raise EdgeVLMError("--prior-from goes with --vqa (--pope has its own prior-only figures built in)")
+    if no_consistency and not data:
+        raise EdgeVLMError("--no-consistency goes with --data (caption consistency); drop it for --vqa and --pope")
     if vqa_file:
-        return _eval_vqa(vqa_file, model_dir, engine_dir, tune_abstention, images_dir, limit, as_json)
-    import torch
+        return _eval_vqa(vqa_file, prior_file, model_dir, engine_dir, tune_abstention, images_dir, limit, as_json)
+    if pope_file:
+        return _eval_pope(pope_file, model_dir, engine_dir, tune_abstention, images_dir, limit, as_json)
+    if tune_abstention:
+        flag = "--ood" if ood_dir else "--data"
+        raise EdgeVLMError(f"--tune-abstention goes with --vqa or --pope: tune the threshold there, then run {flag}")
+    if model_dir and engine_dir:
+        raise EdgeVLMError("--data evaluates either --engine DIR or --model DIR, not both")
+    if ood_dir:
+        if model_dir:
+            raise EdgeVLMError("--ood evaluates an engine (its novelty score and hedging): give --engine DIR or "
+                               "nothing for the shipped engine, not --model")
+        return _eval_ood(ood_dir, data, engine_dir, images_dir, beam, limit, as_json)
+    return _eval_captions(data, model_dir, engine_dir, images_dir, beam, limit, no_meteor, no_consistency, as_json)
 
-    from edgevlm.cli.model_inputs import caption_files
+
+def _eval_captions(data, model_dir, engine_dir, images_dir, beam, limit, no_meteor, no_consistency, as_json):
     from edgevlm.data.coco import load_coco_captions
+    from edgevlm.evaluation.caption_eval import caption_report
     from edgevlm.evaluation.caption_metrics import java_available, score_captions
-    from edgevlm.model_io import load_model
 
-    torch.set_num_threads(2)
     items = [i for i in load_coco_captions(data, images_dir) if i.captions][:limit]
-    model, tokenizer = load_model(model_dir or default_model_dir())
+    paths = [i.path for i in items]
     started = time.time()
-    captions = caption_files(model, tokenizer, [i.path for i in items], beam, progress=not as_json)
+    if engine_dir:
+        from edgevlm.evaluation.caption_eval import engine_ask, engine_captions
+
+        source, engine = _open_engine(engine_dir)
+        ask = None if no_consistency else engine_ask(engine, paths)  # before captioning: fail in a second
+        captions = engine_captions(engine, paths, beam, progress=not as_json)
+        beam_used = beam or engine.manifest.generation["beam_size"]
+    else:
+        import torch
+
+        from edgevlm.cli.model_inputs import caption_files
+        from edgevlm.evaluation.caption_eval import model_ask
+        from edgevlm.model_io import load_model
+
+        torch.set_num_threads(2)
+        source = model_dir or default_model_dir()
+        model, tokenizer = load_model(source)
+        ask = None if no_consistency else model_ask(model, tokenizer, paths)
+        captions = caption_files(model, tokenizer, paths, beam, progress=not as_json)
+        beam_used = beam or model.cfg.generation.beam_size
     if not no_meteor and not java_available():
         click.echo("note: METEOR skipped: Java is not installed (apt-get install default-jre-headless)", err=True)
     scores = score_captions({i: list(it.captions) for i, it in enumerate(items)},
                             dict(enumerate(captions)), meteor=not no_meteor)
-    scores.update(beam=beam or model.cfg.generation.beam_size, seconds=round(time.time() - started, 1))
-    if as_json:
-        click.echo(json.dumps(scores))
-        return
-    for key in METRIC_ORDER + ("beam", "seconds"):
-        if key in scores:
-            value = scores[key]
-            click.echo(f"{key:>15}: {value:.4f}" if isinstance(value, float) else f"{key:>15}: {value}")
+    scores.update(beam=beam_used, seconds=round(time.time() - started, 1))
+    asked = time.time()
+    scores.update(caption_report(items, captions, ask, progress=not as_json))
+    scores.update(source=source, consistency_seconds=None if ask is None else round(time.time() - asked, 1))
+    _echo_report(scores, as_json, caption_text)
 
 
-def _eval_vqa(vqa_file, model_dir, engine_dir, tune_abstention, images_dir, limit, as_json):
-    from edgevlm.evaluation.vqa_eval import engine_answers, load_qa, model_answers, vqa_report, write_threshold
+def _echo_report(report: dict, as_json: bool, render) -> None:
+    """Print ``report`` as one JSON object, or as the text ``render(report)`` gives."""
+    click.echo(json.dumps(report) if as_json else render(report))
+
+
+def _open_engine(engine_dir):
+    """-> (the engine folder used: engine_dir or the shipped engine, its CaptionEngine)."""
+    from edgevlm.cli.caption_cmd import resolve_engine
+    from edgevlm.runtime.engine import CaptionEngine
+
+    source = resolve_engine(engine_dir)
+    return source, CaptionEngine(source)
+
+
+def _eval_ood(ood_dir, data, engine_dir, images_dir, beam, limit, as_json):
+    from edgevlm.data.coco import load_coco_captions
+    from edgevlm.evaluation.ood_eval import describe_files, load_ood, ood_report
+
+    entries = load_ood(ood_dir)  # both inputs checked before the engine runs
+    dev = load_coco_captions(data, images_dir)[:limit]
+    if not dev:
+        raise EdgeVLMError(f"{data} lists no images: --ood needs dev photos to compare with")
+    source, engine = _open_engine(engine_dir)
+    started = time.time()
+    progress = None if as_json else "OOD images"
+    ood, ood_novelty = describe_files(engine, [e["path"] for e in entries], beam, progress=progress)
+    dev_described, dev_novelty = describe_files(engine, [i.path for i in dev], beam,
+                                                progress=None if as_json else "dev photos")
+    report = ood_report([e["group"] for e in entries], ood, dev_described, ood_novelty, dev_novelty,
+                        engine.unfamiliar_above, [e["file"] for e in entries])
+    report.update(source=source, ood_dir=ood_dir, seconds=round(time.time() - started, 1))
+    _echo_report(report, as_json, ood_text)
+
+
+def _answers(entries, model_dir, engine_dir, flag, progress):
+    """-> (question_id -> (answer, probability), abstention threshold or None for a model
+    folder, question_id -> that question's own threshold or None, the folder used)."""
+    from edgevlm.evaluation.vqa_eval import engine_answers, model_answers
+
+    if model_dir and engine_dir:
+        raise EdgeVLMError(f"{flag} evaluates either --engine DIR or --model DIR, not both")
+    if model_dir:
+        return model_answers(model_dir, entries), None, None, model_dir
+    source, engine = _open_engine(engine_dir)
+    # Existence questions the concept head answers have its own threshold; the rest the decoder's.
+    per_question = {e["question_id"]: engine.threshold_for(e["question"]) for e in entries
+                    if engine.existence is not None and engine.existence.concept_of(e["question"]) is not None}
+    return engine_answers(engine, entries, progress=progress), engine.abstain_below, per_question, source
+
+
+def _eval_vqa(vqa_file, prior_file, model_dir, engine_dir, tune_abstention, images_dir, limit, as_json):
+    from edgevlm.evaluation.prior_baseline import load_training_answers, prior_report
+    from edgevlm.evaluation.vqa_eval import load_qa, vqa_report, write_threshold
     from edgevlm.evaluation.vqa_metrics import choose_threshold
     from edgevlm.runtime.engine import DEFAULT_ABSTAIN_BELOW
 
-    if model_dir and engine_dir:
-        raise EdgeVLMError("--vqa evaluates either --engine DIR or --model DIR, not both")
     if tune_abstention and not engine_dir:
         raise EdgeVLMError("--tune-abstention writes the threshold into an engine: name it with --engine DIR "
                            "(the shipped engine is not changed in place)")
-    entries = load_qa(vqa_file, images_dir)[:limit]
+    everything = load_qa(vqa_file, images_dir)
+    entries = everything[:limit]
+    # Read before answering, so a bad --prior-from fails in a second, not after the whole file.
+    training = load_training_answers(prior_file) if prior_file else None
     started = time.time()
-    if model_dir:
-        answers, threshold, source = model_answers(model_dir, entries), None, model_dir
-    else:
-        from edgevlm.cli.caption_cmd import resolve_engine
-        from edgevlm.runtime.engine import CaptionEngine
-
-        source = resolve_engine(engine_dir)
-        engine = CaptionEngine(source)
-        answers, threshold = engine_answers(engine, entries, progress=not as_json), engine.abstain_below
+    answers, threshold, per_question, source = _answers(entries, model_dir, engine_dir, "--vqa", progress=not as_json)
     if tune_abstention:
+        # The decoder's threshold, on the decoder's answers: existence answers have the concept
+        # head's own (tuned with --pope --tune-abstention).
+        decoder_entries = [e for e in entries if e["question_id"] not in per_question]
+        if len(decoder_entries) < MIN_TUNING_QUESTIONS:
+            raise EdgeVLMError(f"--tune-abstention needs at least {MIN_TUNING_QUESTIONS} questions the decoder "
+                               f"answers to choose a threshold; {vqa_file} gives {len(decoder_entries)}")
+        threshold = choose_threshold(decoder_entries, answers)
+        write_threshold(source, threshold, vqa_file, len(decoder_entries))
+    report = vqa_report(entries, answers, DEFAULT_ABSTAIN_BELOW if threshold is None else threshold, per_question)
+    report.update(source=source, seconds=round(time.time() - started, 1))
+    if training is not None:
+        report["prior"] = prior_report(entries, report, training, False, f"training answers in {prior_file}")
+    else:  # the whole file, even with --limit: more other images to learn each question's answer from
+        report["prior"] = prior_report(entries, report, everything, True, f"leave-one-image-out on {vqa_file}")
+    _echo_report(report, as_json, lambda r: vqa_text(r, tuned=tune_abstention))
+
+
+def _eval_pope(pope_file, model_dir, engine_dir, tune_abstention, images_dir, limit, as_json):
+    from edgevlm.evaluation.pope_metrics import check_pope_entries, pope_report
+    from edgevlm.evaluation.vqa_eval import load_qa, write_existence_threshold
+    from edgevlm.evaluation.vqa_metrics import choose_threshold
+    from edgevlm.runtime.engine import DEFAULT_ABSTAIN_BELOW
+
+    if tune_abstention and not engine_dir:
+        raise EdgeVLMError("--pope --tune-abstention writes the concept head's threshold into an engine: name it "
+                           "with --engine DIR (the shipped engine is not changed in place)")
+    entries = load_qa(pope_file, images_dir)
+    check_pope_entries(entries, pope_file)
+    entries = entries[:limit]
+    started = time.time()
+    answers, threshold, per_question, source = _answers(entries, model_dir, engine_dir, "--pope",
+                                                        progress=not as_json)
+    if tune_abstention:
+        if not per_question:
+            raise EdgeVLMError(f"--pope --tune-abstention tunes the concept head's threshold, and {source} has no "
+                               "concept head (make one with edgevlm train-concepts, then export it)")
         if len(entries) < MIN_TUNING_QUESTIONS:
             raise EdgeVLMError(f"--tune-abstention needs at least {MIN_TUNING_QUESTIONS} questions to choose a "
-                               f"threshold; {vqa_file} gives {len(entries)}")
-        threshold = choose_threshold(entries, answers)
-        write_threshold(source, threshold, vqa_file, len(entries))
-    report = vqa_report(entries, answers, DEFAULT_ABSTAIN_BELOW if threshold is None else threshold)
+                               f"threshold; {pope_file} gives {len(entries)}")
+        existence = choose_threshold(entries, answers)
+        write_existence_threshold(source, existence, pope_file, len(entries))
+        per_question = {qid: existence for qid in per_question}
+    report = pope_report(entries, answers, DEFAULT_ABSTAIN_BELOW if threshold is None else threshold, per_question)
     report.update(source=source, seconds=round(time.time() - started, 1))
-    if as_json:
-        click.echo(json.dumps(report))
-        return
-    click.echo(f"{'questions':>24}: {report['questions']}")
-    click.echo(f"{'accuracy':>24}: {report['accuracy']:.4f}")
-    for kind, value in report["by_type"].items():
-        click.echo(f"{kind + ' accuracy':>24}: {value:.4f}  ({report['count_by_type'][kind]} questions)")
-    click.echo(f"{'yes/no balanced accuracy':>24}: {report['yesno_balanced_accuracy']:.4f}")
-    a = report["with_abstention"]
-    click.echo(f"{'abstention rate':>24}: {report['abstention_rate']:.4f}  (below p={a['threshold']:.3f}"
-               f"{', tuned here and written to the engine' if tune_abstention else ''})")
-    click.echo(f"{'answered accuracy':>24}: {a['answered_accuracy']:.4f}  (coverage {a['coverage']:.4f})")
-    click.echo(f"{'seconds':>24}: {report['seconds']}")
+    _echo_report(report, as_json, pope_text)

@@ -40,30 +40,75 @@ def engine_answers(engine, entries: list[dict], progress: bool = False) -> dict:
     return {entry["question_id"]: (answer.answer, answer.probability) for entry, answer in pairs}
 
 
-def model_answers(model_dir: str, entries: list[dict]) -> dict:
-    """The same with the PyTorch model (one photo at a time, as the engine)."""
-    import torch
+class ModelAnswerer:
+    """The PyTorch model answering questions about one photo, routed as the engine routes
+    them: existence questions ("is there a dog?") from the concept head where the model has
+    one, everything else from the decoder. Never abstains: thresholds are the caller's."""
 
-    from edgevlm.generate import answer_from_visual, search_settings
+    def __init__(self, model, tokenizer):
+        from edgevlm.generate import search_settings
+        from edgevlm.runtime.grounding import ExistenceQuestions
+
+        self.model, self.tokenizer = model, tokenizer
+        self.banned = search_settings(model.cfg).banned_ids  # pad, unk, bos, [SEP]: as the engine's manifest
+        c = model.cfg.concepts
+        self.existence = ExistenceQuestions(c.names, c.words) if model.concepts is not None else None
+
+    def __call__(self, pixels: np.ndarray, questions: list[str]) -> list[tuple[str, float, str]]:
+        """pixels (3,S,S) of one photo -> (answer, probability 0..1, source) per question;
+        source is "concepts" or "decoder", as VQAAnswer.source."""
+        import torch
+
+        from edgevlm.generate import answer_from_visual, concept_probs
+
+        with torch.no_grad():
+            features = self.model.encoder_features(torch.from_numpy(pixels[None]))  # once per photo
+            probs = concept_probs(self.model, features)  # (1, K) or None
+            visual = None
+            out = []
+            for question in questions:
+                k = self.existence.concept_of(question) if self.existence is not None else None
+                if k is not None:
+                    out.append(existence_answer(float(probs[0, k])) + ("concepts",))
+                    continue
+                if visual is None:
+                    visual = self.model.projector(features)  # (1, N, d)
+                prompt = self.tokenizer.question_prompt(question, self.model.cfg.decoder.max_len)
+                found = answer_from_visual(self.model, visual, np.array([prompt], np.int64), self.banned)[0]
+                out.append((self.tokenizer.decode(found.ids), found.probability, "decoder"))
+        return out
+
+
+def existence_answer(p_present: float) -> tuple[str, float]:
+    """P(concept present) -> ("yes" or "no", the probability of that answer), as
+    CaptionEngine._existence_answer."""
+    return ("yes", p_present) if p_present >= 0.5 else ("no", 1.0 - p_present)
+
+
+def model_answers(model_dir: str, entries: list[dict]) -> dict:
+    """The same with the PyTorch model (one photo at a time, each encoded once for all its
+    questions, as the engine)."""
     from edgevlm.model_io import load_model
     from edgevlm.training.features import load_pixels
 
     model, tokenizer = load_model(model_dir)
-    banned = search_settings(model.cfg).banned_ids  # pad, unk, bos, [SEP]: as the engine's manifest
+    answer = ModelAnswerer(model, tokenizer)
+    by_path: dict[str, list[dict]] = {}
+    for entry in entries:
+        by_path.setdefault(entry["path"], []).append(entry)
     out = {}
-    with torch.no_grad():
-        for entry in entries:
-            visual, _ = model.encode(torch.from_numpy(load_pixels(entry["path"], model.cfg)[None]))
-            prompt = tokenizer.question_prompt(entry["question"], model.cfg.decoder.max_len)
-            found = answer_from_visual(model, visual, np.array([prompt], np.int64), banned)[0]
-            out[entry["question_id"]] = (tokenizer.decode(found.ids), found.probability)
-    return out
+    for path, group in by_path.items():
+        found = answer(load_pixels(path, model.cfg), [entry["question"] for entry in group])
+        for entry, (text, probability, _) in zip(group, found):
+            out[entry["question_id"]] = (text, probability)
+    return {entry["question_id"]: out[entry["question_id"]] for entry in entries}  # the file's order
 
 
-def vqa_report(entries: list[dict], answers: dict, threshold: float) -> dict:
-    """Exact match with every question answered, and the same with abstention at ``threshold``."""
+def vqa_report(entries: list[dict], answers: dict, threshold: float, per_question: dict | None = None) -> dict:
+    """Exact match with every question answered, and the same with abstention at ``threshold``
+    (or each question's own in ``per_question``)."""
     raw = score_answers(entries, answers, 0.0)
-    abstaining = score_answers(entries, answers, threshold)
+    abstaining = score_answers(entries, answers, threshold, per_question)
     return {
         "questions": raw["questions"], "accuracy": raw["accuracy"], "by_type": raw["by_type"],
         "count_by_type": raw["count_by_type"], "yesno_balanced_accuracy": raw["yesno_balanced_accuracy"],
@@ -73,17 +118,30 @@ def vqa_report(entries: list[dict], answers: dict, threshold: float) -> dict:
     }
 
 
+def write_existence_threshold(engine_dir: str, threshold: float, tuned_on: str, questions: int) -> None:
+    """Record the concept head's "I'm not sure" threshold (existence answers) in the engine
+    manifest, as ``write_threshold`` does the decoder's."""
+    _update_manifest(engine_dir, lambda data: data["concepts"].update(
+        abstain_below=threshold, tuned_on=os.path.basename(tuned_on), tuned_questions=questions))
+
+
 def write_threshold(engine_dir: str, threshold: float, tuned_on: str, questions: int) -> None:
-    """Record the abstention threshold in the engine manifest (atomically; the manifest is
+    """Record the decoder's abstention threshold in the engine manifest."""
+    # The exact float (JSON keeps it): rounding up would abstain on the answer it was tuned to give.
+    _update_manifest(engine_dir, lambda data: data.update(vqa={
+        "abstain_below": threshold, "tuned_on": os.path.basename(tuned_on), "tuned_questions": questions,
+        "rule": "maximise right - wrong answers (abstain scores 0)"}))
+
+
+def _update_manifest(engine_dir: str, change) -> None:
+    """Apply ``change(data)`` to the engine manifest and write it atomically (the manifest is
     not among the hashed files)."""
     from edgevlm.fileio import read_json, write_json
     from edgevlm.runtime.manifest import MANIFEST_FILE
 
     path = os.path.join(engine_dir, MANIFEST_FILE)
     data = read_json(path, "an edgevlm engine manifest")
-    # The exact float (JSON keeps it): rounding up would abstain on the answer it was tuned to give.
-    data["vqa"] = {"abstain_below": threshold, "tuned_on": os.path.basename(tuned_on),
-                   "tuned_questions": questions, "rule": "maximise right - wrong answers (abstain scores 0)"}
+    change(data)
     try:
         write_json(path, data)
     except OSError as exc:

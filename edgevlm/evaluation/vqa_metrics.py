@@ -21,9 +21,11 @@ def normalize_answer(text: str) -> str:
     return " ".join("gray" if w == "grey" else w for w in words)
 
 
-def score_answers(questions: list[dict], answers: dict, threshold: float = 0.0) -> dict:
+def score_answers(questions: list[dict], answers: dict, threshold: float = 0.0,
+                  per_question: dict | None = None) -> dict:
     """questions: VQA dicts (question_id, answers, type); answers: question_id -> (text,
-    probability). A question whose answer probability is below ``threshold`` is abstained.
+    probability). A question whose answer probability is below ``threshold`` (or its own
+    threshold in ``per_question``: existence answers have the concept head's) is abstained.
 
     Returns accuracy, answered_accuracy, coverage, abstention_rate, yesno_balanced_accuracy
     (mean of accuracy on "yes" and on "no" questions), by_type {type: accuracy}, counts.
@@ -33,7 +35,7 @@ def score_answers(questions: list[dict], answers: dict, threshold: float = 0.0) 
     answered = correct_answered = 0
     for q in questions:
         text, probability = answers[q["question_id"]]
-        abstain = probability < threshold
+        abstain = probability < (per_question.get(q["question_id"], threshold) if per_question else threshold)
         right = not abstain and normalize_answer(text) in {normalize_answer(a) for a in q["answers"]}
         answered += not abstain
         correct_answered += right

@@ -15,7 +15,7 @@ import numpy as np
 
 from edgevlm.errors import EdgeVLMError
 
-EVENTS = ("frame", "caption", "answer", "spoken", "skip_unchanged", "skip_duplicate", "summary")
+EVENTS = ("frame", "frame_issue", "caption", "answer", "spoken", "skip_unchanged", "skip_duplicate", "summary")
 
 
 def _prepare(path: str, option: str) -> None:

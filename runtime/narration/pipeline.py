@@ -28,6 +28,8 @@ from typing import Callable, TextIO
 import numpy as np
 
 from edgevlm.errors import EdgeVLMError
+from edgevlm.runtime.engine import Sight, VQAAnswer
+from edgevlm.runtime.frame_quality import FrameQuality, assess_frame
 from edgevlm.runtime.narration.outputs import CaptionedVideo, EventLog, write_subtitles
 from edgevlm.runtime.narration.policy import NarrationPolicy, PolicySettings, Utterance
 from edgevlm.runtime.narration.questions import (NO_ANSWERS, Question, QuestionReader, SpokenAnswer,
@@ -85,6 +87,7 @@ class Narrator:
         self.questions = QuestionReader(questions, clock) if questions is not None else None
         self.last_frame = None  # the newest frame handled: what a question is answered about
         self.answer_ms: list[float] = []  # question typed -> answer ready
+        self.frame_issue: str | None = None  # the problem of the last frame ("dark"...), None when usable
         self.told_no_answers = False
         self.interrupted = 0  # captions never said because an answer went first
         self._answers_waiting = 0  # answers queued for speech, not yet taken by the speech thread
@@ -225,21 +228,26 @@ class Narrator:
             return []
         return questions
 
-    def _answer_questions(self, frame, visual: np.ndarray | None = None) -> None:
-        """Answer the pending questions about ``frame`` (visual tokens (1,N,d) if already
-        encoded) and make the answers interrupt narration."""
+    def _answer_questions(self, frame, sight: Sight | None = None, quality: FrameQuality | None = None) -> None:
+        """Answer the pending questions about ``frame`` (its Sight if already encoded; a frame
+        with nothing to see answers with the reason) and make the answers interrupt narration."""
         questions = self._pending_questions()
         if not questions:
             return
-        if visual is None:
-            visual, _ = self.engine.encode(self.engine.preprocess(frame.image)[None])
-        answers = [answer for question in questions if (answer := self._answer(question, frame, visual)) is not None]
+        quality = quality or assess_frame(frame.image)
+        if sight is None and quality.usable:
+            sight = self.engine.see(self.engine.preprocess(frame.image)[None])
+        answers = [answer for question in questions
+                   if (answer := self._answer(question, frame, sight, quality)) is not None]
         if answers:
             self._interrupt_with(merge_answers(answers))
 
-    def _answer(self, question: Question, frame, visual: np.ndarray) -> SpokenAnswer | None:
+    def _answer(self, question: Question, frame, sight: Sight | None, quality: FrameQuality) -> SpokenAnswer | None:
         try:
-            result = self.engine.answer_visual(visual, [question.text])[0]
+            if not quality.usable:  # whatever was asked, the honest answer is that nothing can be seen
+                result = VQAAnswer(quality.message, "", 0.0, True, "frame")
+            else:
+                result = self.engine.answer_sight(sight, [question.text])[0]
         except EdgeVLMError as exc:  # e.g. a line with no words: say why, and narrate on
             self.on_line(f"note: {exc}")
             return None
@@ -281,17 +289,22 @@ class Narrator:
         self.last_t = frame.t
         self.last_frame = frame
         self.events.write("frame", frame.t, index=frame.index)
-        visual, pooled = self.engine.encode(self.engine.preprocess(frame.image)[None])
-        self._answer_questions(frame, visual)  # before the caption: a question is answered first
-        decision = self.gate.update(pooled[0], frame.t)
+        quality = assess_frame(frame.image)
+        if not quality.usable:
+            self._handle_unusable(frame, quality)
+            return
+        self.frame_issue = None
+        sight = self.engine.see(self.engine.preprocess(frame.image)[None])
+        self._answer_questions(frame, sight, quality)  # before the caption: a question is answered first
+        decision = self.gate.update(sight.pooled[0], frame.t)
         if (decision.distance >= self.options.cut_short_distance and self.speech is not None
                 and not self._saying_answer and self.speech.stop()):
             log.info("utterance cut short: scene changed (distance %.2f)", decision.distance)
         if not decision.caption:
             self.events.write("skip_unchanged", frame.t, reason=decision.reason, distance=round(decision.distance, 4))
         else:
-            ids = self.engine.generate(visual, self.settings)[0]
-            text = self.engine.tokenizer.decode(ids)
+            description = self.engine.describe_sight(sight, settings=self.settings)[0]
+            text = description.text  # hedged when the scene is unlike anything the model knows
             latency = (self.clock() - frame.captured_at) * 1000
             self.caption_ms.append(latency)
             self.captions += 1
@@ -301,6 +314,20 @@ class Narrator:
             verdict = self.policy.offer(Utterance(text, frame.t, frame.captured_at))
             if verdict == "duplicate":
                 self.events.write("skip_duplicate", frame.t, text=text)
+        self._release(frame.t)
+        if self.video is not None:
+            self.video.write_at(frame.image, self.current_text, frame.t - self.first_t)
+
+    def _handle_unusable(self, frame, quality: FrameQuality) -> None:
+        """A frame with nothing to see: answer questions with the reason, and say the reason
+        once when the view becomes unusable (not on every dark frame), never a caption."""
+        self._answer_questions(frame, None, quality)
+        if quality.issue != self.frame_issue:
+            self.frame_issue = quality.issue
+            self.gate.reset()  # when the view comes back, it is a new scene: caption it
+            self.current_text = quality.message
+            self.events.write("frame_issue", frame.t, issue=quality.issue, text=quality.message)
+            self.policy.offer(Utterance(quality.message, frame.t, frame.captured_at))
         self._release(frame.t)
         if self.video is not None:
             self.video.write_at(frame.image, self.current_text, frame.t - self.first_t)

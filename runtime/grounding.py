@@ -1,0 +1,73 @@
+"""What the concept head's probabilities mean to questions and captions (torch-free).
+
+- ``ExistenceQuestions`` tells whether a question only asks whether something is in view
+  ("is there a car?", "do you see any dogs?", "is a bench visible?") and about which
+  concept; such questions are answered from the head, everything else by the decoder.
+- ``caption_bias`` bans, per image, the words of concepts the head is sure are absent, so
+  a caption cannot name a dog the picture gives no evidence of.
+
+Rules over words, not a parser: a question is an existence question only when every word
+besides the one object is a function word or a word about seeing/being there, and the
+object is not definite ("is the dog black?" presupposes the dog and asks about colour).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+YES_NO_OPENERS = frozenset({"is", "are", "was", "were", "do", "does", "did", "can", "could", "will", "would",
+                            "have", "has", "any", "anything", "see"})
+# Words that may surround the object in an existence question: how people ask whether
+# something is there, in many phrasings (none of them names a property or an action).
+EXISTENCE_WORDS = frozenset("""
+    is are was were do does did can could will would have has there here any anything some a an the this that these
+    i you we me my us in on at of front around near nearby visible see seeing seen spot notice find show shows showing
+    picture image photo photograph frame scene view shot camera sight look looking somewhere anywhere please tell
+    if whether there's theres in it its one ones at all
+""".split())
+
+
+@dataclass(frozen=True)
+class ExistenceQuestions:
+    """concept names and their words (the manifest's ``concepts``)."""
+
+    names: tuple[str, ...]
+    words: tuple[tuple[str, ...], ...]
+
+    @classmethod
+    def from_manifest(cls, concepts: dict) -> "ExistenceQuestions":
+        names = tuple(concepts["names"])
+        return cls(names, tuple(tuple(concepts["words"][n]) for n in names))
+
+    def concept_of(self, question: str) -> int | None:
+        """The concept an existence question asks about, or None for any other question."""
+        tokens = re.findall(r"[a-z]+", question.lower().replace("'s", "s"))
+        if not tokens or tokens[0] not in YES_NO_OPENERS:
+            return None
+        found = [(i, self._concepts_named(t)) for i, t in enumerate(tokens) if self._concepts_named(t)]
+        if len({tokens[i] for i, _ in found}) != 1:  # no object, or two ("is the man riding a horse?")
+            return None
+        index, candidates = found[0]
+        if index > 0 and tokens[index - 1] in ("the", "this", "that", "these", "those", "his", "her", "their"):
+            return None  # "is the dog black?": presupposed, not asked about
+        if any(t not in EXISTENCE_WORDS for i, t in enumerate(tokens) if i != index):
+            return None
+        # "man" names both "person" and "man": the narrowest group is what was asked.
+        return min(candidates, key=lambda k: (self.names[k] != tokens[index], len(self.words[k])))
+
+    def _concepts_named(self, token: str) -> list[int]:
+        return [k for k, group in enumerate(self.words) if token in group]
+
+
+def caption_bias(probs: np.ndarray, ban_below: float, concept_token_ids: list[list[int]], vocab_size: int) -> np.ndarray:
+    """probs (B,K) concept probabilities -> additive logit bias (B,V): -inf on every token
+    that names a concept whose probability is below ``ban_below`` in that image (a word in
+    two groups, "cyclist" = person + bike, is banned when either is absent)."""
+    bias = np.zeros((probs.shape[0], vocab_size), np.float64)
+    for image, row in enumerate(probs):
+        for k in np.flatnonzero(row < ban_below):
+            bias[image, concept_token_ids[k]] = -np.inf
+    return bias

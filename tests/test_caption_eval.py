@@ -1,0 +1,198 @@
+"""Caption hallucination and consistency in ``eval --data``: the report on hand-made
+captions, the new JSON keys from a tiny model and engine, and the PyTorch model grounding
+captions and answering existence questions with its concept head exactly as the engine."""
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgevlm.cli.main import cli
+from edgevlm.data.coco import CaptionedImage
+from edgevlm.errors import EdgeVLMError
+from edgevlm.evaluation.caption_eval import caption_report
+from tests.conftest import SAMPLES
+
+DOG_REFS = ("a dog runs on the grass", "a brown dog plays on a lawn", "a dog in a green field")
+ITEMS = [CaptionedImage(1, "a.jpg", DOG_REFS), CaptionedImage(2, "b.jpg", DOG_REFS),
+         CaptionedImage(3, "c.jpg", DOG_REFS)]
+CAPTIONS = ["a dog and a cat on the grass", "a dog on the green green grass", "something blue"]
+PHOTOS = [os.path.join(SAMPLES, n) for n in ("coffee.jpg", "chelsea.jpg", "astronaut.jpg")]
+
+
+def test_report_has_chair_repeats_and_consistency_from_ask():
+    asked = []
+
+    def ask(key, questions):
+        asked.append((key, questions))
+        return [("no" if "cat" in q else "yes", 0.9, False) for q in questions]
+
+    report = caption_report(ITEMS, CAPTIONS, ask)
+    assert report["chair"]["mentions_hallucinated"] == 1 and report["chair"]["hallucinated_by_category"] == {"cat": 1}
+    assert report["repeated_words"]["repeated"] == 1 and report["repeated_words"]["examples"] == [CAPTIONS[1]]
+    # The caption naming nothing is not asked about; keys are the items' indexes.
+    assert [key for key, _ in asked] == [0, 1]
+    assert asked[0][1] == ["is there a cat?", "is there a dog?", "is there grass?"]
+    c = report["consistency"]
+    assert c["questions"] == 5 and c["yes"] == 4 and c["consistency"] == pytest.approx(4 / 5)
+    assert c["inconsistent_examples"] == [{"key": 0, "caption": CAPTIONS[0], "question": "is there a cat?",
+                                           "answer": "no"}]
+
+
+def test_without_ask_consistency_is_none_and_lengths_must_match():
+    assert caption_report(ITEMS, CAPTIONS)["consistency"] is None
+    with pytest.raises(ValueError, match="2 captions for 3 images"):
+        caption_report(ITEMS, CAPTIONS[:2])
+
+
+@pytest.mark.parametrize("source", ["--model", "--engine"])
+def test_eval_data_json_has_the_new_keys(tiny_dataset, tiny_model_dir, tiny_engine_dir, source):
+    data = os.path.join(tiny_dataset, "captions_dev.json")
+    folder = tiny_model_dir if source == "--model" else tiny_engine_dir
+    result = CliRunner().invoke(cli, ["eval", "--data", data, source, folder, "--no-meteor", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert {"CIDEr", "BLEU-4", "beam", "seconds", "images"} <= set(report)  # the old keys stay
+    assert report["source"] == folder and report["images"] == 3
+    assert {"chair_i", "chair_s", "person_dog_hallucination_rate"} <= set(report["chair"])
+    assert report["repeated_words"]["captions"] == 3
+    assert report["consistency"]["captions"] == 3 and report["consistency_seconds"] >= 0
+    skipped = CliRunner().invoke(cli, ["eval", "--data", data, source, folder, "--no-meteor", "--json",
+                                       "--no-consistency", "--limit", "1"])
+    assert skipped.exit_code == 0, skipped.output
+    report = json.loads(skipped.stdout)
+    assert report["consistency"] is None and report["consistency_seconds"] is None and report["images"] == 1
+
+
+def test_eval_data_text_output(tiny_dataset, tiny_engine_dir):
+    data = os.path.join(tiny_dataset, "captions_dev.json")
+    result = CliRunner().invoke(cli, ["eval", "--data", data, "--engine", tiny_engine_dir, "--no-meteor",
+                                      "--no-consistency"])
+    assert result.exit_code == 0, result.output
+    assert "CHAIR-i:" in result.stdout and "repeated words:" in result.stdout
+    assert "consistency: skipped (--no-consistency)" in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "M", "--engine", "E"], "--data evaluates either --engine DIR or --model DIR, not both"),
+    (["--tune-abstention"], "--tune-abstention goes with --vqa"),
+])
+def test_eval_data_bad_combinations(tiny_dataset, args, message):
+    data = os.path.join(tiny_dataset, "captions_dev.json")
+    result = CliRunner().invoke(cli, ["eval", "--data", data] + args)
+    assert result.exit_code == 1 and f"error: {message}" in result.output
+
+
+def test_no_consistency_goes_with_data(tmp_path):
+    result = CliRunner().invoke(cli, ["eval", "--vqa", str(tmp_path / "q.json"), "--no-consistency"])
+    assert result.exit_code == 1 and "error: --no-consistency goes with --data" in result.output
+
+
+def test_a_captioning_only_model_needs_no_consistency(tmp_path):
+    from edgevlm.config import DecoderConfig, ModelConfig, PreprocessConfig
+    from edgevlm.evaluation.caption_eval import model_ask
+    from edgevlm.models.captioner import Captioner
+    from edgevlm.tokenizer_training import train_tokenizer
+    from tests.conftest import CAPTIONS as TRAIN
+
+    tokenizer = train_tokenizer(TRAIN, 1)  # no [SEP]: never taught to answer
+    cfg = ModelConfig(decoder=DecoderConfig(vocab_size=tokenizer.vocab_size, d_model=16, n_layers=1, n_heads=2,
+                                            d_ff=32, max_len=12), preprocess=PreprocessConfig(image_size=64))
+    with pytest.raises(EdgeVLMError, match="answers no questions.*--no-consistency"):
+        model_ask(Captioner(cfg), tokenizer, PHOTOS)
+
+
+# --------------------------------------------------------------------------- concept head parity
+@pytest.fixture(scope="module")
+def concept_pair(tmp_path_factory, tiny_model_master):
+    """A tiny model with a concept head (and novelty), and its engine."""
+    from edgevlm.export.onnx_export import export_engine
+    from edgevlm.training.concept_training import train_concepts
+    from tests.conftest import make_coco_dataset
+
+    root = tmp_path_factory.mktemp("concept_pair")
+    make_coco_dataset(str(root / "data"), "train", 6, seed=0)
+    make_coco_dataset(str(root / "data"), "dev", 3, seed=1)
+    model_dir = str(root / "model")
+    train_concepts(tiny_model_master, str(root / "data"), model_dir, str(root / "cache"), epochs=2,
+                   novelty_components=2)
+    engine_dir = str(root / "engine")
+    export_engine(model_dir, engine_dir)
+    return model_dir, engine_dir
+
+
+def _with_ban(model, engine, ban_below):
+    c = model.cfg.concepts
+    model.cfg = dataclasses.replace(model.cfg, concepts=dataclasses.replace(c, ban_below=ban_below))
+    engine.manifest.data["concepts"]["ban_below"] = ban_below
+
+
+@pytest.mark.parametrize("beam", [1, 2])
+def test_pytorch_captions_are_grounded_as_the_engine(concept_pair, beam):
+    from edgevlm.cli.model_inputs import caption_files
+    from edgevlm.data.object_lexicon import CATEGORIES
+    from edgevlm.evaluation.caption_eval import engine_captions
+    from edgevlm.model_io import load_model
+    from edgevlm.runtime.engine import CaptionEngine
+
+    model_dir, engine_dir = concept_pair
+    model, tokenizer = load_model(model_dir)
+    engine = CaptionEngine(engine_dir)
+    assert model.concepts is not None
+    for ban_below in (model.cfg.concepts.ban_below, 1.01):  # as trained, then every concept banned
+        _with_ban(model, engine, ban_below)
+        ours = caption_files(model, tokenizer, PHOTOS, beam)
+        assert ours == engine_captions(engine, PHOTOS, beam)
+    concept_words = {w for group in CATEGORIES.values() for w in group}
+    assert not any(set(c.split()) & concept_words for c in ours), ours
+
+
+def test_pytorch_answers_existence_from_the_head_as_the_engine(concept_pair, tmp_path):
+    import torch
+
+    from edgevlm.evaluation.caption_eval import engine_ask, model_ask
+    from edgevlm.evaluation.vqa_eval import ModelAnswerer, model_answers
+    from edgevlm.model_io import load_model
+    from edgevlm.runtime.engine import CaptionEngine
+    from edgevlm.training.features import load_pixels
+
+    model_dir, engine_dir = concept_pair
+    model, tokenizer = load_model(model_dir)
+    questions = ["is there a dog?", "do you see any cars?", "what color is the dog?"]
+    pixels = load_pixels(PHOTOS[1], model.cfg)
+    found = ModelAnswerer(model, tokenizer)(pixels, questions)
+    assert [source for _, _, source in found] == ["concepts", "concepts", "decoder"]
+    with torch.no_grad():
+        p = torch.sigmoid(model.concepts(model.encoder_features(torch.from_numpy(pixels[None]))))[0]
+    dog = model.cfg.concepts.names.index("dog")
+    assert found[0][0] == ("yes" if p[dog] >= 0.5 else "no")
+    assert found[0][1] == pytest.approx(max(float(p[dog]), 1 - float(p[dog])))
+    entries = [{"question_id": i, "question": q, "path": PHOTOS[1]} for i, q in enumerate(questions)]
+    assert model_answers(model_dir, entries) == {i: (a, prob) for i, (a, prob, _) in enumerate(found)}
+    # The consistency asks of model and engine agree, abstentions included.
+    engine = CaptionEngine(engine_dir)
+    ours, theirs = model_ask(model, tokenizer, PHOTOS)(1, questions), engine_ask(engine, PHOTOS)(1, questions)
+    for (t1, p1, a1), (t2, p2, a2) in zip(ours, theirs):
+        assert (t1, a1) == (t2, a2) and p1 == pytest.approx(p2, abs=1e-4)
+
+
+def test_a_model_without_a_head_captions_as_before(tiny_model_master):
+    import torch
+
+    from edgevlm.generate import TorchStepper, concept_word_ids, generate_from_pixels, search_settings
+    from edgevlm.model_io import load_model
+    from edgevlm.runtime.search import beam_search
+    from edgevlm.training.features import load_pixels
+
+    model, tokenizer = load_model(tiny_model_master)
+    assert model.concepts is None and concept_word_ids(model, tokenizer) is None
+    pixels = torch.from_numpy(np.stack([load_pixels(p, model.cfg) for p in PHOTOS]))
+    settings = search_settings(model.cfg, 2)
+    with torch.no_grad():
+        visual, _ = model.encode(pixels)
+        before = beam_search(TorchStepper(model, visual, 2, settings.max_new_tokens), len(PHOTOS),
+                             model.cfg.bos_id, model.cfg.eos_id, settings)
+    assert generate_from_pixels(model, pixels, settings, concept_word_ids(model, tokenizer)) == before

@@ -1,0 +1,121 @@
+"""The concept head end to end on a tiny model: training, the model folder, the exported
+vision graph's extra outputs, and the engine answering existence questions from it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgevlm.data.coco import CaptionedImage
+from edgevlm.data.object_lexicon import CATEGORIES
+
+
+def test_labels_are_present_absent_or_unknown():
+    from edgevlm.training.concept_training import UNKNOWN, concept_labels
+
+    items = [CaptionedImage(1, "a.jpg", ("a dog runs", "a puppy plays", "a brown dog", "a dog on grass", "a dog")),
+             CaptionedImage(2, "b.jpg", ("a man rides", "a person rides", "a man", "a man on a bike", "a man"))]
+    labels = concept_labels(items, ("dog", "man", "grass"))
+    assert labels[0].tolist() == [1, 0, UNKNOWN]  # grass: named once only (not most captions)
+    assert labels[1].tolist() == [0, 1, 0]
+
+
+def test_bias_shift_makes_half_mean_even_odds():
+    """A head that learned nothing but the base rate scores 0.5 after the prior shift."""
+    from edgevlm.models.concept_head import ConceptHead
+    from edgevlm.training.concept_training import predict, train_head
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 8, 2, 2)).astype(np.float16)  # no signal at all
+    y = (rng.random((200, 2)) < np.array([0.1, 0.7])).astype(np.int8)  # rare and common concept
+    head = ConceptHead(8, 2, hidden=4)
+    train_head(head, x, y, epochs=30, lr=3e-2)
+    probs = predict(head, x)
+    assert np.abs(probs.mean(0) - 0.5).max() < 0.15, probs.mean(0)
+    present, absent = y.sum(0) + 30, (1 - y).sum(0) + 30  # shrunk by 30 images a side, as the shift
+    assert np.allclose(head.bias_shift.numpy(), np.log(present / absent), atol=1e-5)
+
+
+def test_novelty_is_about_one_on_training_data_and_large_off_it():
+    import torch
+
+    from edgevlm.models.concept_head import NoveltyScore
+
+    rng = np.random.default_rng(0)
+    basis = rng.normal(size=(4, 32))
+    train = torch.from_numpy((rng.normal(size=(500, 4)) @ basis + 0.01 * rng.normal(size=(500, 32))).astype(np.float32))
+    novelty = NoveltyScore(32, 4)
+    novelty.fit(train)
+    assert abs(float(novelty(train).mean()) - 1.0) < 1e-3
+    outside = torch.from_numpy(rng.normal(size=(20, 32)).astype(np.float32))
+    assert float(novelty(outside).min()) > 10
+
+
+@pytest.fixture(scope="module")
+def concept_model(tiny_model_master, tmp_path_factory):
+    """The tiny model with both heads trained for 2 epochs (built once: it is read only)."""
+    from edgevlm.training.concept_training import train_concepts
+    from tests.conftest import make_coco_dataset
+
+    root = tmp_path_factory.mktemp("concepts")
+    data = str(root / "data")
+    make_coco_dataset(data, "train", 6, seed=0)
+    make_coco_dataset(data, "dev", 3, seed=1)
+    out = str(root / "with_concepts")
+    report = train_concepts(tiny_model_master, data, out, str(root / "cache"), epochs=2, novelty_components=2)
+    return out, report
+
+
+def test_train_concepts_writes_a_model_with_both_heads(concept_model):
+    from edgevlm.model_io import load_model
+
+    path, report = concept_model
+    model, _ = load_model(path)
+    assert model.cfg.concepts.names == tuple(CATEGORIES)
+    assert model.cfg.concepts.words[model.cfg.concepts.names.index("dog")] == CATEGORIES["dog"]
+    assert model.concepts is not None and model.novelty is not None
+    assert 0.5 <= report["abstain_below"] <= 1.0 + 1e-6 and report["unfamiliar_above"] > 0
+
+
+def test_engine_answers_existence_from_the_head_and_grounds_captions(concept_model, tmp_path):
+    from edgevlm.export.onnx_export import export_engine
+    from edgevlm.runtime.engine import CaptionEngine
+
+    model_dir, _ = concept_model
+    engine_dir = str(tmp_path / "engine")
+    manifest = export_engine(model_dir, engine_dir)
+    assert [o["name"] for o in manifest["graphs"]["vision"]["outputs"]] == [
+        "visual_tokens", "pooled", "concept_probs", "novelty"]
+    assert manifest["concepts"]["names"][0] == "person" and "ban_below" in manifest["concepts"]
+    engine = CaptionEngine(engine_dir)
+    rng = np.random.default_rng(0)
+    image = (rng.integers(0, 255, size=(64, 64, 3))).astype(np.uint8)
+    sight = engine.see(engine.preprocess(image)[None])
+    assert sight.concepts.shape == (1, len(CATEGORIES)) and ((sight.concepts >= 0) & (sight.concepts <= 1)).all()
+    assert sight.novelty.shape == (1,)
+    dog = manifest["concepts"]["names"].index("dog")
+    existence, other = engine.answer_sight(sight, ["is there a dog?", "what color is the dog?"], abstain_below=0.0)
+    assert existence.source == "concepts" and other.source == "decoder"
+    p = float(sight.concepts[0, dog])
+    assert existence.answer == ("yes" if p >= 0.5 else "no")
+    assert existence.probability == pytest.approx(max(p, 1 - p), abs=1e-6)
+    # Every concept banned: the caption cannot name any of them.
+    engine.manifest.data["concepts"]["ban_below"] = 1.01
+    caption = engine.describe_sight(sight)[0].caption
+    named = set(caption.split()) & {w for group in CATEGORIES.values() for w in group}
+    assert not named, caption
+
+
+def test_validate_checks_the_heads_and_grounded_tokens(concept_model, tmp_path):
+    from edgevlm.export.onnx_export import export_engine
+    from edgevlm.export.validate import validate_engine
+
+    model_dir, _ = concept_model
+    engine_dir = str(tmp_path / "engine")
+    export_engine(model_dir, engine_dir)
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 255, size=(64, 80, 3)).astype(np.uint8) for _ in range(2)]
+    report = validate_engine(engine_dir, model_dir, images)
+    names = [c.name for c in report["outputs"]]
+    assert "vision.concept_probs" in names and "vision.novelty" in names
+    assert report["passed"], report

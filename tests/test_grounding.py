@@ -1,0 +1,81 @@
+"""Existence-question routing, caption grounding and the repeat guard (torch-free parts)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgevlm.data.object_lexicon import CATEGORIES
+from edgevlm.runtime.grounding import ExistenceQuestions, caption_bias
+from edgevlm.runtime.search import SearchSettings, beam_search
+
+NAMES = ("person", "man", "dog", "water", "car", "bench")
+ROUTER = ExistenceQuestions(NAMES, tuple(tuple(CATEGORIES[n]) for n in NAMES))
+
+
+@pytest.mark.parametrize("question, concept", [
+    ("is there a dog?", "dog"), ("Are there any dogs?", "dog"), ("do you see a puppy?", "dog"),
+    ("can you see a car?", "car"), ("is there a car in the picture?", "car"), ("is a bench visible?", "bench"),
+    ("does the picture show a bench?", "bench"), ("is there water?", "water"), ("is there a man?", "man"),
+    ("is there a person here?", "person"), ("is there a man in front of me?", "man"),
+    ("Is there someone here?", "person"),
+])
+def test_existence_questions_are_routed_to_their_concept(question, concept):
+    assert NAMES[ROUTER.concept_of(question)] == concept
+
+
+@pytest.mark.parametrize("question", [
+    "is the dog black?",  # presupposes the dog, asks its colour
+    "is the man riding a horse?",  # two objects: a relation, not existence
+    "what color is the dog?", "how many dogs are there?",  # not yes/no
+    "is there a dog on the bench?",  # a relation between two concepts
+    "is there a unicorn?",  # no concept: the decoder answers
+    "is the dog running?",
+])
+def test_other_questions_go_to_the_decoder(question):
+    assert ROUTER.concept_of(question) is None
+
+
+def test_caption_bias_bans_the_words_of_absent_concepts_per_image():
+    ids = [[10, 11], [12], [13, 14]]  # concept -> token ids
+    probs = np.array([[0.9, 0.05, 0.5], [0.02, 0.9, 0.09]])
+    bias = caption_bias(probs, 0.1, ids, vocab_size=16)
+    assert bias.shape == (2, 16)
+    assert np.isneginf(bias[0, 12]) and np.isfinite(bias[0, [10, 11, 13, 14]]).all()
+    assert np.isneginf(bias[1, [10, 11, 13, 14]]).all() and bias[1, 12] == 0
+
+
+class ScriptedStepper:
+    """Logits that always prefer token ``favourite`` (then 5, then eos=3)."""
+
+    def __init__(self, rows: int, vocab: int = 8, favourite: int = 4):
+        self.rows, self.vocab, self.favourite = rows, vocab, favourite
+
+    def step(self, tokens, position):
+        logits = np.full((len(tokens), self.vocab), -5.0, np.float32)
+        logits[:, self.favourite] = 3.0
+        logits[:, 5] = 2.0
+        logits[:, 3] = 1.0 if position >= 4 else -20.0
+        return logits
+
+    def reorder(self, rows):
+        pass
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_the_same_word_is_never_said_twice_in_a_row(beam):
+    settings = SearchSettings(beam_size=beam, max_new_tokens=6, no_repeat_ngram=0, length_penalty=1.0)
+    ids = beam_search(ScriptedStepper(beam), 1, 2, 3, settings)[0]
+    assert all(a != b for a, b in zip(ids, ids[1:])), ids
+    off = SearchSettings(beam_size=beam, max_new_tokens=6, no_repeat_ngram=0, length_penalty=1.0, no_repeat_word=False)
+    repeated = beam_search(ScriptedStepper(beam), 1, 2, 3, off)[0]
+    assert any(a == b for a, b in zip(repeated, repeated[1:])), "the guard, not the stepper, prevents the repeat"
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_a_banned_word_is_never_generated_for_its_image_only(beam):
+    settings = SearchSettings(beam_size=beam, max_new_tokens=6, no_repeat_ngram=0, length_penalty=1.0)
+    bias = np.zeros((2, 8))
+    bias[0, 4] = -np.inf  # image 0 may not say token 4
+    ids = beam_search(ScriptedStepper(2 * beam), 2, 2, 3, settings, bias)
+    assert 4 not in ids[0] and 4 in ids[1]
