@@ -103,12 +103,12 @@ class ConceptConfig:
     names: tuple[str, ...] = ()
     words: tuple[tuple[str, ...], ...] = ()
     hidden: int = 256
-    sharpness: float = 4.0  # log-sum-exp pooling over locations: ~mean at 0, max as it grows
-    novelty_components: int = 0  # > 0: an out-of-domain score from the pooled embedding (PCA dims)
+    sharpness: float = 0.5  # log-sum-exp pooling over locations: ~mean at 0, max as it grows (0.5: measured best)
     # Tuned on dev (edgevlm train-concepts): a caption may not name a concept below ban_below;
-    # an existence answer less sure than abstain_below is "I'm not sure"; a novelty score
-    # above unfamiliar_above makes a caption hedged ("I'm not sure what this is; it may be").
-    ban_below: float = 0.1
+    # an existence answer less sure than abstain_below is "I'm not sure"; a novelty (1 - the
+    # largest concept probability)
+    # above unfamiliar_above makes a caption hedged ("I'm not sure what this is. My best guess: ...").
+    ban_below: float = 0.6
     abstain_below: float = 0.5
     unfamiliar_above: float = 0.0  # 0: never hedge
 

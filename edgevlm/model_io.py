@@ -21,16 +21,13 @@ from edgevlm.runtime.text import CaptionTokenizer
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_FILE = "tokenizer.json"
-# Statistics that float16 would ruin: 1/sqrt(eigenvalue) overflows it, tiny variances underflow.
-KEEP_FLOAT32 = ("novelty.",)
 
 
 def save_model(model: Captioner, tokenizer: CaptionTokenizer, path: str, dtype: torch.dtype = torch.float32,
                extra: dict | None = None) -> None:
     """Write the folder atomically; ``dtype`` float16 halves the file (weights upcast on load)."""
     check_replaceable(path, CONFIG_FILE, "a model folder")
-    state = {k: (v.to(dtype) if v.is_floating_point() and not k.startswith(KEEP_FLOAT32) else v).contiguous()
-             for k, v in model.state_dict().items()}
+    state = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
     with atomic_dir(path) as tmp:
         with open(os.path.join(tmp, CONFIG_FILE), "w", encoding="utf-8") as f:
             json.dump(model.cfg.to_dict() | {"training": extra or {}}, f, indent=2)

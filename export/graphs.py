@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from edgevlm.models.captioner import Captioner
+from edgevlm.models.concept_head import unfamiliarity
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ def graph_specs(model: Captioner, capacity: int) -> dict[str, dict[str, list[Ten
                       TensorSpec("pooled", "float32", ("batch", cfg.vision.channels))]
     if model.concepts is not None:  # P(concept present) per category, prior-neutral
         vision_outputs.append(TensorSpec("concept_probs", "float32", ("batch", len(cfg.concepts.names))))
-    if model.novelty is not None:  # ~1 on training photos, larger out of domain
+        # 1 - the largest concept probability: high when nothing the model knows is in view
         vision_outputs.append(TensorSpec("novelty", "float32", ("batch",)))
     return {
         "vision": {
@@ -64,16 +65,15 @@ class VisionGraph(nn.Module):
     def __init__(self, model: Captioner):
         super().__init__()
         self.encoder, self.projector, self.tap = model.encoder, model.projector, model.cfg.vision.feature
-        self.concepts, self.novelty = model.concepts, model.novelty
+        self.concepts = model.concepts
 
     def forward(self, pixels):
         features = self.encoder(pixels, self.tap)
         pooled = features.mean(dim=(2, 3))
         outputs = (self.projector(features), pooled)
         if self.concepts is not None:
-            outputs += (torch.sigmoid(self.concepts(features)),)
-        if self.novelty is not None:
-            outputs += (self.novelty(pooled),)
+            probs = torch.sigmoid(self.concepts(features))
+            outputs += (probs, unfamiliarity(probs))
         return outputs
 
 

@@ -67,7 +67,6 @@ def _concepts_manifest(cfg) -> dict:
     if c.names:
         out["concepts"] = {"names": list(c.names), "words": {n: list(w) for n, w in zip(c.names, c.words)},
                            "ban_below": c.ban_below, "abstain_below": c.abstain_below}
-    if c.novelty_components:
         out["novelty"] = {"unfamiliar_above": c.unfamiliar_above}
     return out
 

@@ -63,7 +63,7 @@ class GraphStepper:
 
 
 NOT_SURE = "I'm not sure"
-UNFAMILIAR = "I'm not sure what this is; it may be {caption}"
+UNFAMILIAR = "I'm not sure what this is. My best guess: {caption}"
 DEFAULT_ABSTAIN_BELOW = 0.5  # when the manifest has no tuned threshold: answer if more likely right than wrong
 
 

@@ -117,8 +117,7 @@ def concept_pair(tmp_path_factory, tiny_model_master):
     make_coco_dataset(str(root / "data"), "train", 6, seed=0)
     make_coco_dataset(str(root / "data"), "dev", 3, seed=1)
     model_dir = str(root / "model")
-    train_concepts(tiny_model_master, str(root / "data"), model_dir, str(root / "cache"), epochs=2,
-                   novelty_components=2)
+    train_concepts(tiny_model_master, str(root / "data"), model_dir, str(root / "cache"), epochs=2)
     engine_dir = str(root / "engine")
     export_engine(model_dir, engine_dir)
     return model_dir, engine_dir

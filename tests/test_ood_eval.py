@@ -41,7 +41,7 @@ def test_auroc_needs_both_sides_and_no_nan():
 SAID = {
     "man": Description("a man in a red shirt", "a man in a red shirt", False),
     "dog": Description("a dog runs", "a dog runs", False),
-    "hedged_dog": Description("I'm not sure what this is; it may be a dog runs", "a dog runs", True),
+    "hedged_dog": Description("I'm not sure what this is. My best guess: a dog runs", "a dog runs", True),
     "dark": Description("It is too dark to see.", "", False, "dark"),
     "car": Description("a red car on a street", "a red car on a street", False),
 }

@@ -234,6 +234,8 @@ def _eval_pope(pope_file, model_dir, engine_dir, tune_abstention, images_dir, li
         existence = choose_threshold(entries, answers)
         write_existence_threshold(source, existence, pope_file, len(entries))
         per_question = {qid: existence for qid in per_question}
+    if per_question:  # every POPE question is an existence question: show the concept head's threshold
+        threshold = next(iter(per_question.values()))
     report = pope_report(entries, answers, DEFAULT_ABSTAIN_BELOW if threshold is None else threshold, per_question)
     report.update(source=source, seconds=round(time.time() - started, 1))
     _echo_report(report, as_json, pope_text)

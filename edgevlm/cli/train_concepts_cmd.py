@@ -1,5 +1,5 @@
 """``edgevlm train-concepts``: give a trained model its concept head (existence answers,
-grounded captions) and novelty score (out-of-domain hedging), on frozen encoder features."""
+grounded captions, out-of-domain hedging), on frozen encoder features."""
 
 from __future__ import annotations
 
@@ -13,22 +13,20 @@ import click
 @click.argument("model_dir", type=click.Path())
 @click.option("--data", required=True, type=click.Path(), help="Folder with captions_train.json, captions_dev.json and images/.")
 @click.option("--out", required=True, type=click.Path(), help="New model folder (the input model plus the heads).")
-@click.option("--epochs", type=click.IntRange(1), default=25, show_default=True)
+@click.option("--epochs", type=click.IntRange(1), default=8, show_default=True)
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True)
-@click.option("--novelty-components", type=click.IntRange(0), default=64, show_default=True,
-              help="PCA dimensions of the novelty score (0: no novelty score).")
 @click.option("--unfamiliar-quantile", type=click.FloatRange(0.5, 1.0), default=0.98, show_default=True,
-              help="Hedge captions above this quantile of the dev photos' novelty.")
-@click.option("--ban-below", type=click.FloatRange(0.0, 0.5), default=0.1, show_default=True,
+              help="Hedge captions above this quantile of the dev photos' novelty (1 - largest concept probability).")
+@click.option("--ban-below", type=click.FloatRange(0.0, 1.0), default=0.6, show_default=True,
               help="A caption may not name a concept whose probability is below this.")
 @click.option("--cache-dir", default=os.path.join("~", ".cache", "edgevlm", "features"), show_default=True,
               help="Where encoder features are cached (shared with edgevlm train).")
 @click.option("--hidden", type=click.IntRange(0), default=256, show_default=True,
               help="Hidden width of the per-cell MLP (0: a linear probe per cell).")
-@click.option("--sharpness", type=click.FloatRange(0, min_open=True), default=4.0, show_default=True,
+@click.option("--sharpness", type=click.FloatRange(0, min_open=True), default=0.5, show_default=True,
               help="Log-sum-exp pooling over the grid: ~mean pooling near 0, ~max pooling when large.")
 @click.option("--threads", type=click.IntRange(1), default=2, show_default=True)
-def command(model_dir, data, out, epochs, lr, novelty_components, unfamiliar_quantile, ban_below, hidden, sharpness,
+def command(model_dir, data, out, epochs, lr, unfamiliar_quantile, ban_below, hidden, sharpness,
             cache_dir, threads):
     """Train MODEL_DIR's concept head on the dataset's captions (the decoder is unchanged) and
     write the result to OUT; prints the dev report as JSON."""
@@ -37,6 +35,6 @@ def command(model_dir, data, out, epochs, lr, novelty_components, unfamiliar_qua
     from edgevlm.training.concept_training import train_concepts
 
     torch.set_num_threads(threads)
-    report = train_concepts(model_dir, data, out, os.path.expanduser(cache_dir), epochs, lr, novelty_components,
-                            unfamiliar_quantile, ban_below, hidden=hidden, sharpness=sharpness)
+    report = train_concepts(model_dir, data, out, os.path.expanduser(cache_dir), epochs, lr, unfamiliar_quantile,
+                            ban_below, hidden=hidden, sharpness=sharpness)
     click.echo(json.dumps(report))

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from edgevlm.config import ModelConfig
-from edgevlm.models.concept_head import ConceptHead, NoveltyScore
+from edgevlm.models.concept_head import ConceptHead
 from edgevlm.models.decoder import TextDecoder
 from edgevlm.models.efficientnet_lite import EfficientNetLite0, load_pretrained
 from edgevlm.models.projector import Projector
@@ -23,9 +23,8 @@ class Captioner(nn.Module):
         )
         self.decoder = TextDecoder(cfg.decoder)
         c = cfg.concepts
-        # Optional heads (absent from older model folders): existence and out-of-domain.
+        # Optional (absent from older model folders): object existence, and from it unfamiliarity.
         self.concepts = ConceptHead(cfg.vision.channels, len(c.names), c.hidden, c.sharpness) if c.names else None
-        self.novelty = NoveltyScore(cfg.vision.channels, c.novelty_components) if c.novelty_components else None
 
     def encoder_features(self, pixels: torch.Tensor) -> torch.Tensor:
         """pixels (B,3,S,S) in [-1,1] -> feature map (B,C,h,w) at the configured tap."""
