@@ -61,7 +61,7 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
     "sunglasses": ("sunglasses",),
     "backpack": ("backpack", "backpacks"),
     "umbrella": ("umbrella", "umbrellas"),
-    "shirt": ("shirt", "shirts", "tshirt"),
+    "shirt": ("shirt", "shirts", "tshirt", "t"),  # "t" of "t-shirt": banned with it, never "a t top"
     "jacket": ("jacket", "jackets", "coat", "coats"),
     "dress": ("dress", "dresses", "gown"),
     "shorts": ("shorts",),
