@@ -39,6 +39,8 @@ def command(as_json: bool):
         manifest = load_manifest(info["default_engine"], verify=False).data
         info["default_engine_tasks"] = manifest.get("tasks", ["caption"])  # "vqa": `edgevlm ask` works
         info["default_engine_precision"] = manifest.get("precision")
+        # Existence questions about these objects are answered by the concept head.
+        info["default_engine_concepts"] = manifest.get("concepts", {}).get("names", [])
     if as_json:
         click.echo(json.dumps(info))
     else:
