@@ -86,11 +86,6 @@ class Sight:
     concepts: np.ndarray | None = None
     novelty: np.ndarray | None = None
 
-    def row(self, i: int) -> "Sight":
-        """Image i as a batch of one."""
-        pick = lambda a: None if a is None else a[i : i + 1]  # noqa: E731
-        return Sight(self.visual[i : i + 1], self.pooled[i : i + 1], pick(self.concepts), pick(self.novelty))
-
 
 @dataclass(frozen=True)
 class Description:

@@ -14,8 +14,6 @@ import sys
 import threading
 import time
 
-import numpy as np
-
 from edgevlm.runtime.engine import VQAAnswer
 from edgevlm.runtime.narration.pipeline import NarrateOptions, Narrator
 from edgevlm.runtime.narration.policy import PolicySettings
