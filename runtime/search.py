@@ -34,7 +34,9 @@ class SearchSettings:
     no_repeat_ngram: int = 3  # 0 disables; blocks "a dog and a dog and a dog" loops
     length_penalty: float = 1.0  # finished score = sum(logp) / length ** length_penalty
     banned_ids: tuple[int, ...] = ()  # never generated: pad, unk, bos
-    no_repeat_word: bool = True  # never the same token twice in a row ("green green grass")
+    # never the same token twice in a row ("green green grass") or with one word between
+    # ("white haired black haired white"): fluent captions almost never do either
+    no_repeat_word: bool = True
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -42,12 +44,15 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
-def _ban_immediate_repeats(logprobs: np.ndarray, previous: np.ndarray, step: int) -> None:
-    """In place: row r may not emit ``previous[r]`` again. The n-gram guard cannot catch
-    this: "green green green" repeats a 1-gram, and banning all repeated 1-grams would also
-    forbid the second "a" of every caption."""
-    if step > 0:
-        logprobs[np.arange(logprobs.shape[0]), previous] = -np.inf
+def _ban_immediate_repeats(logprobs: np.ndarray, history: np.ndarray, step: int) -> None:
+    """In place: row r may not emit either of its last two tokens (history (R, T), ``step``
+    tokens generated so far). The n-gram guard cannot catch this: "green green green"
+    repeats a 1-gram, and banning all repeated 1-grams would also forbid the second "a" of
+    every caption; "a man and a woman" keeps its "a" three tokens apart."""
+    rows = np.arange(logprobs.shape[0])
+    for back in (1, 2):
+        if step >= back:
+            logprobs[rows, history[:, step - back]] = -np.inf
 
 
 def _apply_bias(logprobs: np.ndarray, bias: np.ndarray | None, per_image: int) -> None:
@@ -85,7 +90,7 @@ def greedy_search(stepper: Stepper, num_images: int, bos_id: int, eos_id: int, s
             logits[:, banned] = -np.inf
         _apply_bias(logits, bias, 1)
         if settings.no_repeat_word:
-            _ban_immediate_repeats(logits, tokens, step)
+            _ban_immediate_repeats(logits, history, step)
         _ban_repeated_ngrams(logits, history, step, settings.no_repeat_ngram)
         chosen = logits.argmax(axis=1)
         chosen[~np.isfinite(logits.max(axis=1))] = eos_id  # nothing allowed: end the caption
@@ -127,7 +132,7 @@ def _beam_search(stepper: Stepper, num_images: int, bos_id: int, eos_id: int, se
             logprobs[:, list(settings.banned_ids)] = -np.inf
         _apply_bias(logprobs, bias, k)
         if settings.no_repeat_word:
-            _ban_immediate_repeats(logprobs, tokens, step)
+            _ban_immediate_repeats(logprobs, history, step)
         _ban_repeated_ngrams(logprobs, history, step, settings.no_repeat_ngram)
         vocab = logprobs.shape[1]
         candidates = (scores[:, :, None] + logprobs.reshape(num_images, k, vocab)).reshape(num_images, k * vocab)

@@ -63,10 +63,12 @@ class ScriptedStepper:
 
 
 @pytest.mark.parametrize("beam", [1, 3])
-def test_the_same_word_is_never_said_twice_in_a_row(beam):
+def test_the_same_word_is_never_said_twice_in_a_row_or_one_word_apart(beam):
     settings = SearchSettings(beam_size=beam, max_new_tokens=6, no_repeat_ngram=0, length_penalty=1.0)
     ids = beam_search(ScriptedStepper(beam), 1, 2, 3, settings)[0]
-    assert all(a != b for a, b in zip(ids, ids[1:])), ids
+    assert all(a != b for a, b in zip(ids, ids[1:])), ids  # "green green"
+    assert all(a != c for a, c in zip(ids, ids[2:])), ids  # "haired white haired"
+    assert ids[:2] == [4, 5], "the stepper's favourites come first, then the guard steps in"
     off = SearchSettings(beam_size=beam, max_new_tokens=6, no_repeat_ngram=0, length_penalty=1.0, no_repeat_word=False)
     repeated = beam_search(ScriptedStepper(beam), 1, 2, 3, off)[0]
     assert any(a == b for a, b in zip(repeated, repeated[1:])), "the guard, not the stepper, prevents the repeat"

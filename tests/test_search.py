@@ -57,10 +57,13 @@ def test_banned_ids_and_repeated_ngrams_are_blocked():
     t[4, 5] = 0.0
     t[5, 4] = 0.0  # would loop 4 5 4 5 ...
     t[5, EOS] = t[4, EOS] = -1.0
-    settings = SearchSettings(beam_size=1, max_new_tokens=10, no_repeat_ngram=2, banned_ids=(0, 1, 2))
+    # The word guard off: this is the n-gram guard alone (with it, "4 5 4" is already blocked).
+    settings = SearchSettings(beam_size=1, max_new_tokens=10, no_repeat_ngram=2, banned_ids=(0, 1, 2),
+                              no_repeat_word=False)
     # "4 5 4" then "5" would repeat the bigram "4 5": eos instead
     assert beam_search(TableStepper(t, 1), 1, BOS, EOS, settings) == [[4, 5, 4]]
-    unguarded = SearchSettings(beam_size=1, max_new_tokens=10, no_repeat_ngram=0, banned_ids=(0, 1, 2))
+    unguarded = SearchSettings(beam_size=1, max_new_tokens=10, no_repeat_ngram=0, banned_ids=(0, 1, 2),
+                               no_repeat_word=False)
     assert beam_search(TableStepper(t, 1), 1, BOS, EOS, unguarded) == [[4, 5] * 5]
 
 
