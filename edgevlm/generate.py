@@ -12,7 +12,7 @@ import torch
 
 from edgevlm.config import ModelConfig
 from edgevlm.models.captioner import Captioner
-from edgevlm.runtime.grounding import caption_bias
+from edgevlm.runtime.grounding import caption_bias, concept_token_ids
 from edgevlm.runtime.search import SearchSettings, answer_search, beam_search
 from edgevlm.runtime.text import MAX_ANSWER_TOKENS
 
@@ -69,10 +69,7 @@ def search_settings(cfg: ModelConfig, beam_size: int | None = None, **overrides)
 def concept_word_ids(model: Captioner, tokenizer) -> list[list[int]] | None:
     """Token ids naming each concept, as the engine builds them from its manifest (words
     outside the vocabulary cannot be generated anyway); None for a model without a head."""
-    if model.concepts is None:
-        return None
-    vocab = tokenizer.tokenizer
-    return [[i for i in (vocab.token_to_id(w) for w in group) if i is not None] for group in model.cfg.concepts.words]
+    return None if model.concepts is None else concept_token_ids(tokenizer, model.cfg.concepts.words)
 
 
 @torch.no_grad()

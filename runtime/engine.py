@@ -16,7 +16,7 @@ from edgevlm.errors import EdgeVLMError
 
 from edgevlm.runtime.backends import create_backend
 from edgevlm.runtime.frame_quality import assess_frame
-from edgevlm.runtime.grounding import ExistenceQuestions, caption_bias
+from edgevlm.runtime.grounding import ExistenceQuestions, caption_bias, concept_token_ids, existence_answer
 from edgevlm.runtime.kv_cache import KVCache
 from edgevlm.runtime.manifest import load_manifest
 from edgevlm.runtime.preprocess import preprocess_bgr
@@ -76,6 +76,11 @@ class VQAAnswer:
     source: str = "decoder"  # "decoder", "concepts" (existence head) or "frame" (nothing to see)
 
 
+def nothing_to_see(quality) -> VQAAnswer:
+    """The answer to any question about a frame assess_frame found unusable: its reason."""
+    return VQAAnswer(quality.message, "", 0.0, True, "frame")
+
+
 @dataclass(frozen=True)
 class Sight:
     """One vision-graph run: visual tokens (B,N,d), pooled (B,C), and, where the engine has
@@ -104,10 +109,7 @@ class CaptionEngine:
         self._caches: dict[int, KVCache] = {}  # rows -> cache, reused across captions
         concepts = self.manifest.data.get("concepts")
         self.existence = ExistenceQuestions.from_manifest(concepts) if concepts else None
-        # Token ids naming each concept (words outside the vocabulary cannot be generated anyway).
-        self._concept_ids = [[i for i in (self.tokenizer.tokenizer.token_to_id(w) for w in group) if i is not None]
-                             for group in self.existence.words] if self.existence else []
-        self.ground_captions = self.existence is not None  # False: captions as the decoder alone says them
+        self._concept_ids = concept_token_ids(self.tokenizer, self.existence.words) if self.existence else []
 
     # --- stages -----------------------------------------------------------------------
     def preprocess(self, image_bgr: np.ndarray) -> np.ndarray:
@@ -148,7 +150,7 @@ class CaptionEngine:
         """visual tokens (B,N,d) -> token ids per image (no bos/eos). With concept
         probabilities (B,K), words of concepts the head is sure are absent are never said."""
         bias = None
-        if concepts is not None and self.ground_captions and self.existence is not None:
+        if concepts is not None and self.existence is not None:
             bias = caption_bias(concepts, float(self.manifest.data["concepts"]["ban_below"]), self._concept_ids,
                                 self.manifest.model["vocab_size"])
         cross_k, cross_v = self.cross_kv(visual)
@@ -207,12 +209,15 @@ class CaptionEngine:
         """Answers less probable than this become "I'm not sure" (tuned on dev: see eval --vqa)."""
         return float(self.manifest.data.get("vqa", {}).get("abstain_below", DEFAULT_ABSTAIN_BELOW))
 
-    def threshold_for(self, question: str) -> float:
-        """The tuned "I'm not sure" threshold that applies to ``question``'s answer: the
-        concept head's for existence questions, the decoder's for the rest."""
-        if self.existence is not None and self.existence.concept_of(question) is not None:
-            return float(self.manifest.data["concepts"]["abstain_below"])
-        return self.abstain_below
+    @property
+    def existence_abstain_below(self) -> float:
+        """Existence answers less probable than this become "I'm not sure" (the concept head's
+        own threshold; see eval --pope --tune-abstention)."""
+        return float(self.manifest.data["concepts"]["abstain_below"])
+
+    def answered_by_concepts(self, question: str) -> bool:
+        """Does the concept head (not the decoder) answer ``question``?"""
+        return self.existence is not None and self.existence.concept_of(question) is not None
 
     def answer_sight(self, sight: Sight, questions: list[str], abstain_below: float | None = None) -> list[VQAAnswer]:
         """One image's Sight -> an answer per question: existence questions from the concept
@@ -232,8 +237,8 @@ class CaptionEngine:
     def _existence_answer(self, p_present: float, abstain_below: float | None) -> VQAAnswer:
         """P(concept present) -> "yes"/"no" with the probability of that answer; below the
         tuned threshold (or ``abstain_below`` when given) "I'm not sure"."""
-        answer, probability = ("yes", p_present) if p_present >= 0.5 else ("no", 1.0 - p_present)
-        threshold = float(self.manifest.data["concepts"]["abstain_below"]) if abstain_below is None else abstain_below
+        answer, probability = existence_answer(p_present)
+        threshold = self.existence_abstain_below if abstain_below is None else abstain_below
         abstained = probability < threshold
         return VQAAnswer(NOT_SURE if abstained else answer, answer, probability, abstained, "concepts")
 
@@ -264,5 +269,5 @@ class CaptionEngine:
         see gets the reason ("It is too dark to see.") as every answer."""
         quality = assess_frame(image_bgr)
         if not quality.usable:
-            return [VQAAnswer(quality.message, "", 0.0, True, "frame") for _ in questions]
+            return [nothing_to_see(quality) for _ in questions]
         return self.answer_sight(self.see(self.preprocess(image_bgr)[None]), questions, abstain_below)

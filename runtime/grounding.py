@@ -62,6 +62,19 @@ class ExistenceQuestions:
         return [k for k, group in enumerate(self.words) if token in group]
 
 
+def concept_token_ids(tokenizer, words: tuple[tuple[str, ...], ...]) -> list[list[int]]:
+    """Per concept, the token ids of its words (a CaptionTokenizer; words outside the
+    vocabulary are dropped: they cannot be generated anyway). Engine and PyTorch model both
+    build their caption bans here."""
+    vocab = tokenizer.tokenizer
+    return [[i for i in (vocab.token_to_id(w) for w in group) if i is not None] for group in words]
+
+
+def existence_answer(p_present: float) -> tuple[str, float]:
+    """P(concept present) -> ("yes" or "no", the probability of that answer)."""
+    return ("yes", p_present) if p_present >= 0.5 else ("no", 1.0 - p_present)
+
+
 def caption_bias(probs: np.ndarray, ban_below: float, concept_token_ids: list[list[int]], vocab_size: int) -> np.ndarray:
     """probs (B,K) concept probabilities -> additive logit bias (B,V): -inf on every token
     that names a concept whose probability is below ``ban_below`` in that image (a word in

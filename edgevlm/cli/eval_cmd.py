@@ -171,8 +171,8 @@ def _answers(entries, model_dir, engine_dir, flag, progress):
         return model_answers(model_dir, entries), None, None, model_dir
     source, engine = _open_engine(engine_dir)
     # Existence questions the concept head answers have its own threshold; the rest the decoder's.
-    per_question = {e["question_id"]: engine.threshold_for(e["question"]) for e in entries
-                    if engine.existence is not None and engine.existence.concept_of(e["question"]) is not None}
+    per_question = {e["question_id"]: engine.existence_abstain_below for e in entries
+                    if engine.answered_by_concepts(e["question"])}
     return engine_answers(engine, entries, progress=progress), engine.abstain_below, per_question, source
 
 

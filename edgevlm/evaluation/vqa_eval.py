@@ -60,6 +60,7 @@ class ModelAnswerer:
         import torch
 
         from edgevlm.generate import answer_from_visual, concept_probs
+        from edgevlm.runtime.grounding import existence_answer
 
         with torch.no_grad():
             features = self.model.encoder_features(torch.from_numpy(pixels[None]))  # once per photo
@@ -77,12 +78,6 @@ class ModelAnswerer:
                 found = answer_from_visual(self.model, visual, np.array([prompt], np.int64), self.banned)[0]
                 out.append((self.tokenizer.decode(found.ids), found.probability, "decoder"))
         return out
-
-
-def existence_answer(p_present: float) -> tuple[str, float]:
-    """P(concept present) -> ("yes" or "no", the probability of that answer), as
-    CaptionEngine._existence_answer."""
-    return ("yes", p_present) if p_present >= 0.5 else ("no", 1.0 - p_present)
 
 
 def model_answers(model_dir: str, entries: list[dict]) -> dict:

@@ -28,7 +28,7 @@ from typing import Callable, TextIO
 import numpy as np
 
 from edgevlm.errors import EdgeVLMError
-from edgevlm.runtime.engine import Sight, VQAAnswer
+from edgevlm.runtime.engine import Sight, nothing_to_see
 from edgevlm.runtime.frame_quality import FrameQuality, assess_frame
 from edgevlm.runtime.narration.outputs import CaptionedVideo, EventLog, write_subtitles
 from edgevlm.runtime.narration.policy import NarrationPolicy, PolicySettings, Utterance
@@ -245,7 +245,7 @@ class Narrator:
     def _answer(self, question: Question, frame, sight: Sight | None, quality: FrameQuality) -> SpokenAnswer | None:
         try:
             if not quality.usable:  # whatever was asked, the honest answer is that nothing can be seen
-                result = VQAAnswer(quality.message, "", 0.0, True, "frame")
+                result = nothing_to_see(quality)
             else:
                 result = self.engine.answer_sight(sight, [question.text])[0]
         except EdgeVLMError as exc:  # e.g. a line with no words: say why, and narrate on
