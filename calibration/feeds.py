@@ -15,8 +15,9 @@ import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
 from edgevlm.data.vqa_questions import generate_questions
-from edgevlm.runtime.engine import CaptionEngine, GraphStepper
+from edgevlm.runtime.engine import CaptionEngine
 from edgevlm.runtime.kv_cache import KVCache
+from edgevlm.runtime.steppers import CacheStepper
 
 from .sources import CalibrationSet
 
@@ -36,7 +37,6 @@ class _RecordingBackend:
 
     def __init__(self, backend):
         self.backend = backend
-        self.manifest = backend.manifest  # the stepper reads the decoder's inputs from it
         self.recorded: list[dict] = []
 
     def run(self, graph: str, feeds: dict) -> dict:
@@ -48,10 +48,11 @@ class _RecordingBackend:
 def decoder_feeds(engine: CaptionEngine, calib: CalibrationSet, per_image: int = 1) -> Iterator[dict]:
     """Teacher-forced decoder feeds along up to ``per_image`` human captions per image (or,
     for sources without captions, the FP32 engine's own greedy caption)."""
-    m, tokens = engine.manifest.model, engine.manifest.tokens
-    limit = m["cache_capacity"] - 1
+    m, tokens = engine.manifest.model, engine.manifest.special_tokens
+    limit = m.cache_capacity - 1
     recorder = _RecordingBackend(engine.backend)
-    cache = KVCache(m["n_layers"], 1, m["n_heads"], m["cache_capacity"], m["head_dim"])
+    cache = KVCache(m.n_layers, 1, m.n_heads, m.cache_capacity, m.head_dim)
+    takes_prefix_len = engine.manifest.graph("decoder").takes("prefix_len")
     for image, human in zip(calib.images, calib.captions):
         visual, _ = engine.encode(engine.preprocess(image)[None])
         cross_k, cross_v = engine.cross_kv(visual)
@@ -59,9 +60,9 @@ def decoder_feeds(engine: CaptionEngine, calib: CalibrationSet, per_image: int =
             sequences = [engine.tokenizer.encode(c)[: limit - 1] for c in human[:per_image]]
         else:
             sequences = engine.generate(visual, engine.settings(1))
-        stepper = GraphStepper(recorder, cache, cross_k, cross_v)
+        stepper = CacheStepper(recorder, cache, cross_k, cross_v, takes_prefix_len)
         for ids in sequences:
-            for position, token in enumerate([tokens["bos"]] + ids):
+            for position, token in enumerate([tokens.bos] + ids):
                 stepper.step(np.array([token], np.int64), position)
                 yield recorder.recorded.pop()
         if engine.answers_questions and human:
@@ -73,11 +74,23 @@ def decoder_feeds(engine: CaptionEngine, calib: CalibrationSet, per_image: int =
 def _question_prompts(engine: CaptionEngine, captions: list[str]) -> list[list[int]]:
     """VQA prompt ids for the questions the generator makes from these captions."""
     questions = generate_questions([{"image_id": 0, "file_name": "", "captions": list(captions)}])
-    capacity = engine.manifest.model["cache_capacity"]
+    capacity = engine.manifest.model.cache_capacity
     return [engine.tokenizer.question_prompt(q["question"], capacity) for q in questions]
 
 
-GRAPH_FEEDS = {"vision": vision_feeds, "cross_kv": cross_kv_feeds, "decoder": decoder_feeds}
+# model family -> graph -> feeds(engine, calib); the family registry's calibration side
+FAMILY_FEEDS = {"edgevlm-captioner": {"vision": vision_feeds, "cross_kv": cross_kv_feeds, "decoder": decoder_feeds}}
+
+
+def graph_feeds(engine: CaptionEngine, graph: str, calib: CalibrationSet) -> Iterator[dict]:
+    """Real feeds for one of the engine's graphs, by the engine's model family."""
+    from edgevlm.errors import EdgeVLMError
+
+    family = engine.manifest.model.family
+    if family not in FAMILY_FEEDS or graph not in FAMILY_FEEDS[family]:
+        raise EdgeVLMError(f"no calibration feeds for graph {graph!r} of model family {family!r}; "
+                           f"quantize supports {', '.join(sorted(FAMILY_FEEDS))}")
+    return FAMILY_FEEDS[family][graph](engine, calib)
 
 
 class FeedReader(CalibrationDataReader):

@@ -34,7 +34,7 @@ def run_engine(engine: CaptionEngine, images: list[np.ndarray], batch: int = 32)
 
 
 def caption_scores(engine: CaptionEngine, ids: list[list[int]], references: list[list[str]]) -> dict:
-    from edgevlm.evaluation.caption_metrics import score_captions
+    from edgevlm.metrics.caption_metrics import score_captions
 
     hyps = {i: engine.tokenizer.decode(t) for i, t in enumerate(ids)}
     return score_captions(dict(enumerate(references)), hyps, only=("BLEU", "CIDEr"))

@@ -30,11 +30,11 @@ from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, 
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from edgevlm.errors import EdgeVLMError
-from edgevlm.fileio import atomic_dir, check_replaceable, write_json
+from edgevlm.fileio import atomic_dir
 from edgevlm.runtime.engine import CaptionEngine
-from edgevlm.runtime.manifest import MANIFEST_FILE, sha256_file
+from edgevlm.runtime.manifest import FileEntry, Manifest, check_engine_out, sha256_file
 
-from .feeds import GRAPH_FEEDS, FeedReader
+from .feeds import FeedReader, graph_feeds
 from .sources import CalibrationSet
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,6 @@ log = logging.getLogger(__name__)
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
            "percentile": CalibrationMethod.Percentile}
 QUANTIZED_OPS = ["Conv", "MatMul", "Gemm"]
-GRAPHS = ("vision", "cross_kv", "decoder")
 VARIANTS = {
     "qdq": {"consumer": "TensorRT (explicit QDQ)", "activation": QuantType.QInt8, "symmetric": True,
             "ops": QUANTIZED_OPS, "dynamic": (), "reduce_range": False},
@@ -93,7 +92,7 @@ def quantize_graph(fp32: CaptionEngine, graph: str, calib: CalibrationSet, out_p
                    exclude: list[str], cache_dir: str, work_dir: str, variant: str = "qdq") -> dict:
     """Quantize one graph; returns what was done (for the manifest)."""
     settings = VARIANTS[variant]
-    source = fp32.manifest.path(graph)
+    source = fp32.manifest.graph_path(graph)
     prepared = os.path.join(work_dir, f"{graph}.prepared.onnx")
     if not os.path.isfile(prepared):
         # Shape inference only: graph optimisation would rename nodes that --exclude names.
@@ -104,7 +103,7 @@ def quantize_graph(fp32: CaptionEngine, graph: str, calib: CalibrationSet, out_p
         return {"mode": "dynamic", "excluded": sorted(exclude)}
     cache = _ranges_cache(cache_dir, source, calib, method, variant)
     cached = os.path.isfile(cache)
-    reader = None if cached else FeedReader(GRAPH_FEEDS[graph](fp32, calib))
+    reader = None if cached else FeedReader(graph_feeds(fp32, graph, calib))
     static_quantize(prepared, out_path, reader, variant, method, cache, nodes_to_exclude=exclude)
     return {"mode": "static", "excluded": sorted(exclude), "ranges_cache": os.path.basename(cache),
             "ranges_reused": cached}
@@ -112,35 +111,42 @@ def quantize_graph(fp32: CaptionEngine, graph: str, calib: CalibrationSet, out_p
 
 def quantize_engine(fp32_dir: str, calib: CalibrationSet, out_dir: str, method: str = "minmax",
                     exclude: dict[str, list[str]] | None = None, cache_dir: str | None = None,
-                    extra_manifest: dict | None = None, variant: str = "qdq") -> dict:
+                    extra_manifest: dict | None = None, variant: str = "qdq") -> Manifest:
     """FP32 engine -> INT8 engine (atomically); ``exclude``: graph -> node names kept float."""
     if method not in METHODS:
         raise EdgeVLMError(f"unknown calibration method {method!r}; choose {', '.join(METHODS)}")
     if variant not in VARIANTS:
         raise EdgeVLMError(f"unknown variant {variant!r}; choose {', '.join(VARIANTS)}")
-    check_replaceable(out_dir, MANIFEST_FILE, "an edgevlm engine", inputs=(fp32_dir,))
-    fp32 = CaptionEngine(fp32_dir, threads=2)
-    if fp32.manifest.data.get("precision") != "fp32":
-        raise EdgeVLMError(f"{fp32_dir} is a {fp32.manifest.data.get('precision')} engine; quantize the FP32 one")
-    cache_dir = cache_dir or os.path.expanduser(os.path.join("~", ".cache", "edgevlm", "calibration"))
+    check_engine_out(out_dir, inputs=(fp32_dir,))
+    with CaptionEngine(fp32_dir, threads=2) as fp32:
+        return _quantize_engine(fp32, calib, out_dir, method, exclude or {}, cache_dir, extra_manifest, variant)
+
+
+def _quantize_engine(fp32: CaptionEngine, calib: CalibrationSet, out_dir: str, method: str,
+                     exclude: dict[str, list[str]], cache_dir: str | None, extra_manifest: dict | None,
+                     variant: str) -> Manifest:
+    source = fp32.manifest
+    if source.precision != "fp32":
+        raise EdgeVLMError(f"{source.root} is a {source.precision} engine; quantize the FP32 one")
+    cache_dir = cache_dir or default_ranges_dir()
     os.makedirs(cache_dir, exist_ok=True)
-    exclude = exclude or {}
     details = {}
-    manifest = dict(fp32.manifest.data)
-    manifest.pop("vqa", None)  # an abstention threshold tuned on FP32 answers: retune on INT8 (eval --vqa)
     with tempfile.TemporaryDirectory() as work, atomic_dir(out_dir) as tmp:
-        for graph in GRAPHS:
-            file_name = fp32.manifest.data["files"][graph]["path"]
+        for graph in source.graphs:
+            file_name = source.files[source.graph(graph).file].path
             details[graph] = quantize_graph(fp32, graph, calib, os.path.join(tmp, file_name), method,
                                             exclude.get(graph, []), cache_dir, work, variant)
-        shutil.copyfile(fp32.manifest.path("tokenizer"), os.path.join(tmp, "tokenizer.json"))
-        files = {}
-        for key, entry in fp32.manifest.data["files"].items():
-            path = os.path.join(tmp, entry["path"])
-            files[key] = {"path": entry["path"], "sha256": sha256_file(path), "bytes": os.path.getsize(path)}
-        manifest.update(
+        graph_files = {spec.file for spec in source.graphs.values()}
+        for key, entry in source.files.items():
+            if key not in graph_files:  # the tokenizer and any other listed file: copied as is
+                shutil.copyfile(source.path(key), os.path.join(tmp, entry.path))
+        files = {key: FileEntry(entry.path, sha256_file(os.path.join(tmp, entry.path)),
+                                os.path.getsize(os.path.join(tmp, entry.path)))
+                 for key, entry in source.files.items()}
+        manifest = source.replace(
             files=files,
             precision="int8",
+            vqa=None,  # an abstention threshold tuned on FP32 answers: retune on INT8 (eval --vqa)
             quantization={
                 "variant": variant, "consumer": VARIANTS[variant]["consumer"],
                 "format": "QDQ" if variant == "qdq" else "QDQ (vision) + dynamic MatMulInteger (cross_kv, decoder)",
@@ -148,9 +154,14 @@ def quantize_engine(fp32_dir: str, calib: CalibrationSet, out_dir: str, method: 
                 "weights": "int8 symmetric per-channel (static), per-tensor (dynamic)",
                 "op_types": VARIANTS[variant]["ops"], "method": method, "graphs": details,
                 "calibration": {"images": len(calib.images), "sha256": calib.digest},
-                "fp32_engine": {key: entry["sha256"] for key, entry in fp32.manifest.data["files"].items()},
+                "fp32_engine": {key: entry.sha256 for key, entry in source.files.items()},
                 **(extra_manifest or {}),
             },
         )
-        write_json(os.path.join(tmp, MANIFEST_FILE), manifest)
+        manifest.save(tmp)
     return manifest
+
+
+def default_ranges_dir() -> str:
+    """Where calibrated ranges are cached between runs."""
+    return os.path.expanduser(os.path.join("~", ".cache", "edgevlm", "calibration"))

@@ -19,7 +19,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from edgevlm.runtime.backends.onnxruntime_backend import session_options
 from edgevlm.runtime.engine import CaptionEngine
 
-from .feeds import GRAPH_FEEDS
+from .feeds import graph_feeds
 from .quantize import _ranges_cache, quantizable_nodes, static_quantize
 from .sources import CalibrationSet
 
@@ -36,9 +36,9 @@ def _damage(reference: list[np.ndarray], candidate: list[np.ndarray]) -> float:
 def node_sensitivity(fp32: CaptionEngine, graph: str, calib: CalibrationSet, method: str, cache_dir: str,
                      samples: int = 16) -> list[tuple[str, float]]:
     """[(node name, damage)] for every quantizable node of ``graph``, most damaging first."""
-    source = fp32.manifest.path(graph)
+    source = fp32.manifest.graph_path(graph)
     cache = _ranges_cache(cache_dir, source, calib, method)
-    feeds = list(islice(GRAPH_FEEDS[graph](fp32, calib), samples))
+    feeds = list(islice(graph_feeds(fp32, graph, calib), samples))
     output = MAIN_OUTPUT[graph]
     reference = [fp32.backend.run(graph, f)[output] for f in feeds]
     results = []

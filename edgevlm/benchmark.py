@@ -7,6 +7,7 @@ peak RSS come from a fresh runtime-only subprocess (it never imports torch).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -14,7 +15,8 @@ from typing import Callable
 
 import numpy as np
 
-from edgevlm.runtime.engine import CaptionEngine, GraphStepper
+from edgevlm.runtime.engine import CaptionEngine
+from edgevlm.runtime.preprocess import read_image_bgr
 
 # A fresh interpreter: prints the wall-clock time of its first caption, then peak RSS after
 # captioning every image once.
@@ -88,7 +90,7 @@ def percentiles_ms(seconds: list[float]) -> tuple[float, float]:
 def graph_timings(engine: CaptionEngine, pixels: np.ndarray, repeats: int = 5, steps: int = 10) -> dict:
     """Median ms of each graph for one image: vision, cross K/V, one decoder step."""
     samples = {"vision_ms": [], "cross_kv_ms": [], "decoder_step_ms": []}
-    token = np.array([engine.manifest.tokens["bos"]], np.int64)
+    token = np.array([engine.manifest.special_tokens.bos], np.int64)
     for _ in range(repeats):
         t = time.perf_counter()
         visual, _ = engine.encode(pixels[:1])
@@ -96,7 +98,7 @@ def graph_timings(engine: CaptionEngine, pixels: np.ndarray, repeats: int = 5, s
         t = time.perf_counter()
         cross_k, cross_v = engine.cross_kv(visual)
         samples["cross_kv_ms"].append(time.perf_counter() - t)
-        stepper = GraphStepper(engine.backend, engine.cache_for(1), cross_k, cross_v)
+        stepper = engine.backend.decoder_stepper(cross_k, cross_v)
         t = time.perf_counter()
         for position in range(steps):
             stepper.step(token, position)
@@ -137,17 +139,58 @@ def torch_peer(model_dir: str, beam: int | None, threads: int) -> Callable[[np.n
     """PyTorch eager generation with its KV cache, through the same search code."""
     import torch
 
-    from edgevlm.generate import generate_from_pixels, search_settings
+    from edgevlm.generate import concept_word_ids, generate_from_pixels, search_settings
     from edgevlm.model_io import load_model
-    from edgevlm.runtime.preprocess import preprocess_bgr
+    from edgevlm.runtime.preprocess import preprocess_with
 
     torch.set_num_threads(threads)
-    model, _ = load_model(model_dir)
+    model, tokenizer = load_model(model_dir)
     settings = search_settings(model.cfg, beam)
-    p = model.cfg.preprocess
+    concept_ids = concept_word_ids(model, tokenizer)  # grounded as the engine's captions: the same work
 
     def run(image_bgr: np.ndarray) -> list[int]:
-        pixels = preprocess_bgr(image_bgr, p.image_size, p.mean, p.std, p.interpolation)
-        return generate_from_pixels(model, torch.from_numpy(pixels)[None], settings)[0]
+        pixels = preprocess_with(image_bgr, model.cfg.preprocess)
+        return generate_from_pixels(model, torch.from_numpy(pixels)[None], settings, concept_ids)[0]
 
     return run
+
+
+def engine_size_mb(engine: CaptionEngine) -> float:
+    return round(engine.manifest.total_bytes / 1e6, 2)
+
+
+def bench(engine_dir: str, paths: list[str], rounds: int, beam: int, threads: int, vs_engine_dir: str | None = None,
+          model_dir: str | None = None, compare_spinning: bool = False) -> dict:
+    """The whole ``edgevlm bench`` report: the engine against ``vs_engine_dir``, else against
+    PyTorch eager on ``model_dir``, on the images at ``paths``."""
+    frames = [read_image_bgr(p) for p in paths]
+    engine = CaptionEngine(engine_dir, threads=threads)
+    peers = {"runtime": runtime_peer(engine, beam)}
+    if vs_engine_dir:
+        other = CaptionEngine(vs_engine_dir, threads=threads)
+        peers["vs_engine"] = runtime_peer(other, beam)
+    else:
+        peers["torch"] = torch_peer(model_dir, beam, threads)
+    timed = interleaved(peers, frames, rounds)
+    pixels = engine.preprocess(frames[0])[None]
+    result = {"engine": engine_dir, "images": len(frames), "rounds": rounds, "beam": beam, "threads": threads}
+    p50, p90 = percentiles_ms(timed["runtime"][0])
+    result.update(runtime_ms_p50=p50, runtime_ms_p90=p90, runtime_graphs=graph_timings(engine, pixels))
+    result["mean_tokens"] = round(sum(len(i) + 1 for i in timed["runtime"][1]) / len(frames), 2)
+    peer = "vs_engine" if vs_engine_dir else "torch"
+    peer_p50, peer_p90 = percentiles_ms(timed[peer][0])
+    result["tokens_identical"] = timed["runtime"][1] == timed[peer][1]
+    result["token_agreement"] = round(sum(a == b for a, b in zip(timed["runtime"][1], timed[peer][1])) / len(frames), 4)
+    if vs_engine_dir:
+        result.update(vs_engine=vs_engine_dir, vs_engine_ms_p50=peer_p50, vs_engine_ms_p90=peer_p90,
+                      vs_engine_graphs=graph_timings(other, pixels),
+                      engine_mb=engine_size_mb(engine), vs_engine_mb=engine_size_mb(other),
+                      size_ratio=round(engine_size_mb(engine) / engine_size_mb(other), 3))
+    else:
+        result.update(torch_ms_p50=peer_p50, torch_ms_p90=peer_p90)
+    result["speedup"] = round(peer_p50 / p50, 2)
+    absolute = [os.path.abspath(p) for p in paths]
+    result.update(runtime_process_stats(engine_dir, absolute, threads, beam))
+    if compare_spinning:
+        result.update(spinning_comparison(engine_dir, absolute, threads, beam))
+    return result

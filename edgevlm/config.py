@@ -134,6 +134,21 @@ class ModelConfig:
     def num_visual_tokens(self) -> int:
         return self.vision.grid(self.preprocess.image_size) ** 2
 
+    @property
+    def banned_ids(self) -> tuple[int, ...]:
+        """Tokens search never generates: pad, unk, bos, and [SEP] for VQA models."""
+        return (self.pad_id, self.unk_id, self.bos_id) + ((self.sep_id,) if self.sep_id is not None else ())
+
+    def search_defaults(self, capacity: int | None = None):
+        """The manifest's ``generation`` section for this model (runtime.manifest.Generation):
+        one definition for the engine's search and the PyTorch model's."""
+        from edgevlm.runtime.manifest import Generation
+
+        g, capacity = self.generation, capacity or self.decoder.max_len
+        return Generation(beam_size=g.beam_size, max_new_tokens=min(g.max_new_tokens, capacity - 1),
+                          no_repeat_ngram=g.no_repeat_ngram, length_penalty=g.length_penalty,
+                          banned_ids=self.banned_ids, no_repeat_word=True)
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 

@@ -54,16 +54,8 @@ class TorchStepper:
 
 
 def search_settings(cfg: ModelConfig, beam_size: int | None = None, **overrides) -> SearchSettings:
-    gen = cfg.generation
-    values = dict(
-        beam_size=beam_size or gen.beam_size,
-        max_new_tokens=min(gen.max_new_tokens, cfg.decoder.max_len - 1),
-        no_repeat_ngram=gen.no_repeat_ngram,
-        length_penalty=gen.length_penalty,
-        banned_ids=(cfg.pad_id, cfg.unk_id, cfg.bos_id) + ((cfg.sep_id,) if cfg.sep_id is not None else ()),
-    )
-    values.update(overrides)
-    return SearchSettings(**values)
+    """The search an engine exported from this model runs (its manifest's generation section)."""
+    return cfg.search_defaults().settings(beam_size, **overrides)
 
 
 def concept_word_ids(model: Captioner, tokenizer) -> list[list[int]] | None:
@@ -126,3 +118,24 @@ def answer_from_visual(model: Captioner, visual: torch.Tensor, prompts: np.ndarr
     capacity = min(model.cfg.decoder.max_len, prompts.shape[1] + MAX_ANSWER_TOKENS)
     stepper = TorchStepper(model, visual, 1, capacity)
     return answer_search(stepper, prompts, model.cfg.eos_id, capacity - prompts.shape[1], banned_ids)
+
+
+def caption_files(model, tokenizer, paths: list[str], beam_size: int | None, batch_size: int = 32,
+                  progress: bool = False) -> list[str]:
+    """Image files -> captions with the PyTorch model, grounded by its concept head where it
+    has one (as the engine's). Files are decoded batch by batch."""
+    from edgevlm.features import load_pixels
+
+    settings = search_settings(model.cfg, beam_size)
+    concept_ids = concept_word_ids(model, tokenizer)
+    captions: list[str] = []
+    batches = range(0, len(paths), batch_size)
+    if progress:
+        from tqdm import tqdm
+
+        batches = tqdm(batches, desc="captioning", unit="batch")
+    for start in batches:
+        pixels = np.stack([load_pixels(f, model.cfg) for f in paths[start : start + batch_size]])
+        ids = generate_from_pixels(model, torch.from_numpy(pixels), settings, concept_ids)
+        captions.extend(tokenizer.decode(t) for t in ids)
+    return captions

@@ -1,25 +1,18 @@
-"""The three exported graphs as thin wrappers around the model's own methods.
+"""Our captioner's three exported graphs as thin wrappers around the model's own methods.
 
 Names, dtypes and dynamic axes of every input and output are declared once here; the
-exporter, the dummy inputs, the manifest and the runtime all read this table.
+exporter, the dummy inputs and the manifest read this table, and the runtime reads the
+manifest (its family checks the names: runtime/families/captioner.py).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from edgevlm.models.captioner import Captioner
 from edgevlm.models.concept_head import unfamiliarity
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    name: str
-    dtype: str  # numpy dtype name
-    shape: tuple  # ints, or strings for dynamic axes
+from edgevlm.runtime.manifest import TensorSpec
 
 
 def graph_specs(model: Captioner, capacity: int) -> dict[str, dict[str, list[TensorSpec]]]:

@@ -1,9 +1,9 @@
-"""The captioning and VQA engine: manifest + backend + tokenizer + numpy KV cache + search.
+"""The captioning and VQA engine: manifest + family + backend + tokenizer + search.
 
 Per image: the vision graph once, the cross-K/V graph once, then one decoder-graph run per
-generated token on a cache that was allocated once and is written in place. A question is
-one more decoder run first: its prompt prefilled into the cache as a prefix-LM prefix.
-Not thread-safe: one engine per thread (the caches are reused).
+generated token on a cache that was allocated once and is written in place (the backend's
+stepper owns it). A question is one more decoder run first: its prompt prefilled into the
+cache as a prefix-LM prefix. Not thread-safe: one engine per thread (the caches are reused).
 """
 
 from __future__ import annotations
@@ -14,52 +14,13 @@ import numpy as np
 
 from edgevlm.errors import EdgeVLMError
 
-from edgevlm.runtime.backends import create_backend
+from edgevlm.runtime.backends import DEFAULT_BACKEND, BackendOptions, create_backend
+from edgevlm.runtime.families import runtime_family
 from edgevlm.runtime.frame_quality import assess_frame
 from edgevlm.runtime.grounding import ExistenceQuestions, caption_bias, concept_token_ids, existence_answer
-from edgevlm.runtime.kv_cache import KVCache
 from edgevlm.runtime.manifest import load_manifest
-from edgevlm.runtime.preprocess import preprocess_bgr
 from edgevlm.runtime.search import SearchSettings, answer_search, beam_search
-from edgevlm.runtime.text import MAX_ANSWER_TOKENS, CaptionTokenizer
-
-
-class GraphStepper:
-    """Stepper over the decoder graph; rows = images x beams, image-major."""
-
-    def __init__(self, backend, cache: KVCache, cross_k: np.ndarray, cross_v: np.ndarray):
-        self.backend, self.cache = backend, cache
-        self.cross_k, self.cross_v = cross_k, cross_v
-        self._position = np.zeros((), np.int64)  # reused 0-d feeds
-        self._prefix_len = np.zeros((), np.int64)
-        # Engines exported before VQA have no prefix_len input; captioning needs none.
-        manifest = getattr(backend, "manifest", None)
-        self._has_prefix = manifest is not None and any(
-            spec["name"] == "prefix_len" for spec in manifest.graph("decoder")["inputs"])
-
-    def _run(self, tokens: np.ndarray, position: int, prefix_len: int) -> np.ndarray:
-        """tokens (R,T) at ``position`` -> logits (R,T,V); their K/V written into the cache."""
-        self._position[()] = position
-        feeds = {"input_ids": tokens, "position": self._position, "cache_k": self.cache.k, "cache_v": self.cache.v,
-                 "cross_k": self.cross_k, "cross_v": self.cross_v}
-        if self._has_prefix:
-            self._prefix_len[()] = prefix_len
-            feeds["prefix_len"] = self._prefix_len
-        out = self.backend.run("decoder", feeds)
-        self.cache.write(position, out["new_k"], out["new_v"])
-        return out["logits"]
-
-    def step(self, tokens: np.ndarray, position: int) -> np.ndarray:
-        return self._run(tokens.reshape(-1, 1), position, 0)[:, 0]
-
-    def prefill(self, prompts: np.ndarray) -> np.ndarray:
-        if not self._has_prefix:
-            raise EdgeVLMError("this engine's decoder graph has no prefix_len input (exported before VQA); "
-                               "re-export it with `edgevlm export MODEL_DIR --out DIR`")
-        return self._run(np.ascontiguousarray(prompts, np.int64), 0, prompts.shape[1])[:, -1]
-
-    def reorder(self, rows: np.ndarray) -> None:
-        self.cache.reorder(rows)
+from edgevlm.runtime.text import MAX_ANSWER_TOKENS
 
 
 NOT_SURE = "I'm not sure"
@@ -101,21 +62,33 @@ class Description:
 
 
 class CaptionEngine:
+    """An engine folder, opened: ``with CaptionEngine(dir) as engine: engine.caption_images(...)``
+    (or call ``close()``; the backend's sessions are freed then)."""
+
     def __init__(self, engine_dir: str, provider: str = "cpu", threads: int | None = None, verify: bool = True,
-                 spinning: bool = False):
+                 spinning: bool = False, backend: str = DEFAULT_BACKEND):
         self.manifest = load_manifest(engine_dir, verify=verify)
-        self.backend = create_backend(self.manifest, provider, threads, spinning)
-        self.tokenizer = CaptionTokenizer.load(self.manifest.path("tokenizer"))
-        self._caches: dict[int, KVCache] = {}  # rows -> cache, reused across captions
-        concepts = self.manifest.data.get("concepts")
+        self.family = runtime_family(self.manifest.model.family)
+        self.family.check(self.manifest)
+        self.tokenizer = self.family.load_tokenizer(self.manifest.path("tokenizer"))
+        self.backend = create_backend(self.manifest, backend, BackendOptions(provider, threads, spinning))
+        concepts = self.manifest.concepts
         self.existence = ExistenceQuestions.from_manifest(concepts) if concepts else None
         self._concept_ids = concept_token_ids(self.tokenizer, self.existence.words) if self.existence else []
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> "CaptionEngine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     # --- stages -----------------------------------------------------------------------
     def preprocess(self, image_bgr: np.ndarray) -> np.ndarray:
         """(H,W,3) uint8 BGR -> (3,S,S) float32, as in training."""
-        p = self.manifest.preprocess
-        return preprocess_bgr(image_bgr, p["image_size"], p["mean"], p["std"], p["interpolation"])
+        return self.family.preprocess(image_bgr, self.manifest.preprocess)
 
     def see(self, pixels: np.ndarray) -> Sight:
         """pixels (B,3,S,S) -> every vision-graph output."""
@@ -133,39 +106,29 @@ class CaptionEngine:
         return out["cross_k"], out["cross_v"]
 
     def settings(self, beam_size: int | None = None, **overrides) -> SearchSettings:
-        g = self.manifest.generation
-        values = dict(beam_size=beam_size or g["beam_size"], max_new_tokens=g["max_new_tokens"],
-                      no_repeat_ngram=g["no_repeat_ngram"], length_penalty=g["length_penalty"],
-                      banned_ids=tuple(g["banned_ids"]), no_repeat_word=bool(g.get("no_repeat_word", True)))
-        values.update(overrides)
-        return SearchSettings(**values)
-
-    def cache_for(self, rows: int) -> KVCache:
-        if rows not in self._caches:
-            m = self.manifest.model
-            self._caches[rows] = KVCache(m["n_layers"], rows, m["n_heads"], m["cache_capacity"], m["head_dim"])
-        return self._caches[rows]
+        return self.manifest.generation.settings(beam_size, **overrides)
 
     def generate(self, visual: np.ndarray, settings: SearchSettings, concepts: np.ndarray | None = None) -> list[list[int]]:
         """visual tokens (B,N,d) -> token ids per image (no bos/eos). With concept
         probabilities (B,K), words of concepts the head is sure are absent are never said."""
         bias = None
         if concepts is not None and self.existence is not None:
-            bias = caption_bias(concepts, float(self.manifest.data["concepts"]["ban_below"]), self._concept_ids,
-                                self.manifest.model["vocab_size"])
+            bias = caption_bias(concepts, self.manifest.concepts.ban_below, self._concept_ids,
+                                self.manifest.model.vocab_size)
         cross_k, cross_v = self.cross_kv(visual)
         if settings.beam_size > 1:  # beams never leave their image: expand once, never reorder
             cross_k = np.repeat(cross_k, settings.beam_size, axis=1)
             cross_v = np.repeat(cross_v, settings.beam_size, axis=1)
-        stepper = GraphStepper(self.backend, self.cache_for(cross_k.shape[1]), cross_k, cross_v)
-        tokens = self.manifest.tokens
-        return beam_search(stepper, visual.shape[0], tokens["bos"], tokens["eos"], settings, bias)
+        stepper = self.backend.decoder_stepper(cross_k, cross_v)
+        tokens = self.manifest.special_tokens
+        return beam_search(stepper, visual.shape[0], tokens.bos, tokens.eos, settings, bias)
 
     # --- whole captions ---------------------------------------------------------------
     @property
     def unfamiliar_above(self) -> float:
         """Novelty above which a caption is said as a guess (0 or absent: never)."""
-        return float(self.manifest.data.get("novelty", {}).get("unfamiliar_above", 0.0))
+        novelty = self.manifest.novelty
+        return novelty.unfamiliar_above if novelty else 0.0
 
     def describe_sight(self, sight: Sight, beam_size: int | None = None, settings: SearchSettings | None = None) -> list[Description]:
         """One Description per image of ``sight``: the grounded caption, hedged when the
@@ -202,18 +165,19 @@ class CaptionEngine:
     # --- questions --------------------------------------------------------------------
     @property
     def answers_questions(self) -> bool:
-        return "vqa" in self.manifest.data.get("tasks", ["caption"])
+        return "vqa" in self.manifest.tasks
 
     @property
     def abstain_below(self) -> float:
         """Answers less probable than this become "I'm not sure" (tuned on dev: see eval --vqa)."""
-        return float(self.manifest.data.get("vqa", {}).get("abstain_below", DEFAULT_ABSTAIN_BELOW))
+        vqa = self.manifest.vqa
+        return vqa.abstain_below if vqa else DEFAULT_ABSTAIN_BELOW
 
     @property
     def existence_abstain_below(self) -> float:
         """Existence answers less probable than this become "I'm not sure" (the concept head's
         own threshold; see eval --pope --tune-abstention)."""
-        return float(self.manifest.data["concepts"]["abstain_below"])
+        return self.manifest.concepts.abstain_below
 
     def answered_by_concepts(self, question: str) -> bool:
         """Does the concept head (not the decoder) answer ``question``?"""
@@ -251,13 +215,13 @@ class CaptionEngine:
                                "use a VQA engine such as the shipped default")
         threshold = self.abstain_below if abstain_below is None else abstain_below
         cross_k, cross_v = self.cross_kv(visual)
-        capacity = self.manifest.model["cache_capacity"]
-        banned = tuple(self.manifest.generation["banned_ids"])  # [SEP] among them for VQA engines
+        capacity = self.manifest.model.cache_capacity
+        banned = self.manifest.generation.banned_ids  # [SEP] among them for VQA engines
         answers = []
         for question in questions:
             prompt = self.tokenizer.question_prompt(question, capacity)
-            stepper = GraphStepper(self.backend, self.cache_for(1), cross_k, cross_v)
-            found = answer_search(stepper, np.array([prompt], np.int64), self.manifest.tokens["eos"],
+            stepper = self.backend.decoder_stepper(cross_k, cross_v)
+            found = answer_search(stepper, np.array([prompt], np.int64), self.manifest.special_tokens.eos,
                                   min(MAX_ANSWER_TOKENS, capacity - len(prompt)), banned)[0]
             text = self.tokenizer.decode(found.ids)
             abstained = found.probability < threshold or not text

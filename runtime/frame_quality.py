@@ -17,7 +17,7 @@ Otherwise a frame with fine detail is usable. One without is:
 4. blank:   flat (one colour, little spread): a wall, a sheet of paper;
 5. blurred: not flat, so something is there, but out of focus.
 
-Thresholds were chosen by measurement (``python -m edgevlm.data.ood_images --check-quality``):
+Thresholds were chosen by measurement (``python -m edgevlm.scripts.ood_images --check-quality``):
 on the 1,000 Flickr8k dev photos and 100 frames of two real videos none fires, while the
 synthetic bad frames of ``edgevlm.data.bad_frames`` are flagged. Low-light or low-contrast
 scenes with real content pass: only frames with next to nothing in them are refused.
@@ -36,7 +36,7 @@ from edgevlm.errors import EdgeVLMError
 # 224 px photo and a 1080p frame blurred by the same fraction of their width score alike.
 WORK_SIDE = 160
 
-# Every threshold below was read off ``python -m edgevlm.data.ood_images --check-quality``:
+# Every threshold below was read off ``python -m edgevlm.scripts.ood_images --check-quality``:
 # "dev" is the 1,000 Flickr8k dev photos (none may fire); the other figures are for the
 # synthetic bad frames of edgevlm.data.bad_frames (all must fire).
 

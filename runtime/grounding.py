@@ -38,9 +38,10 @@ class ExistenceQuestions:
     words: tuple[tuple[str, ...], ...]
 
     @classmethod
-    def from_manifest(cls, concepts: dict) -> "ExistenceQuestions":
-        names = tuple(concepts["names"])
-        return cls(names, tuple(tuple(concepts["words"][n]) for n in names))
+    def from_manifest(cls, concepts) -> "ExistenceQuestions":
+        """From the manifest's ``concepts`` section (runtime.manifest.Concepts)."""
+        names = tuple(concepts.names)
+        return cls(names, tuple(tuple(concepts.words[n]) for n in names))
 
     def concept_of(self, question: str) -> int | None:
         """The concept an existence question asks about, or None for any other question."""

@@ -1,17 +1,27 @@
-"""The engine manifest ``edgevlm.json``: everything the runtime needs, and all it reads.
+"""The engine manifest ``edgevlm.json``, typed: the only module that reads or writes it.
 
-Loading checks the schema version and every listed file's sha256, so a tampered or
-truncated engine is refused before onnxruntime ever sees it.
+Every section the runtime acts on is a frozen dataclass; ``from_json`` refuses unknown
+fields, missing fields and wrong types with a message naming the field, so an engine the
+runtime would half-understand is never run. Provenance sections (``source``, ``exporter``,
+``quantization``) are records for people and tools, kept as free-form dicts.
+
+Loading also confines every listed file to the engine folder (plain relative names, no
+``..``, no absolute paths, no symlinks leaving it) and checks each file's sha256, so a
+tampered, truncated or path-escaping engine is refused before onnxruntime sees it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from edgevlm.errors import EdgeVLMError
-from edgevlm.fileio import read_json
+from edgevlm.fileio import read_json, write_json
+from edgevlm.runtime.manifest_schema import parse_section, section_json
+from edgevlm.runtime.search import SearchSettings
 
 MANIFEST_FILE = "edgevlm.json"
 SCHEMA_VERSION = 1
@@ -26,31 +36,241 @@ def sha256_file(path: str) -> str:
 
 
 @dataclass(frozen=True)
+class TensorSpec:
+    """One graph input or output. ``shape`` holds ints, or names for dynamic axes."""
+
+    name: str
+    dtype: str  # numpy dtype name
+    shape: tuple[int | str, ...]
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    file: str  # key into Manifest.files
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    def takes(self, name: str) -> bool:
+        return any(spec.name == name for spec in self.inputs)
+
+    def gives(self, name: str) -> bool:
+        return any(spec.name == name for spec in self.outputs)
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(spec.name for spec in self.inputs)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(spec.name for spec in self.outputs)
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    path: str  # a plain file name inside the engine folder
+    sha256: str
+    bytes: int
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    family: str  # dispatched on: runtime.families
+    n_layers: int
+    n_heads: int
+    head_dim: int
+    d_model: int
+    vocab_size: int
+    max_len: int
+    cache_capacity: int  # self-attention cache slots per row
+    num_visual_tokens: int
+    pooled_dim: int
+    vision_feature: str  # the encoder tap the model was trained on (a record: the graph has it built in)
+    cache_layout: str = "fixed_capacity"
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Photo -> encoder input: (x * scale - mean) / std in ``color_order``, resized to S x S."""
+
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    color_order: str = "RGB"
+    resize_mode: str = "squash"
+    interpolation: str = "area"
+    layout: str = "NCHW"
+    scale: float = 1 / 255
+
+
+@dataclass(frozen=True)
+class SpecialTokens:
+    bos: int
+    eos: int
+    pad: int
+    unk: int
+    sep: int | None = None  # ends a VQA question; None: a captioning-only engine
+
+
+@dataclass(frozen=True)
+class Generation:
+    beam_size: int
+    max_new_tokens: int
+    no_repeat_ngram: int
+    length_penalty: float
+    banned_ids: tuple[int, ...]
+    no_repeat_word: bool = True
+
+    def settings(self, beam_size: int | None = None, **overrides) -> SearchSettings:
+        """The search settings these defaults give (``beam_size`` None: the engine's)."""
+        values = dict(beam_size=beam_size or self.beam_size, max_new_tokens=self.max_new_tokens,
+                      no_repeat_ngram=self.no_repeat_ngram, length_penalty=self.length_penalty,
+                      banned_ids=tuple(self.banned_ids), no_repeat_word=self.no_repeat_word)
+        values.update(overrides)
+        return SearchSettings(**values)
+
+
+@dataclass(frozen=True)
+class Concepts:
+    """The concept head's categories and the words naming each, with the tuned thresholds."""
+
+    names: tuple[str, ...]
+    words: dict[str, tuple[str, ...]]
+    ban_below: float  # a caption may not name a concept less probable than this
+    abstain_below: float  # existence answers less probable than this: "I'm not sure"
+    tuned_on: str | None = None
+    tuned_questions: int | None = None
+
+
+@dataclass(frozen=True)
+class Novelty:
+    unfamiliar_above: float  # novelty above this: the caption is said as a guess (0: never)
+
+
+@dataclass(frozen=True)
+class VQAThreshold:
+    abstain_below: float  # decoder answers less probable than this: "I'm not sure"
+    tuned_on: str
+    tuned_questions: int
+    rule: str = ""
+
+
+TASKS = ("caption", "vqa")
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass(frozen=True)
 class Manifest:
-    root: str
-    data: dict
+    schema_version: int
+    files: dict[str, FileEntry]
+    graphs: dict[str, GraphSpec]
+    model: ModelInfo
+    preprocess: Preprocess
+    special_tokens: SpecialTokens
+    generation: Generation
+    precision: str
+    tasks: tuple[str, ...] = ("caption",)
+    concepts: Concepts | None = None
+    novelty: Novelty | None = None
+    source: dict[str, Any] = field(default_factory=dict)
+    exporter: dict[str, Any] = field(default_factory=dict)
+    quantization: dict[str, Any] | None = None
+    vqa: VQAThreshold | None = None
+    root: str = field(default="", compare=False)  # the engine folder; not written
 
+    # --- reading ----------------------------------------------------------------------
     def path(self, file_key: str) -> str:
-        return os.path.join(self.root, self.data["files"][file_key]["path"])
+        """Absolute path of a listed file (``"tokenizer"``, or a graph's file key)."""
+        return os.path.join(self.root, self.files[file_key].path)
 
-    def graph(self, name: str) -> dict:
-        return self.data["graphs"][name]
+    def graph(self, name: str) -> GraphSpec:
+        return self.graphs[name]
 
-    @property
-    def model(self) -> dict:
-        return self.data["model"]
-
-    @property
-    def preprocess(self) -> dict:
-        return self.data["preprocess"]
+    def graph_path(self, name: str) -> str:
+        return self.path(self.graphs[name].file)
 
     @property
-    def tokens(self) -> dict:
-        return self.data["special_tokens"]
+    def tokens(self) -> SpecialTokens:
+        return self.special_tokens
 
     @property
-    def generation(self) -> dict:
-        return self.data["generation"]
+    def total_bytes(self) -> int:
+        return sum(entry.bytes for entry in self.files.values())
+
+    def replace(self, **changes) -> "Manifest":
+        return dataclasses.replace(self, **changes)
+
+    # --- JSON -------------------------------------------------------------------------
+    @classmethod
+    def from_json(cls, data: Any, root: str = "", where: str = MANIFEST_FILE) -> "Manifest":
+        """A parsed ``edgevlm.json`` -> Manifest; EdgeVLMError naming the first bad field."""
+        if not isinstance(data, dict):
+            raise EdgeVLMError(f"{where}: expected a JSON object, got {type(data).__name__}; re-export the engine")
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise EdgeVLMError(
+                f"{where}: unknown schema_version {version!r}; this edgevlm reads version {SCHEMA_VERSION} "
+                "(re-export the engine with this version, or upgrade edgevlm)"
+            )
+        manifest = parse_section(cls, data, where, skip=("root",))
+        manifest = dataclasses.replace(manifest, root=root)
+        _check_consistent(manifest, where)
+        return manifest
+
+    def to_json(self) -> dict:
+        return section_json(self, skip=("root",))
+
+    def save(self, engine_dir: str) -> None:
+        """Write ENGINE_DIR/edgevlm.json atomically (it is not among the hashed files)."""
+        write_json(os.path.join(engine_dir, MANIFEST_FILE), self.to_json())
+
+
+def _check_consistent(manifest: Manifest, where: str) -> None:
+    """Cross-field rules and values the runtime can honour; anything else is refused here."""
+    def refuse(field_name: str, problem: str) -> None:
+        raise EdgeVLMError(f"{where}: {field_name} {problem}; re-export the engine with this edgevlm")
+
+    for key, entry in manifest.files.items():
+        name = entry.path
+        if not name or os.path.isabs(name) or "\\" in name or any(part in ("", ".", "..") for part in name.split("/")):
+            refuse(f"files.{key}.path", f"is {name!r}: engine files must be plain relative names inside the engine folder")
+    for name, graph in manifest.graphs.items():
+        if graph.file not in manifest.files:
+            refuse(f"graphs.{name}.file", f"names {graph.file!r}, which is not in files")
+    unknown = [t for t in manifest.tasks if t not in TASKS]
+    if unknown:
+        refuse("tasks", f"lists {unknown}, which this runtime cannot do (it knows {list(TASKS)})")
+    if manifest.precision not in PRECISIONS:
+        refuse("precision", f"is {manifest.precision!r}, not one of {list(PRECISIONS)}")
+    p = manifest.preprocess
+    supported = {"color_order": ("RGB", "BGR"), "resize_mode": ("squash",), "interpolation": ("area", "linear"),
+                 "layout": ("NCHW",)}
+    for name, allowed in supported.items():
+        if getattr(p, name) not in allowed:
+            refuse(f"preprocess.{name}", f"is {getattr(p, name)!r}; this runtime supports {list(allowed)}")
+    if not (p.scale > 0 and p.image_size > 0 and all(s > 0 for s in p.std)):
+        refuse("preprocess", "needs image_size > 0, scale > 0 and std > 0")
+    if manifest.model.cache_layout != "fixed_capacity":
+        refuse("model.cache_layout", f"is {manifest.model.cache_layout!r}; this runtime reads 'fixed_capacity'")
+    if manifest.generation.beam_size < 1 or manifest.generation.max_new_tokens < 1:
+        refuse("generation", "needs beam_size >= 1 and max_new_tokens >= 1")
+    if manifest.concepts is not None:
+        missing = [n for n in manifest.concepts.names if n not in manifest.concepts.words]
+        if missing:
+            refuse("concepts.words", f"has no words for {missing}")
+
+
+def _confined_path(root: str, entry: FileEntry, key: str) -> str:
+    """ROOT/entry.path, refused if it (or a symlink on the way) leads outside ROOT."""
+    path = os.path.join(root, entry.path)
+    real_root = os.path.realpath(root)
+    if os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
+        raise EdgeVLMError(f"engine file {entry.path!r} (files.{key} in {MANIFEST_FILE}) leads outside the engine "
+                           f"folder {root}; refusing to open it (re-export the engine)")
+    return path
+
+
+def is_engine_dir(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, MANIFEST_FILE))
 
 
 def load_manifest(engine_dir: str, verify: bool = True) -> Manifest:
@@ -60,22 +280,36 @@ def load_manifest(engine_dir: str, verify: bool = True) -> Manifest:
         raise EdgeVLMError(f"engine folder not found: {engine_dir}; make one with `edgevlm export MODEL_DIR --out DIR`")
     if not os.path.isfile(path):
         raise EdgeVLMError(f"{engine_dir} is not an engine: {MANIFEST_FILE} is missing (re-run `edgevlm export`)")
-    data = read_json(path, "an edgevlm engine manifest")
-    version = data.get("schema_version") if isinstance(data, dict) else None
-    if version != SCHEMA_VERSION:
-        raise EdgeVLMError(
-            f"{path}: unknown schema_version {version!r}; this edgevlm reads version {SCHEMA_VERSION} "
-            "(re-export the engine with this version, or upgrade edgevlm)"
-        )
-    manifest = Manifest(os.path.abspath(engine_dir), data)
-    if verify:
-        for key, entry in data["files"].items():
-            file_path = manifest.path(key)
-            if not os.path.isfile(file_path):
-                raise EdgeVLMError(f"engine file missing: {file_path} (listed in {MANIFEST_FILE}); re-export the engine")
-            if sha256_file(file_path) != entry["sha256"]:
-                raise EdgeVLMError(
-                    f"engine file {file_path} does not match the sha256 in {MANIFEST_FILE}: "
-                    "it was modified or truncated; re-export the engine"
-                )
+    root = os.path.abspath(engine_dir)
+    manifest = Manifest.from_json(read_json(path, "an edgevlm engine manifest"), root, path)
+    for key, entry in manifest.files.items():
+        file_path = _confined_path(root, entry, key)
+        if not verify:
+            continue
+        if not os.path.isfile(file_path):
+            raise EdgeVLMError(f"engine file missing: {file_path} (listed in {MANIFEST_FILE}); re-export the engine")
+        if sha256_file(file_path) != entry.sha256:
+            raise EdgeVLMError(
+                f"engine file {file_path} does not match the sha256 in {MANIFEST_FILE}: "
+                "it was modified or truncated; re-export the engine"
+            )
     return manifest
+
+
+def update_manifest(engine_dir: str, change, what: str = "the manifest") -> Manifest:
+    """Load (unverified), apply ``change(manifest) -> manifest`` and save atomically; an
+    unwritable engine folder is one line naming the fix."""
+    manifest = change(load_manifest(engine_dir, verify=False))
+    try:
+        manifest.save(engine_dir)
+    except OSError as exc:
+        raise EdgeVLMError(f"cannot write {what} into {os.path.join(engine_dir, MANIFEST_FILE)}: {exc.strerror}; "
+                           "copy the engine somewhere writable and pass --engine") from exc
+    return manifest
+
+
+def check_engine_out(out_dir: str, inputs: tuple[str, ...] = ()) -> None:
+    """Refuse to write an engine over a folder that is not one (see fileio.check_replaceable)."""
+    from edgevlm.fileio import check_replaceable
+
+    check_replaceable(out_dir, MANIFEST_FILE, "an edgevlm engine", inputs=inputs)

@@ -33,12 +33,23 @@ def preprocess_bgr(
     mean=(0.5, 0.5, 0.5),
     std=(0.5, 0.5, 0.5),
     interpolation: str = "area",
+    color_order: str = "RGB",
+    scale: float = 1.0 / 255.0,
 ) -> np.ndarray:
-    """(H, W, 3) uint8 BGR -> (3, S, S) float32 RGB, squashed to S x S, (x/255 - mean)/std."""
+    """(H, W, 3) uint8 BGR -> (3, S, S) float32 in ``color_order``, squashed to S x S,
+    (x * scale - mean) / std."""
     if image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
         raise EdgeVLMError(f"expected a colour image (H, W, 3), got shape {image_bgr.shape}")
     if image_bgr.shape[:2] != (image_size, image_size):
         image_bgr = cv2.resize(image_bgr, (image_size, image_size), interpolation=_INTERPOLATION[interpolation])
-    rgb = image_bgr[:, :, ::-1].astype(np.float32) * (1.0 / 255.0)  # (S, S, 3)
-    rgb = (rgb - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return np.ascontiguousarray(rgb.transpose(2, 0, 1))  # (3, S, S)
+    ordered = image_bgr[:, :, ::-1] if color_order == "RGB" else image_bgr
+    pixels = ordered.astype(np.float32) * np.float32(scale)  # (S, S, 3)
+    pixels = (pixels - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(pixels.transpose(2, 0, 1))  # (3, S, S)
+
+
+def preprocess_with(image_bgr: np.ndarray, settings) -> np.ndarray:
+    """``preprocess_bgr`` with the fields of a manifest's ``preprocess`` section or a model
+    config's PreprocessConfig (fields a config lacks take the defaults)."""
+    return preprocess_bgr(image_bgr, settings.image_size, settings.mean, settings.std, settings.interpolation,
+                          getattr(settings, "color_order", "RGB"), getattr(settings, "scale", 1.0 / 255.0))

@@ -10,14 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-CAPTIONS = [
-    "a black dog runs on the grass",
-    "a dog plays with a red ball",
-    "two children play in the water",
-    "a man rides a bike down the street",
-    "a woman in a red shirt sits on a bench",
-    "a brown dog jumps over a log",
-]
+from edgevlm.export.families.captioner_tiny import CAPTIONS  # the tiny model's own captions
 
 
 def make_coco_dataset(root: str, split: str, count: int, seed: int = 0) -> str:
@@ -62,27 +55,9 @@ def tiny_config():
 @pytest.fixture(scope="session")
 def tiny_model_master(tmp_path_factory):
     """A random-init model folder with a tokenizer trained on CAPTIONS (built once)."""
-    import torch
+    from edgevlm.export.families.captioner_tiny import write_tiny_captioner
 
-    from edgevlm.config import DecoderConfig, ModelConfig, PreprocessConfig
-    from edgevlm.model_io import save_model
-    from edgevlm.models.captioner import Captioner
-    from edgevlm.tokenizer_training import add_words, train_tokenizer
-
-    # A VQA-capable vocabulary ([SEP], "yes"), as the shipped multi-task model has.
-    tokenizer = add_words(train_tokenizer(CAPTIONS, min_frequency=1), ["yes", "no", "two"])
-    cfg = ModelConfig(sep_id=tokenizer.sep_id,
-        decoder=DecoderConfig(vocab_size=tokenizer.vocab_size, d_model=32, n_layers=2, n_heads=4, d_ff=64,
-                              max_len=12, dropout=0.0),
-        preprocess=PreprocessConfig(image_size=64),
-    )
-    torch.manual_seed(0)
-    model = Captioner(cfg)
-    with torch.no_grad():  # sharpen the random output layer so greedy choices are not near-ties
-        model.decoder.tok_emb.weight.mul_(20.0)
-    path = str(tmp_path_factory.mktemp("models") / "tiny")
-    save_model(model, tokenizer, path)
-    return path
+    return write_tiny_captioner(str(tmp_path_factory.mktemp("models") / "tiny"))
 
 
 @pytest.fixture()

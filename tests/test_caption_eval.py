@@ -126,12 +126,12 @@ def concept_pair(tmp_path_factory, tiny_model_master):
 def _with_ban(model, engine, ban_below):
     c = model.cfg.concepts
     model.cfg = dataclasses.replace(model.cfg, concepts=dataclasses.replace(c, ban_below=ban_below))
-    engine.manifest.data["concepts"]["ban_below"] = ban_below
+    engine.manifest = engine.manifest.replace(concepts=dataclasses.replace(engine.manifest.concepts, ban_below=ban_below))
 
 
 @pytest.mark.parametrize("beam", [1, 2])
 def test_pytorch_captions_are_grounded_as_the_engine(concept_pair, beam):
-    from edgevlm.cli.model_inputs import caption_files
+    from edgevlm.generate import caption_files
     from edgevlm.data.object_lexicon import CATEGORIES
     from edgevlm.evaluation.caption_eval import engine_captions
     from edgevlm.model_io import load_model
@@ -156,7 +156,7 @@ def test_pytorch_answers_existence_from_the_head_as_the_engine(concept_pair, tmp
     from edgevlm.evaluation.vqa_eval import ModelAnswerer, model_answers
     from edgevlm.model_io import load_model
     from edgevlm.runtime.engine import CaptionEngine
-    from edgevlm.training.features import load_pixels
+    from edgevlm.features import load_pixels
 
     model_dir, engine_dir = concept_pair
     model, tokenizer = load_model(model_dir)
@@ -184,7 +184,7 @@ def test_a_model_without_a_head_captions_as_before(tiny_model_master):
     from edgevlm.generate import TorchStepper, concept_word_ids, generate_from_pixels, search_settings
     from edgevlm.model_io import load_model
     from edgevlm.runtime.search import beam_search
-    from edgevlm.training.features import load_pixels
+    from edgevlm.features import load_pixels
 
     model, tokenizer = load_model(tiny_model_master)
     assert model.concepts is None and concept_word_ids(model, tokenizer) is None

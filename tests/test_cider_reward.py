@@ -3,7 +3,7 @@
 import pytest
 from pycocoevalcap.cider.cider import Cider
 
-from edgevlm.training.cider_reward import CiderD
+from edgevlm.metrics.cider_reward import CiderD
 
 REFS = {
     0: ["a black dog runs on the grass", "a dog running in a field", "the black dog is running outside"],

@@ -3,6 +3,8 @@ vision graph's extra outputs, and the engine answering existence questions from 
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -82,23 +84,23 @@ def test_engine_answers_existence_from_the_head_and_grounds_captions(concept_mod
     model_dir, _ = concept_model
     engine_dir = str(tmp_path / "engine")
     manifest = export_engine(model_dir, engine_dir)
-    assert [o["name"] for o in manifest["graphs"]["vision"]["outputs"]] == [
+    assert [o.name for o in manifest.graph("vision").outputs] == [
         "visual_tokens", "pooled", "concept_probs", "novelty"]
-    assert manifest["concepts"]["names"][0] == "person" and "ban_below" in manifest["concepts"]
+    assert manifest.concepts.names[0] == "person" and manifest.concepts.ban_below > 0
     engine = CaptionEngine(engine_dir)
     rng = np.random.default_rng(0)
     image = (rng.integers(0, 255, size=(64, 64, 3))).astype(np.uint8)
     sight = engine.see(engine.preprocess(image)[None])
     assert sight.concepts.shape == (1, len(CATEGORIES)) and ((sight.concepts >= 0) & (sight.concepts <= 1)).all()
     assert sight.novelty.shape == (1,)
-    dog = manifest["concepts"]["names"].index("dog")
+    dog = manifest.concepts.names.index("dog")
     existence, other = engine.answer_sight(sight, ["is there a dog?", "what color is the dog?"], abstain_below=0.0)
     assert existence.source == "concepts" and other.source == "decoder"
     p = float(sight.concepts[0, dog])
     assert existence.answer == ("yes" if p >= 0.5 else "no")
     assert existence.probability == pytest.approx(max(p, 1 - p), abs=1e-6)
     # Every concept banned: the caption cannot name any of them.
-    engine.manifest.data["concepts"]["ban_below"] = 1.01
+    engine.manifest = engine.manifest.replace(concepts=dataclasses.replace(engine.manifest.concepts, ban_below=1.01))
     caption = engine.describe_sight(sight)[0].caption
     named = set(caption.split()) & {w for group in CATEGORIES.values() for w in group}
     assert not named, caption

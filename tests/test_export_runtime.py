@@ -24,16 +24,16 @@ PHOTOS = [os.path.join(SAMPLES, n) for n in ("coffee.jpg", "chelsea.jpg", "astro
 
 def test_engine_files_manifest_and_node_names(tiny_engine_master):
     manifest = load_manifest(tiny_engine_master)
-    assert set(manifest.data["files"]) == {"vision", "cross_kv", "decoder", "tokenizer"}
-    assert manifest.data["precision"] == "fp32" and manifest.data["schema_version"] == 1
-    assert manifest.data["exporter"]["opset"] >= 17
+    assert set(manifest.files) == {"vision", "cross_kv", "decoder", "tokenizer"}
+    assert manifest.precision == "fp32" and manifest.schema_version == 1
+    assert manifest.exporter["opset"] >= 17
     for graph in ("vision", "cross_kv", "decoder"):
-        model = onnx.load(manifest.path(graph))
+        model = onnx.load(manifest.graph_path(graph))
         onnx.checker.check_model(model)
-        assert [i.name for i in model.graph.input] == [s["name"] for s in manifest.graph(graph)["inputs"]]
-    names = {n.name for n in onnx.load(manifest.path("cross_kv")).graph.node}
+        assert [i.name for i in model.graph.input] == list(manifest.graph(graph).input_names)
+    names = {n.name for n in onnx.load(manifest.graph_path("cross_kv")).graph.node}
     assert "/decoder/layers.1/cross_attn/kv/MatMul" in names
-    names = {n.name for n in onnx.load(manifest.path("decoder")).graph.node}
+    names = {n.name for n in onnx.load(manifest.graph_path("decoder")).graph.node}
     assert "/decoder/layers.0/self_attn/qkv/MatMul" in names
     assert not [n for n in os.listdir(os.path.dirname(tiny_engine_master)) if n.startswith(".tmp")]
 

@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from edgevlm.runtime.engine import GraphStepper
 from edgevlm.runtime.kv_cache import KVCache
 from edgevlm.runtime.search import SearchSettings, beam_search
+from edgevlm.runtime.steppers import CacheStepper
 
 BOS, EOS, VOCAB = 2, 3, 12
 
@@ -30,7 +30,8 @@ class FakeDecoderBackend:
 def test_cache_is_written_in_place_and_fed_back():
     backend = FakeDecoderBackend()
     cache = KVCache(layers=1, rows=2, heads=1, capacity=8, head_dim=2)
-    stepper = GraphStepper(backend, cache, np.zeros((1, 2, 1, 3, 2), np.float32), np.zeros((1, 2, 1, 3, 2), np.float32))
+    cross = np.zeros((1, 2, 1, 3, 2), np.float32)
+    stepper = CacheStepper(backend, cache, cross, cross, takes_prefix_len=False)
     out = beam_search(stepper, 2, BOS, EOS, SearchSettings(beam_size=1, max_new_tokens=6, no_repeat_ngram=0))
     assert out == [[4, 5, 6], [4, 5, 6]]
     assert [c["position"] for c in backend.calls] == [0, 1, 2, 3]

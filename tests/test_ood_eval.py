@@ -99,8 +99,8 @@ class FakeEngine:
     """Describes every image as "a dog"; novelty = mean pixel value, from the vision graph."""
 
     def __init__(self, novelty: bool):
-        outputs = [{"name": "visual_tokens"}, {"name": "pooled"}] + ([{"name": "novelty"}] if novelty else [])
-        self.manifest = SimpleNamespace(graph=lambda name: {"outputs": outputs})
+        outputs = ["visual_tokens", "pooled"] + (["novelty"] if novelty else [])
+        self.manifest = SimpleNamespace(graph=lambda name: SimpleNamespace(gives=lambda output: output in outputs))
         self.seen = 0
 
     def preprocess(self, image):
@@ -148,7 +148,7 @@ def _ood_dir(tmp_path) -> str:
 
 
 def test_load_ood_errors(tmp_path):
-    with pytest.raises(EdgeVLMError, match="has no ood.json.*edgevlm.data.ood_images"):
+    with pytest.raises(EdgeVLMError, match="has no ood.json.*edgevlm.scripts.ood_images"):
         load_ood(str(tmp_path))
     folder = _ood_dir(tmp_path)
     assert [e["group"] for e in load_ood(folder)] == ["synthetic", "synthetic", "nothing"]

@@ -13,6 +13,7 @@ import pytest
 from edgevlm.data import ood_images, skimage_samples
 from edgevlm.errors import EdgeVLMError
 from edgevlm.runtime.frame_quality import ISSUES, assess_frame
+from edgevlm.scripts import ood_images as ood_images_script
 
 
 @pytest.fixture(scope="module")
@@ -91,5 +92,5 @@ def test_refuses_to_replace_a_folder_that_is_not_an_ood_set(tmp_path):
 
 def test_cli_needs_a_folder_or_the_check(capsys):
     with pytest.raises(SystemExit):
-        ood_images.main([])
+        ood_images_script.main([])
     assert "OUT_DIR" in capsys.readouterr().err

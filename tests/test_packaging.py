@@ -29,8 +29,8 @@ def test_shipped_engine_is_int8_and_passed_its_gate():
     from edgevlm.runtime.manifest import load_manifest
 
     manifest = load_manifest(default_engine_dir())  # verifies every sha256 too
-    assert manifest.data["precision"] == "int8"
-    quantization = manifest.data["quantization"]
+    assert manifest.precision == "int8"
+    quantization = manifest.quantization
     assert quantization["gate"]["passed"] and quantization["gate"]["images"] >= 1000
     assert quantization["gate"]["cider_drop_relative"] <= quantization["gate"]["max_cider_drop"]
     assert len(quantization["calibration"]["sha256"]) == 64 and quantization["calibration"]["images"] >= 100

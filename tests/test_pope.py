@@ -11,10 +11,11 @@ from click.testing import CliRunner
 
 from edgevlm.cli.main import cli
 from edgevlm.data import object_lexicon
-from edgevlm.data.pope_questions import SAMPLINGS, UNTRAINED_WORDINGS, WORDINGS, ask, main, pope_questions
+from edgevlm.data.pope_questions import SAMPLINGS, UNTRAINED_WORDINGS, WORDINGS, ask, pope_questions
 from edgevlm.data.vqa_questions import EXISTENCE_TEMPLATES
 from edgevlm.errors import EdgeVLMError
 from edgevlm.evaluation.pope_metrics import check_pope_entries, pope_report
+from edgevlm.scripts.pope_questions import main
 from tests.conftest import SAMPLES
 
 # (caption said by all three captions, images): frisbees come with dogs, so the dog-only

@@ -26,19 +26,19 @@ def test_tiny_engine_quantized_and_run_by_the_runtime(tiny_engine_master, calib_
     calib = load_calibration_set(calib_dir)
     out, cache = str(tmp_path / "int8"), str(tmp_path / "ranges")
     manifest = quantize_engine(tiny_engine_master, calib, out, "minmax", cache_dir=cache)
-    assert manifest["precision"] == "int8" and manifest["quantization"]["format"] == "QDQ"
-    assert manifest["quantization"]["calibration"] == {"images": 20, "sha256": calib.digest}
-    assert not any(g["ranges_reused"] for g in manifest["quantization"]["graphs"].values())
+    assert manifest.precision == "int8" and manifest.quantization["format"] == "QDQ"
+    assert manifest.quantization["calibration"] == {"images": 20, "sha256": calib.digest}
+    assert not any(g["ranges_reused"] for g in manifest.quantization["graphs"].values())
     engine = CaptionEngine(out)  # sha256s in the new manifest verify
     caption = engine.caption_images([read_image_bgr(os.path.join(SAMPLES, "coffee.jpg"))], 1)[0]
     assert isinstance(caption, str)
     import onnx
 
-    ops = {n.op_type for n in onnx.load(engine.manifest.path("decoder")).graph.node}
+    ops = {n.op_type for n in onnx.load(engine.manifest.graph_path("decoder")).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     # the same graphs and data again: ranges come from the cache, not a new calibration
     again = quantize_engine(tiny_engine_master, calib, str(tmp_path / "int8b"), "minmax", cache_dir=cache)
-    assert all(g["ranges_reused"] for g in again["quantization"]["graphs"].values())
+    assert all(g["ranges_reused"] for g in again.quantization["graphs"].values())
 
 
 def test_excluded_nodes_stay_float(tiny_engine_master, calib_dir, tmp_path):
@@ -47,7 +47,7 @@ def test_excluded_nodes_stay_float(tiny_engine_master, calib_dir, tmp_path):
     from edgevlm.calibration.quantize import match_nodes
 
     fp32 = CaptionEngine(tiny_engine_master)
-    names = match_nodes(fp32.manifest.path("decoder"), ["/decoder/layers.0/*"])
+    names = match_nodes(fp32.manifest.graph_path("decoder"), ["/decoder/layers.0/*"])
     assert "/decoder/layers.0/self_attn/qkv/MatMul" in names
     out = str(tmp_path / "int8")
     quantize_engine(tiny_engine_master, load_calibration_set(calib_dir), out, "minmax",
@@ -98,7 +98,7 @@ def test_cpu_variant_quantizes_vision_statically_and_the_decoder_dynamically(tin
     out = str(tmp_path / "cpu")
     manifest = quantize_engine(tiny_engine_master, load_calibration_set(calib_dir), out, "minmax",
                                cache_dir=str(tmp_path / "ranges"), variant="cpu")
-    q = manifest["quantization"]
+    q = manifest.quantization
     assert q["variant"] == "cpu" and q["graphs"]["decoder"]["mode"] == "dynamic"
     assert q["graphs"]["vision"]["mode"] == "static"
     ops = {n.op_type for n in onnx.load(os.path.join(out, "decoder.onnx")).graph.node}
@@ -116,7 +116,7 @@ def test_sensitivity_ranks_every_quantizable_node(tiny_engine_master, calib_dir,
     quantize_engine(tiny_engine_master, calib, str(tmp_path / "int8"), "minmax", cache_dir=cache)  # fills the cache
     fp32 = CaptionEngine(tiny_engine_master)
     ranked = node_sensitivity(fp32, "cross_kv", calib, "minmax", cache, samples=4)
-    assert sorted(n for n, _ in ranked) == sorted(quantizable_nodes(fp32.manifest.path("cross_kv")))
+    assert sorted(n for n, _ in ranked) == sorted(quantizable_nodes(fp32.manifest.graph_path("cross_kv")))
     damages = [d for _, d in ranked]
     assert damages == sorted(damages, reverse=True) and damages[0] > 0
 

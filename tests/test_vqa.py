@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from edgevlm.cli.main import cli
 from edgevlm.errors import EdgeVLMError
-from edgevlm.evaluation.vqa_metrics import choose_threshold, normalize_answer, score_answers
+from edgevlm.metrics.vqa_metrics import choose_threshold, normalize_answer, score_answers
 from edgevlm.generate import answer_from_visual
 from edgevlm.model_io import load_model
 from edgevlm.runtime.engine import NOT_SURE, CaptionEngine
@@ -57,7 +57,7 @@ def test_answer_loss_reads_only_the_answer_tokens(tiny_config):
 def test_onnx_answers_equal_pytorch(tiny_engine_master, tiny_model_master):
     engine = CaptionEngine(tiny_engine_master)
     model, tokenizer = load_model(tiny_model_master)
-    banned = tuple(engine.manifest.generation["banned_ids"])
+    banned = engine.manifest.generation.banned_ids
     capacity = model.cfg.decoder.max_len
     for path in PHOTOS:
         image = read_image_bgr(path)

@@ -10,21 +10,15 @@ import json
 
 import click
 
-from edgevlm.errors import EdgeVLMError
-from edgevlm.paths import default_engine_dir
-
-
-def resolve_engine(engine_dir: str | None) -> str:
-    engine_dir = engine_dir or default_engine_dir()
-    if engine_dir is None:
-        raise EdgeVLMError("no engine: this install ships none; make one with `edgevlm export MODEL_DIR --out DIR` and pass --engine DIR")
-    return engine_dir
+from edgevlm.cli.options import engine_option, provider_option, threads_option
+from edgevlm.paths import resolve_engine
 
 
 def _caption_with_model(sources, model_dir, beam, as_json):
     import torch
 
-    from edgevlm.cli.model_inputs import caption_files, expand_image_paths
+    from edgevlm.cli.model_inputs import expand_image_paths
+    from edgevlm.generate import caption_files
     from edgevlm.model_io import load_model
     from edgevlm.runtime.preprocess import read_image_bgr
 
@@ -39,14 +33,14 @@ def _caption_with_model(sources, model_dir, beam, as_json):
 
 @click.command("caption")
 @click.argument("sources", nargs=-1, required=True)
-@click.option("--engine", "engine_dir", default=None, type=click.Path(), help="Engine folder (default: the shipped engine).")
+@engine_option
 @click.option("--model", "model_dir", default=None, type=click.Path(),
               help="Caption image files with a PyTorch model folder instead of an engine.")
-@click.option("--provider", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu", show_default=True)
+@provider_option
 @click.option("--beam", type=click.IntRange(1, 16), default=None, help="Beam size (default: the engine's).")
 @click.option("--every", type=click.FloatRange(min=0.0, min_open=True), default=2.0, show_default=True,
               help="For videos and cameras: one caption per this many seconds of stream time.")
-@click.option("--threads", type=click.IntRange(1), default=None, help="onnxruntime intra-op threads.")
+@threads_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def command(sources, engine_dir, model_dir, provider, beam, every, threads, as_json):
     """Caption SOURCES: image files, folders, video files, camera indexes or /dev/videoN,

@@ -15,7 +15,7 @@ import click
 
 from edgevlm.cli.eval_report_text import caption_text, ood_text, pope_text, vqa_text
 from edgevlm.errors import EdgeVLMError
-from edgevlm.paths import default_model_dir
+from edgevlm.paths import default_model_dir, resolve_engine
 
 MIN_TUNING_QUESTIONS = 100  # fewer, and one lucky or unlucky answer moves the threshold
 
@@ -24,9 +24,9 @@ MIN_TUNING_QUESTIONS = 100  # fewer, and one lucky or unlucky answer moves the t
 @click.option("--model", "model_dir", default=None, type=click.Path(), help="Model folder (default: the shipped model).")
 @click.option("--data", default=None, type=click.Path(), help="COCO caption file, images/ beside it.")
 @click.option("--vqa", "vqa_file", default=None, type=click.Path(),
-              help="VQA question file (python -m edgevlm.data.vqa_questions): exact-match accuracy instead of captions.")
+              help="VQA question file (python -m edgevlm.scripts.vqa_questions): exact-match accuracy instead of captions.")
 @click.option("--pope", "pope_file", default=None, type=click.Path(),
-              help="POPE-style existence file (python -m edgevlm.data.pope_questions): balanced yes/no scores per "
+              help="POPE-style existence file (python -m edgevlm.scripts.pope_questions): balanced yes/no scores per "
                    "sampling, category and wording.")
 @click.option("--prior-from", "prior_file", default=None, type=click.Path(),
               help="With --vqa: training question file for the prior-only baseline (default: leave-one-image-out "
@@ -35,7 +35,7 @@ MIN_TUNING_QUESTIONS = 100  # fewer, and one lucky or unlucky answer moves the t
               help="Engine folder (--vqa, --pope, --ood: default the shipped engine; --data: captions from this "
                    "engine instead of a PyTorch --model folder).")
 @click.option("--ood", "ood_dir", default=None, type=click.Path(),
-              help="With --data: out-of-domain image folder with ood.json (python -m edgevlm.data.ood_images DIR): "
+              help="With --data: out-of-domain image folder with ood.json (python -m edgevlm.scripts.ood_images DIR): "
                    "the engine's novelty AUROC and confident person/dog claims, against the --data photos.")
 @click.option("--no-consistency", is_flag=True,
               help="With --data: skip asking the model about the objects its captions name (saves time).")
@@ -90,7 +90,7 @@ def command(model_dir, data, vqa_file, pope_file, prior_file, engine_dir, ood_di
 def _eval_captions(data, model_dir, engine_dir, images_dir, beam, limit, no_meteor, no_consistency, as_json):
     from edgevlm.data.coco import load_coco_captions
     from edgevlm.evaluation.caption_eval import caption_report
-    from edgevlm.evaluation.caption_metrics import java_available, score_captions
+    from edgevlm.metrics.caption_metrics import java_available, score_captions
 
     items = [i for i in load_coco_captions(data, images_dir) if i.captions][:limit]
     paths = [i.path for i in items]
@@ -101,11 +101,11 @@ def _eval_captions(data, model_dir, engine_dir, images_dir, beam, limit, no_mete
         source, engine = _open_engine(engine_dir)
         ask = None if no_consistency else engine_ask(engine, paths)  # before captioning: fail in a second
         captions = engine_captions(engine, paths, beam, progress=not as_json)
-        beam_used = beam or engine.manifest.generation["beam_size"]
+        beam_used = beam or engine.manifest.generation.beam_size
     else:
         import torch
 
-        from edgevlm.cli.model_inputs import caption_files
+        from edgevlm.generate import caption_files
         from edgevlm.evaluation.caption_eval import model_ask
         from edgevlm.model_io import load_model
 
@@ -133,7 +133,6 @@ def _echo_report(report: dict, as_json: bool, render) -> None:
 
 def _open_engine(engine_dir):
     """-> (the engine folder used: engine_dir or the shipped engine, its CaptionEngine)."""
-    from edgevlm.cli.caption_cmd import resolve_engine
     from edgevlm.runtime.engine import CaptionEngine
 
     source = resolve_engine(engine_dir)
@@ -179,7 +178,7 @@ def _answers(entries, model_dir, engine_dir, flag, progress):
 def _eval_vqa(vqa_file, prior_file, model_dir, engine_dir, tune_abstention, images_dir, limit, as_json):
     from edgevlm.evaluation.prior_baseline import load_training_answers, prior_report
     from edgevlm.evaluation.vqa_eval import load_qa, vqa_report, write_threshold
-    from edgevlm.evaluation.vqa_metrics import choose_threshold
+    from edgevlm.metrics.vqa_metrics import choose_threshold
     from edgevlm.runtime.engine import DEFAULT_ABSTAIN_BELOW
 
     if tune_abstention and not engine_dir:
@@ -212,7 +211,7 @@ def _eval_vqa(vqa_file, prior_file, model_dir, engine_dir, tune_abstention, imag
 def _eval_pope(pope_file, model_dir, engine_dir, tune_abstention, images_dir, limit, as_json):
     from edgevlm.evaluation.pope_metrics import check_pope_entries, pope_report
     from edgevlm.evaluation.vqa_eval import load_qa, write_existence_threshold
-    from edgevlm.evaluation.vqa_metrics import choose_threshold
+    from edgevlm.metrics.vqa_metrics import choose_threshold
     from edgevlm.runtime.engine import DEFAULT_ABSTAIN_BELOW
 
     if tune_abstention and not engine_dir:

@@ -17,8 +17,8 @@ def export_command(model_dir, out_dir, opset):
     from edgevlm.export.onnx_export import export_engine
 
     manifest = export_engine(model_dir, out_dir, opset)
-    total = sum(f["bytes"] for f in manifest["files"].values())
-    click.echo(f"wrote {out_dir}: {', '.join(f['path'] for f in manifest['files'].values())} ({total / 1e6:.1f} MB)")
+    names = ", ".join(entry.path for entry in manifest.files.values())
+    click.echo(f"wrote {out_dir}: {names} ({manifest.total_bytes / 1e6:.1f} MB)")
 
 
 @click.command("validate")

@@ -36,11 +36,11 @@ def command(as_json: bool):
     if info["default_engine"]:
         from edgevlm.runtime.manifest import load_manifest
 
-        manifest = load_manifest(info["default_engine"], verify=False).data
-        info["default_engine_tasks"] = manifest.get("tasks", ["caption"])  # "vqa": `edgevlm ask` works
-        info["default_engine_precision"] = manifest.get("precision")
+        manifest = load_manifest(info["default_engine"], verify=False)
+        info["default_engine_tasks"] = list(manifest.tasks)  # "vqa": `edgevlm ask` works
+        info["default_engine_precision"] = manifest.precision
         # Existence questions about these objects are answered by the concept head.
-        info["default_engine_concepts"] = manifest.get("concepts", {}).get("names", [])
+        info["default_engine_concepts"] = list(manifest.concepts.names) if manifest.concepts else []
     if as_json:
         click.echo(json.dumps(info))
     else:

@@ -9,16 +9,16 @@ import sys
 
 import click
 
-from edgevlm.cli.options import dataclass_options, pick
+from edgevlm.cli.options import dataclass_options, engine_option, pick, provider_option, threads_option
 from edgevlm.runtime.narration.policy import PolicySettings
 from edgevlm.runtime.narration.scene_gate import GateSettings
 
 
 @click.command("narrate")
 @click.argument("source")
-@click.option("--engine", "engine_dir", default=None, type=click.Path(), help="Engine folder (default: the shipped engine).")
-@click.option("--provider", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu", show_default=True)
-@click.option("--threads", type=click.IntRange(1), default=None, help="onnxruntime intra-op threads.")
+@engine_option
+@provider_option
+@threads_option
 @click.option("--beam", type=click.IntRange(1, 16), default=1, show_default=True, help="Beam size (1: lowest latency).")
 @click.option("--tts", type=click.Choice(["espeak", "none"]), default="espeak", show_default=True)
 @click.option("--speak/--no-speak", default=True, show_default=True, help="Play speech on the audio device.")
@@ -46,8 +46,8 @@ def command(source, engine_dir, provider, threads, beam, tts, speak, voice, rate
     list). Standard input at its end (ctrl-D) ends only the questions. An engine trained
     for captions only says so once and keeps narrating.
     """
-    from edgevlm.cli.caption_cmd import resolve_engine
     from edgevlm.errors import EdgeVLMError
+    from edgevlm.paths import resolve_engine
     from edgevlm.runtime.engine import CaptionEngine
     from edgevlm.runtime.narration.pipeline import Narrator, NarrateOptions
     from edgevlm.runtime.narration.speech import Speech

@@ -1,10 +1,18 @@
-"""Click options generated from config dataclasses, so a new config field is a new flag."""
+"""Click options shared by several commands, declared once so they cannot drift apart, and
+options generated from config dataclasses, so a new config field is a new flag."""
 
 from __future__ import annotations
 
 import dataclasses
 
 import click
+
+# The runtime commands' engine flags (caption, ask, narrate): same names, choices and help.
+engine_option = click.option("--engine", "engine_dir", default=None, type=click.Path(),
+                             help="Engine folder (default: the shipped engine).")
+provider_option = click.option("--provider", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu",
+                               show_default=True)
+threads_option = click.option("--threads", type=click.IntRange(1), default=None, help="onnxruntime intra-op threads.")
 
 
 def dataclass_options(cls, prefix: str = "", skip: tuple[str, ...] = ()):

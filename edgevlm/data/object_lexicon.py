@@ -1,6 +1,6 @@
 """The object categories that existence questions, hallucination metrics (CHAIR) and the
 concept head share, each a synonym group, chosen from the most frequent concrete nouns of
-the Flickr8k training captions (counted per image, ``python -m edgevlm.data.object_lexicon
+the Flickr8k training captions (counted per image, ``python -m edgevlm.scripts.object_lexicon
 CAPTIONS.json`` prints the counts).
 
 One lexicon for everything, so "is there a dog?", the CHAIR count of a hallucinated
@@ -282,28 +282,3 @@ def noun_forms(category: str) -> tuple[str, str, str]:
         return "", category, category
     article = "an " if category[0] in "aeiou" else "a "
     return article, category, PLURALS.get(category, category + "s")
-
-
-def main() -> None:
-    """python -m edgevlm.data.object_lexicon CAPTIONS.json: per category, the images where it
-    is present, absent and open (the counts the category list was chosen from)."""
-    import argparse
-    import json
-    from collections import Counter
-
-    from edgevlm.data.coco import load_coco_captions
-
-    parser = argparse.ArgumentParser(description="per-category label counts of a COCO caption file")
-    parser.add_argument("captions")
-    args = parser.parse_args()
-    present, absent = Counter(), Counter()
-    items = load_coco_captions(args.captions, check_files=False)
-    for item in items:
-        for name, is_present in image_labels(list(item.captions)).items():
-            (present if is_present else absent)[name] += 1
-    print(json.dumps({name: {"present": present[name], "absent": absent[name],
-                             "open": len(items) - present[name] - absent[name]} for name in CATEGORIES}, indent=1))
-
-
-if __name__ == "__main__":
-    main()

@@ -2,8 +2,8 @@
 outdoors) and with NO person and NO dog in any image, so every "man" or "dog" a captioner
 says about it is invented.
 
-    python -m edgevlm.data.ood_images OUT_DIR                          # JPEGs + OUT_DIR/ood.json
-    python -m edgevlm.data.ood_images --check-quality [--data DIR]     # measure frame_quality
+    python -m edgevlm.scripts.ood_images OUT_DIR                       # JPEGs + OUT_DIR/ood.json
+    python -m edgevlm.scripts.ood_images --check-quality [--data DIR]  # measure frame_quality
 
 Groups:
 - skimage:   sample photos and scans that ship inside scikit-image (a dev dependency; the
@@ -17,9 +17,9 @@ Groups:
 ``OUT_DIR/ood.json`` lists {"file", "group", "source", "licence"} per image, plus "issue"
 in the "nothing" group. The folder is written whole or not at all.
 """
-# The docstring above is also the --help text. Each group is drawn by its own module
-# (skimage_samples, synthetic_scenes, bad_frames); this one writes them to a folder, and
-# --check-quality runs edgevlm.evaluation.frame_quality_check.
+# The docstring above is also the script's --help text. Each group is drawn by its own module
+# (skimage_samples, synthetic_scenes, bad_frames); this one writes them to a folder; the
+# script's --check-quality runs edgevlm.evaluation.frame_quality_check.
 
 from __future__ import annotations
 
@@ -36,7 +36,6 @@ from edgevlm.data.ood_image import OODImage
 from edgevlm.data.skimage_samples import skimage_images
 from edgevlm.data.synthetic_scenes import synthetic_scenes
 from edgevlm.errors import EdgeVLMError
-from edgevlm.evaluation.frame_quality_check import check_quality
 from edgevlm.fileio import atomic_dir, check_replaceable
 
 log = logging.getLogger(__name__)
@@ -76,30 +75,3 @@ def write_ood_set(out_dir: str) -> list[dict]:
             f.write("\n")
     log.info("wrote %d images to %s: %s", len(entries), out_dir, dict(Counter(e["group"] for e in entries)))
     return entries
-
-
-def main(argv: list[str] | None = None) -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("out_dir", nargs="?", help="folder to write the JPEGs and ood.json into")
-    parser.add_argument("--check-quality", action="store_true",
-                        help="measure edgevlm.runtime.frame_quality on real and bad frames; print the rates")
-    parser.add_argument("--data", default=os.path.join("..", "shared", "data"),
-                        help="folder holding flickr8k/ and video/ (default ../shared/data)")
-    args = parser.parse_args(argv)
-    if not args.out_dir and not args.check_quality:
-        parser.error("give OUT_DIR, --check-quality, or both")
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        if args.out_dir:
-            entries = write_ood_set(args.out_dir)
-            print(json.dumps({"out_dir": args.out_dir, "groups": dict(Counter(e["group"] for e in entries))}))
-        if args.check_quality:
-            print(json.dumps(check_quality(args.data), indent=1))
-    except EdgeVLMError as exc:
-        raise SystemExit(f"error: {exc}") from exc
-
-
-if __name__ == "__main__":
-    main()

@@ -1,7 +1,7 @@
 """POPE-style object-existence questions (Li et al., 2023, "Evaluating Object Hallucination
 in Large Vision-Language Models") from human captions: a test a category prior cannot pass.
 
-    python -m edgevlm.data.pope_questions CAPTIONS.json OUT.json [--per-category N]
+    python -m edgevlm.scripts.pope_questions CAPTIONS.json OUT.json [--per-category N]
 
 For every category of ``object_lexicon`` and each of three samplings, as many "yes" as "no"
 questions, so a model that answers "is there a dog?" from how often dogs appear, without
@@ -20,7 +20,6 @@ draw is seeded from the category and sampling names (crc32, not Python's salted 
 
 from __future__ import annotations
 
-import os
 import random
 import zlib
 from collections import Counter
@@ -147,39 +146,3 @@ def summary(entries: list[dict], left_out: dict[str, str]) -> dict:
                                  "categories": len({e["category"] for e in rows})}
     return {"questions": len(entries), "categories": by_sampling["random"]["categories"],
             "by_sampling": by_sampling, "left_out": left_out}
-
-
-def main(argv: list[str] | None = None) -> None:
-    """python -m edgevlm.data.pope_questions CAPTIONS.json OUT.json [--per-category N]:
-    write the questions and print the counts per sampling (one JSON object)."""
-    import argparse
-    import json
-
-    from edgevlm.data.coco import default_images_dir, load_coco_captions
-    from edgevlm.fileio import write_json
-
-    parser = argparse.ArgumentParser(description="COCO captions -> POPE-style yes/no questions (deterministic)")
-    parser.add_argument("captions")
-    parser.add_argument("out")
-    parser.add_argument("--per-category", type=int, default=PER_CATEGORY,
-                        help=f"most 'yes' (and 'no') questions per category and sampling (default {PER_CATEGORY})")
-    args = parser.parse_args(argv)
-    try:
-        if os.path.abspath(args.out) == os.path.abspath(args.captions):
-            raise EdgeVLMError(f"OUT {args.out} is the captions file itself; name another file")
-        items = load_coco_captions(args.captions, check_files=False)
-        images_dir = default_images_dir(args.captions)
-        entries, left_out = pope_questions(
-            [{"image_id": i.image_id, "file_name": os.path.relpath(i.path, images_dir), "captions": i.captions}
-             for i in items], args.per_category)
-        if not entries:
-            raise EdgeVLMError(f"{args.captions}: no category has {MIN_YES} images with it and {MIN_YES} without; "
-                               "use a larger caption file")
-        write_json(args.out, entries)
-    except EdgeVLMError as exc:
-        raise SystemExit(f"error: {exc}") from None
-    print(json.dumps(summary(entries, left_out), indent=1))
-
-
-if __name__ == "__main__":
-    main()

@@ -226,28 +226,3 @@ def generate_questions(images: list[dict]) -> list[dict]:
             questions.append({"question_id": len(questions) + 1, "image_id": image["image_id"],
                               "image": image["file_name"], "question": question, "answers": [answer], "type": kind})
     return questions
-
-
-def main() -> None:
-    """python -m edgevlm.data.vqa_questions CAPTIONS.json OUT.json: write the questions and
-    print the count per type."""
-    import argparse
-    import json
-    from collections import Counter
-
-    from edgevlm.data.coco import load_coco_captions
-    from edgevlm.fileio import write_json
-
-    parser = argparse.ArgumentParser(description="COCO captions -> VQA-style questions (deterministic)")
-    parser.add_argument("captions")
-    parser.add_argument("out")
-    args = parser.parse_args()
-    items = load_coco_captions(args.captions, check_files=False)
-    questions = generate_questions([{"image_id": i.image_id, "file_name": i.path.rsplit("/", 1)[-1],
-                                     "captions": list(i.captions)} for i in items])
-    write_json(args.out, questions)
-    print(json.dumps({"questions": len(questions), "by_type": dict(Counter(q["type"] for q in questions))}))
-
-
-if __name__ == "__main__":
-    main()

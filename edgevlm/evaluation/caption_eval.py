@@ -97,7 +97,7 @@ def model_ask(model, tokenizer, paths: list[str]) -> Ask:
     DEFAULT_ABSTAIN_BELOW or empty."""
     from edgevlm.evaluation.vqa_eval import ModelAnswerer
     from edgevlm.runtime.engine import DEFAULT_ABSTAIN_BELOW, NOT_SURE
-    from edgevlm.training.features import load_pixels
+    from edgevlm.features import load_pixels
 
     if tokenizer.sep_id is None:
         raise EdgeVLMError(NO_ANSWERS.format(what="this model (its tokenizer has no [SEP] token)"))

@@ -2,7 +2,7 @@
 frames, how often it catches bad frames, how strong a degradation must be before it fires,
 and how long one VGA frame takes. The thresholds in frame_quality were read off this report.
 
-    python -m edgevlm.data.ood_images --check-quality [--data DIR]
+    python -m edgevlm.scripts.ood_images --check-quality [--data DIR]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Out-of-domain behaviour of an engine: the body of ``edgevlm eval --ood``.
 
-On images nothing like its training photos (``python -m edgevlm.data.ood_images DIR``: no
+On images nothing like its training photos (``python -m edgevlm.scripts.ood_images DIR``: no
 person and no dog in any of them) a captioner still says "a man ..." or "a dog ...". What
 protects a blind user is that such captions are hedged ("I'm not sure what this is; it may
 be ...") or replaced by a frame message ("It is too dark to see."). This measures:
@@ -28,7 +28,7 @@ from edgevlm.errors import EdgeVLMError
 OOD_LISTING = "ood.json"
 CLAIM_CATEGORIES = frozenset({"person", "dog"})  # what a blind user most needs to be right about
 MAX_EXAMPLES = 10
-MAKE_SET = "make one with python -m edgevlm.data.ood_images OOD_DIR"
+MAKE_SET = "make one with python -m edgevlm.scripts.ood_images OOD_DIR"
 
 
 def load_ood(ood_dir: str) -> list[dict]:
@@ -168,7 +168,7 @@ def _examples(groups: list[str], ood: list, files: list[str] | None) -> list[dic
 # --------------------------------------------------------------------------- running the engine
 def has_novelty(engine) -> bool:
     """Does the engine's vision graph output a novelty score?"""
-    return any(spec["name"] == "novelty" for spec in engine.manifest.graph("vision")["outputs"])
+    return engine.manifest.graph("vision").gives("novelty")
 
 
 def describe_files(engine, paths: list[str], beam_size: int | None, batch_size: int = 32,

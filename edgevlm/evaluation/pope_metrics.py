@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from edgevlm.data.pope_questions import SAMPLINGS, WORDINGS
 from edgevlm.errors import EdgeVLMError
-from edgevlm.evaluation.vqa_metrics import normalize_answer
+from edgevlm.metrics.vqa_metrics import normalize_answer
 
 POPE_KEYS = {"category", "sampling", "wording", "trained_wording"}
 
@@ -24,7 +24,7 @@ def check_pope_entries(entries: list[dict], path: str) -> None:
     for index, entry in enumerate(entries):
         if not POPE_KEYS <= set(entry) or entry.get("answers") not in (["yes"], ["no"]):
             raise EdgeVLMError(f"{path}: entry [{index}] is not a POPE question (needs {sorted(POPE_KEYS)} and "
-                               'answers ["yes"] or ["no"]); make the file with python -m edgevlm.data.pope_questions')
+                               'answers ["yes"] or ["no"]); make the file with python -m edgevlm.scripts.pope_questions')
 
 
 def says_yes(text: str) -> bool:

@@ -21,7 +21,7 @@ import re
 from collections import Counter
 
 from edgevlm.errors import EdgeVLMError
-from edgevlm.evaluation.vqa_metrics import normalize_answer, score_answers
+from edgevlm.metrics.vqa_metrics import normalize_answer, score_answers
 
 PRIOR_KEYS = {"question", "answers", "type"}
 
@@ -32,22 +32,22 @@ def question_key(text: str) -> str:
 
 
 def load_training_answers(path: str) -> list[dict]:
-    """A question file (python -m edgevlm.data.vqa_questions) whose images are not needed:
+    """A question file (python -m edgevlm.scripts.vqa_questions) whose images are not needed:
     -> its entries, each checked for "question", "answers" (non-empty list of strings), "type"."""
     from edgevlm.fileio import read_json
 
     if not os.path.isfile(path):
         raise EdgeVLMError(f"--prior-from file not found: {path}")
-    data = read_json(path, "a VQA question file (python -m edgevlm.data.vqa_questions)")
+    data = read_json(path, "a VQA question file (python -m edgevlm.scripts.vqa_questions)")
     if not isinstance(data, list) or not data:
         raise EdgeVLMError(f"{path} must hold a non-empty JSON list of questions; make one with "
-                           "python -m edgevlm.data.vqa_questions TRAIN_CAPTIONS.json OUT.json")
+                           "python -m edgevlm.scripts.vqa_questions TRAIN_CAPTIONS.json OUT.json")
     for index, entry in enumerate(data):
         if (not isinstance(entry, dict) or not PRIOR_KEYS <= set(entry) or not isinstance(entry["question"], str)
                 or not isinstance(entry["answers"], list) or not entry["answers"]
                 or not all(isinstance(a, str) for a in entry["answers"])):
             raise EdgeVLMError(f"{path}: entry [{index}] needs 'question', 'type' and a non-empty 'answers' list of "
-                               "strings (make the file with python -m edgevlm.data.vqa_questions)")
+                               "strings (make the file with python -m edgevlm.scripts.vqa_questions)")
     return data
 
 

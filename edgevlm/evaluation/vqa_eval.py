@@ -8,14 +8,14 @@ import os
 import numpy as np
 
 from edgevlm.errors import EdgeVLMError
-from edgevlm.evaluation.vqa_metrics import score_answers
+from edgevlm.metrics.vqa_metrics import score_answers
 
 QUESTION_KEYS = {"question_id", "image", "question", "answers", "type"}
 
 
 def load_qa(path: str, images_dir: str | None) -> list[dict]:
     """A VQA-style file (the generator's output): entries with QUESTION_KEYS, "path" added."""
-    from edgevlm.cli.ask_cmd import load_questions
+    from edgevlm.runtime.question_file import load_questions
 
     entries = load_questions(path, images_dir)
     for index, entry in enumerate(entries):
@@ -23,14 +23,14 @@ def load_qa(path: str, images_dir: str | None) -> list[dict]:
         if missing or not isinstance(entry["answers"], list) or not entry["answers"] or not all(
                 isinstance(a, str) for a in entry["answers"]):
             raise EdgeVLMError(f"{path}: entry [{index}] needs {sorted(QUESTION_KEYS)} with a non-empty "
-                               "'answers' list of strings (make one with python -m edgevlm.data.vqa_questions)")
+                               "'answers' list of strings (make one with python -m edgevlm.scripts.vqa_questions)")
     return entries
 
 
 def engine_answers(engine, entries: list[dict], progress: bool = False) -> dict:
     """question_id -> (answer text, probability), never abstaining (thresholds are applied
     when scoring, so one pass serves every threshold)."""
-    from edgevlm.cli.ask_cmd import answer_entries
+    from edgevlm.runtime.question_file import answer_entries
 
     pairs = answer_entries(engine, entries, abstain_below=0.0)
     if progress:
@@ -84,7 +84,7 @@ def model_answers(model_dir: str, entries: list[dict]) -> dict:
     """The same with the PyTorch model (one photo at a time, each encoded once for all its
     questions, as the engine)."""
     from edgevlm.model_io import load_model
-    from edgevlm.training.features import load_pixels
+    from edgevlm.features import load_pixels
 
     model, tokenizer = load_model(model_dir)
     answer = ModelAnswerer(model, tokenizer)
@@ -116,29 +116,24 @@ def vqa_report(entries: list[dict], answers: dict, threshold: float, per_questio
 def write_existence_threshold(engine_dir: str, threshold: float, tuned_on: str, questions: int) -> None:
     """Record the concept head's "I'm not sure" threshold (existence answers) in the engine
     manifest, as ``write_threshold`` does the decoder's."""
-    _update_manifest(engine_dir, lambda data: data["concepts"].update(
-        abstain_below=threshold, tuned_on=os.path.basename(tuned_on), tuned_questions=questions))
+    import dataclasses
+
+    from edgevlm.runtime.manifest import update_manifest
+
+    def change(manifest):
+        if manifest.concepts is None:
+            raise EdgeVLMError(f"{engine_dir} has no concept head: there is no existence threshold to tune")
+        return manifest.replace(concepts=dataclasses.replace(
+            manifest.concepts, abstain_below=threshold, tuned_on=os.path.basename(tuned_on), tuned_questions=questions))
+
+    update_manifest(engine_dir, change, "the threshold")
 
 
 def write_threshold(engine_dir: str, threshold: float, tuned_on: str, questions: int) -> None:
     """Record the decoder's abstention threshold in the engine manifest."""
+    from edgevlm.runtime.manifest import VQAThreshold, update_manifest
+
     # The exact float (JSON keeps it): rounding up would abstain on the answer it was tuned to give.
-    _update_manifest(engine_dir, lambda data: data.update(vqa={
-        "abstain_below": threshold, "tuned_on": os.path.basename(tuned_on), "tuned_questions": questions,
-        "rule": "maximise right - wrong answers (abstain scores 0)"}))
-
-
-def _update_manifest(engine_dir: str, change) -> None:
-    """Apply ``change(data)`` to the engine manifest and write it atomically (the manifest is
-    not among the hashed files)."""
-    from edgevlm.fileio import read_json, write_json
-    from edgevlm.runtime.manifest import MANIFEST_FILE
-
-    path = os.path.join(engine_dir, MANIFEST_FILE)
-    data = read_json(path, "an edgevlm engine manifest")
-    change(data)
-    try:
-        write_json(path, data)
-    except OSError as exc:
-        raise EdgeVLMError(f"cannot write the threshold into {path}: {exc.strerror}; copy the engine somewhere "
-                           "writable and pass --engine") from exc
+    threshold_section = VQAThreshold(abstain_below=threshold, tuned_on=os.path.basename(tuned_on),
+                                     tuned_questions=questions, rule="maximise right - wrong answers (abstain scores 0)")
+    update_manifest(engine_dir, lambda manifest: manifest.replace(vqa=threshold_section), "the threshold")

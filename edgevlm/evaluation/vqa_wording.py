@@ -1,24 +1,16 @@
-"""How much a yes/no answer depends on the wording of the question (torch-free).
+"""How much a yes/no answer depends on the wording of the question (torch-free); run by
+``python -m edgevlm.scripts.vqa_wording``.
 
-    python -m edgevlm.evaluation.vqa_wording --vqa vqa_dev.json --images DIR [--engine DIR] [--limit 400]
-
-Takes the yes/no questions of a VQA file (the generator's), recovers each one's object,
-asks about it in every wording below about the same photo, and prints the accuracy per
-wording. The last two wordings are never generated for training: they measure how well the
-model carries over to phrasings it has not seen.
+Each generated yes/no question's object is recovered and asked about in every wording below
+about the same photo. The last two wordings are never generated for training: they measure
+how well the model carries over to phrasings it has not seen.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import random
 import re
 
-from edgevlm.cli.caption_cmd import resolve_engine
-from edgevlm.evaluation.vqa_eval import load_qa
-from edgevlm.evaluation.vqa_metrics import normalize_answer
-from edgevlm.runtime.engine import CaptionEngine
+from edgevlm.metrics.vqa_metrics import normalize_answer
 from edgevlm.runtime.preprocess import read_image_bgr
 
 WORDINGS = {  # name -> (question from (article, noun, plural), in the training templates?)
@@ -47,17 +39,9 @@ def recover_object(question: str) -> tuple[str, str, str] | None:
     return article, noun, plural
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--vqa", required=True)
-    parser.add_argument("--images", default=None)
-    parser.add_argument("--engine", default=None)
-    parser.add_argument("--limit", type=int, default=400, help="yes/no questions sampled (seed 0)")
-    args = parser.parse_args()
-    entries = [e for e in load_qa(args.vqa, args.images) if e["type"] == "yesno" and recover_object(e["question"])]
-    random.Random(0).shuffle(entries)
-    entries = entries[: args.limit]
-    engine = CaptionEngine(resolve_engine(args.engine))
+def wording_accuracy(engine, entries: list[dict]) -> list[dict]:
+    """entries: yes/no VQA entries whose object ``recover_object`` finds -> one row per
+    wording: {"wording", "trained_wording", "questions", "accuracy"}."""
     right = {name: 0 for name in WORDINGS}
     for entry in entries:
         article, noun, plural = recover_object(entry["question"])
@@ -65,10 +49,5 @@ def main() -> None:
         answers = engine.answer_image(read_image_bgr(entry["path"]), questions, abstain_below=0.0)
         for name, answer in zip(WORDINGS, answers):
             right[name] += normalize_answer(answer.answer) == normalize_answer(entry["answers"][0])
-    for name, (_, trained) in WORDINGS.items():
-        print(json.dumps({"wording": name, "trained_wording": trained, "questions": len(entries),
-                          "accuracy": round(right[name] / max(len(entries), 1), 4)}))
-
-
-if __name__ == "__main__":
-    main()
+    return [{"wording": name, "trained_wording": trained, "questions": len(entries),
+             "accuracy": round(right[name] / max(len(entries), 1), 4)} for name, (_, trained) in WORDINGS.items()]

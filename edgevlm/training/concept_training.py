@@ -135,7 +135,7 @@ def existence_threshold(probs: np.ndarray, labels: np.ndarray) -> float:
     """The "I'm not sure" threshold on the answer's probability (max(p, 1-p)) that maximises
     right minus wrong answers over every labelled (image, concept) pair, each concept
     weighted equally on both answers (balanced, as the POPE-style evaluation)."""
-    from edgevlm.evaluation.vqa_metrics import choose_threshold
+    from edgevlm.metrics.vqa_metrics import choose_threshold
 
     questions, answers = [], {}
     for k in range(labels.shape[1]):
@@ -158,7 +158,7 @@ def train_concepts(model_dir: str, data_dir: str, out: str, cache_dir: str, epoc
 
     from edgevlm.data.coco import load_coco_captions
     from edgevlm.model_io import load_model, save_model
-    from edgevlm.training.features import cached_features
+    from edgevlm.features import cached_features
 
     model, tokenizer = load_model(model_dir)
     cfg = concept_config(ban_below=ban_below, hidden=hidden,

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from edgevlm.models.captioner import Captioner
-from edgevlm.training.cider_reward import CiderD
+from edgevlm.metrics.cider_reward import CiderD
 
 
 @torch.no_grad()

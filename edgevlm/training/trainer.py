@@ -24,17 +24,17 @@ from tqdm import tqdm
 from edgevlm.config import ModelConfig
 from edgevlm.data.coco import CaptionedImage, load_coco_captions, resolve_split
 from edgevlm.errors import EdgeVLMError
-from edgevlm.evaluation.caption_metrics import score_captions
-from edgevlm.evaluation.vqa_metrics import score_answers
+from edgevlm.metrics.caption_metrics import score_captions
+from edgevlm.metrics.vqa_metrics import score_answers
 from edgevlm.fileio import atomic_path, write_json
 from edgevlm.generate import answer_from_visual, generate_from_features, search_settings
 from edgevlm.model_io import load_model, resize_vocab, save_model
 from edgevlm.models.captioner import Captioner
 from edgevlm.runtime.text import CaptionTokenizer
 from edgevlm.tokenizer_training import add_words, train_tokenizer
-from edgevlm.training.cider_reward import CiderD
+from edgevlm.metrics.cider_reward import CiderD
 from edgevlm.training.contrastive import ContrastiveHead
-from edgevlm.training.features import cached_features
+from edgevlm.features import cached_features
 from edgevlm.training.scst import scst_loss
 from edgevlm.training.settings import TrainSettings
 from edgevlm.training.vqa_data import answer_words, encode_questions, frequent_question_words, questions_for

@@ -1,17 +1,44 @@
-"""Inference backends, one module each, chosen by name. Heavy optional modules (tensorrt) are
-imported only when their backend is asked for, so a machine without them imports the rest."""
+"""Inference backends, registered by name and imported only when asked for, so a machine
+without a backend's libraries (tensorrt, onnxruntime-gpu) imports the rest.
+
+Add one: subclass ``base.Backend`` (``_open``, ``_close``, ``_run``; override
+``decoder_stepper`` to keep the KV cache on a device), then ``register_backend(name, cls)``
+or add its import path to ``BACKENDS``.
+"""
 
 from __future__ import annotations
 
+import importlib
+
 from edgevlm.errors import EdgeVLMError
+from edgevlm.runtime.backends.base import PROVIDERS, Backend, BackendOptions
 
-PROVIDERS = ("cpu", "cuda", "tensorrt")
+# name -> "module:Class", imported on first use
+BACKENDS: dict[str, str | type[Backend]] = {
+    "onnxruntime": "edgevlm.runtime.backends.onnxruntime_backend:OnnxRuntimeBackend",
+}
+DEFAULT_BACKEND = "onnxruntime"
+
+__all__ = ["BACKENDS", "PROVIDERS", "Backend", "BackendOptions", "create_backend", "register_backend"]
 
 
-def create_backend(manifest, provider: str = "cpu", threads: int | None = None, spinning: bool = False):
-    """-> a backend whose ``run(graph, feeds) -> dict`` executes the manifest's graphs."""
-    if provider not in PROVIDERS:
-        raise EdgeVLMError(f"unknown provider {provider!r}; choose one of {', '.join(PROVIDERS)}")
-    from edgevlm.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+def register_backend(name: str, backend: str | type[Backend]) -> None:
+    BACKENDS[name] = backend
 
-    return OnnxRuntimeBackend(manifest, provider, threads, spinning)
+
+def backend_class(name: str) -> type[Backend]:
+    if name not in BACKENDS:
+        raise EdgeVLMError(f"unknown backend {name!r}; choose one of {', '.join(sorted(BACKENDS))}")
+    entry = BACKENDS[name]
+    if isinstance(entry, str):
+        module, _, cls = entry.partition(":")
+        entry = getattr(importlib.import_module(module), cls)
+    return entry
+
+
+def create_backend(manifest, backend: str = DEFAULT_BACKEND, options: BackendOptions | None = None) -> Backend:
+    """-> an opened backend that runs the manifest's graphs."""
+    options = options or BackendOptions()
+    if options.provider not in PROVIDERS:
+        raise EdgeVLMError(f"unknown provider {options.provider!r}; choose one of {', '.join(PROVIDERS)}")
+    return backend_class(backend)(manifest, options).open()

@@ -1,4 +1,5 @@
-"""onnxruntime backend: one InferenceSession per graph, feeds checked against the manifest."""
+"""onnxruntime backend: one InferenceSession per graph, on the execution provider the
+options name (``cpu``, ``cuda``, ``tensorrt``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 import onnxruntime as ort
 
 from edgevlm.errors import EdgeVLMError
+from edgevlm.runtime.backends.base import Backend
 
 _ORT_PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -29,10 +31,11 @@ def session_options(threads: int | None, spinning: bool = False) -> ort.SessionO
     return options
 
 
-class OnnxRuntimeBackend:
+class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
-    def __init__(self, manifest, provider: str = "cpu", threads: int | None = None, spinning: bool = False):
+    def _open(self) -> None:
+        provider = self.options.provider
         wanted = _ORT_PROVIDERS[provider]
         available = ort.get_available_providers()
         if wanted[0] not in available:
@@ -40,35 +43,19 @@ class OnnxRuntimeBackend:
                 f"provider {provider!r} needs onnxruntime's {wanted[0]}, which this install lacks "
                 f"(available: {', '.join(available)}); install onnxruntime-gpu or use --provider cpu"
             )
-        self.manifest = manifest
+        options = session_options(self.options.threads, self.options.spinning)
         self.sessions: dict[str, ort.InferenceSession] = {}
-        self.specs: dict[str, dict] = {}
-        self.output_names: dict[str, list[str]] = {}
-        options = session_options(threads, spinning)
-        for name in ("vision", "cross_kv", "decoder"):
-            path = manifest.path(manifest.graph(name)["file"])
+        self.output_names = {graph: list(spec.output_names) for graph, spec in self.manifest.graphs.items()}
+        for graph in self.manifest.graphs:
+            path = self.manifest.graph_path(graph)
             try:
-                self.sessions[name] = ort.InferenceSession(path, options, providers=wanted)
+                self.sessions[graph] = ort.InferenceSession(path, options, providers=wanted)
             except Exception as exc:  # onnxruntime raises its own exception types for bad files
                 raise EdgeVLMError(f"onnxruntime cannot load {path}: {str(exc).splitlines()[0]}") from exc
-            self.specs[name] = {spec["name"]: spec for spec in manifest.graph(name)["inputs"]}
-            self.output_names[name] = [spec["name"] for spec in manifest.graph(name)["outputs"]]
 
-    def check_feeds(self, graph: str, feeds: dict[str, np.ndarray]) -> None:
-        """Same messages for every backend: names, dtypes and static dims against the manifest."""
-        specs = self.specs[graph]
-        if set(feeds) != set(specs):
-            raise EdgeVLMError(f"{graph}: expected inputs {sorted(specs)}, got {sorted(feeds)}")
-        for name, spec in specs.items():
-            array = feeds[name]
-            if array.dtype != np.dtype(spec["dtype"]) or array.ndim != len(spec["shape"]):
-                raise EdgeVLMError(f"{graph}.{name}: expected {spec['dtype']} {spec['shape']}, got {array.dtype} {array.shape}")
-            for dim, want in zip(array.shape, spec["shape"]):
-                if isinstance(want, int) and dim != want:
-                    raise EdgeVLMError(f"{graph}.{name}: expected shape {spec['shape']}, got {array.shape}")
+    def _close(self) -> None:
+        self.sessions.clear()
 
-    def run(self, graph: str, feeds: dict[str, np.ndarray], check: bool = False) -> dict[str, np.ndarray]:
-        if check:
-            self.check_feeds(graph, feeds)
+    def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outputs = self.sessions[graph].run(self.output_names[graph], feeds)
         return dict(zip(self.output_names[graph], outputs))

@@ -24,7 +24,7 @@ def cosine_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class GateSettings:
-    # Tuned on the sample videos (python -m edgevlm.evaluation.tune_gate; DESIGN.md): on the
+    # Tuned on the sample videos (python -m edgevlm.scripts.tune_gate; DESIGN.md): on the
     # fixed street camera of vtest.avi, frame-to-frame distance is 0.014 at p50, 0.056 at p99.
     change: float = 0.15  # distance from the captioned scene that counts as a new scene
     settle: float = 0.02  # frame-to-frame distance under which the view has settled

@@ -1,5 +1,5 @@
 """Do two captions mean the same? Content-word overlap, with the threshold measured on real
-caption pairs (``python -m edgevlm.evaluation.tune_similarity``).
+caption pairs (``python -m edgevlm.scripts.tune_similarity``).
 
 Hand-written rather than a sentence-embedding model: the runtime must stay small and
 torch-free, and captions from one model differ mostly by swapped or dropped words, which

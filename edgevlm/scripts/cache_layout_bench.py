@@ -1,6 +1,6 @@
 """Measure the two self-attention cache layouts for the exported decoder step, side by side.
 
-    python -m edgevlm.export.cache_layout_bench MODEL_DIR [--steps 20] [--repeats 30]
+    python -m edgevlm.scripts.cache_layout_bench MODEL_DIR [--steps 20] [--repeats 30]
 
 - fixed_capacity (shipped): the graph reads the whole (L,B,H,S,hd) buffer and returns only
   the new rows; the runtime writes them in place at `position`.
@@ -62,7 +62,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from edgevlm.export.onnx_export import export_engine
-    from edgevlm.runtime.engine import CaptionEngine, GraphStepper
+    from edgevlm.runtime.engine import CaptionEngine
 
     model, _ = load_model(args.model_dir)
     cfg = model.cfg.decoder
@@ -87,7 +87,7 @@ def main() -> None:
         token = np.array([[5]], np.int64)
 
         def run_fixed():
-            stepper = GraphStepper(engine.backend, engine.cache_for(1), cross_np, cross_np)
+            stepper = engine.backend.decoder_stepper(cross_np, cross_np)
             for position in range(args.steps):
                 stepper.step(token[0], position)
 

@@ -1,7 +1,7 @@
 """Measure the caption-similarity threshold that separates "same scene" from "different
 scene" on real human captions.
 
-    python -m edgevlm.evaluation.tune_similarity --data ../shared/data/flickr8k/captions_dev.json
+    python -m edgevlm.scripts.tune_similarity --data ../shared/data/flickr8k/captions_dev.json
 
 Positive pairs: two captions of the same image. Negative pairs: captions of two different
 images that share at least one content word ("a black dog runs on grass" vs "a dog swims"):

@@ -1,4 +1,7 @@
-"""Cache the frozen encoder's feature maps once, so training the decoder on a 2-core CPU
+"""Encoder inputs and features for training, evaluation and tuning alike (here, not under
+training/, so evaluation reads photos as training did without importing training).
+
+The frozen encoder's feature maps are cached once, so training the decoder on a 2-core CPU
 costs minutes per epoch instead of hours (the encoder is ~80% of a training step's FLOPs).
 """
 
@@ -16,15 +19,14 @@ from tqdm import tqdm
 from edgevlm.config import ModelConfig
 from edgevlm.fileio import atomic_path
 from edgevlm.models.efficientnet_lite import EfficientNetLite0
-from edgevlm.runtime.preprocess import preprocess_bgr, read_image_bgr
+from edgevlm.runtime.preprocess import preprocess_with, read_image_bgr
 
 log = logging.getLogger(__name__)
 
 
 def load_pixels(path: str, cfg: ModelConfig) -> np.ndarray:
     """Image file -> (3,S,S) float32, exactly as the runtime preprocesses it."""
-    p = cfg.preprocess
-    return preprocess_bgr(read_image_bgr(path), p.image_size, p.mean, p.std, p.interpolation)
+    return preprocess_with(read_image_bgr(path), cfg.preprocess)
 
 
 def _feeds_tap(param_name: str, tap: str) -> bool:

@@ -1,6 +1,6 @@
 """Score search settings (beam size, n-gram guard, length penalty) on a dev split.
 
-    python -m edgevlm.evaluation.tune_search --model DIR --data captions_dev.json
+    python -m edgevlm.scripts.tune_search --model DIR --data captions_dev.json
 
 Encoder features are computed once (cached like training's), then each setting decodes
 every image; prints one JSON line per setting with BLEU-4, CIDEr, mean length and seconds.
@@ -18,10 +18,10 @@ import time
 import torch
 
 from edgevlm.data.coco import load_coco_captions
-from edgevlm.evaluation.caption_metrics import score_captions
+from edgevlm.metrics.caption_metrics import score_captions
 from edgevlm.generate import generate_from_features, search_settings
 from edgevlm.model_io import load_model
-from edgevlm.training.features import cached_features
+from edgevlm.features import cached_features
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Tune the scene gate on real videos: how often would each setting run the decoder?
 
-    python -m edgevlm.evaluation.tune_gate VIDEO... [--engine DIR]
+    python -m edgevlm.scripts.tune_gate VIDEO... [--engine DIR]
 
 Runs the vision graph on every frame once, prints the distribution of frame-to-frame
 cosine distances of the pooled embeddings, then replays the gate for a grid of settings
@@ -15,7 +15,7 @@ import json
 
 import numpy as np
 
-from edgevlm.paths import default_engine_dir
+from edgevlm.paths import resolve_engine
 from edgevlm.runtime.engine import CaptionEngine
 from edgevlm.runtime.narration.scene_gate import GateSettings, SceneGate, cosine_distance
 from edgevlm.runtime.sources import FrameSource
@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("videos", nargs="+")
     parser.add_argument("--engine", default=None)
     args = parser.parse_args()
-    engine = CaptionEngine(args.engine or default_engine_dir(), threads=2)
+    engine = CaptionEngine(resolve_engine(args.engine), threads=2)
     for video in args.videos:
         times, pooled = pooled_track(engine, video)
         steps = [cosine_distance(a, b) for a, b in zip(pooled, pooled[1:])]

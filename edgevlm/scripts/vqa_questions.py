@@ -1,0 +1,32 @@
+"""VQA-style question-answer pairs from human captions (``edgevlm.data.vqa_questions``).
+
+    python -m edgevlm.scripts.vqa_questions CAPTIONS.json OUT.json
+
+Writes the questions and prints the count per type.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+
+from edgevlm.data.coco import load_coco_captions
+from edgevlm.data.vqa_questions import generate_questions
+from edgevlm.fileio import write_json
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="COCO captions -> VQA-style questions (deterministic)")
+    parser.add_argument("captions")
+    parser.add_argument("out")
+    args = parser.parse_args()
+    items = load_coco_captions(args.captions, check_files=False)
+    questions = generate_questions([{"image_id": i.image_id, "file_name": i.path.rsplit("/", 1)[-1],
+                                     "captions": list(i.captions)} for i in items])
+    write_json(args.out, questions)
+    print(json.dumps({"questions": len(questions), "by_type": dict(Counter(q["type"] for q in questions))}))
+
+
+if __name__ == "__main__":
+    main()

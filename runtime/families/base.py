@@ -1,0 +1,54 @@
+"""What a model family tells the runtime: its graphs' I/O table, preprocessing, tokenizer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from edgevlm.errors import EdgeVLMError
+
+
+@dataclass(frozen=True)
+class GraphIO:
+    """Names a graph must take and give; ``optional_*`` may be absent (older engines, no head)."""
+
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    optional_inputs: tuple[str, ...] = ()
+    optional_outputs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RuntimeFamily:
+    name: str
+    graphs: dict[str, GraphIO]  # in the order they run per image
+    tokenizer_kind: str  # what tokenizer.json holds, e.g. "wordlevel" (tokenizers' WordLevel)
+    preprocess: Callable  # (image (H,W,3) uint8 BGR, manifest.preprocess) -> (3,S,S) float32
+    load_tokenizer: Callable  # (path) -> a tokenizer with encode/decode/question_prompt
+    # cross-field checks beyond the I/O table: (manifest) -> problem text or None
+    consistency: tuple[Callable, ...] = field(default=())
+
+    def check(self, manifest) -> None:
+        """Refuse an engine whose graphs do not match this family's table, naming the graph."""
+        where = f"{manifest.root or 'the engine'}: {self.name}"
+        if set(manifest.graphs) != set(self.graphs):
+            raise EdgeVLMError(f"{where} engines have graphs {sorted(self.graphs)}, this one has "
+                               f"{sorted(manifest.graphs)}; re-export it")
+        for name, io in self.graphs.items():
+            spec = manifest.graph(name)
+            for kind, required, optional, have in (("input", io.inputs, io.optional_inputs, spec.input_names),
+                                                   ("output", io.outputs, io.optional_outputs, spec.output_names)):
+                missing = [n for n in required if n not in have]
+                unknown = [n for n in have if n not in required + optional]
+                if missing or unknown:
+                    raise EdgeVLMError(f"{where}: graph {name!r} lacks {kind}s {missing} or has unknown {kind}s "
+                                       f"{unknown}; re-export the engine")
+        for rule in self.consistency:
+            problem = rule(manifest)
+            if problem:
+                raise EdgeVLMError(f"{where}: {problem}; re-export the engine")
+
+    def preprocess_image(self, image_bgr: np.ndarray, settings) -> np.ndarray:
+        return self.preprocess(image_bgr, settings)

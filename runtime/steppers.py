@@ -1,0 +1,51 @@
+"""The decoder stepper over a backend's decoder graph and a host-side KV cache.
+
+The search (runtime/search.py) drives any stepper; this one feeds the decoder graph the
+cache that ``KVCache`` keeps in numpy and writes each run's new K/V rows back in place.
+It is told whether the graph takes ``prefix_len`` (from the manifest): engines exported
+before VQA have no such input and caption only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgevlm.errors import EdgeVLMError
+from edgevlm.runtime.kv_cache import KVCache
+
+
+class CacheStepper:
+    """Stepper over the decoder graph; rows = images x beams, image-major."""
+
+    def __init__(self, backend, cache: KVCache, cross_k: np.ndarray, cross_v: np.ndarray, takes_prefix_len: bool):
+        self.backend, self.cache = backend, cache
+        self.cross_k, self.cross_v = cross_k, cross_v
+        self.takes_prefix_len = takes_prefix_len
+        self._position = np.zeros((), np.int64)  # reused 0-d feeds
+        self._prefix_len = np.zeros((), np.int64)
+
+    def _run(self, tokens: np.ndarray, position: int, prefix_len: int) -> np.ndarray:
+        """tokens (R,T) at ``position`` -> logits (R,T,V); their K/V written into the cache."""
+        self._position[()] = position
+        feeds = {"input_ids": tokens, "position": self._position, "cache_k": self.cache.k, "cache_v": self.cache.v,
+                 "cross_k": self.cross_k, "cross_v": self.cross_v}
+        if self.takes_prefix_len:
+            self._prefix_len[()] = prefix_len
+            feeds["prefix_len"] = self._prefix_len
+        out = self.backend.run("decoder", feeds)
+        self.cache.write(position, out["new_k"], out["new_v"])
+        return out["logits"]
+
+    def step(self, tokens: np.ndarray, position: int) -> np.ndarray:
+        """tokens (R,) int64 at ``position`` -> next-token logits (R, V)."""
+        return self._run(tokens.reshape(-1, 1), position, 0)[:, 0]
+
+    def prefill(self, prompts: np.ndarray) -> np.ndarray:
+        """prompts (R,P) as one prefix-LM prefix at positions 0..P-1 -> logits after the last (R, V)."""
+        if not self.takes_prefix_len:
+            raise EdgeVLMError("this engine's decoder graph has no prefix_len input (exported before VQA); "
+                               "re-export it with `edgevlm export MODEL_DIR --out DIR`")
+        return self._run(np.ascontiguousarray(prompts, np.int64), 0, prompts.shape[1])[:, -1]
+
+    def reorder(self, rows: np.ndarray) -> None:
+        self.cache.reorder(rows)
