@@ -1,39 +1,64 @@
-"""Shared fixtures: tiny random-init configs, a small generated COCO dataset, a model folder."""
+"""Shared fixtures: tiny random-init configs, a small generated COCO dataset, a model folder,
+an engine folder; and the hook that skips ``gpu`` / ``tensorrt`` tests on a machine without
+what they need. Helpers that are not fixtures live in tests/support.py."""
 
 from __future__ import annotations
 
-import json
-import os
+import importlib
 import shutil
 
-import cv2
-import numpy as np
 import pytest
 
-from edgevlm.export.families.captioner_tiny import CAPTIONS  # the tiny model's own captions
+from tests.support import make_coco_dataset
 
 
-def make_coco_dataset(root: str, split: str, count: int, seed: int = 0) -> str:
-    """Write ``count`` random 64x48 JPEGs under root/images and root/captions_{split}.json."""
-    rng = np.random.default_rng(seed)
-    images_dir = os.path.join(root, "images")
-    os.makedirs(images_dir, exist_ok=True)
-    images, annotations = [], []
-    for i in range(count):
-        name = f"{split}_{i}.jpg"
-        colour = rng.integers(0, 255, size=3)
-        pixels = (rng.integers(0, 60, size=(48, 64, 3)) + colour).clip(0, 255).astype(np.uint8)
-        cv2.imwrite(os.path.join(images_dir, name), pixels)
-        images.append({"id": i + 1, "file_name": name, "width": 64, "height": 48})
-        for j in range(2):
-            annotations.append({"id": len(annotations) + 1, "image_id": i + 1,
-                                "caption": CAPTIONS[(i + j) % len(CAPTIONS)]})
-    path = os.path.join(root, f"captions_{split}.json")
-    with open(path, "w") as f:
-        json.dump({"images": images, "annotations": annotations}, f)
-    return path
+# --------------------------------------------------------------------------- markers
+def _missing_for_gpu() -> str | None:
+    """Why ``gpu`` tests cannot run here, or None when they can."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if "CUDAExecutionProvider" not in available:
+        return (f"needs onnxruntime's CUDAExecutionProvider (this onnxruntime {ort.__version__} has "
+                f"{', '.join(available)}; install onnxruntime-gpu on a machine with an NVIDIA GPU)")
+    return None
 
 
+def _missing_for_tensorrt() -> str | None:
+    """Why ``tensorrt`` tests cannot run here, or None when they can."""
+    import onnxruntime as ort
+
+    missing = []
+    available = ort.get_available_providers()
+    if "TensorrtExecutionProvider" not in available:
+        missing.append(f"onnxruntime's TensorrtExecutionProvider (available: {', '.join(available)})")
+    try:
+        importlib.import_module("tensorrt")
+    except Exception as exc:  # ImportError, or a broken install failing to load its libraries
+        missing.append(f"the tensorrt Python package ({type(exc).__name__}: {exc})")
+    return "needs " + " and ".join(missing) if missing else None
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip ``gpu`` tests without onnxruntime's CUDA provider, and ``tensorrt`` tests without
+    its TensorRT provider and an importable ``tensorrt``, saying what is missing. Each check
+    runs once, and only when a collected test carries its marker."""
+    checks = {"gpu": _missing_for_gpu, "tensorrt": _missing_for_tensorrt}
+    found: dict[str, str | None] = {}
+    for item in items:
+        reasons = []
+        for marker, check in checks.items():
+            if item.get_closest_marker(marker) is None:
+                continue
+            if marker not in found:
+                found[marker] = check()
+            if found[marker]:
+                reasons.append(f"{marker} test {found[marker]}")
+        if reasons:
+            item.add_marker(pytest.mark.skip(reason="; ".join(reasons)))
+
+
+# --------------------------------------------------------------------------- fixtures
 @pytest.fixture()
 def tiny_dataset(tmp_path):
     root = str(tmp_path / "data")
@@ -84,26 +109,12 @@ def tiny_engine_dir(tmp_path, tiny_engine_master):
     return path
 
 
-def make_video(path: str, seconds: float = 2.0, fps: int = 10, size=(64, 48), still: bool = False) -> str:
-    """A small MJPG .avi: a moving colour block (or one still frame repeated)."""
-    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
-    for i in range(int(seconds * fps)):
-        frame = np.full((size[1], size[0], 3), 40, np.uint8)
-        x = 0 if still else (i * 3) % (size[0] - 16)
-        frame[10:30, x : x + 16] = (0, 0, 220)
-        writer.write(frame)
-    writer.release()
+@pytest.fixture(scope="session")
+def shipped_fp32_engine(tmp_path_factory):
+    """The shipped model exported to FP32: a real model, so captions carry meaning (read-only)."""
+    from edgevlm.export.onnx_export import export_engine
+    from edgevlm.paths import default_model_dir
+
+    path = str(tmp_path_factory.mktemp("fp32") / "engine")
+    export_engine(default_model_dir(), path)
     return path
-
-
-# Prepended to a subprocess's code: importing torch then raises, as on a machine without it.
-BLOCK_TORCH = (
-    "import sys\n"
-    "class Blocker:\n"
-    "    def find_spec(self, name, path=None, target=None):\n"
-    "        if name == 'torch' or name.startswith('torch.'):\n"
-    "            raise ImportError('torch is blocked in this test')\n"
-    "sys.meta_path.insert(0, Blocker())\n"
-)
-
-SAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "edgevlm", "assets", "samples")

@@ -12,9 +12,11 @@ import pytest
 import edgevlm.calibration
 import edgevlm.metrics
 import edgevlm.runtime
-from tests.conftest import BLOCK_TORCH
+from tests.support import BLOCK_TORCH, REPO_ROOT
 
-NO_TORCH_LOADED = "assert not [m for m in sys.modules if m == 'torch' or m.startswith('torch.')]\n"
+# (a None entry is BLOCK_TORCH's marker, not a loaded module)
+NO_TORCH_LOADED = ("assert not [m for m, module in sys.modules.items()\n"
+                   "            if (m == 'torch' or m.startswith('torch.')) and module is not None]\n")
 
 
 def _runtime_modules():
@@ -71,7 +73,6 @@ def test_gate_metrics_score_without_torch():
 # cli -> library (evaluation, training, data, export, calibration, metrics, models, ...) ->
 # runtime (+ the torch-free leaves edgevlm.errors and edgevlm.fileio). Read from the source
 # with ast, lazy imports inside functions included.
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE_DIRS = {"edgevlm": "edgevlm", "edgevlm.export": "export", "edgevlm.runtime": "runtime",
                 "edgevlm.calibration": "calibration"}
 # (file, imported module) pairs allowed until a file owned elsewhere is updated; keep it empty.
@@ -82,15 +83,15 @@ def _modules() -> dict[str, str]:
     """source file (relative to the repo) -> module name, for every module of every package."""
     out = {}
     for package, folder in PACKAGE_DIRS.items():
-        for dirpath, dirnames, files in os.walk(os.path.join(ROOT, folder)):
+        for dirpath, dirnames, files in os.walk(os.path.join(REPO_ROOT, folder)):
             dirnames[:] = [d for d in dirnames if d != "__pycache__" and d != "assets"]
             for file in files:
                 if not file.endswith(".py"):
                     continue
-                rel = os.path.relpath(os.path.join(dirpath, file), ROOT)
+                rel = os.path.relpath(os.path.join(dirpath, file), REPO_ROOT)
                 if folder == "edgevlm" and rel.split(os.sep)[1] in {"export", "runtime", "calibration"}:
                     continue
-                parts = os.path.relpath(os.path.join(dirpath, file), os.path.join(ROOT, folder))[:-3].split(os.sep)
+                parts = os.path.relpath(os.path.join(dirpath, file), os.path.join(REPO_ROOT, folder))[:-3].split(os.sep)
                 name = ".".join([package] + [p for p in parts if p != "__init__"])
                 out[rel.replace(os.sep, "/")] = name
     return out
@@ -99,7 +100,7 @@ def _modules() -> dict[str, str]:
 def _imports(path: str, module: str) -> set[str]:
     """Every edgevlm module ``path`` imports, at any depth; ``from X import y`` counts as X
     and X.y (y may be a submodule)."""
-    tree = ast.parse(open(os.path.join(ROOT, path), encoding="utf-8").read(), path)
+    tree = ast.parse(open(os.path.join(REPO_ROOT, path), encoding="utf-8").read(), path)
     is_package = path.endswith("__init__.py")
     found = set()
     for node in ast.walk(tree):
@@ -171,7 +172,7 @@ def test_calibration_and_data_stay_off_the_torch_side():
 def test_scripts_live_in_edgevlm_scripts():
     hosts = []
     for path in _modules():
-        tree = ast.parse(open(os.path.join(ROOT, path), encoding="utf-8").read(), path)
+        tree = ast.parse(open(os.path.join(REPO_ROOT, path), encoding="utf-8").read(), path)
         for node in tree.body:
             if (isinstance(node, ast.If) and isinstance(node.test, ast.Compare)
                     and isinstance(node.test.left, ast.Name) and node.test.left.id == "__name__"):

@@ -3,25 +3,25 @@
 import os
 import tomllib
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.support import REPO_ROOT
 
 
 def test_every_package_is_listed():
-    config = tomllib.load(open(os.path.join(ROOT, "pyproject.toml"), "rb"))["tool"]["setuptools"]
+    config = tomllib.load(open(os.path.join(REPO_ROOT, "pyproject.toml"), "rb"))["tool"]["setuptools"]
     found = set()
     for package, folder in config["package-dir"].items():
-        for dirpath, _, files in os.walk(os.path.join(ROOT, folder)):
+        for dirpath, _, files in os.walk(os.path.join(REPO_ROOT, folder)):
             if "__init__.py" in files and "__pycache__" not in dirpath:
-                relative = os.path.relpath(dirpath, os.path.join(ROOT, folder))
+                relative = os.path.relpath(dirpath, os.path.join(REPO_ROOT, folder))
                 found.add(package if relative == "." else package + "." + relative.replace(os.sep, "."))
     assert found == set(config["packages"])
 
 
 def test_shipped_assets_are_package_data():
-    config = tomllib.load(open(os.path.join(ROOT, "pyproject.toml"), "rb"))["tool"]["setuptools"]
+    config = tomllib.load(open(os.path.join(REPO_ROOT, "pyproject.toml"), "rb"))["tool"]["setuptools"]
     assert config["package-data"]["edgevlm"] == ["assets/**/*"]
     for folder in ("default_model", "default_engine", "samples"):
-        assert os.listdir(os.path.join(ROOT, "edgevlm", "assets", folder))
+        assert os.listdir(os.path.join(REPO_ROOT, "edgevlm", "assets", folder))
 
 
 def test_shipped_engine_is_int8_and_passed_its_gate():

@@ -10,19 +10,29 @@ from edgevlm.runtime.text import CaptionTokenizer
 NAME = "edgevlm-captioner"
 
 
-def _cache_matches_model(manifest) -> str | None:
-    m = manifest.model
-    want = (m.n_layers, "batch", m.n_heads, m.cache_capacity, m.head_dim)
-    for spec in manifest.graph("decoder").inputs:
-        if spec.name in ("cache_k", "cache_v") and tuple(spec.shape) != want:
-            return f"decoder.{spec.name} has shape {list(spec.shape)}, but model says {list(want)}"
-    logits = next(s for s in manifest.graph("decoder").outputs if s.name == "logits")
-    if logits.shape[-1] != m.vocab_size:
-        return f"decoder.logits has {logits.shape[-1]} classes, but model.vocab_size is {m.vocab_size}"
-    pixels = manifest.graph("vision").inputs[0]
-    size = manifest.preprocess.image_size
-    if tuple(pixels.shape[1:]) != (3, size, size):
-        return f"vision.pixels has shape {list(pixels.shape)}, but preprocess.image_size is {size}"
+def _shapes_match_model(manifest) -> str | None:
+    """Every graph tensor whose shape the model section implies has that shape."""
+    m, size = manifest.model, manifest.preprocess.image_size
+    cross = (m.n_layers, "batch", m.n_heads, m.num_visual_tokens, m.head_dim)
+    cache = (m.n_layers, "batch", m.n_heads, m.cache_capacity, m.head_dim)
+    expected = {
+        ("vision", "pixels"): ("batch", 3, size, size),
+        ("vision", "visual_tokens"): ("batch", m.num_visual_tokens, m.d_model),
+        ("vision", "pooled"): ("batch", m.pooled_dim),
+        ("cross_kv", "visual_tokens"): ("batch", m.num_visual_tokens, m.d_model),
+        ("cross_kv", "cross_k"): cross, ("cross_kv", "cross_v"): cross,
+        ("decoder", "cache_k"): cache, ("decoder", "cache_v"): cache,
+        ("decoder", "cross_k"): cross, ("decoder", "cross_v"): cross,
+        ("decoder", "logits"): ("batch", "tokens", m.vocab_size),
+    }
+    for (graph, name), want in expected.items():
+        spec = manifest.graph(graph)
+        found = [s for s in spec.inputs + spec.outputs if s.name == name]
+        if found and tuple(found[0].shape) != want:
+            return f"{graph}.{name} has shape {list(found[0].shape)}, but the model section implies {list(want)}"
+    if manifest.generation.max_new_tokens >= m.cache_capacity or m.cache_capacity > m.max_len:
+        return (f"generation.max_new_tokens {manifest.generation.max_new_tokens} must be below model.cache_capacity "
+                f"{m.cache_capacity}, itself at most model.max_len {m.max_len}")
     return None
 
 
@@ -46,5 +56,5 @@ CAPTIONER = RuntimeFamily(
     tokenizer_kind="wordlevel",
     preprocess=preprocess_with,
     load_tokenizer=CaptionTokenizer.load,
-    consistency=(_cache_matches_model, _vqa_needs_prefill),
+    consistency=(_shapes_match_model, _vqa_needs_prefill),
 )

@@ -16,7 +16,7 @@ from edgevlm.data.vqa_questions import EXISTENCE_TEMPLATES
 from edgevlm.errors import EdgeVLMError
 from edgevlm.evaluation.pope_metrics import check_pope_entries, pope_report
 from edgevlm.scripts.pope_questions import main
-from tests.conftest import SAMPLES
+from tests.support import SAMPLES
 
 # (caption said by all three captions, images): frisbees come with dogs, so the dog-only
 # photos are the adversarial negatives for "frisbee".

@@ -5,7 +5,7 @@ import torch
 
 from edgevlm.models.efficientnet_lite import EfficientNetLite0, load_pretrained, pretrained_weights_path
 from edgevlm.runtime.preprocess import preprocess_bgr, read_image_bgr
-from tests.conftest import SAMPLES
+from tests.support import SAMPLES
 
 ESPRESSO = 967
 CAT_CLASSES = {281, 282, 285}  # tabby, tiger cat, Egyptian cat

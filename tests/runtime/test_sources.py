@@ -8,7 +8,7 @@ import pytest
 
 from edgevlm.errors import EdgeVLMError
 from edgevlm.runtime.sources import FrameSource, source_kind
-from tests.conftest import SAMPLES, make_video
+from tests.support import SAMPLES, make_video
 
 
 def test_source_kinds(tmp_path):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edgevlm.runtime.narration.speech import Speech, find_espeak
-from tests.conftest import make_video
+from tests.support import make_video
 
 
 def _narrate(*args, **kwargs):
@@ -92,7 +92,7 @@ def test_sigterm_stops_cleanly_with_complete_outputs(tiny_engine_master, tmp_pat
 def test_a_still_photo_video_is_narrated_once_by_the_shipped_engine(tmp_path):
     import cv2
 
-    from tests.conftest import SAMPLES
+    from tests.support import SAMPLES
 
     photo = cv2.resize(cv2.imread(os.path.join(SAMPLES, "astronaut.jpg")), (320, 240))
     path = str(tmp_path / "still_photo.avi")

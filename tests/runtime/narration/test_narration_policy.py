@@ -1,17 +1,17 @@
-"""Narration logic with fakes: a fake clock, a fake engine, a fake speech engine."""
+"""Narration logic with fakes (tests/support.py): a fake clock, a fake engine, a fake speech engine."""
 
 import json
 import threading
 
 import numpy as np
 
-from edgevlm.runtime.engine import Description, Sight
 from edgevlm.runtime.narration.pipeline import NarrateOptions, Narrator
 from edgevlm.runtime.narration.policy import NarrationPolicy, PolicySettings, Utterance
 from edgevlm.runtime.narration.queues import CLOSED, BlockingSlot, NewestSlot
 from edgevlm.runtime.narration.scene_gate import GateSettings, SceneGate
 from edgevlm.runtime.narration.similarity import caption_similarity
 from edgevlm.runtime.sources import Frame
+from tests.support import FakeClock, FakeEngine, FakeSpeech, scene_image
 
 
 def test_similarity_ignores_articles_and_plurals():
@@ -82,65 +82,6 @@ def test_newest_slot_drops_stale_items_and_blocking_slot_is_bounded():
     assert len(fifo) == 2
 
 
-class FakeClock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self):
-        return self.now
-
-
-class FakeTokenizer:
-    def decode(self, ids):
-        return ids
-
-
-class FakeEngine:
-    """pooled = mean colour (so a still video is one scene); one caption per dominant colour."""
-
-    tokenizer = FakeTokenizer()
-    answers_questions = False  # captions only (tests/test_narrate_questions.py has one that answers)
-
-    def __init__(self):
-        self.decoder_runs = 0
-
-    def preprocess(self, image):
-        return image.astype(np.float32)
-
-    def encode(self, pixels):
-        return pixels, pixels.mean(axis=(1, 2))
-
-    def see(self, pixels):
-        visual, pooled = self.encode(pixels)
-        return Sight(visual, pooled)
-
-    def settings(self, beam):
-        return beam
-
-    def generate(self, visual, settings):
-        self.decoder_runs += 1
-        scene = ["the sky over the sea", "a dog on grass", "a man in a red shirt"]
-        return [scene[int(np.argmax(visual[0].mean(axis=(0, 1))))]]
-
-    def describe_sight(self, sight, beam_size=None, settings=None):
-        caption = self.tokenizer.decode(self.generate(sight.visual, settings)[0])
-        return [Description(caption, caption, False)]
-
-
-class FakeSpeech:
-    available, player = True, None
-
-    def __init__(self):
-        self.said = []
-
-    def synthesize(self, text, wav_path):
-        self.said.append(text)
-        return False  # no WAV written: text-only narration path
-
-    def stop(self):
-        return False
-
-
 class ListSource:
     live, fps = False, 10.0
 
@@ -149,15 +90,6 @@ class ListSource:
 
     def frames(self):
         yield from self._frames
-
-
-def scene_image(colour: int) -> np.ndarray:
-    """An 8x8 frame dominated by one colour channel, textured in 2-pixel blocks so that the
-    frame-quality check sees something to caption (a flat colour is "blank" or "covered")."""
-    blocks = (np.indices((8, 8)) // 2).sum(0) % 2
-    image = (40 + 60 * blocks[..., None]).repeat(3, axis=2).astype(np.uint8)
-    image[..., colour] = 140 + 100 * blocks
-    return image
 
 
 def _frames(colours, fps=10.0):

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from edgevlm.cli.main import cli
 from edgevlm.paths import default_model_dir
-from tests.conftest import SAMPLES
+from tests.support import SAMPLES
 
 COFFEE = os.path.join(SAMPLES, "coffee.jpg")
 
@@ -96,7 +96,7 @@ def test_caption_on_the_runtime_matches_the_pytorch_path(tiny_engine_master, tin
 
 
 def test_caption_a_video_every_second_carries_timestamps(tiny_engine_master, tmp_path):
-    from tests.conftest import make_video
+    from tests.support import make_video
 
     video = make_video(str(tmp_path / "clip.avi"), seconds=3.0, fps=10)
     result = CliRunner().invoke(cli, ["caption", video, "--engine", tiny_engine_master, "--every", "1", "--json"])

@@ -17,7 +17,7 @@ from edgevlm.model_io import load_model
 from edgevlm.runtime.engine import CaptionEngine
 from edgevlm.runtime.manifest import load_manifest
 from edgevlm.runtime.preprocess import read_image_bgr
-from tests.conftest import BLOCK_TORCH, SAMPLES
+from tests.support import BLOCK_TORCH, SAMPLES
 
 PHOTOS = [os.path.join(SAMPLES, n) for n in ("coffee.jpg", "chelsea.jpg", "astronaut.jpg")]
 

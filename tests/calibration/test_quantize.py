@@ -12,7 +12,7 @@ from edgevlm.calibration.sources import load_calibration_set
 from edgevlm.errors import EdgeVLMError
 from edgevlm.runtime.engine import CaptionEngine
 from edgevlm.runtime.preprocess import read_image_bgr
-from tests.conftest import SAMPLES, make_coco_dataset, make_video
+from tests.support import SAMPLES, make_coco_dataset, make_video
 
 
 @pytest.fixture()
@@ -121,17 +121,6 @@ def test_sensitivity_ranks_every_quantizable_node(tiny_engine_master, calib_dir,
     assert damages == sorted(damages, reverse=True) and damages[0] > 0
 
 
-@pytest.fixture(scope="module")
-def shipped_fp32_engine(tmp_path_factory):
-    """The shipped model exported to FP32: a real model, so captions carry meaning."""
-    from edgevlm.export.onnx_export import export_engine
-    from edgevlm.paths import default_model_dir
-
-    path = str(tmp_path_factory.mktemp("fp32") / "engine")
-    export_engine(default_model_dir(), path)
-    return path
-
-
 def _real_calibration_images() -> list:
     """16 real photos: the samples, flipped and cropped (calibration needs variety, not labels)."""
     images = []
@@ -182,3 +171,28 @@ def test_decoder_feeds_include_question_prefills_and_the_int8_engine_answers(tin
     quantize_engine(tiny_engine_master, calib, out, "minmax", cache_dir=str(tmp_path / "ranges"))
     answer = CaptionEngine(out).answer_image(read_image_bgr(os.path.join(SAMPLES, "coffee.jpg")), ["is there a dog?"])[0]
     assert isinstance(answer.text, str) and 0.0 <= answer.probability <= 1.0
+
+
+def test_quantize_command_runs_where_torch_is_not_installed(tiny_engine_master, tmp_path):
+    """`edgevlm quantize` with its gate, in an interpreter that cannot import torch (the
+    `calibrate` extra): an INT8 engine the runtime loads, and the gate report in its manifest."""
+    import subprocess
+    import sys
+
+    from edgevlm.runtime.manifest import load_manifest
+    from tests.support import BLOCK_TORCH
+
+    root = str(tmp_path / "data")
+    make_coco_dataset(root, "train", 20, seed=3)
+    dev = make_coco_dataset(root, "dev", 4, seed=5)
+    out = str(tmp_path / "int8")
+    argv = ["edgevlm", "quantize", tiny_engine_master, "--calib", os.path.join(root, "captions_train.json"),
+            "--out", out, "--eval", dev, "--max-cider-drop", "1", "--json"]
+    code = BLOCK_TORCH + f"import sys\nsys.argv = {argv!r}\nfrom edgevlm.cli.main import main\nmain()\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, HOME=str(tmp_path)))  # ranges cache under a private ~/.cache
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["images"] == 4 and report["passed"]
+    manifest = load_manifest(out)
+    assert manifest.precision == "int8" and manifest.quantization["gate"]["images"] == 4

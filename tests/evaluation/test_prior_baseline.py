@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from edgevlm.cli.main import cli
 from edgevlm.errors import EdgeVLMError
 from edgevlm.evaluation.prior_baseline import load_training_answers, prior_answers, prior_report, question_key
-from tests.conftest import SAMPLES
+from tests.support import SAMPLES
 
 
 def _q(qid, image, question, answer, kind):

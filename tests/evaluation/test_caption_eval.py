@@ -14,7 +14,7 @@ from edgevlm.cli.main import cli
 from edgevlm.data.coco import CaptionedImage
 from edgevlm.errors import EdgeVLMError
 from edgevlm.evaluation.caption_eval import caption_report
-from tests.conftest import SAMPLES
+from tests.support import SAMPLES
 
 DOG_REFS = ("a dog runs on the grass", "a brown dog plays on a lawn", "a dog in a green field")
 ITEMS = [CaptionedImage(1, "a.jpg", DOG_REFS), CaptionedImage(2, "b.jpg", DOG_REFS),
@@ -96,7 +96,7 @@ def test_a_captioning_only_model_needs_no_consistency(tmp_path):
     from edgevlm.evaluation.caption_eval import model_ask
     from edgevlm.models.captioner import Captioner
     from edgevlm.tokenizer_training import train_tokenizer
-    from tests.conftest import CAPTIONS as TRAIN
+    from tests.support import CAPTIONS as TRAIN
 
     tokenizer = train_tokenizer(TRAIN, 1)  # no [SEP]: never taught to answer
     cfg = ModelConfig(decoder=DecoderConfig(vocab_size=tokenizer.vocab_size, d_model=16, n_layers=1, n_heads=2,
@@ -111,7 +111,7 @@ def concept_pair(tmp_path_factory, tiny_model_master):
     """A tiny model with a concept head (and novelty), and its engine."""
     from edgevlm.export.onnx_export import export_engine
     from edgevlm.training.concept_training import train_concepts
-    from tests.conftest import make_coco_dataset
+    from tests.support import make_coco_dataset
 
     root = tmp_path_factory.mktemp("concept_pair")
     make_coco_dataset(str(root / "data"), "train", 6, seed=0)

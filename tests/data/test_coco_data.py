@@ -6,7 +6,7 @@ import pytest
 from edgevlm.data.coco import load_coco_captions
 from edgevlm.errors import EdgeVLMError
 from edgevlm.runtime.preprocess import read_image_bgr
-from tests.conftest import make_coco_dataset
+from tests.support import make_coco_dataset
 
 
 def test_reads_images_and_captions(tmp_path):

@@ -1,6 +1,6 @@
 from edgevlm.runtime.text import CaptionTokenizer
 from edgevlm.tokenizer_training import train_tokenizer, vocab_report
-from tests.conftest import CAPTIONS
+from tests.support import CAPTIONS
 
 
 def test_round_trip_normalises_case_and_punctuation(tmp_path):

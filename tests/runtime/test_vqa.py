@@ -19,7 +19,7 @@ from edgevlm.runtime.engine import NOT_SURE, CaptionEngine
 from edgevlm.runtime.preprocess import read_image_bgr
 from edgevlm.tokenizer_training import add_words, train_tokenizer
 from edgevlm.training.trainer import answer_loss
-from tests.conftest import CAPTIONS, SAMPLES, make_video
+from tests.support import CAPTIONS, SAMPLES, make_video
 
 PHOTOS = [os.path.join(SAMPLES, n) for n in ("coffee.jpg", "chelsea.jpg", "astronaut.jpg")]
 QUESTIONS = ["is there a dog?", "what color is the shirt?", "how many children are in the water?", "where is the man riding?"]

@@ -16,9 +16,9 @@ from edgevlm.errors import EdgeVLMError
 from edgevlm.runtime.engine import CaptionEngine
 from edgevlm.runtime.manifest import Manifest, load_manifest
 from edgevlm.runtime.preprocess import preprocess_bgr
+from tests.support import REPO_ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHIPPED = os.path.join(ROOT, "edgevlm", "assets", "default_engine")
+SHIPPED = os.path.join(REPO_ROOT, "edgevlm", "assets", "default_engine")
 
 
 def _edit(engine_dir: str, change) -> None:
@@ -89,13 +89,13 @@ def test_preprocessing_follows_the_manifest(tiny_engine_dir):
 def test_only_the_manifest_module_touches_edgevlm_json():
     """No module but runtime/manifest.py names the file in code (a path string, or the
     MANIFEST_FILE constant): every reader and writer goes through it. Prose may mention it."""
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "*.py"], cwd=ROOT,
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "*.py"], cwd=REPO_ROOT,
                            capture_output=True, text=True, check=True).stdout.split()
     offenders = []
     for name in files:
-        if name.startswith("tests/") or name == "runtime/manifest.py" or not os.path.isfile(os.path.join(ROOT, name)):
+        if name.startswith("tests/") or name == "runtime/manifest.py" or not os.path.isfile(os.path.join(REPO_ROOT, name)):
             continue
-        with open(os.path.join(ROOT, name), encoding="utf-8") as f:
+        with open(os.path.join(REPO_ROOT, name), encoding="utf-8") as f:
             tree = ast.parse(f.read())
         for node in ast.walk(tree):
             path_string = isinstance(node, ast.Constant) and isinstance(node.value, str) and (

@@ -55,7 +55,7 @@ def test_unfamiliarity_is_high_when_no_concept_is_clearly_there():
 def concept_model(tiny_model_master, tmp_path_factory):
     """The tiny model with both heads trained for 2 epochs (built once: it is read only)."""
     from edgevlm.training.concept_training import train_concepts
-    from tests.conftest import make_coco_dataset
+    from tests.support import make_coco_dataset
 
     root = tmp_path_factory.mktemp("concepts")
     data = str(root / "data")

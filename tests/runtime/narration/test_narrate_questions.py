@@ -1,7 +1,7 @@
 """Questions typed during narration: the stdin reader, answers in the pipeline, the CLI.
 
-Fakes as in test_narration_policy.py. Threads are synchronised with events, never with
-sleeps; the timeouts below only keep a broken build from hanging the suite.
+Fakes from tests/support.py, as in test_narration_policy.py. Threads are synchronised with
+events, never with sleeps; the timeouts below only keep a broken build from hanging the suite.
 """
 
 import io
@@ -19,8 +19,7 @@ from edgevlm.runtime.narration.pipeline import NarrateOptions, Narrator
 from edgevlm.runtime.narration.policy import PolicySettings
 from edgevlm.runtime.narration.questions import NO_ANSWERS, Question, QuestionReader, merge_answers, spoken_answer
 from edgevlm.runtime.sources import Frame
-from tests.conftest import make_video
-from tests.test_narration_policy import FakeClock, FakeEngine, FakeSpeech, scene_image
+from tests.support import FakeClock, FakeEngine, FakeSpeech, make_video, scene_image
 
 GUARD_S = 20.0  # a wait longer than this is a failure (a hang), never a timing check
 

@@ -1,0 +1,130 @@
+"""What tests share that is not a fixture: paths, data and video generators, and the fakes
+more than one test file uses. Fixtures live in conftest.py (which imports from here); no test
+file imports from another test file or from conftest."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import cv2
+import numpy as np
+
+from edgevlm.export.families.captioner_tiny import CAPTIONS  # noqa: F401  (the tiny model's own captions)
+from edgevlm.runtime.engine import Description, Sight
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAMPLES = os.path.join(REPO_ROOT, "edgevlm", "assets", "samples")
+# The four shipped sample photos (astronaut, chelsea, coffee, rocket), in name order.
+SAMPLE_PHOTOS = sorted(os.path.join(SAMPLES, name) for name in os.listdir(SAMPLES) if name.endswith(".jpg"))
+
+
+# --------------------------------------------------------------------------- generated data
+def make_coco_dataset(root: str, split: str, count: int, seed: int = 0) -> str:
+    """Write ``count`` random 64x48 JPEGs under root/images and root/captions_{split}.json."""
+    rng = np.random.default_rng(seed)
+    images_dir = os.path.join(root, "images")
+    os.makedirs(images_dir, exist_ok=True)
+    images, annotations = [], []
+    for i in range(count):
+        name = f"{split}_{i}.jpg"
+        colour = rng.integers(0, 255, size=3)
+        pixels = (rng.integers(0, 60, size=(48, 64, 3)) + colour).clip(0, 255).astype(np.uint8)
+        cv2.imwrite(os.path.join(images_dir, name), pixels)
+        images.append({"id": i + 1, "file_name": name, "width": 64, "height": 48})
+        for j in range(2):
+            annotations.append({"id": len(annotations) + 1, "image_id": i + 1,
+                                "caption": CAPTIONS[(i + j) % len(CAPTIONS)]})
+    path = os.path.join(root, f"captions_{split}.json")
+    with open(path, "w") as f:
+        json.dump({"images": images, "annotations": annotations}, f)
+    return path
+
+
+def make_video(path: str, seconds: float = 2.0, fps: int = 10, size=(64, 48), still: bool = False) -> str:
+    """A small MJPG .avi: a moving colour block (or one still frame repeated)."""
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    for i in range(int(seconds * fps)):
+        frame = np.full((size[1], size[0], 3), 40, np.uint8)
+        x = 0 if still else (i * 3) % (size[0] - 16)
+        frame[10:30, x : x + 16] = (0, 0, 220)
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+# Prepended to a subprocess's code: importing torch then raises, as on a machine without it.
+# As on a machine without torch: `import torch` raises ModuleNotFoundError and
+# importlib.util.find_spec("torch") returns None (libraries such as onnxruntime.tools probe
+# with find_spec; a finder that raised there would fail where a real machine passes).
+BLOCK_TORCH = "import sys\nsys.modules['torch'] = None\n"
+
+
+# --------------------------------------------------------------------------- narration fakes
+# A fake clock, engine and speech engine for the narration pipeline (runtime/narration tests).
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+class FakeTokenizer:
+    def decode(self, ids):
+        return ids
+
+
+class FakeEngine:
+    """pooled = mean colour (so a still video is one scene); one caption per dominant colour."""
+
+    tokenizer = FakeTokenizer()
+    answers_questions = False  # captions only (test_narrate_questions.py has one that answers)
+
+    def __init__(self):
+        self.decoder_runs = 0
+
+    def preprocess(self, image):
+        return image.astype(np.float32)
+
+    def encode(self, pixels):
+        return pixels, pixels.mean(axis=(1, 2))
+
+    def see(self, pixels):
+        visual, pooled = self.encode(pixels)
+        return Sight(visual, pooled)
+
+    def settings(self, beam):
+        return beam
+
+    def generate(self, visual, settings):
+        self.decoder_runs += 1
+        scene = ["the sky over the sea", "a dog on grass", "a man in a red shirt"]
+        return [scene[int(np.argmax(visual[0].mean(axis=(0, 1))))]]
+
+    def describe_sight(self, sight, beam_size=None, settings=None):
+        caption = self.tokenizer.decode(self.generate(sight.visual, settings)[0])
+        return [Description(caption, caption, False)]
+
+
+class FakeSpeech:
+    available, player = True, None
+
+    def __init__(self):
+        self.said = []
+
+    def synthesize(self, text, wav_path):
+        self.said.append(text)
+        return False  # no WAV written: text-only narration path
+
+    def stop(self):
+        return False
+
+
+def scene_image(colour: int) -> np.ndarray:
+    """An 8x8 frame dominated by one colour channel, textured in 2-pixel blocks so that the
+    frame-quality check sees something to caption (a flat colour is "blank" or "covered")."""
+    blocks = (np.indices((8, 8)) // 2).sum(0) % 2
+    image = (40 + 60 * blocks[..., None]).repeat(3, axis=2).astype(np.uint8)
+    image[..., colour] = 140 + 100 * blocks
+    return image
