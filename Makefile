@@ -5,14 +5,22 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
 .PHONY: demo test install system-deps clean-venv
 
-# Debian packages: espeak-ng (speech). Installed when missing and we are root (CI, fresh
-# machines here); otherwise a note, and narration falls back to text.
+# Debian packages: espeak-ng (speech), and for the RTSP camera stand-in of the reconnect
+# tests (tests/servers/rtsp_server.py, run by the system python3) PyGObject, GStreamer's RTSP
+# server and its base/good/ugly plugins (x264enc is in -ugly). Installed when missing and we
+# are root (CI, fresh machines here); otherwise a note: narration falls back to text and the
+# RTSP test is skipped, naming these packages.
+RTSP_TEST_PACKAGES := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
 system-deps:
-	@command -v espeak-ng >/dev/null 2>&1 || { \
+	@missing="$$(command -v espeak-ng >/dev/null 2>&1 || echo espeak-ng) \
+	  $$(for p in $(RTSP_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done)"; \
+	missing="$$(echo $$missing)"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null) \
-	      || echo "note: could not install espeak-ng; narration will be text only"; \
-	  else echo "note: espeak-ng missing (sudo apt-get install espeak-ng); narration will be text only"; fi; }
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	      || echo "note: could not install $$missing; narration may be text only, the RTSP test skipped"; \
+	  else echo "note: missing $$missing (sudo apt-get install $$missing); narration may be text only, the RTSP test skipped"; fi; \
+	fi
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)

@@ -30,7 +30,7 @@ from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, 
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from edgevlm.errors import EdgeVLMError
-from edgevlm.fileio import atomic_dir
+from edgevlm.fileio import atomic_dir, check_writable
 from edgevlm.runtime.engine import CaptionEngine
 from edgevlm.runtime.manifest import FileEntry, Manifest, check_engine_out, sha256_file
 
@@ -109,6 +109,13 @@ def quantize_graph(fp32: CaptionEngine, graph: str, calib: CalibrationSet, out_p
             "ranges_reused": cached}
 
 
+def check_output(out_dir: str, fp32_dir: str) -> None:
+    """Refuse OUT_DIR before any work: not an engine folder (or the input inside it), or a
+    place that cannot be written. The CLI calls it before calibration data is read."""
+    check_engine_out(out_dir, inputs=(fp32_dir,))
+    check_writable(out_dir)
+
+
 def quantize_engine(fp32_dir: str, calib: CalibrationSet, out_dir: str, method: str = "minmax",
                     exclude: dict[str, list[str]] | None = None, cache_dir: str | None = None,
                     extra_manifest: dict | None = None, variant: str = "qdq") -> Manifest:
@@ -117,7 +124,7 @@ def quantize_engine(fp32_dir: str, calib: CalibrationSet, out_dir: str, method: 
         raise EdgeVLMError(f"unknown calibration method {method!r}; choose {', '.join(METHODS)}")
     if variant not in VARIANTS:
         raise EdgeVLMError(f"unknown variant {variant!r}; choose {', '.join(VARIANTS)}")
-    check_engine_out(out_dir, inputs=(fp32_dir,))
+    check_output(out_dir, fp32_dir)
     with CaptionEngine(fp32_dir, threads=2) as fp32:
         return _quantize_engine(fp32, calib, out_dir, method, exclude or {}, cache_dir, extra_manifest, variant)
 

@@ -10,6 +10,7 @@ import json
 import os
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from edgevlm.config import ModelConfig
@@ -21,6 +22,7 @@ from edgevlm.runtime.text import CaptionTokenizer
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_FILE = "tokenizer.json"
+MAX_CONFIG_BYTES = 16 * 1024 * 1024  # a config is a few KB (the concept words included)
 
 
 def save_model(model: Captioner, tokenizer: CaptionTokenizer, path: str, dtype: torch.dtype = torch.float32,
@@ -41,9 +43,32 @@ def load_config(path: str) -> ModelConfig:
         raise EdgeVLMError(f"model folder not found: {path}")
     if not os.path.isfile(config_path):
         raise EdgeVLMError(f"{path} is not a model folder: {CONFIG_FILE} is missing")
-    data = read_json(config_path, "a model config")
+    data = read_json(config_path, "a model config", MAX_CONFIG_BYTES)
+    if not isinstance(data, dict):
+        raise EdgeVLMError(f"{config_path} holds a JSON {type(data).__name__}, not a model config object")
     data.pop("training", None)
     return ModelConfig.from_dict(data)
+
+
+def _check_weights(weights: str, model: Captioner) -> None:
+    """Compare the tensors a safetensors file declares (its header: names, shapes) with the
+    module config.json builds, before any tensor is read: a mismatch, or a header that does
+    not parse, is one EdgeVLMError naming the first tensor at fault."""
+    try:
+        with safe_open(weights, framework="pt") as f:
+            shapes = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+    except Exception as exc:  # safetensors raises its own error types for bad or truncated headers
+        raise EdgeVLMError(f"cannot read {weights}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; "
+                           "not a safetensors file or cut short: copy the model folder again") from exc
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(set(shapes) - set(expected))
+    if missing or unexpected:
+        raise EdgeVLMError(f"{weights} does not match config.json: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    for name, shape in expected.items():
+        if shapes[name] != shape:
+            raise EdgeVLMError(f"{weights} does not match config.json: tensor {name} is {list(shapes[name])}, "
+                               f"the config makes it {list(shape)}; use the config.json saved with these weights")
 
 
 def load_model(path: str) -> tuple[Captioner, CaptionTokenizer]:
@@ -53,13 +78,12 @@ def load_model(path: str) -> tuple[Captioner, CaptionTokenizer]:
     if not os.path.isfile(weights):
         raise EdgeVLMError(f"{path} is not a model folder: {WEIGHTS_FILE} is missing")
     model = Captioner(cfg)
+    _check_weights(weights, model)
     try:
         state = load_file(weights)
     except Exception as exc:  # safetensors raises its own error types for truncated files
         raise EdgeVLMError(f"cannot read {weights}: {exc}") from exc
-    missing, unexpected = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
-    if missing or unexpected:
-        raise EdgeVLMError(f"{weights} does not match config.json: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     tokenizer = CaptionTokenizer.load(os.path.join(path, TOKENIZER_FILE))
     if tokenizer.sep_id != cfg.sep_id:
         raise EdgeVLMError(f"{path}: tokenizer's [SEP] id {tokenizer.sep_id} does not match config sep_id {cfg.sep_id}")

@@ -18,7 +18,7 @@ import torch
 from edgevlm import __version__
 from edgevlm.export.families import detect_family
 from edgevlm.export.graphs import dummy_inputs
-from edgevlm.fileio import atomic_dir
+from edgevlm.fileio import atomic_dir, check_writable
 from edgevlm.runtime.manifest import SCHEMA_VERSION, FileEntry, GraphSpec, Manifest, check_engine_out, sha256_file
 
 log = logging.getLogger(__name__)
@@ -52,8 +52,11 @@ def _file_entry(folder: str, name: str) -> FileEntry:
 
 @torch.no_grad()
 def export_engine(model_dir: str, out_dir: str, opset: int = OPSET) -> Manifest:
-    """Export MODEL_DIR to OUT_DIR; returns the manifest written."""
+    """Export MODEL_DIR to OUT_DIR; returns the manifest written. OUT_DIR appears complete or
+    not at all (a staging folder beside it, removed on any error, Ctrl-C or SIGTERM); files
+    in an older OUT_DIR that the export does not write (a README) are kept."""
     check_engine_out(out_dir, inputs=(model_dir,))
+    check_writable(out_dir)  # before the model loads and the graphs export, not after
     family = detect_family(model_dir)
     model, tokenizer = family.load(model_dir)
     capacity = family.capacity(model)

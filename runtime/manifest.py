@@ -155,6 +155,7 @@ class VQAThreshold:
 
 
 TASKS = ("caption", "vqa")
+DTYPES = ("float32", "float16", "int64", "int32", "int8", "uint8", "bool")  # numpy names of ONNX tensor types
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -236,6 +237,13 @@ def _check_consistent(manifest: Manifest, where: str) -> None:
     for name, graph in manifest.graphs.items():
         if graph.file not in manifest.files:
             refuse(f"graphs.{name}.file", f"names {graph.file!r}, which is not in files")
+        for kind, specs in (("inputs", graph.inputs), ("outputs", graph.outputs)):
+            for spec in specs:
+                if spec.dtype not in DTYPES:
+                    refuse(f"graphs.{name}.{kind}.{spec.name}.dtype", f"is {spec.dtype!r}, not one of {list(DTYPES)}")
+                if any(isinstance(d, int) and d < 0 or isinstance(d, str) and not d.isidentifier() for d in spec.shape):
+                    refuse(f"graphs.{name}.{kind}.{spec.name}.shape", f"is {list(spec.shape)}: dims are sizes >= 0 "
+                           "or axis names")
     unknown = [t for t in manifest.tasks if t not in TASKS]
     if unknown:
         refuse("tasks", f"lists {unknown}, which this runtime cannot do (it knows {list(TASKS)})")

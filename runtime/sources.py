@@ -2,10 +2,15 @@
 V4L2 device path), RTSP/HTTP URLs and GStreamer pipelines (Jetson CSI: ``nvarguscamerasrc
 ... ! appsink``).
 
-Files are read in order. Live sources are read by a background thread that keeps only the
-newest frame, so a slow consumer sees what is in front of the camera now, never a backlog.
-Opening and reading are bounded by timeouts: a dead URL or unplugged camera is an error
-after a few seconds, never a hang.
+Files are read in order, past damaged stretches (video_reader.py). Live sources are read by
+a background thread that keeps only the newest frame, so a slow consumer sees what is in
+front of the camera now, never a backlog, and that reconnects when the source drops, if
+asked to (live_reader.py). Opening and reading are bounded by timeouts: a dead URL or
+unplugged camera is an error after a few seconds, never a hang.
+
+``frames()`` gives frames only; ``stream()`` gives them with ``SourceChange``s in order (a
+live source lost or back, a damaged stretch skipped, a file that ended early), and
+``stats()`` the counters for a summary.
 """
 
 from __future__ import annotations
@@ -14,14 +19,18 @@ import os
 import re
 import threading
 import time
-from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import cv2
-import numpy as np
 
 from edgevlm.errors import EdgeVLMError
+from edgevlm.runtime.live_reader import LiveReader, ReconnectSettings
 from edgevlm.runtime.preprocess import read_image_bgr
+from edgevlm.runtime.stream_items import Frame, SourceChange, SourceStats
+from edgevlm.runtime.video_reader import VideoFileReader
+
+__all__ = ["Frame", "FrameSource", "ReconnectSettings", "SourceChange", "SourceStats", "image_files", "images_in",
+           "source_kind"]
 
 # Our errors say what went wrong; OpenCV's and FFmpeg's own warnings on stderr only repeat it.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET, read when FFmpeg is first used
@@ -29,15 +38,6 @@ cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 URL_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
-
-
-@dataclass
-class Frame:
-    image: np.ndarray  # (H, W, 3) uint8 BGR
-    t: float  # stream time, seconds (video position; for live sources, since opening)
-    index: int  # frame number in the stream
-    captured_at: float  # time.monotonic() when the frame was read
-    label: str  # what to call it in output: the file path, or "SOURCE@t"
 
 
 def image_files(folder: str) -> list[str]:
@@ -88,8 +88,10 @@ def _with_timeout(func, seconds: float, what: str):
     return result["value"]
 
 
-def _open_capture(spec: str, kind: str, timeout: float) -> cv2.VideoCapture:
-    ms = int(timeout * 1000)
+def _capture_opener(spec: str, kind: str, timeout: float, read_timeout: float | None = None
+                    ) -> Callable[[], cv2.VideoCapture]:
+    """A function that opens ``spec`` (possibly not successfully: check ``isOpened()``);
+    seconds for the timeouts (``read_timeout`` defaults to ``timeout``)."""
     if kind == "gstreamer":
         if not re.search(r"GStreamer:\s+YES", cv2.getBuildInformation()):
             raise EdgeVLMError("this OpenCV was built without GStreamer; use a build with GStreamer (e.g. JetPack's) for pipeline sources")
@@ -98,8 +100,14 @@ def _open_capture(spec: str, kind: str, timeout: float) -> cv2.VideoCapture:
         target = int(spec) if spec.isdigit() else spec
         opener = lambda: cv2.VideoCapture(target, cv2.CAP_V4L2 if os.name == "posix" else cv2.CAP_ANY)  # noqa: E731
     else:  # url or video file: FFmpeg honours open/read timeouts natively
-        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+        read_ms = int((read_timeout if read_timeout is not None else timeout) * 1000)
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(timeout * 1000), cv2.CAP_PROP_READ_TIMEOUT_MSEC, read_ms]
         opener = lambda: cv2.VideoCapture(spec, cv2.CAP_FFMPEG, params)  # noqa: E731
+    return opener
+
+
+def _open_capture(spec: str, kind: str, timeout: float, read_timeout: float | None = None) -> cv2.VideoCapture:
+    opener = _capture_opener(spec, kind, timeout, read_timeout)
     capture = _with_timeout(opener, timeout + 1.0, f"opening {kind} {spec}")
     if not capture.isOpened():
         hints = {
@@ -113,23 +121,34 @@ def _open_capture(spec: str, kind: str, timeout: float) -> cv2.VideoCapture:
 
 
 class FrameSource:
-    """Iterate frames from a source; use as a context manager so captures are released."""
+    """Iterate frames from a source; use as a context manager so captures are released.
 
-    def __init__(self, spec: str, open_timeout: float = 5.0, read_timeout: float = 5.0):
+    ``reconnect``: how a live source that drops is reopened (None: a drop is an error);
+    ``stuck_after``: seconds a live read or reopen may block before the run is ended
+    (default: three times the longer timeout, at least 30 s). Seconds throughout."""
+
+    def __init__(self, spec: str, open_timeout: float = 5.0, read_timeout: float = 5.0,
+                 reconnect: ReconnectSettings | None = None, stuck_after: float | None = None):
         self.spec, self.kind = spec, source_kind(spec)
         self.open_timeout, self.read_timeout = open_timeout, read_timeout
+        self.reconnect = reconnect
+        self.stuck_after = stuck_after if stuck_after is not None else max(30.0, 3 * max(open_timeout, read_timeout))
         self.live = self.kind in ("camera", "url", "gstreamer")
         self.fps: float | None = None
         self._capture = None
-        self._reader: _NewestFrameReader | None = None
+        self._reader: LiveReader | None = None
+        self._video: VideoFileReader | None = None
 
     def __enter__(self) -> "FrameSource":
         if self.kind in ("video", "camera", "url", "gstreamer"):
-            self._capture = _open_capture(self.spec, self.kind, self.open_timeout)
+            self._capture = _open_capture(self.spec, self.kind, self.open_timeout, self.read_timeout)
             fps = self._capture.get(cv2.CAP_PROP_FPS)
             self.fps = fps if fps and fps > 0 and fps < 1000 else None
             if self.live:
-                self._reader = _NewestFrameReader(self._capture, self.spec, self.read_timeout)
+                # Reopening runs on the reader's own thread, bounded by the watchdog instead of _with_timeout.
+                reopen = _capture_opener(self.spec, self.kind, self.open_timeout, self.read_timeout)
+                self._reader = LiveReader(self._capture, reopen, self.spec, self.read_timeout, self.reconnect,
+                                          self.stuck_after)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -138,10 +157,11 @@ class FrameSource:
     def close(self) -> None:
         if self._reader:
             self._reader.stop()
-            if self._reader.alive:
-                # Still blocked inside read(): releasing under it is undefined behaviour in
-                # OpenCV. Leave it to the daemon thread and process exit.
-                self._capture = None
+            # The reader owns the capture now (it may have reopened it). Still blocked inside
+            # read() or open: releasing under it is undefined behaviour in OpenCV; leave it to
+            # the daemon thread and process exit.
+            self._capture = None if self._reader.alive else self._reader.capture
+            self._reader.capture = None
         if self._capture is not None:
             self._capture.release()
             self._capture = None
@@ -150,10 +170,34 @@ class FrameSource:
         """Frames in order (files) or the newest available (live). With ``every``, at most one
         frame per ``every`` seconds of stream time."""
         next_t = 0.0
-        for frame in self._frames():
+        for frame in self.stream():
+            if not isinstance(frame, Frame):
+                continue
             if every is None or frame.t + 1e-6 >= next_t:
                 next_t = frame.t + every if every else 0.0
                 yield frame
+
+    def stream(self, stop: threading.Event | None = None) -> Iterator[Frame | SourceChange]:
+        """Every frame (as ``frames()``) and, in order with them, the source's changes. A live
+        source waiting for frames ends when ``stop`` is set."""
+        if self.kind == "image":
+            yield Frame(read_image_bgr(self.spec), 0.0, 0, time.monotonic(), self.spec)
+        elif self.kind == "images":
+            for index, path in enumerate(images_in(self.spec)):
+                yield Frame(read_image_bgr(path), float(index), index, time.monotonic(), path)
+        elif self.live:
+            yield from self._reader.items(stop)
+        else:
+            self._video = VideoFileReader(self._capture, self.spec, self.fps)
+            yield from self._video.items()
+
+    def stats(self) -> SourceStats:
+        """The source's counters so far (all zero for photos)."""
+        if self._reader is not None:
+            return self._reader.source_stats()
+        if self._video is not None:
+            return SourceStats(**vars(self._video.stats))
+        return SourceStats()
 
     def newest_frame(self) -> Frame:
         """The frame to answer a question about: the photo; for a video file its last frame
@@ -171,83 +215,7 @@ class FrameSource:
             # rewind and read to the end.
             self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
             last = None
-            for last in self._video_frames():
+            for last in self.frames():
                 pass
             return last
-        return next(iter(self._frames()))
-
-    def _frames(self) -> Iterator[Frame]:
-        if self.kind == "image":
-            yield Frame(read_image_bgr(self.spec), 0.0, 0, time.monotonic(), self.spec)
-        elif self.kind == "images":
-            for index, path in enumerate(images_in(self.spec)):
-                yield Frame(read_image_bgr(path), float(index), index, time.monotonic(), path)
-        elif self.live:
-            yield from self._reader.frames()
-        else:
-            yield from self._video_frames()
-
-    def _video_frames(self) -> Iterator[Frame]:
-        index = 0
-        while True:
-            ok, image = self._capture.read()
-            if not ok:
-                if index == 0:
-                    raise EdgeVLMError(f"cannot read frames from video {self.spec}: empty or undecodable")
-                return
-            t = index / self.fps if self.fps else self._capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
-            yield Frame(image, t, index, time.monotonic(), f"{self.spec}@{t:.2f}s")
-            index += 1
-
-
-class _NewestFrameReader:
-    """Background thread reading a live capture; keeps only the newest frame."""
-
-    def __init__(self, capture: cv2.VideoCapture, spec: str, read_timeout: float):
-        self.capture, self.spec, self.read_timeout = capture, spec, read_timeout
-        self._cond = threading.Condition()
-        self._newest: Frame | None = None
-        self._error: str | None = None
-        self._stopped = False
-        self._started = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name="frame-reader", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        index = 0
-        while not self._stopped:
-            ok, image = self.capture.read()
-            now = time.monotonic()
-            with self._cond:
-                if not ok:
-                    self._error = f"live source {self.spec} stopped delivering frames"
-                    self._cond.notify_all()
-                    return
-                self._newest = Frame(image, now - self._started, index, now, f"{self.spec}@{now - self._started:.2f}s")
-                self._cond.notify_all()
-            index += 1
-
-    def frames(self) -> Iterator[Frame]:
-        last = -1
-        while True:
-            with self._cond:
-                deadline = time.monotonic() + self.read_timeout
-                while (self._newest is None or self._newest.index == last) and self._error is None:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise EdgeVLMError(f"no frame from {self.spec} for {self.read_timeout:.0f} s: is it still connected?")
-                    self._cond.wait(remaining)
-                if self._newest is not None and self._newest.index != last:
-                    frame = self._newest
-                elif self._error:
-                    raise EdgeVLMError(self._error)
-            last = frame.index
-            yield frame
-
-    def stop(self) -> None:
-        self._stopped = True
-        self._thread.join(timeout=self.read_timeout + 1.0)
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
+        return next(iter(self.frames()))

@@ -1,8 +1,11 @@
-"""Caption tokenizer (HF ``tokenizers``, word level): load ``tokenizer.json``, encode, decode."""
+"""Caption tokenizer (HF ``tokenizers``, word level): load ``tokenizer.json``, encode, decode;
+and ``clean_question``, what every typed or filed question goes through before it is echoed,
+logged, spoken or encoded."""
 
 from __future__ import annotations
 
 import os
+import re
 
 from tokenizers import Tokenizer
 
@@ -11,6 +14,34 @@ from edgevlm.errors import EdgeVLMError
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]  # ids 0..3, in this order
 SEP_TOKEN = "[SEP]"  # ends a VQA question; models trained for VQA have it (any id)
 MAX_ANSWER_TOKENS = 4  # answer words + eos: answers are one or two words
+MAX_TOKENIZER_BYTES = 64 * 1024 * 1024  # a word-level vocabulary of 1M words is ~30 MB of JSON
+MAX_VOCAB_SIZE = 1_000_000  # the embedding is vocab x d_model floats: more is not a caption model
+MAX_QUESTION_CHARS = 500  # a spoken question is a few words; longer is a paste or an accident
+
+# Terminal escape sequences (CSI "ESC [ ... final" or its 8-bit form, OSC "ESC ] ... BEL|ESC \\",
+# two-byte "ESC x"): echoed to a terminal they move the cursor, recolour or retitle it, so they
+# are removed whole, parameters included.
+_ANSI = re.compile(r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]|(?:\x1b\]|\x9d)[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+                   r"|\x1b[@-_]?")
+# Separators (tab, newline, vertical tab, form feed, CR, file/group/record/unit separators,
+# NEL, Unicode line/paragraph separators) become a space so the words on either side stay apart.
+_SEPARATORS = re.compile(r"[\t\n\v\f\r\x1c-\x1f\x85\u2028\u2029]")
+# The other C0/C1 controls and DEL, and the bidirectional overrides/isolates that make a log
+# line or a terminal show text in another order than it is spoken: removed.
+_CONTROLS = re.compile(r"[\x00-\x08\x0e-\x1b\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def clean_question(text: str, max_chars: int = MAX_QUESTION_CHARS) -> tuple[str, int]:
+    """A question as typed or filed -> (text safe to echo, log, speak and encode; characters
+    dropped past ``max_chars``). Escape sequences and control characters are removed,
+    separators become spaces, runs of spaces one space; then the text is cut at ``max_chars``
+    characters (the rest is dropped, never asked as another question)."""
+    text = _ANSI.sub("", text)
+    text = _CONTROLS.sub("", _SEPARATORS.sub(" ", text))
+    text = " ".join(text.split())
+    if len(text) <= max_chars:
+        return text, 0
+    return text[:max_chars].rstrip(), len(text) - max_chars
 
 
 class CaptionTokenizer:
@@ -24,12 +55,28 @@ class CaptionTokenizer:
 
     @classmethod
     def load(cls, path: str) -> "CaptionTokenizer":
+        """``tokenizer.json`` -> tokenizer; a file too big, unreadable by ``tokenizers``,
+        without the special tokens at ids 0..3 or with an absurd vocabulary is an
+        EdgeVLMError naming it."""
         if not os.path.isfile(path):
             raise EdgeVLMError(f"tokenizer not found: {path}")
+        size = os.path.getsize(path)
+        if size > MAX_TOKENIZER_BYTES:  # checked before parsing: tokenizers reads it all into memory
+            raise EdgeVLMError(f"tokenizer {path} is {size / 1e6:.0f} MB, over the {MAX_TOKENIZER_BYTES / 1e6:.0f} MB "
+                               "a caption vocabulary needs; use the tokenizer.json written with the model")
         try:
-            return cls(Tokenizer.from_file(path))
+            tokenizer = Tokenizer.from_file(path)
         except Exception as exc:  # tokenizers raises a bare Exception on bad JSON
-            raise EdgeVLMError(f"cannot read tokenizer {path}: {exc}") from exc
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise EdgeVLMError(f"cannot read tokenizer {path}: {message}; use the tokenizer.json written with the model") from exc
+        vocab_size = tokenizer.get_vocab_size()
+        if not len(SPECIAL_TOKENS) < vocab_size <= MAX_VOCAB_SIZE:
+            raise EdgeVLMError(f"tokenizer {path} has {vocab_size} tokens; a caption vocabulary has the "
+                               f"{len(SPECIAL_TOKENS)} special tokens plus words, at most {MAX_VOCAB_SIZE}")
+        try:
+            return cls(tokenizer)
+        except EdgeVLMError as exc:
+            raise EdgeVLMError(f"tokenizer {path}: {exc}") from exc
 
     @property
     def vocab_size(self) -> int:

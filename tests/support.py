@@ -128,3 +128,58 @@ def scene_image(colour: int) -> np.ndarray:
     image = (40 + 60 * blocks[..., None]).repeat(3, axis=2).astype(np.uint8)
     image[..., colour] = 140 + 100 * blocks
     return image
+
+
+# --------------------------------------------------------------------------- hostile files
+def write_png_bomb(path: str, width: int = 20000, height: int = 20000) -> str:
+    """A valid all-black RGB PNG of width x height (20000 x 20000: 1.2 GB decoded, ~1.2 MB on
+    disk), written in ~0.5 s: after a full flush zlib restarts, so one compressed block of
+    rows is repeated instead of compressing 1.2 GB."""
+    import struct
+    import zlib
+
+    rows = 100
+    block = (b"\x00" + bytes(width * 3)) * rows  # filter byte 0 + a row of black pixels, 100 times
+    compressor = zlib.compressobj(9)
+    first = compressor.compress(block) + compressor.flush(zlib.Z_FULL_FLUSH)  # zlib header + block
+    again = compressor.compress(block) + compressor.flush(zlib.Z_FULL_FLUSH)  # the same block, no header
+    adler = 1
+    for _ in range(height // rows):
+        adler = zlib.adler32(block, adler)
+    idat = first + again * (height // rows - 1) + b"\x03\x00" + struct.pack(">I", adler)  # empty final block
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+class PickledCode:
+    """Unpickling this runs ``touch MARKER``: what a hostile checkpoint carries."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def peak_rss_mb(args: list[str], env: dict | None = None):
+    """Run ``args`` under a fresh Python that waits for it; -> (its peak RSS in MB, a
+    subprocess.CompletedProcess). getrusage(RUSAGE_CHILDREN) in a fresh process sees only
+    that one child."""
+    import subprocess
+    import sys
+
+    code = ("import json, resource, subprocess, sys\n"
+            "r = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+            "print(json.dumps([resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,"
+            " r.returncode, r.stdout, r.stderr]))\n")
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env)
+    peak, returncode, stdout, stderr = json.loads(result.stdout)
+    return peak, subprocess.CompletedProcess(args, returncode, stdout, stderr)

@@ -2,7 +2,12 @@
 
 Runs on the torch-free runtime (the shipped engine by default). ``--questions FILE.json``
 answers a list of ``{"question_id", "image", "question"}`` in one process, one JSON line
-per question; photos are read once per distinct image.
+per question; photos are read once per distinct image. A bad entry or image is an
+``error:`` line on stderr (with ``--json``, also ``{"question_id", "error"}`` on stdout in its
+place), the other questions are answered, and the exit code is 1 at the end.
+
+Questions, typed or filed, are cleaned (``clean_question``: no control characters or escape
+sequences, at most 500 characters) before they are echoed or answered.
 """
 
 from __future__ import annotations
@@ -46,20 +51,34 @@ def command(source, question, questions_file, images_dir, engine_dir, provider, 
     from edgevlm.runtime.engine import CaptionEngine
     from edgevlm.runtime.question_file import answer_entries, load_questions
     from edgevlm.runtime.sources import FrameSource, source_kind
+    from edgevlm.runtime.text import MAX_QUESTION_CHARS, clean_question
 
+    note = lambda message: click.echo(f"note: {message}", err=True)  # noqa: E731
     if questions_file:
         if source or question:
             raise EdgeVLMError("give either SOURCE QUESTION or --questions FILE, not both")
-        entries = load_questions(questions_file, images_dir)
+        entries = load_questions(questions_file, images_dir, keep_going=True, notify=note)
         engine = CaptionEngine(resolve_engine(engine_dir), provider, threads)
-        for entry, answer in answer_entries(engine, entries, abstain_below):
-            if as_json:
+        failed = 0
+        for entry, answer in answer_entries(engine, entries, abstain_below, keep_going=True):
+            if isinstance(answer, EdgeVLMError):
+                failed += 1
+                click.echo(f"error: question {entry['question_id']}: {answer}", err=True)
+                if as_json:
+                    click.echo(json.dumps({"question_id": entry["question_id"], "error": str(answer)}))
+            elif as_json:
                 click.echo(json.dumps(_record(answer, question_id=entry["question_id"], image=entry["image"],
                                               question=entry["question"])))
             else:
                 click.echo(f"{entry['question_id']} {entry['image']}: {entry['question']} -> {answer.text}")
+        if failed:
+            raise SystemExit(1)
         return
-    if not source or not question or not question.strip():
+    if question is not None:
+        question, dropped = clean_question(question)
+        if dropped:
+            note(f"question cut to {MAX_QUESTION_CHARS} characters ({dropped} more dropped)")
+    if not source or not question:
         raise EdgeVLMError('give a SOURCE and a QUESTION, e.g. edgevlm ask photo.jpg "is there a dog?", or --questions FILE')
     source_kind(source)  # a missing file fails before the engine loads
     engine = CaptionEngine(resolve_engine(engine_dir), provider, threads)

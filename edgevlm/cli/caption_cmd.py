@@ -2,6 +2,11 @@
 
 Runs on the torch-free runtime (the shipped engine by default). ``--model DIR`` captions
 image files with a PyTorch model folder instead (needs the training extras).
+
+A batch keeps going: a file that cannot be captioned (empty, corrupt, too many pixels) or a
+source that fails is an ``error:`` line on stderr (with ``--json``, also ``{"image": ...,
+"error": ...}`` on stdout in its place), the rest are captioned, and the exit code is 1 at
+the end if anything failed. A source that does not exist fails before any output.
 """
 
 from __future__ import annotations
@@ -11,24 +16,96 @@ import json
 import click
 
 from edgevlm.cli.options import engine_option, provider_option, threads_option
+from edgevlm.errors import EdgeVLMError
 from edgevlm.paths import resolve_engine
 
+MODEL_BATCH = 32  # images per PyTorch forward pass with --model
 
-def _caption_with_model(sources, model_dir, beam, as_json):
+
+class _Outcomes:
+    """Prints each item's caption or error in order, and counts the failures."""
+
+    def __init__(self, as_json: bool):
+        self.as_json, self.failed = as_json, 0
+
+    def caption(self, label: str, caption: str, text_line: str | None = None, **stream) -> None:
+        if self.as_json:
+            click.echo(json.dumps({"image": label, "caption": caption} | stream))
+        else:
+            click.echo(text_line or f"{label}: {caption}")
+
+    def error(self, label: str, exc: EdgeVLMError, **stream) -> None:
+        self.failed += 1
+        click.echo(f"error: {exc}", err=True)
+        if self.as_json:
+            click.echo(json.dumps({"image": label} | stream | {"error": str(exc)}))
+
+    def exit(self) -> None:
+        if self.failed:
+            raise SystemExit(1)
+
+
+def _caption_with_model(sources, model_dir, beam, out: _Outcomes) -> None:
+    """Image files (folders expanded) with a PyTorch model folder, MODEL_BATCH at a time; each
+    file is decoded on its own, so a bad one is reported and its batch-mates still captioned."""
+    import numpy as np
     import torch
 
     from edgevlm.cli.model_inputs import expand_image_paths
-    from edgevlm.generate import caption_files
+    from edgevlm.features import load_pixels
+    from edgevlm.generate import concept_word_ids, generate_from_pixels, search_settings
     from edgevlm.model_io import load_model
-    from edgevlm.runtime.preprocess import read_image_bgr
 
     torch.set_num_threads(2)
     paths = expand_image_paths(sources)
-    for path in paths:  # fail on a bad file before printing anything
-        read_image_bgr(path)
     model, tokenizer = load_model(model_dir)
-    for path, caption in zip(paths, caption_files(model, tokenizer, paths, beam)):
-        click.echo(json.dumps({"image": path, "caption": caption}) if as_json else f"{path}: {caption}")
+    settings, concept_ids = search_settings(model.cfg, beam), concept_word_ids(model, tokenizer)
+    for start in range(0, len(paths), MODEL_BATCH):
+        results: dict[str, object] = {}  # path -> pixels (3,S,S), then its caption; or the error
+        for path in paths[start : start + MODEL_BATCH]:
+            try:
+                results[path] = load_pixels(path, model.cfg)
+            except EdgeVLMError as exc:
+                results[path] = exc
+        good = [path for path, value in results.items() if not isinstance(value, EdgeVLMError)]
+        if good:
+            ids = generate_from_pixels(model, torch.from_numpy(np.stack([results[p] for p in good])), settings, concept_ids)
+            results.update((path, tokenizer.decode(row)) for path, row in zip(good, ids))
+        for path in paths[start : start + MODEL_BATCH]:
+            if isinstance(results[path], EdgeVLMError):
+                out.error(path, results[path])
+            else:
+                out.caption(path, results[path])
+
+
+def _caption_source(engine, spec: str, beam, every: float, out: _Outcomes) -> None:
+    """One SOURCE on the engine: image files one by one (a bad file is reported, the folder
+    goes on); a stream until it ends (a failure reports the source and ends it)."""
+    from edgevlm.runtime.preprocess import read_image_bgr
+    from edgevlm.runtime.sources import FrameSource, images_in, source_kind
+
+    kind = source_kind(spec)
+    if kind in ("image", "images"):
+        try:
+            paths = [spec] if kind == "image" else images_in(spec)
+        except EdgeVLMError as exc:  # a folder without images
+            return out.error(spec, exc)
+        for path in paths:
+            try:
+                caption = engine.caption_images([read_image_bgr(path)], beam)[0]
+            except EdgeVLMError as exc:
+                out.error(path, exc)
+                continue
+            out.caption(path, caption)
+        return
+    try:
+        with FrameSource(spec) as source:
+            for frame in source.frames(every):
+                caption = engine.caption_images([frame.image], beam)[0]
+                out.caption(frame.label, caption, f"{spec} [{frame.t:7.2f}s]: {caption}",
+                            source=spec, t=round(frame.t, 3), frame=frame.index)
+    except EdgeVLMError as exc:
+        out.error(spec, exc, source=spec)
 
 
 @click.command("caption")
@@ -44,25 +121,21 @@ def _caption_with_model(sources, model_dir, beam, as_json):
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def command(sources, engine_dir, model_dir, provider, beam, every, threads, as_json):
     """Caption SOURCES: image files, folders, video files, camera indexes or /dev/videoN,
-    rtsp:// or http:// URLs, GStreamer pipelines (ending in appsink)."""
+    rtsp:// or http:// URLs, GStreamer pipelines (ending in appsink). A file or source that
+    fails is reported on stderr and the others go on; the exit code is then 1."""
+    from edgevlm.runtime.preprocess import max_image_pixels
+
+    max_image_pixels()  # a bad EDGEVLM_MAX_IMAGE_PIXELS fails once, before any output
+    out = _Outcomes(as_json)
     if model_dir:
-        return _caption_with_model(sources, model_dir, beam, as_json)
+        _caption_with_model(sources, model_dir, beam, out)
+        return out.exit()
     from edgevlm.runtime.engine import CaptionEngine
-    from edgevlm.runtime.sources import FrameSource, source_kind
+    from edgevlm.runtime.sources import source_kind
 
     for spec in sources:  # a missing file fails before any output
         source_kind(spec)
     engine = CaptionEngine(resolve_engine(engine_dir), provider, threads)
     for spec in sources:
-        with FrameSource(spec) as source:
-            stream = source.kind in ("video", "camera", "url", "gstreamer")
-            for frame in source.frames(every if stream else None):
-                caption = engine.caption_images([frame.image], beam)[0]
-                if as_json:
-                    record = {"image": frame.label, "caption": caption}
-                    if stream:
-                        record.update(source=spec, t=round(frame.t, 3), frame=frame.index)
-                    click.echo(json.dumps(record))
-                else:
-                    click.echo(f"{spec} [{frame.t:7.2f}s]: {caption}" if stream else f"{frame.label}: {caption}")
-
+        _caption_source(engine, spec, beam, every, out)
+    out.exit()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 
 import click
@@ -14,13 +15,45 @@ from edgevlm import __version__
 from edgevlm.errors import EdgeVLMError
 
 
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + signal number, as shells report a killed command
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as Ctrl-C raises KeyboardInterrupt, so that the
+    same ``finally`` blocks run: staging folders (``.tmp-*``) are removed, outputs stay
+    complete or absent."""
+
+
+def _stop_on_signal(signum: int, _frame) -> None:
+    """First SIGINT/SIGTERM: raise, to unwind through the cleanups. A second one while they
+    run: the default action (the user wants it gone now)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def install_signal_handlers() -> None:
+    """For the console command only: tests invoking ``cli`` in-process keep pytest's handlers."""
+    signal.signal(signal.SIGINT, _stop_on_signal)
+    signal.signal(signal.SIGTERM, _stop_on_signal)
+
+
 class ErrorReportingGroup(click.Group):
     """Prints an EdgeVLMError (or a missing optional dependency) as one line, exit code 1;
-    the traceback only with --debug."""
+    Ctrl-C and SIGTERM as one line, exit codes 130 and 143; the traceback only with --debug."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated): cleanups have run on the way here
+            if ctx.obj and ctx.obj.get("debug"):
+                import traceback
+
+                traceback.print_exc()
+            terminated = isinstance(exc, Terminated)
+            click.echo(f"stopped: {'SIGTERM' if terminated else 'interrupted (Ctrl-C)'}; unfinished outputs were "
+                       "removed", err=True)
+            sys.exit(EXIT_SIGTERM if terminated else EXIT_SIGINT)
         except (EdgeVLMError, ModuleNotFoundError) as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
@@ -29,7 +62,7 @@ class ErrorReportingGroup(click.Group):
                 message = f"missing package {exc.name!r}: this command needs the training extras (pip install -e '.[export]')"
             click.echo(f"error: {message}", err=True)
             sys.exit(1)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit, KeyboardInterrupt):
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
             raise
         except BrokenPipeError:  # `edgevlm caption ... | head`: the reader left; not an error of ours
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -65,6 +98,7 @@ _register()
 
 
 def main():
+    install_signal_handlers()
     cli(prog_name="edgevlm")
 
 

@@ -10,6 +10,7 @@ import sys
 import click
 
 from edgevlm.cli.options import dataclass_options, engine_option, pick, provider_option, threads_option
+from edgevlm.runtime.live_reader import ReconnectSettings
 from edgevlm.runtime.narration.policy import PolicySettings
 from edgevlm.runtime.narration.scene_gate import GateSettings
 
@@ -31,10 +32,13 @@ from edgevlm.runtime.narration.scene_gate import GateSettings
 @click.option("--realtime", is_flag=True, help="Pace a video file like a live camera (newest frame wins).")
 @click.option("--questions/--no-questions", default=None,
               help="Answer questions from standard input, one per line (default: only when it is a terminal).")
+@click.option("--read-timeout", type=click.FloatRange(0.1, 600), default=5.0, show_default=True,
+              help="Live sources: seconds without a frame before the camera counts as disconnected.")
 @dataclass_options(GateSettings, prefix="gate-")
 @dataclass_options(PolicySettings)
+@dataclass_options(ReconnectSettings, prefix="reconnect-")
 def command(source, engine_dir, provider, threads, beam, tts, speak, voice, rate, audio_out, events, subtitles,
-            video_out, realtime, questions, **kwargs):
+            video_out, realtime, questions, read_timeout, **kwargs):
     """Narrate SOURCE (video file, camera index or device, URL, GStreamer pipeline) aloud.
 
     Questions: type a question and press Enter (e.g. "is there a dog?"). It is answered
@@ -45,16 +49,25 @@ def command(source, engine_dir, provider, threads, beam, tts, speak, voice, rate
     never reads it (so `while read f; do edgevlm narrate "$f"; done < list` keeps its
     list). Standard input at its end (ctrl-D) ends only the questions. An engine trained
     for captions only says so once and keeps narrating.
+
+    A live source that drops (no frame for --read-timeout seconds, end of stream, decoder
+    errors in a row) is said once ("camera disconnected, reconnecting") and reopened at
+    once, then every --reconnect-interval seconds, doubling up to --reconnect-max-interval,
+    --reconnect-attempts times per loss (0: forever); "camera back" when frames return.
+    A video file is never reopened: a damaged stretch is skipped with a warning.
     """
     from edgevlm.errors import EdgeVLMError
     from edgevlm.paths import resolve_engine
     from edgevlm.runtime.engine import CaptionEngine
+    from edgevlm.runtime.narration.outputs import check_outputs
     from edgevlm.runtime.narration.pipeline import Narrator, NarrateOptions
     from edgevlm.runtime.narration.speech import Speech
     from edgevlm.runtime.sources import FrameSource
 
     if subtitles and not subtitles.lower().endswith((".vtt", ".srt")):
         raise EdgeVLMError(f"--subtitles {subtitles}: use a .vtt or .srt file name")
+    check_outputs(audio_out, events, subtitles, video_out)  # before the engine loads or the camera opens
+    reconnect = ReconnectSettings(**pick(ReconnectSettings, kwargs, "reconnect_"))
     options = NarrateOptions(
         beam=beam, realtime=realtime, gate=GateSettings(**pick(GateSettings, kwargs, "gate_")),
         policy=PolicySettings(**pick(PolicySettings, kwargs)), audio_out=audio_out, events=events,
@@ -63,13 +76,14 @@ def command(source, engine_dir, provider, threads, beam, tts, speak, voice, rate
     engine = CaptionEngine(resolve_engine(engine_dir), provider, threads)
     notify = lambda message: click.echo(f"note: {message}", err=True)  # noqa: E731
     speech = Speech(voice, rate, play=speak, notify=notify) if tts == "espeak" else None
-    with FrameSource(source) as frames:
+    with FrameSource(source, read_timeout=read_timeout, reconnect=reconnect) as frames:
         # sys.stdin is None when the process has no standard input at all (fd 0 closed).
         # Default: a terminal only; a pipe or file may be a batch script's own input.
         if questions is None:
             questions = sys.stdin is not None and sys.stdin.isatty()
         question_stream = sys.stdin if questions else None
-        narrator = Narrator(engine, frames, options, speech, on_line=click.echo, questions=question_stream)
+        narrator = Narrator(engine, frames, options, speech, on_line=click.echo, questions=question_stream,
+                            on_warning=lambda line: click.echo(line, err=True))
         def on_signal(signum, _frame):
             if narrator.stop_event.is_set():  # asked twice: stop waiting for a clean finish
                 signal.signal(signum, signal.SIG_DFL)

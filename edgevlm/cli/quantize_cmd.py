@@ -30,9 +30,11 @@ def command(engine_dir, calib_source, out_dir, method, variant, patterns, auto_e
     """Quantize ENGINE_DIR's vision, cross-K/V and decoder graphs to static INT8."""
     from edgevlm.calibration.gate import format_report
     from edgevlm.calibration.gated_quantize import held_out_names, load_eval_set, quantize_gated
+    from edgevlm.calibration.quantize import check_output
     from edgevlm.calibration.sources import load_calibration_set
     from edgevlm.errors import EdgeVLMError
 
+    check_output(out_dir, engine_dir)  # before any image is read
     if auto_exclude and not eval_path:
         raise EdgeVLMError("--auto-exclude needs --eval CAPTIONS.json: the gate decides when to stop")
     eval_set = load_eval_set(eval_path, eval_limit) if eval_path else None

@@ -28,8 +28,11 @@ from edgevlm.training.settings import TrainSettings
 @dataclass_options(TrainSettings)
 def command(data, out, resume, init_from, cache_dir, vision_feature, **kwargs):
     """Train a captioning model; the best epoch by dev CIDEr is written to OUT/best."""
-    from edgevlm.training.trainer import Trainer
+    from edgevlm.fileio import check_writable
+    from edgevlm.training.trainer import Trainer, checkpoint_state
 
+    check_writable(out, inside=True)  # before hours of work, not at the first checkpoint
+    state = checkpoint_state(out) if resume else None  # a bad checkpoint fails before the features are cached
     cfg = ModelConfig(decoder=DecoderConfig(**pick(DecoderConfig, kwargs, "decoder_")))
     if vision_feature:
         cfg = dataclasses.replace(cfg, vision=VisionConfig(feature=vision_feature))
@@ -37,5 +40,5 @@ def command(data, out, resume, init_from, cache_dir, vision_feature, **kwargs):
     trainer = Trainer(data, out, cfg, settings, os.path.expanduser(cache_dir), init_from,
                       dropout=kwargs.get("decoder_dropout"))
     if resume:
-        trainer.resume()
+        trainer.resume(state)
     click.echo(json.dumps(trainer.run()))

@@ -32,8 +32,12 @@ def command(model_dir, data, out, epochs, lr, unfamiliar_quantile, ban_below, hi
     write the result to OUT; prints the dev report as JSON."""
     import torch
 
+    from edgevlm.fileio import check_replaceable, check_writable
+    from edgevlm.model_io import CONFIG_FILE
     from edgevlm.training.concept_training import train_concepts
 
+    check_writable(out)  # before the training, not when the result is written
+    check_replaceable(out, CONFIG_FILE, "a model folder")  # as save_model will, but before the training
     torch.set_num_threads(threads)
     report = train_concepts(model_dir, data, out, os.path.expanduser(cache_dir), epochs, lr, unfamiliar_quantile,
                             ban_below, hidden=hidden, sharpness=sharpness)

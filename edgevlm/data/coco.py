@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from edgevlm.errors import EdgeVLMError
 from edgevlm.fileio import read_json
 
+MAX_CAPTIONS_BYTES = 1024**3  # 1 GiB: COCO 2017's train captions are 90 MB
+
 
 @dataclass(frozen=True)
 class CaptionedImage:
@@ -23,7 +25,7 @@ class CaptionedImage:
 def _load_json(path: str) -> dict:
     if not os.path.isfile(path):
         raise EdgeVLMError(f"captions file not found: {path}")
-    data = read_json(path, "COCO caption format")
+    data = read_json(path, "COCO caption format", MAX_CAPTIONS_BYTES)
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(
         data.get("annotations"), list
     ):
@@ -31,6 +33,11 @@ def _load_json(path: str) -> dict:
             f"{path} is not COCO caption format: it needs top-level 'images' and 'annotations' lists"
         )
     return data
+
+
+def _is_id(value) -> bool:
+    """COCO ids are numbers (some datasets use strings); anything else cannot key a dict."""
+    return isinstance(value, (int, str)) and not isinstance(value, bool)
 
 
 def default_images_dir(captions_path: str) -> str:
@@ -52,6 +59,10 @@ def load_coco_captions(captions_path: str, images_dir: str | None = None, check_
     for index, entry in enumerate(data["images"]):
         if not isinstance(entry, dict) or "id" not in entry or "file_name" not in entry:
             raise EdgeVLMError(f"{captions_path}: images[{index}] needs 'id' and 'file_name'")
+        if not _is_id(entry["id"]):
+            raise EdgeVLMError(f"{captions_path}: images[{index}]: 'id' must be a number or string, not {entry['id']!r:.40}")
+        if not isinstance(entry["file_name"], str) or not entry["file_name"].strip():
+            raise EdgeVLMError(f"{captions_path}: images[{index}] (id {entry['id']}): 'file_name' must be a file name")
         if entry["id"] in by_id:
             raise EdgeVLMError(f"{captions_path}: images[{index}] repeats id {entry['id']}")
         path = os.path.join(images_dir, entry["file_name"])
@@ -63,10 +74,10 @@ def load_coco_captions(captions_path: str, images_dir: str | None = None, check_
     for index, ann in enumerate(data["annotations"]):
         if not isinstance(ann, dict) or "image_id" not in ann or not isinstance(ann.get("caption"), str):
             raise EdgeVLMError(f"{captions_path}: annotations[{index}] needs 'image_id' and a 'caption' string")
-        if ann["image_id"] not in captions:
+        if not _is_id(ann["image_id"]) or ann["image_id"] not in captions:
             raise EdgeVLMError(
                 f"{captions_path}: annotations[{index}] (id {ann.get('id')}) points at image_id "
-                f"{ann['image_id']}, which is not in 'images'"
+                f"{ann['image_id']!r:.40}, which is not in 'images'"
             )
         captions[ann["image_id"]].append(ann["caption"].strip())
     return [CaptionedImage(i, by_id[i], tuple(captions[i])) for i in order]

@@ -42,6 +42,50 @@ from edgevlm.training.vqa_data import answer_words, encode_questions, frequent_q
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "checkpoint.pt"
+CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "epoch", "best", "history", "config")  # what resume reads
+
+
+def load_checkpoint(path: str) -> dict:
+    """``checkpoint.pt`` -> its dict, loaded with ``weights_only=True`` (tensors and plain
+    data only: a pickle that would run code is refused, never run). Every way it can fail is
+    one EdgeVLMError naming the file; never torch's advice to load it unsafely."""
+    import pickle
+    import warnings
+
+    fix = "start without --resume, or use a new --out"
+    if os.path.getsize(path) == 0:
+        raise EdgeVLMError(f"{path} is empty (0 bytes): an interrupted copy, not a checkpoint; {fix}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about pickle protocols on the way to refusing them
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # weights_only refused a global: the file would run code
+        raise EdgeVLMError(f"{path} is not a plain-tensor checkpoint (it holds pickled code, refused for safety); "
+                           f"edgevlm writes only tensors and plain data: {fix}") from exc
+    except (EOFError, RuntimeError) as exc:  # a zip without its end: cut short while written or copied
+        raise EdgeVLMError(f"{path} is truncated or corrupt (not a complete torch checkpoint); {fix}") from exc
+    except Exception as exc:  # noqa: BLE001 - torch raises KeyError, ValueError... on files of other kinds
+        raise EdgeVLMError(f"{path} is not a torch checkpoint ({type(exc).__name__}); {fix}") from exc
+    if not isinstance(state, dict):
+        raise EdgeVLMError(f"{path} holds a {type(state).__name__}, not a checkpoint of edgevlm train; {fix}")
+    missing = [key for key in CHECKPOINT_KEYS if key not in state]
+    if missing:
+        raise EdgeVLMError(f"{path} is not a checkpoint of edgevlm train: it has no {missing[0]!r} entry; {fix}")
+    for key, kind in (("model", dict), ("optimizer", dict), ("scheduler", dict), ("config", dict), ("history", list),
+                      ("epoch", int)):
+        if not isinstance(state[key], kind):
+            raise EdgeVLMError(f"{path}: its {key!r} entry is a {type(state[key]).__name__}, not a {kind.__name__}; {fix}")
+    if not isinstance(state.get("settings") or {}, dict):
+        raise EdgeVLMError(f"{path}: its 'settings' entry is a {type(state['settings']).__name__}, not a dict; {fix}")
+    return state
+
+
+def checkpoint_state(out: str) -> dict:
+    """The checkpoint ``--resume`` continues from: OUT/checkpoint.pt, checked (load_checkpoint)."""
+    path = os.path.join(out, CHECKPOINT_FILE)
+    if not os.path.isfile(path):
+        raise EdgeVLMError(f"--resume: no {CHECKPOINT_FILE} in {out}; start without --resume")
+    return load_checkpoint(path)
 
 
 def encode_captions(items: list[CaptionedImage], tokenizer: CaptionTokenizer, max_len: int):
@@ -194,23 +238,27 @@ class Trainer:
         with atomic_path(os.path.join(self.out, "tokenizer.json")) as tmp:
             tokenizer.tokenizer.save(tmp)
 
-    def resume(self) -> None:
+    def resume(self, state: dict | None = None) -> None:
+        """Continue from OUT/checkpoint.pt (``state``: that file, already read by
+        ``checkpoint_state``, so that a bad one fails before the features are cached)."""
         path = os.path.join(self.out, CHECKPOINT_FILE)
-        if not os.path.isfile(path):
-            raise EdgeVLMError(f"--resume: no {CHECKPOINT_FILE} in {self.out}; start without --resume")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        saved = state.get("settings", {})
+        state = state if state is not None else checkpoint_state(self.out)
+        saved = state.get("settings") or {}
         for name in ("vqa_weight", "contrastive_weight"):  # the objectives decide vocabulary and heads
             if (saved.get(name, 0.0) > 0) != (getattr(self.settings, name) > 0):
                 raise EdgeVLMError(f"--resume: {path} was trained with {name}={saved.get(name, 0.0)}; resume with "
                                    f"--{name.replace('_', '-')} {saved.get(name, 0.0)} or use a new --out")
         if state["config"] != self.cfg.to_dict():
             raise EdgeVLMError(f"--resume: {path} was trained with another model config; use a new --out")
-        self.model.load_state_dict(state["model"])
-        if self.contrastive is not None:
-            self.contrastive.load_state_dict(state["contrastive"])  # present: checked above
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        try:  # the config matched, so only a hand-edited file gets here
+            self.model.load_state_dict(state["model"])
+            if self.contrastive is not None:
+                self.contrastive.load_state_dict(state["contrastive"])  # present: checked above
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+        except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise EdgeVLMError(f"--resume: {path} does not fit this model ({first}); use a new --out") from exc
         self.epoch, self.best, self.history = state["epoch"], state["best"], state["history"]
         log.info("resumed from epoch %d (best dev CIDEr %.3f)", self.epoch, self.best)
 

@@ -11,6 +11,8 @@ import onnxruntime as ort
 from edgevlm.errors import EdgeVLMError
 from edgevlm.runtime.backends.base import Backend
 
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64",
+              "tensor(int32)": "int32", "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(bool)": "bool"}
 _ORT_PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
@@ -52,6 +54,19 @@ class OnnxRuntimeBackend(Backend):
                 self.sessions[graph] = ort.InferenceSession(path, options, providers=wanted)
             except Exception as exc:  # onnxruntime raises its own exception types for bad files
                 raise EdgeVLMError(f"onnxruntime cannot load {path}: {str(exc).splitlines()[0]}") from exc
+            self._check_graph_matches_manifest(graph, self.sessions[graph])
+
+    def _check_graph_matches_manifest(self, graph: str, session: ort.InferenceSession) -> None:
+        """The ONNX file's own inputs and outputs must be the manifest's (names and element
+        types): the manifest is what feeds are checked against, so it must not lie."""
+        spec = self.manifest.graph(graph)
+        for kind, declared, actual in (("inputs", spec.inputs, session.get_inputs()),
+                                       ("outputs", spec.outputs, session.get_outputs())):
+            have = {arg.name: _ORT_TYPES.get(arg.type, arg.type) for arg in actual}
+            want = {s.name: s.dtype for s in declared}
+            if have != want:
+                raise EdgeVLMError(f"{self.manifest.graph_path(graph)}: its {kind} {have} differ from the manifest's "
+                                   f"graphs.{graph}.{kind} {want}; re-export the engine")
 
     def _close(self) -> None:
         self.sessions.clear()

@@ -29,6 +29,8 @@ class RuntimeFamily:
     load_tokenizer: Callable  # (path) -> a tokenizer with encode/decode/question_prompt
     # cross-field checks beyond the I/O table: (manifest) -> problem text or None
     consistency: tuple[Callable, ...] = field(default=())
+    files: tuple[str, ...] = ("tokenizer",)  # manifest.files keys besides the graphs' own
+
 
     def check(self, manifest) -> None:
         """Refuse an engine whose graphs do not match this family's table, naming the graph."""
@@ -36,6 +38,10 @@ class RuntimeFamily:
         if set(manifest.graphs) != set(self.graphs):
             raise EdgeVLMError(f"{where} engines have graphs {sorted(self.graphs)}, this one has "
                                f"{sorted(manifest.graphs)}; re-export it")
+        missing_files = [key for key in self.files if key not in manifest.files]
+        if missing_files:
+            raise EdgeVLMError(f"{where} engines list files {list(self.files)}, this one lacks {missing_files}; "
+                               "re-export it")
         for name, io in self.graphs.items():
             spec = manifest.graph(name)
             for kind, required, optional, have in (("input", io.inputs, io.optional_inputs, spec.input_names),

@@ -1,13 +1,17 @@
 """Narration outputs: the JSONL event log, WebVTT/SRT subtitles and a captioned video.
 
 The event log is written line by line and flushed, so even a crash leaves whole lines.
-Subtitles and video are written to a temp name and renamed when complete.
+Subtitles and video are written to a temp name and renamed when complete. Every output
+path is checked for writing before any work starts (``check_outputs``): a folder we cannot
+write is one line naming the path and the fix, not a run that ends with nothing written.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
+import threading
 import time
 
 import cv2
@@ -15,7 +19,8 @@ import numpy as np
 
 from edgevlm.errors import EdgeVLMError
 
-EVENTS = ("frame", "frame_issue", "caption", "answer", "spoken", "skip_unchanged", "skip_duplicate", "summary")
+EVENTS = ("frame", "frame_issue", "caption", "answer", "spoken", "skip_unchanged", "skip_duplicate",
+          "source_lost", "source_back", "source_skipped", "source_ended_early", "summary")
 
 
 def _prepare(path: str, option: str) -> None:
@@ -24,6 +29,38 @@ def _prepare(path: str, option: str) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     except OSError as exc:
         raise EdgeVLMError(f"{option} {path}: cannot create its folder ({exc.strerror})") from exc
+
+
+def _check_folder(folder: str, option: str, path: str) -> None:
+    """Make ``folder`` and prove it writable by creating and removing a file in it: the only
+    test that is right for root, read-only mounts and ACLs alike (``os.access`` is not)."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise EdgeVLMError(f"{option} {path}: cannot create {folder} ({exc.strerror}); "
+                           "choose a folder you can write to") from exc
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".edgevlm-write-check-", dir=folder)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as exc:
+        raise EdgeVLMError(f"{option} {path}: cannot write in {folder} ({exc.strerror}); "
+                           "choose a folder you can write to, or fix its permissions") from exc
+
+
+def check_outputs(audio_out: str | None = None, events: str | None = None, subtitles: str | None = None,
+                  video_out: str | None = None) -> None:
+    """Before any work: every output narration will write can be written (folders made)."""
+    if audio_out:
+        if os.path.exists(audio_out) and not os.path.isdir(audio_out):
+            raise EdgeVLMError(f"--audio-out {audio_out}: is a file; give a folder for the WAV files")
+        _check_folder(audio_out, "--audio-out", audio_out)
+    for option, path in (("--events", events), ("--subtitles", subtitles), ("--video-out", video_out)):
+        if not path:
+            continue
+        if os.path.isdir(path):
+            raise EdgeVLMError(f"{option} {path}: is a folder; give a file name")
+        _check_folder(os.path.dirname(os.path.abspath(path)), option, path)
 
 
 class EventLog:
@@ -37,17 +74,21 @@ class EventLog:
             except OSError as exc:
                 raise EdgeVLMError(f"--events {path}: cannot write it ({exc.strerror})") from exc
         self.counts = {name: 0 for name in EVENTS}
+        self._lock = threading.Lock()  # the inference and speech threads both write
 
     def write(self, event: str, t: float, **fields) -> None:
         assert event in EVENTS, event
-        self.counts[event] += 1
-        if self._file:
-            self._file.write(json.dumps({"event": event, "t": round(t, 3), "wall": round(time.time(), 3), **fields}) + "\n")
+        line = json.dumps({"event": event, "t": round(t, 3), "wall": round(time.time(), 3), **fields}) + "\n"
+        with self._lock:
+            self.counts[event] += 1
+            if self._file:
+                self._file.write(line)
 
     def close(self) -> None:
-        if self._file:
-            self._file.close()
-            self._file = None
+        with self._lock:
+            if self._file:
+                self._file.close()
+                self._file = None
 
 
 def _timestamp(seconds: float, srt: bool) -> str:

@@ -9,7 +9,11 @@
 - questions (optional): a reader thread queues lines typed on stdin; the inference thread
   answers them about the newest frame before its next caption, and the answer interrupts
   narration: the caption being said is cut short, those waiting are dropped, and the
-  answer is said next (questions.py).
+  answer is said next (questions.py);
+- source changes: the capture thread passes them on a queue of their own (a NewestSlot
+  would drop them); the inference thread logs them, and a live camera lost or back is said
+  once, ahead of captions (source_notices.py). Damage skipped in a video file, or a file
+  that ended early, is a warning line.
 
 Nothing grows without bound when inference is slower than the camera. ``stop()`` (ctrl-C,
 SIGTERM) ends every thread and the outputs are completed.
@@ -17,8 +21,10 @@ SIGTERM) ends every thread and the outputs are completed.
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
+import queue
 import tempfile
 import threading
 import time
@@ -30,15 +36,21 @@ import numpy as np
 from edgevlm.errors import EdgeVLMError
 from edgevlm.runtime.engine import Sight, nothing_to_see
 from edgevlm.runtime.frame_quality import FrameQuality, assess_frame
-from edgevlm.runtime.narration.outputs import CaptionedVideo, EventLog, write_subtitles
+from edgevlm.runtime.narration.outputs import CaptionedVideo, EventLog, check_outputs, write_subtitles
 from edgevlm.runtime.narration.policy import NarrationPolicy, PolicySettings, Utterance
 from edgevlm.runtime.narration.questions import (NO_ANSWERS, Question, QuestionReader, SpokenAnswer,
                                                  merge_answers, spoken_answer)
 from edgevlm.runtime.narration.queues import CLOSED, BlockingSlot, NewestSlot
 from edgevlm.runtime.narration.scene_gate import GateSettings, SceneGate
 from edgevlm.runtime.narration.similarity import caption_similarity
+from edgevlm.runtime.narration.source_notices import ANSWER_WHILE_LOST, EVENT_NAMES, SourceNotice, notice_for
+from edgevlm.runtime.stream_items import BACK, LOST, SourceChange, SourceStats
 
 log = logging.getLogger(__name__)
+
+# Latency percentiles are over the most recent this many values: a narrator that runs for
+# days keeps its memory flat (the soak run, edgevlm.scripts.soak, measures it).
+LATENCY_WINDOW = 10_000
 
 
 @dataclass(frozen=True)
@@ -58,13 +70,30 @@ def _percentile(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 1) if values else None
 
 
+def _stream(source, stop: threading.Event):
+    """Frames and SourceChanges of ``source`` until ``stop``; a source without ``stream()`` (a
+    plain list of frames in a test) gives its frames."""
+    stream = getattr(source, "stream", None)
+    return stream(stop) if stream is not None else source.frames()
+
+
+def _source_stats(source) -> dict:
+    """The source's counters for the summary; zeros for a source that keeps none."""
+    stats = getattr(source, "stats", None)
+    return vars(stats() if stats is not None else SourceStats())
+
+
 class Narrator:
-    """Narrate ``source``; ``questions``: a text stream (stdin) of questions to answer, or None."""
+    """Narrate ``source``; ``questions``: a text stream (stdin) of questions to answer, or None;
+    ``on_warning``: where lines about the source go ("warning: ..."; default ``on_line``)."""
 
     def __init__(self, engine, source, options: NarrateOptions, speech=None, on_line: Callable[[str], None] = print,
-                 clock: Callable[[], float] = time.monotonic, questions: TextIO | None = None):
+                 clock: Callable[[], float] = time.monotonic, questions: TextIO | None = None,
+                 on_warning: Callable[[str], None] | None = None):
+        check_outputs(options.audio_out, options.events, options.subtitles, options.video_out)
         self.engine, self.source, self.options = engine, source, options
         self.speech, self.on_line, self.clock = speech, on_line, clock
+        self.on_warning = on_warning or on_line
         self.stop_event = threading.Event()
         self.gate = SceneGate(options.gate)
         self.policy = NarrationPolicy(options.policy)
@@ -74,11 +103,13 @@ class Narrator:
         self.utterances = NewestSlot() if live else BlockingSlot(4)
         self.video = CaptionedVideo(options.video_out, source.fps or 10.0) if options.video_out else None
         self.settings = engine.settings(options.beam)
-        self.cues: list[tuple[float, str]] = []
+        self.cues: list[tuple[float, str]] = []  # (t, text) for the subtitles; kept only when asked for
         self.current_text = ""
-        self.caption_ms: list[float] = []
-        self.speech_ms: list[float] = []
-        self.spoken: list[str] = []
+        self.caption_ms: collections.deque[float] = collections.deque(maxlen=LATENCY_WINDOW)
+        self.speech_ms: collections.deque[float] = collections.deque(maxlen=LATENCY_WINDOW)
+        self.utterance_count = 0  # captions said (answers and notices are not narration's)
+        self.repeats = 0  # of them, said right after one meaning the same
+        self._last_spoken: str | None = None
         self.captions = 0
         self.first_t: float | None = None
         self.last_t = 0.0
@@ -86,19 +117,22 @@ class Narrator:
         # questions: read on their own thread, answered on the inference thread (the engine is not thread-safe)
         self.questions = QuestionReader(questions, clock) if questions is not None else None
         self.last_frame = None  # the newest frame handled: what a question is answered about
-        self.answer_ms: list[float] = []  # question typed -> answer ready
+        self.answer_ms: collections.deque[float] = collections.deque(maxlen=LATENCY_WINDOW)  # question -> answer ready
+        self.answered = 0  # questions answered
         self.frame_issue: str | None = None  # the problem of the last frame ("dark"...), None when usable
         self.told_no_answers = False
-        self.interrupted = 0  # captions never said because an answer went first
+        self.interrupted = 0  # captions never said because an answer went first, or the camera was lost
         self._answers_waiting = 0  # answers queued for speech, not yet taken by the speech thread
         self._answers_lock = threading.Lock()
         self._saying_answer = False  # set by the speech thread: a scene change does not cut an answer
-        if options.audio_out:
-            try:
-                os.makedirs(options.audio_out, exist_ok=True)
-            except OSError as exc:
-                self.events.close()
-                raise EdgeVLMError(f"--audio-out {options.audio_out}: cannot create it ({exc.strerror})") from exc
+        self.voiced = 0  # utterances made into speech (a WAV written, and played when there is a device)
+        # source changes: capture thread -> inference thread (never dropped), each with the index of
+        # the last frame put before it, so the inference thread handles it between the right frames
+        self._changes: queue.SimpleQueue[tuple[int, SourceChange]] = queue.SimpleQueue()
+        self._pending_changes: collections.deque[tuple[int, SourceChange]] = collections.deque()
+        # notices: inference thread -> speech thread, said before any caption
+        self._notices: collections.deque[SourceNotice] = collections.deque()
+        self.source_lost = False  # a live source is gone right now (inference thread)
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -106,10 +140,14 @@ class Narrator:
     # --- threads ----------------------------------------------------------------------
     def _capture(self) -> None:
         try:
-            started = None
-            for frame in self.source.frames():
+            started, last_index = None, -1
+            for frame in _stream(self.source, self.stop_event):
                 if self.stop_event.is_set():
                     break
+                if isinstance(frame, SourceChange):
+                    self._changes.put((last_index, frame))
+                    continue
+                last_index = frame.index
                 if self.options.realtime and not self.source.live:
                     started = started if started is not None else self.clock() - frame.t
                     delay = started + frame.t - self.clock()  # pace a file like a camera
@@ -131,11 +169,17 @@ class Narrator:
             self.stop_event.set()
 
     def _speak_loop(self) -> None:
-        count = 0
+        count, closed = 0, False
         while True:
-            utterance = self.utterances.get(timeout=0.2)
-            if utterance is CLOSED:
+            if self._notices:  # a notice about the camera goes ahead of any caption
+                utterance = self._notices.popleft()
+            elif closed:
                 return
+            else:
+                utterance = self.utterances.get(timeout=0.05)  # short: a notice waits at most this long
+            if utterance is CLOSED:
+                closed = True  # a notice queued just before the end is still said
+                continue
             if utterance is None:
                 if self.stop_event.is_set() and len(self.utterances) == 0:
                     return
@@ -143,14 +187,15 @@ class Narrator:
             if self.stop_event.is_set():  # stopping: say nothing more
                 return
             is_answer = isinstance(utterance, SpokenAnswer)
+            is_notice = isinstance(utterance, SourceNotice)
             if is_answer:
                 self._count_answers_waiting(-1)
-            elif self._answer_waiting():  # taken just before an answer was queued: the answer goes first
+            elif not is_notice and self._answer_waiting():  # taken just before an answer was queued: it goes first
                 self._count_interrupted()
                 continue
             count += 1
             wav = self._synthesize(utterance.text, count)
-            if not is_answer and self._answer_waiting():  # an answer came while this was synthesized
+            if not is_answer and not is_notice and self._answer_waiting():  # an answer came while this was synthesized
                 self._count_interrupted()
                 if wav:
                     os.remove(wav)
@@ -158,6 +203,8 @@ class Narrator:
             self._saying_answer = is_answer
             if is_answer:
                 self._announce_answer(utterance, wav)
+            elif is_notice:
+                self._announce_notice(utterance, wav)
             else:
                 self._announce(utterance, wav)
             self._play(wav)
@@ -173,28 +220,45 @@ class Narrator:
             wav = os.path.join(tempfile.gettempdir(), f"edgevlm-{os.getpid()}-{count}.wav")
         else:
             return None
-        return wav if self.speech.synthesize(text, wav) else None
+        if not self.speech.synthesize(text, wav):
+            return None
+        self.voiced += 1
+        return wav
 
     def _announce(self, utterance: Utterance, wav: str | None) -> None:
         """A caption is said: log it, print it, keep it for the subtitles and the summary."""
         ready_ms = (self.clock() - utterance.captured_at) * 1000
         if not utterance.reannounce:
             self.speech_ms.append(ready_ms)
-        self.spoken.append(utterance.text)
-        self.cues.append((utterance.t, utterance.text))
+        if self._last_spoken is not None:
+            self.repeats += caption_similarity(self._last_spoken, utterance.text) >= self.options.policy.same_meaning
+        self._last_spoken = utterance.text
+        self.utterance_count += 1
+        self._cue(utterance.t, utterance.text)
         self.events.write("spoken", utterance.t, text=utterance.text, frame_to_speech_ms=round(ready_ms, 1),
                           wav=wav, reannounce=utterance.reannounce)
         self.on_line(f"[{utterance.t:8.2f}s] {utterance.text}")
 
     def _announce_answer(self, answer: SpokenAnswer, wav: str | None) -> None:
         """An answer is said: one "Q: ... A: ..." line per question (console and subtitles).
-        Not in ``spoken``: the caption metrics (repeat rate, frame-to-speech) are narration's."""
+        Not counted as utterances: the caption metrics (repeat rate, frame-to-speech) are narration's."""
         ready_ms = (self.clock() - answer.captured_at) * 1000
-        self.cues.append((answer.t, "\n".join(answer.lines)))
+        self._cue(answer.t, "\n".join(answer.lines))
         self.events.write("spoken", answer.t, text=answer.text, question_to_speech_ms=round(ready_ms, 1),
                           wav=wav, answer=True)
         for line in answer.lines:
             self.on_line(f"[{answer.t:8.2f}s] {line}")
+
+    def _announce_notice(self, notice: SourceNotice, wav: str | None) -> None:
+        """"camera disconnected, reconnecting" / "camera back" is said: printed like a caption.
+        Not counted as utterances: the caption metrics are narration's."""
+        self._cue(notice.t, notice.text)
+        self.events.write("spoken", notice.t, text=notice.text, wav=wav, notice=notice.kind)
+        self.on_line(f"[{notice.t:8.2f}s] {notice.text}")
+
+    def _cue(self, t: float, text: str) -> None:
+        if self.options.subtitles:  # otherwise nothing reads them: a long run keeps no history
+            self.cues.append((t, text))
 
     def _play(self, wav: str | None) -> None:
         if wav and self.speech.player is not None:
@@ -253,6 +317,7 @@ class Narrator:
             return None
         latency = (self.clock() - question.asked_at) * 1000
         self.answer_ms.append(latency)
+        self.answered += 1
         self.events.write("answer", frame.t, question=question.text, answer=result.answer, text=result.text,
                           probability=round(float(result.probability), 4), abstained=bool(result.abstained),
                           index=frame.index, question_to_answer_ms=round(latency, 1))
@@ -281,6 +346,68 @@ class Narrator:
         """Until the speech thread has taken the queued answers (or the run is stopping)."""
         while self._answer_waiting() and not self.stop_event.wait(0.05):
             pass
+
+    # --- source changes (inference thread) ------------------------------------------------
+    def _take_changes(self, before=None) -> None:
+        """Handle the changes the capture thread passed on, oldest first: all of them, or with
+        ``before`` (a frame about to be handled) those that came before it. A live slot may hand
+        over a frame put before a change that is already queued: the change waits for it."""
+        while True:
+            try:
+                self._pending_changes.append(self._changes.get_nowait())
+            except queue.Empty:
+                break
+        while self._pending_changes and (before is None or self._pending_changes[0][0] < before.index):
+            self._source_change(self._pending_changes.popleft()[1])
+
+    def _source_change(self, change: SourceChange) -> None:
+        self.last_t = max(self.last_t, change.t)
+        self.events.write(EVENT_NAMES[change.kind], change.t, message=change.message, **change.details)
+        notice = notice_for(change, self.clock())
+        if notice is None:  # damage in a video file: for the console, not for speech
+            self.on_warning(f"warning: {change.message}")
+            return
+        self.on_warning(f"note: {change.message}")
+        self.gate.reset()  # whatever comes next is a new view: caption it
+        if change.kind == LOST:
+            self.source_lost = True
+            self._drop_waiting_captions()  # they describe what was there before the loss
+        elif change.kind == BACK:
+            self.source_lost = False
+            self.frame_issue = None  # a dark or covered view is said again if it still is
+            self.policy.last_said = None  # say the scene again even if it is what was said before the loss
+        self._notices.append(notice)
+        self.policy.last_said_t = change.t  # the notice counts as an utterance for the gap
+
+    def _drop_waiting_captions(self) -> None:
+        """Drop the caption the policy holds and those queued for speech (answers stay)."""
+        if self.policy.pending is not None:
+            self.policy.pending = None
+            self.policy.replaced += 1
+        answers: list[SpokenAnswer] = []
+        while (item := self.utterances.get(timeout=0)) is not None and item is not CLOSED:
+            if isinstance(item, SpokenAnswer):
+                answers.append(item)
+            else:
+                self._count_interrupted()
+        if answers:
+            self.utterances.put(merge_answers(answers), self.stop_event)
+
+    def _answer_while_lost(self) -> None:
+        """Questions asked while the camera is gone: the honest answer is that nothing can be seen."""
+        questions = self._pending_questions()
+        if not questions:
+            return
+        answers = []
+        for question in questions:
+            latency = (self.clock() - question.asked_at) * 1000
+            self.answer_ms.append(latency)
+            self.answered += 1
+            self.events.write("answer", self.last_t, question=question.text, answer=None, text=ANSWER_WHILE_LOST,
+                              probability=None, abstained=True, index=None, source_lost=True,
+                              question_to_answer_ms=round(latency, 1))
+            answers.append(spoken_answer(question, ANSWER_WHILE_LOST, self.last_t))
+        self._interrupt_with(merge_answers(answers))
 
     # --- inference loop -----------------------------------------------------------------
     def _handle(self, frame) -> None:
@@ -343,7 +470,10 @@ class Narrator:
 
     def _finish_stream(self) -> None:
         """End of stream: answer the last questions, then say the caption still waiting."""
-        if self.last_frame is not None:
+        self._take_changes()
+        if self.source_lost:
+            self._answer_while_lost()
+        elif self.last_frame is not None:
             self._answer_questions(self.last_frame)
         self._wait_for_answer()
         last = self.policy.release(float("inf"))
@@ -362,8 +492,11 @@ class Narrator:
                 frame = self.frames.get(timeout=0.2)
                 if frame is CLOSED:
                     break
+                self._take_changes(before=frame)
                 if frame is not None:
                     self._handle(frame)
+                elif self.source_lost:  # the camera is gone: say so to a question
+                    self._answer_while_lost()
                 elif self.last_frame is not None:  # no new frame (a stalled camera): answer about the last one
                     self._answer_questions(self.last_frame)
             if not self.stop_event.is_set():
@@ -391,16 +524,15 @@ class Narrator:
     def summary(self) -> dict:
         minutes = max((self.last_t - (self.first_t or 0.0)) / 60.0, 1e-9)
         counts = self.events.counts
-        threshold = self.options.policy.same_meaning
-        repeats = sum(caption_similarity(a, b) >= threshold for a, b in zip(self.spoken, self.spoken[1:]))
+        said = self.utterance_count
         return {
             "frames": counts["frame"],
             "stream_seconds": round(self.last_t - (self.first_t or 0.0), 2),
             "captions": self.captions,
-            "utterances": len(self.spoken),
+            "utterances": said,
             "captions_per_minute": round(self.captions / minutes, 2),
-            "utterances_per_minute": round(len(self.spoken) / minutes, 2),
-            "repeat_rate": round(repeats / max(len(self.spoken) - 1, 1), 4),
+            "utterances_per_minute": round(said / minutes, 2),
+            "repeat_rate": round(self.repeats / max(said - 1, 1), 4),
             "frames_skipped_unchanged": counts["skip_unchanged"],
             "captions_skipped_duplicate": counts["skip_duplicate"],
             "stale_dropped": self.utterances.dropped + self.policy.replaced + self.interrupted,
@@ -408,8 +540,11 @@ class Narrator:
             "frame_to_caption_ms_p90": _percentile(self.caption_ms, 90),
             "frame_to_speech_ms_p50": _percentile(self.speech_ms, 50),
             "frame_to_speech_ms_p90": _percentile(self.speech_ms, 90),
-            "questions": len(self.answer_ms),
+            "questions": self.answered,
             "question_to_answer_ms_p50": _percentile(self.answer_ms, 50),
             "question_to_answer_ms_p90": _percentile(self.answer_ms, 90),
-            "speech": bool(self.speech is not None and self.speech.available),
+            # Speech was produced: at least one utterance made into a WAV (written or played), not merely enabled.
+            "speech": self.voiced > 0,
+            "voiced": self.voiced,
+            **_source_stats(self.source),
         }

@@ -10,6 +10,12 @@ A stream with a file descriptor (stdin: a terminal, pipe or file) is read with `
 reader holds its lock, and interpreter shutdown then aborts ("could not acquire lock for
 <stdin>"). Polling also lets ``close()`` end the thread within ``POLL_S`` while the stream
 stays open. Streams without a descriptor (``io.StringIO`` in tests) are read line by line.
+
+One line is one question, however long: at most MAX_LINE_BYTES of it are kept while reading
+(memory stays bounded), ``clean_question`` removes control characters and escape sequences
+(never echoed to the console, the event log or speech) and cuts it to MAX_QUESTION_CHARS
+characters; the rest is dropped with one note (a 10,000-character paste was once read as
+three questions and the first said back for four minutes).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import collections
 import io
 import logging
 import os
+import re
 import select
 import threading
 import time
@@ -25,11 +32,13 @@ from dataclasses import dataclass
 from typing import Callable, TextIO
 
 from edgevlm.runtime.narration.policy import Utterance
+from edgevlm.runtime.text import MAX_QUESTION_CHARS, clean_question
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.2  # how often a reader waiting on its descriptor checks close()
-MAX_LINE_BYTES = 4096  # a longer line is cut here (a question is a few words)
+MAX_LINE_BYTES = 8192  # bytes of a line kept while reading: 500 characters of UTF-8 plus escapes
+_UTF8_CONTINUATION = re.compile(rb"[\x80-\xbf]")
 NO_ANSWERS = ("this engine answers no questions (a captioning-only model): narration goes on; "
               "ask with a VQA engine (--engine)")
 
@@ -40,11 +49,19 @@ class Question:
     asked_at: float  # the reader's clock (monotonic seconds) when the line was read
 
 
-class QuestionReader:
-    """Lines of ``stream`` -> pending questions (blank lines ignored, the latest ``keep`` kept)."""
+def _characters(data: bytes) -> int:
+    """How many characters UTF-8 ``data`` holds (its bytes that start one)."""
+    return len(data) - len(_UTF8_CONTINUATION.findall(data))
 
-    def __init__(self, stream: TextIO, clock: Callable[[], float] = time.monotonic, keep: int = 3):
+
+class QuestionReader:
+    """Lines of ``stream`` -> pending questions (blank lines ignored, the latest ``keep`` kept).
+    ``notify`` hears, in one line, of a question cut short (default: a logged warning)."""
+
+    def __init__(self, stream: TextIO, clock: Callable[[], float] = time.monotonic, keep: int = 3,
+                 notify: Callable[[str], None] | None = None):
         self.stream, self.clock = stream, clock
+        self.notify = notify or log.warning
         self._pending: collections.deque[Question] = collections.deque(maxlen=keep)
         self._lock = threading.Lock()
         self._closed = threading.Event()
@@ -76,8 +93,12 @@ class QuestionReader:
             return len(self._pending)
 
     # --- the reader thread ----------------------------------------------------------------
-    def _add(self, line: str) -> None:
-        text = line.strip()
+    def _add(self, line: str, unread: int = 0) -> None:
+        """Queue one line as a question; ``unread``: characters of it already dropped unread."""
+        text, dropped = clean_question(line)
+        dropped += unread
+        if dropped:
+            self.notify(f"question cut to {MAX_QUESTION_CHARS} characters ({dropped} more dropped)")
         if not text:
             return
         with self._lock:
@@ -90,23 +111,34 @@ class QuestionReader:
         try:
             fd = _descriptor(self.stream)
             lines = self._fd_lines(fd) if fd is not None else self._text_lines()
-            for line in lines:
-                self._add(line)
+            for line, unread in lines:
+                self._add(line, unread)
         except (OSError, ValueError) as exc:  # a closed or broken stdin: no more questions, narration goes on
             log.info("questions: stopped reading (%s)", exc)
         finally:
             self.ended.set()
 
     def _text_lines(self):
+        """(line kept, characters dropped unread) from a stream without a descriptor."""
         while not self._closed.is_set():
-            line = self.stream.readline()
+            line = self.stream.readline(MAX_LINE_BYTES)
             if not line:
                 return
-            yield line
+            unread = 0
+            while not line.endswith("\n"):  # over-long: skip to the end of the line, counting
+                rest = self.stream.readline(MAX_LINE_BYTES)
+                if not rest:
+                    break
+                unread += len(rest.rstrip("\n"))
+                if rest.endswith("\n"):
+                    break
+            yield line, unread
 
     def _fd_lines(self, fd: int):
-        """Lines read from descriptor ``fd`` as UTF-8 (bad bytes replaced), until EOF or close()."""
-        buffer = b""
+        """(line kept, characters dropped unread) from descriptor ``fd`` as UTF-8 (bad bytes
+        replaced), until EOF or close(). A line keeps its first MAX_LINE_BYTES bytes; the rest
+        is counted and dropped, up to its newline."""
+        kept, unread = bytearray(), 0
         while not self._closed.is_set():
             if _in_background(fd):
                 self._closed.wait(POLL_S)
@@ -115,18 +147,22 @@ class QuestionReader:
             if not readable:
                 continue
             try:
-                chunk = os.read(fd, MAX_LINE_BYTES)
+                chunk = os.read(fd, 4096)
             except BlockingIOError:  # a non-blocking descriptor with nothing after all
                 continue
             if not chunk:
-                if buffer:
-                    yield buffer.decode("utf-8", "replace")  # a last line without a newline
+                if kept or unread:
+                    yield kept.decode("utf-8", "replace"), unread  # a last line without a newline
                 return
-            buffer += chunk
-            *whole, buffer = buffer.split(b"\n")
-            if len(buffer) > MAX_LINE_BYTES:  # no newline in sight: keep memory bounded
-                whole, buffer = [*whole, buffer[:MAX_LINE_BYTES]], b""
-            yield from (line.decode("utf-8", "replace") for line in whole)
+            while chunk:
+                end = chunk.find(b"\n")
+                part, chunk = (chunk, b"") if end < 0 else (chunk[:end], chunk[end + 1 :])
+                room = MAX_LINE_BYTES - len(kept)
+                kept += part[:room]
+                unread += _characters(part[room:])
+                if end >= 0:
+                    yield kept.decode("utf-8", "replace"), unread
+                    kept, unread = bytearray(), 0
 
 
 def _in_background(fd: int) -> bool:
