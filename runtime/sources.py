@@ -117,7 +117,22 @@ def _open_capture(spec: str, kind: str, timeout: float, read_timeout: float | No
             "gstreamer": "does the pipeline end in appsink and run with gst-launch-1.0?",
         }
         raise EdgeVLMError(f"cannot open {kind} {spec}: {hints[kind]}")
+    _check_frame_size(capture, spec, kind)
     return capture
+
+
+def _check_frame_size(capture: cv2.VideoCapture, spec: str, kind: str) -> None:
+    """Refuse frames over the image pixel limit before any is decoded: FFmpeg allocates
+    every frame at the container's size (a 20000x20000 stream is a memory bomb as a PNG is)."""
+    from edgevlm.runtime.preprocess import MAX_PIXELS_ENV, max_image_pixels
+
+    width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    limit = max_image_pixels()
+    if width * height > limit:
+        capture.release()
+        raise EdgeVLMError(f"{kind} {spec} has {width}x{height} frames ({width * height / 1e6:.0f} megapixels), over "
+                           f"the {limit / 1e6:.0f}-megapixel limit; shrink it, or raise the limit with "
+                           f"{MAX_PIXELS_ENV}={width * height}")
 
 
 class FrameSource:

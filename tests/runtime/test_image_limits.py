@@ -83,3 +83,18 @@ def test_a_truncated_jpeg_with_a_good_header_is_refused_by_the_decoder(tmp_path)
     with pytest.raises(EdgeVLMError) as caught:
         read_image_bgr(str(path))
     assert str(caught.value) == f"cannot decode image {path}: not an image or corrupt; use a JPEG/PNG file"
+
+
+def test_a_video_whose_frames_are_over_the_limit_is_refused_before_decoding(tmp_path, monkeypatch):
+    """Frames are checked from the container's header too: FFmpeg would allocate each one."""
+    from edgevlm.runtime.sources import FrameSource
+    from tests.support import make_video
+
+    video = make_video(str(tmp_path / "clip.avi"), seconds=0.5, size=(64, 48))
+    monkeypatch.setenv("EDGEVLM_MAX_IMAGE_PIXELS", "3000")  # 64x48 = 3072 pixels
+    with pytest.raises(EdgeVLMError, match=r"video .*clip.avi has 64x48 frames .* EDGEVLM_MAX_IMAGE_PIXELS=3072"):
+        with FrameSource(video) as source:
+            next(iter(source.frames()))
+    monkeypatch.setenv("EDGEVLM_MAX_IMAGE_PIXELS", "3072")
+    with FrameSource(video) as source:
+        assert next(iter(source.frames())).image.shape == (48, 64, 3)
