@@ -114,11 +114,16 @@ def check_replaceable(path: str, marker: str, what: str, inputs: tuple[str, ...]
                            "choose a new or empty folder")
 
 
+def probe_writable(folder: str) -> None:
+    """Create and remove a temp folder in ``folder``; OSError when that cannot be done. A real
+    probe, since permission bits say nothing of root, read-only mounts, ACLs or a full quota."""
+    os.rmdir(tempfile.mkdtemp(prefix=".tmp-probe-", dir=folder))
+
+
 def check_writable(path: str, inside: bool = False, flag: str = "--out") -> None:
     """Fail before any work when ``path`` cannot be written: its nearest existing parent
     (where ``atomic_dir``/``atomic_path`` stage it), and with ``inside`` or when it is an
-    existing folder, the folder itself. A real probe (a temp folder made and removed), since
-    permission bits say nothing of read-only mounts, ACLs or a full quota."""
+    existing folder, the folder itself (``probe_writable``)."""
     from edgevlm.errors import EdgeVLMError
 
     target = os.path.abspath(path)
@@ -132,7 +137,7 @@ def check_writable(path: str, inside: bool = False, flag: str = "--out") -> None
         if not os.path.isdir(place):
             raise EdgeVLMError(f"{flag} {path}: {place} is a file, not a folder; choose another path")
         try:
-            os.rmdir(tempfile.mkdtemp(prefix=".tmp-probe-", dir=place))
+            probe_writable(place)
         except OSError as exc:
             raise EdgeVLMError(f"{flag} {path}: cannot write in {place} ({exc.strerror or exc}); "
                                "choose a folder you can write to") from exc

@@ -7,10 +7,13 @@ the token ids; without them captions are what the decoder alone says).
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import numpy as np
 import torch
 
 from edgevlm.config import ModelConfig
+from edgevlm.errors import EdgeVLMError
 from edgevlm.models.captioner import Captioner
 from edgevlm.runtime.grounding import caption_bias, concept_token_ids
 from edgevlm.runtime.search import SearchSettings, answer_search, beam_search
@@ -120,22 +123,40 @@ def answer_from_visual(model: Captioner, visual: torch.Tensor, prompts: np.ndarr
     return answer_search(stepper, prompts, model.cfg.eos_id, capacity - prompts.shape[1], banned_ids)
 
 
-def caption_files(model, tokenizer, paths: list[str], beam_size: int | None, batch_size: int = 32,
-                  progress: bool = False) -> list[str]:
-    """Image files -> captions with the PyTorch model, grounded by its concept head where it
-    has one (as the engine's). Files are decoded batch by batch."""
+def iter_file_captions(model, tokenizer, paths: list[str], beam_size: int | None, batch_size: int = 32,
+                       progress: bool = False, keep_going: bool = False) -> Iterator[tuple[str, str | EdgeVLMError]]:
+    """(path, caption) per image file, in order, batch by batch, with the PyTorch model,
+    grounded by its concept head where it has one (as the engine's). Each file is decoded on
+    its own; with ``keep_going`` a bad one gives (path, EdgeVLMError) and its batch-mates are
+    still captioned, else its error is raised."""
     from edgevlm.features import load_pixels
 
     settings = search_settings(model.cfg, beam_size)
     concept_ids = concept_word_ids(model, tokenizer)
-    captions: list[str] = []
     batches = range(0, len(paths), batch_size)
     if progress:
         from tqdm import tqdm
 
         batches = tqdm(batches, desc="captioning", unit="batch")
     for start in batches:
-        pixels = np.stack([load_pixels(f, model.cfg) for f in paths[start : start + batch_size]])
-        ids = generate_from_pixels(model, torch.from_numpy(pixels), settings, concept_ids)
-        captions.extend(tokenizer.decode(t) for t in ids)
-    return captions
+        batch = paths[start : start + batch_size]
+        results: dict[str, object] = {}  # path -> pixels (3,S,S), then its caption; or its error
+        for path in batch:
+            try:
+                results[path] = load_pixels(path, model.cfg)
+            except EdgeVLMError as exc:
+                if not keep_going:
+                    raise
+                results[path] = exc
+        good = [path for path in batch if not isinstance(results[path], EdgeVLMError)]
+        if good:
+            pixels = torch.from_numpy(np.stack([results[path] for path in good]))
+            ids = generate_from_pixels(model, pixels, settings, concept_ids)
+            results.update((path, tokenizer.decode(row)) for path, row in zip(good, ids))
+        yield from ((path, results[path]) for path in batch)
+
+
+def caption_files(model, tokenizer, paths: list[str], beam_size: int | None, batch_size: int = 32,
+                  progress: bool = False) -> list[str]:
+    """Image files -> captions (``iter_file_captions``; the first bad file raises)."""
+    return [caption for _, caption in iter_file_captions(model, tokenizer, paths, beam_size, batch_size, progress)]

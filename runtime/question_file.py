@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 from edgevlm.errors import EdgeVLMError
 from edgevlm.fileio import read_json
 from edgevlm.runtime.preprocess import read_image_bgr
-from edgevlm.runtime.text import MAX_QUESTION_CHARS, clean_question
+from edgevlm.runtime.text import clean_question, cut_note
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,7 @@ def _checked_entry(path: str, index: int, entry: dict, images_dir: str | None, n
     if isinstance(question, str):
         question, dropped = clean_question(question)
         if dropped:
-            notify(f"{path}: entry [{index}] (question_id {qid}): question cut to {MAX_QUESTION_CHARS} characters "
-                   f"({dropped} more dropped)")
+            notify(f"{path}: entry [{index}] (question_id {qid}): {cut_note(dropped)}")
     if not isinstance(question, str) or not re.search(r"[A-Za-z0-9]", question):
         raise EdgeVLMError(f'{path}: entry [{index}] (question_id {qid}): "question" must be a string with words')
     return dict(entry, question=question, path=resolve_image(str(image), path, images_dir))

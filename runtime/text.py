@@ -31,6 +31,11 @@ _SEPARATORS = re.compile(r"[\t\n\v\f\r\x1c-\x1f\x85\u2028\u2029]")
 _CONTROLS = re.compile(r"[\x00-\x08\x0e-\x1b\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
+def cut_note(dropped: int) -> str:
+    """What to tell the user when ``clean_question`` cut a question short."""
+    return f"question cut to {MAX_QUESTION_CHARS} characters ({dropped} more dropped)"
+
+
 def clean_question(text: str, max_chars: int = MAX_QUESTION_CHARS) -> tuple[str, int]:
     """A question as typed or filed -> (text safe to echo, log, speak and encode; characters
     dropped past ``max_chars``). Escape sequences and control characters are removed,

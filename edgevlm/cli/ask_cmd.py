@@ -51,7 +51,7 @@ def command(source, question, questions_file, images_dir, engine_dir, provider, 
     from edgevlm.runtime.engine import CaptionEngine
     from edgevlm.runtime.question_file import answer_entries, load_questions
     from edgevlm.runtime.sources import FrameSource, source_kind
-    from edgevlm.runtime.text import MAX_QUESTION_CHARS, clean_question
+    from edgevlm.runtime.text import clean_question, cut_note
 
     note = lambda message: click.echo(f"note: {message}", err=True)  # noqa: E731
     if questions_file:
@@ -77,7 +77,7 @@ def command(source, question, questions_file, images_dir, engine_dir, provider, 
     if question is not None:
         question, dropped = clean_question(question)
         if dropped:
-            note(f"question cut to {MAX_QUESTION_CHARS} characters ({dropped} more dropped)")
+            note(cut_note(dropped))
     if not source or not question:
         raise EdgeVLMError('give a SOURCE and a QUESTION, e.g. edgevlm ask photo.jpg "is there a dog?", or --questions FILE')
     source_kind(source)  # a missing file fails before the engine loads

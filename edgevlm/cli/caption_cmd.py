@@ -19,9 +19,6 @@ from edgevlm.cli.options import engine_option, provider_option, threads_option
 from edgevlm.errors import EdgeVLMError
 from edgevlm.paths import resolve_engine
 
-MODEL_BATCH = 32  # images per PyTorch forward pass with --model
-
-
 class _Outcomes:
     """Prints each item's caption or error in order, and counts the failures."""
 
@@ -46,36 +43,22 @@ class _Outcomes:
 
 
 def _caption_with_model(sources, model_dir, beam, out: _Outcomes) -> None:
-    """Image files (folders expanded) with a PyTorch model folder, MODEL_BATCH at a time; each
-    file is decoded on its own, so a bad one is reported and its batch-mates still captioned."""
-    import numpy as np
+    """Image files (folders expanded) with a PyTorch model folder, batch by batch; a bad file
+    is reported and its batch-mates still captioned."""
     import torch
 
     from edgevlm.cli.model_inputs import expand_image_paths
-    from edgevlm.features import load_pixels
-    from edgevlm.generate import concept_word_ids, generate_from_pixels, search_settings
+    from edgevlm.generate import iter_file_captions
     from edgevlm.model_io import load_model
 
     torch.set_num_threads(2)
     paths = expand_image_paths(sources)
     model, tokenizer = load_model(model_dir)
-    settings, concept_ids = search_settings(model.cfg, beam), concept_word_ids(model, tokenizer)
-    for start in range(0, len(paths), MODEL_BATCH):
-        results: dict[str, object] = {}  # path -> pixels (3,S,S), then its caption; or the error
-        for path in paths[start : start + MODEL_BATCH]:
-            try:
-                results[path] = load_pixels(path, model.cfg)
-            except EdgeVLMError as exc:
-                results[path] = exc
-        good = [path for path, value in results.items() if not isinstance(value, EdgeVLMError)]
-        if good:
-            ids = generate_from_pixels(model, torch.from_numpy(np.stack([results[p] for p in good])), settings, concept_ids)
-            results.update((path, tokenizer.decode(row)) for path, row in zip(good, ids))
-        for path in paths[start : start + MODEL_BATCH]:
-            if isinstance(results[path], EdgeVLMError):
-                out.error(path, results[path])
-            else:
-                out.caption(path, results[path])
+    for path, result in iter_file_captions(model, tokenizer, paths, beam, keep_going=True):
+        if isinstance(result, EdgeVLMError):
+            out.error(path, result)
+        else:
+            out.caption(path, result)
 
 
 def _caption_source(engine, spec: str, beam, every: float, out: _Outcomes) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import threading
 import time
 
@@ -18,6 +17,7 @@ import cv2
 import numpy as np
 
 from edgevlm.errors import EdgeVLMError
+from edgevlm.fileio import probe_writable
 
 EVENTS = ("frame", "frame_issue", "caption", "answer", "spoken", "skip_unchanged", "skip_duplicate",
           "source_lost", "source_back", "source_skipped", "source_ended_early", "summary")
@@ -32,17 +32,15 @@ def _prepare(path: str, option: str) -> None:
 
 
 def _check_folder(folder: str, option: str, path: str) -> None:
-    """Make ``folder`` and prove it writable by creating and removing a file in it: the only
-    test that is right for root, read-only mounts and ACLs alike (``os.access`` is not)."""
+    """Make ``folder`` and prove it writable (``fileio.probe_writable``: right for root,
+    read-only mounts and ACLs alike, where ``os.access`` is not)."""
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as exc:
         raise EdgeVLMError(f"{option} {path}: cannot create {folder} ({exc.strerror}); "
                            "choose a folder you can write to") from exc
     try:
-        fd, probe = tempfile.mkstemp(prefix=".edgevlm-write-check-", dir=folder)
-        os.close(fd)
-        os.remove(probe)
+        probe_writable(folder)
     except OSError as exc:
         raise EdgeVLMError(f"{option} {path}: cannot write in {folder} ({exc.strerror}); "
                            "choose a folder you can write to, or fix its permissions") from exc

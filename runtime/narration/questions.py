@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Callable, TextIO
 
 from edgevlm.runtime.narration.policy import Utterance
-from edgevlm.runtime.text import MAX_QUESTION_CHARS, clean_question
+from edgevlm.runtime.text import clean_question, cut_note
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class QuestionReader:
         text, dropped = clean_question(line)
         dropped += unread
         if dropped:
-            self.notify(f"question cut to {MAX_QUESTION_CHARS} characters ({dropped} more dropped)")
+            self.notify(cut_note(dropped))
         if not text:
             return
         with self._lock:
