@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	# Pinned: on this machine torch==2.13.0 is a local CPU build; an unpinned torch pulls a multi-GB CUDA build.
 	$(VENV)/bin/pip install --quiet torch==2.13.0
-	$(VENV)/bin/pip install --quiet -e '.[export,calibrate,dev]'
+	$(VENV)/bin/pip install --quiet -e '.[export,calibrate,hf,dev]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

@@ -59,7 +59,7 @@ def export_engine(model_dir: str, out_dir: str, opset: int = OPSET) -> Manifest:
     check_writable(out_dir)  # before the model loads and the graphs export, not after
     family = detect_family(model_dir)
     model, tokenizer = family.load(model_dir)
-    capacity = family.capacity(model)
+    capacity = family.capacity(model, tokenizer)
     specs = family.graph_specs(model, capacity)
     with atomic_dir(out_dir) as tmp:
         files, graphs = {}, {}
@@ -71,7 +71,10 @@ def export_engine(model_dir: str, out_dir: str, opset: int = OPSET) -> Manifest:
                 family.fix_graph[name](os.path.join(tmp, file_name))
             graphs[name] = GraphSpec(name, tuple(specs[name]["inputs"]), tuple(specs[name]["outputs"]))
             files[name] = _file_entry(tmp, file_name)
-        shutil.copyfile(os.path.join(model_dir, family.tokenizer_file), os.path.join(tmp, TOKENIZER_NAME))
+        if family.write_tokenizer is not None:
+            family.write_tokenizer(tokenizer, os.path.join(tmp, TOKENIZER_NAME))
+        else:
+            shutil.copyfile(os.path.join(model_dir, family.tokenizer_file), os.path.join(tmp, TOKENIZER_NAME))
         files["tokenizer"] = _file_entry(tmp, TOKENIZER_NAME)
         manifest = Manifest(
             schema_version=SCHEMA_VERSION,
@@ -80,7 +83,8 @@ def export_engine(model_dir: str, out_dir: str, opset: int = OPSET) -> Manifest:
             precision="fp32",
             **family.sections(model, tokenizer, capacity),
             source={"model_dir": os.path.abspath(model_dir)}
-            | {key: sha256_file(os.path.join(model_dir, name)) for key, name in family.source_files.items()},
+            | {key: sha256_file(os.path.join(model_dir, name)) for key, name in family.source_files.items()
+               if os.path.isfile(os.path.join(model_dir, name))},  # a sharded checkpoint has an index instead
             exporter={
                 "edgevlm": __version__, "torch": torch.__version__, "onnx": onnx.__version__, "opset": opset,
                 "onnxruntime_min": "1.17", "exporter": "torch.onnx (TorchScript)",

@@ -8,6 +8,7 @@ cache as a prefix-LM prefix. Not thread-safe: one engine per thread (the caches 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,7 @@ from edgevlm.runtime.frame_quality import assess_frame
 from edgevlm.runtime.grounding import ExistenceQuestions, caption_bias, concept_token_ids, existence_answer
 from edgevlm.runtime.manifest import load_manifest
 from edgevlm.runtime.search import SearchSettings, answer_search, beam_search
+from edgevlm.runtime.search_hf import HFGeneration, hf_generate
 from edgevlm.runtime.text import MAX_ANSWER_TOKENS
 
 
@@ -70,7 +72,7 @@ class CaptionEngine:
         self.manifest = load_manifest(engine_dir, verify=verify)
         self.family = runtime_family(self.manifest.model.family)
         self.family.check(self.manifest)
-        self.tokenizer = self.family.load_tokenizer(self.manifest.path("tokenizer"))
+        self.tokenizer = self.family.load_tokenizer(self.manifest)
         self.backend = create_backend(self.manifest, backend, BackendOptions(provider, threads, spinning))
         concepts = self.manifest.concepts
         self.existence = ExistenceQuestions.from_manifest(concepts) if concepts else None
@@ -88,7 +90,7 @@ class CaptionEngine:
     # --- stages -----------------------------------------------------------------------
     def preprocess(self, image_bgr: np.ndarray) -> np.ndarray:
         """(H,W,3) uint8 BGR -> (3,S,S) float32, as in training."""
-        return self.family.preprocess(image_bgr, self.manifest.preprocess)
+        return self.family.preprocess(image_bgr, self.manifest)
 
     def see(self, pixels: np.ndarray) -> Sight:
         """pixels (B,3,S,S) -> every vision-graph output."""
@@ -105,22 +107,32 @@ class CaptionEngine:
         out = self.backend.run("cross_kv", {"visual_tokens": visual})
         return out["cross_k"], out["cross_v"]
 
-    def settings(self, beam_size: int | None = None, **overrides) -> SearchSettings:
+    def settings(self, beam_size: int | None = None, **overrides) -> SearchSettings | HFGeneration:
+        """The search settings of this engine (``beam_size`` None: its default). A Hugging Face
+        checkpoint's are generate()'s (HFGeneration; overrides name its fields), ours SearchSettings."""
+        hf = self.manifest.hf_generation
+        if hf is not None:
+            return dataclasses.replace(hf, **({"num_beams": beam_size} if beam_size else {}), **overrides)
         return self.manifest.generation.settings(beam_size, **overrides)
 
-    def generate(self, visual: np.ndarray, settings: SearchSettings, concepts: np.ndarray | None = None) -> list[list[int]]:
+    def generate(self, visual: np.ndarray, settings: SearchSettings | HFGeneration,
+                 concepts: np.ndarray | None = None) -> list[list[int]]:
         """visual tokens (B,N,d) -> token ids per image (no bos/eos). With concept
-        probabilities (B,K), words of concepts the head is sure are absent are never said."""
+        probabilities (B,K), words of concepts the head is sure are absent are never said.
+        HFGeneration settings search exactly as transformers' generate() does."""
         bias = None
         if concepts is not None and self.existence is not None:
             bias = caption_bias(concepts, self.manifest.concepts.ban_below, self._concept_ids,
                                 self.manifest.model.vocab_size)
         cross_k, cross_v = self.cross_kv(visual)
-        if settings.beam_size > 1:  # beams never leave their image: expand once, never reorder
-            cross_k = np.repeat(cross_k, settings.beam_size, axis=1)
-            cross_v = np.repeat(cross_v, settings.beam_size, axis=1)
+        beams = settings.num_beams if isinstance(settings, HFGeneration) else settings.beam_size
+        if beams > 1:  # beams never leave their image: expand once, never reorder
+            cross_k = np.repeat(cross_k, beams, axis=1)
+            cross_v = np.repeat(cross_v, beams, axis=1)
         stepper = self.backend.decoder_stepper(cross_k, cross_v)
         tokens = self.manifest.special_tokens
+        if isinstance(settings, HFGeneration):
+            return hf_generate(stepper, np.full((visual.shape[0], 1), tokens.bos, np.int64), settings)
         return beam_search(stepper, visual.shape[0], tokens.bos, tokens.eos, settings, bias)
 
     # --- whole captions ---------------------------------------------------------------

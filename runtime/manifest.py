@@ -20,8 +20,11 @@ from typing import Any
 
 from edgevlm.errors import EdgeVLMError
 from edgevlm.fileio import read_json, write_json
+from edgevlm.runtime.hf_preprocess import RESAMPLE_CODES, HFImageSpec
+from edgevlm.runtime.hf_text import QUESTION_FORMATS
 from edgevlm.runtime.manifest_schema import parse_section, section_json
 from edgevlm.runtime.search import SearchSettings
+from edgevlm.runtime.search_hf import HFGeneration
 
 MANIFEST_FILE = "edgevlm.json"
 SCHEMA_VERSION = 1
@@ -130,6 +133,16 @@ class Generation:
 
 
 @dataclass(frozen=True)
+class TextSettings:
+    """How a Hugging Face checkpoint's tokenizer decodes and takes questions (absent: our
+    own word-level tokenizer)."""
+
+    clean_up_spaces: bool = False  # transformers' clean_up_tokenization_spaces on decode
+    question_format: str = "none"  # runtime.hf_text.QUESTION_FORMATS: how a question becomes a prompt
+    cls_id: int | None = None  # the [CLS] a question prompt starts with
+
+
+@dataclass(frozen=True)
 class Concepts:
     """The concept head's categories and the words naming each, with the tuned thresholds."""
 
@@ -155,6 +168,7 @@ class VQAThreshold:
 
 
 TASKS = ("caption", "vqa")
+RESAMPLE_NAMES = tuple(RESAMPLE_CODES)
 DTYPES = ("float32", "float16", "int64", "int32", "int8", "uint8", "bool")  # numpy names of ONNX tensor types
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -176,6 +190,10 @@ class Manifest:
     exporter: dict[str, Any] = field(default_factory=dict)
     quantization: dict[str, Any] | None = None
     vqa: VQAThreshold | None = None
+    text: TextSettings | None = None
+    # Hugging Face checkpoints: the slow image processor and generate()'s settings, followed exactly
+    image_processor: HFImageSpec | None = None
+    hf_generation: HFGeneration | None = None
     root: str = field(default="", compare=False)  # the engine folder; not written
 
     # --- reading ----------------------------------------------------------------------
@@ -252,6 +270,8 @@ def _check_consistent(manifest: Manifest, where: str) -> None:
     p = manifest.preprocess
     supported = {"color_order": ("RGB", "BGR"), "resize_mode": ("squash",), "interpolation": ("area", "linear"),
                  "layout": ("NCHW",)}
+    if manifest.image_processor is not None:  # a record of the HF processing, which the runtime follows
+        supported |= {"resize_mode": ("squash", "shortest_edge", "none"), "interpolation": ("none",) + RESAMPLE_NAMES}
     for name, allowed in supported.items():
         if getattr(p, name) not in allowed:
             refuse(f"preprocess.{name}", f"is {getattr(p, name)!r}; this runtime supports {list(allowed)}")
@@ -261,6 +281,8 @@ def _check_consistent(manifest: Manifest, where: str) -> None:
         refuse("model.cache_layout", f"is {manifest.model.cache_layout!r}; this runtime reads 'fixed_capacity'")
     if manifest.generation.beam_size < 1 or manifest.generation.max_new_tokens < 1:
         refuse("generation", "needs beam_size >= 1 and max_new_tokens >= 1")
+    if manifest.text is not None and manifest.text.question_format not in QUESTION_FORMATS:
+        refuse("text.question_format", f"is {manifest.text.question_format!r}, not one of {list(QUESTION_FORMATS)}")
     if manifest.concepts is not None:
         missing = [n for n in manifest.concepts.names if n not in manifest.concepts.words]
         if missing:

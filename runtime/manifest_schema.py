@@ -75,7 +75,10 @@ def parse_section(cls, data, where: str, path: str = "", skip: tuple[str, ...] =
             values[name] = _parse(hints[name], data[name], where, dotted)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             _fail(where, dotted, "is missing")
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ValueError as exc:  # a section's own checks (HFImageSpec, HFGeneration)
+        _fail(where, label, f"is invalid: {exc}")
 
 
 def _to_json(value):

@@ -46,7 +46,7 @@ def captioner_parity(engine: CaptionEngine, model_dir: str, images_bgr: list[np.
     for row, ids in enumerate(theirs):
         sequence = [model.cfg.bos_id] + ids
         t_logits, _, _ = model.decoder(torch.tensor([sequence]), t_cross_k[:, row : row + 1], t_cross_v[:, row : row + 1])
-        o_logits = _teacher_forced_logits(engine, sequence, cross_k[:, row : row + 1], cross_v[:, row : row + 1])
+        o_logits = teacher_forced_logits(engine, sequence, cross_k[:, row : row + 1], cross_v[:, row : row + 1])
         check = compare("decoder.logits", o_logits, t_logits[0].numpy())
         worst = check if worst is None or check.max_abs > worst.max_abs else worst
     checks.append(worst)
@@ -59,7 +59,7 @@ def captioner_parity(engine: CaptionEngine, model_dir: str, images_bgr: list[np.
     }
 
 
-def _teacher_forced_logits(engine: CaptionEngine, sequence: list[int], cross_k, cross_v) -> np.ndarray:
+def teacher_forced_logits(engine: CaptionEngine, sequence: list[int], cross_k, cross_v) -> np.ndarray:
     """The engine's decoder graph fed ``sequence`` one token at a time -> logits (T, V)."""
     stepper = engine.backend.decoder_stepper(cross_k, cross_v)
     return np.stack([stepper.step(np.array([token], np.int64), position)[0] for position, token in enumerate(sequence)])

@@ -11,6 +11,7 @@ from __future__ import annotations
 from edgevlm.errors import EdgeVLMError
 from edgevlm.runtime.families.base import RuntimeFamily
 from edgevlm.runtime.families.captioner import CAPTIONER
+from edgevlm.runtime.families.hf import HF_FAMILIES
 
 FAMILIES: dict[str, RuntimeFamily] = {}
 
@@ -27,5 +28,7 @@ def runtime_family(name: str) -> RuntimeFamily:
 
 
 register_family(CAPTIONER)
+for _family in HF_FAMILIES:
+    register_family(_family)
 
 __all__ = ["FAMILIES", "RuntimeFamily", "register_family", "runtime_family"]

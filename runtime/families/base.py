@@ -25,8 +25,8 @@ class RuntimeFamily:
     name: str
     graphs: dict[str, GraphIO]  # in the order they run per image
     tokenizer_kind: str  # what tokenizer.json holds, e.g. "wordlevel" (tokenizers' WordLevel)
-    preprocess: Callable  # (image (H,W,3) uint8 BGR, manifest.preprocess) -> (3,S,S) float32
-    load_tokenizer: Callable  # (path) -> a tokenizer with encode/decode/question_prompt
+    preprocess: Callable  # (image (H,W,3) uint8 BGR, manifest) -> (3,S,S) float32
+    load_tokenizer: Callable  # (manifest) -> a tokenizer with encode/decode/question_prompt
     # cross-field checks beyond the I/O table: (manifest) -> problem text or None
     consistency: tuple[Callable, ...] = field(default=())
     files: tuple[str, ...] = ("tokenizer",)  # manifest.files keys besides the graphs' own
@@ -55,6 +55,3 @@ class RuntimeFamily:
             problem = rule(manifest)
             if problem:
                 raise EdgeVLMError(f"{where}: {problem}; re-export the engine")
-
-    def preprocess_image(self, image_bgr: np.ndarray, settings) -> np.ndarray:
-        return self.preprocess(image_bgr, settings)

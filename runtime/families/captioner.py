@@ -10,7 +10,7 @@ from edgevlm.runtime.text import CaptionTokenizer
 NAME = "edgevlm-captioner"
 
 
-def _shapes_match_model(manifest) -> str | None:
+def shapes_match_model(manifest) -> str | None:
     """Every graph tensor whose shape the model section implies has that shape."""
     m, size = manifest.model, manifest.preprocess.image_size
     cross = (m.n_layers, "batch", m.n_heads, m.num_visual_tokens, m.head_dim)
@@ -54,7 +54,7 @@ CAPTIONER = RuntimeFamily(
                            outputs=("logits", "new_k", "new_v"), optional_inputs=("prefix_len",)),
     },
     tokenizer_kind="wordlevel",
-    preprocess=preprocess_with,
-    load_tokenizer=CaptionTokenizer.load,
-    consistency=(_shapes_match_model, _vqa_needs_prefill),
+    preprocess=lambda image_bgr, manifest: preprocess_with(image_bgr, manifest.preprocess),
+    load_tokenizer=lambda manifest: CaptionTokenizer.load(manifest.path("tokenizer")),
+    consistency=(shapes_match_model, _vqa_needs_prefill),
 )

@@ -16,6 +16,8 @@ from edgevlm.runtime.families import FAMILIES
 
 @pytest.mark.parametrize("name", sorted(EXPORT_FAMILIES))
 def test_every_family_round_trips_a_tiny_model(name, tmp_path):
+    """Export, then parity with the reference (ours: our PyTorch search; Hugging Face families:
+    transformers' generate()), greedy and beam 3, then captions through the runtime."""
     from edgevlm.export.onnx_export import export_engine
     from edgevlm.export.validate import validate_engine
     from edgevlm.runtime.engine import CaptionEngine
@@ -28,8 +30,9 @@ def test_every_family_round_trips_a_tiny_model(name, tmp_path):
     assert manifest.model.family == name and set(manifest.graphs) == set(family.graph_modules)
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) for _ in range(2)]
-    report = validate_engine(str(tmp_path / "engine"), model_dir, images)
-    assert report["tokens_identical"] and report["passed"], report["outputs"]
+    for beam in (1, 3):
+        report = validate_engine(str(tmp_path / "engine"), model_dir, images, beam)
+        assert report["tokens_identical"] and report["passed"], (beam, report["outputs"])
     with CaptionEngine(str(tmp_path / "engine")) as engine:
         assert engine.family is FAMILIES[name]
         assert all(isinstance(text, str) for text in engine.caption_images(images))
@@ -40,7 +43,7 @@ def test_an_unknown_architecture_is_named_with_the_supported_ones(tmp_path):
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"architectures": ["Pix2StructForConditionalGeneration"]}))
     with pytest.raises(EdgeVLMError, match="cannot export architecture Pix2StructForConditionalGeneration; "
-                                           "supported families: edgevlm-captioner"):
+                                           "supported families: edgevlm-captioner, vision-encoder-decoder"):
         detect_family(str(folder))
     with pytest.raises(EdgeVLMError, match="config.json is missing"):
         detect_family(os.fspath(tmp_path))

@@ -1,0 +1,82 @@
+"""Manifest sections every Hugging Face family fills the same way: image processing from
+preprocessor_config.json, generation from generation_config.json, decoding from the tokenizer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgevlm.errors import EdgeVLMError
+from edgevlm.export.families.hf_folder import load_tokenizer, read_optional_json
+from edgevlm.runtime.hf_preprocess import HFImageSpec
+from edgevlm.runtime.manifest import Generation, Preprocess, TextSettings
+from edgevlm.runtime.search_hf import HFGeneration
+
+MIN_CAPACITY = 32  # cache slots: a caption of 20-odd tokens plus its start, rounded up
+
+
+@dataclass
+class HFParts:
+    """What an HF family exports besides the torch model: the folder's tokenizer and configs."""
+
+    model_dir: str
+    tokenizer: object  # transformers PreTrainedTokenizerFast
+    image_spec: HFImageSpec
+    generation: HFGeneration
+
+
+def read_parts(model_dir: str, model, max_positions: int) -> HFParts:
+    processor = read_optional_json(model_dir, "preprocessor_config.json", "an image processor config")
+    if not processor:
+        raise EdgeVLMError(f"{model_dir} has no preprocessor_config.json: edgevlm needs the image processing the "
+                           "model was trained with (save the processor with `processor.save_pretrained(DIR)`)")
+    try:
+        image_spec = HFImageSpec.from_preprocessor_config(processor)
+    except ValueError as exc:
+        raise EdgeVLMError(f"{model_dir}/preprocessor_config.json: {exc}") from exc
+    try:
+        # to_diff_dict: what the checkpoint sets; the rest are generate()'s own defaults
+        generation = HFGeneration.from_generation_config(model.generation_config.to_diff_dict(),
+                                                         max_position_embeddings=max_positions)
+    except ValueError as exc:
+        raise EdgeVLMError(f"{model_dir}/generation_config.json: {exc}") from exc
+    return HFParts(model_dir, load_tokenizer(model_dir), image_spec, generation)
+
+
+def capacity_for(generation: HFGeneration, prompt_len: int, max_positions: int) -> int:
+    """Cache slots for prompt + every new token, in multiples of 8 (the decoder attends over
+    all slots each step, so more is slower, never better), within the model's positions."""
+    needed = generation.max_total_length(prompt_len)
+    slots = max(MIN_CAPACITY, -(-needed // 8) * 8)
+    if needed > max_positions:
+        raise EdgeVLMError(f"generation needs {needed} positions but the model has {max_positions}; lower "
+                           "max_length in generation_config.json")
+    return min(slots, max_positions)
+
+
+def preprocess_section(spec: HFImageSpec) -> Preprocess:
+    """Our record of the HF image processing (the runtime follows the image_processor section)."""
+    height, width = spec.crop or (spec.size if spec.resize == "exact" else (0, 0))
+    if height != width or height == 0:
+        raise EdgeVLMError(f"the image processor makes {height}x{width} inputs; edgevlm engines take square images "
+                           "of a fixed size (set size or crop_size to {height: N, width: N})")
+    return Preprocess(image_size=height, mean=spec.mean or (0.0, 0.0, 0.0), std=spec.std or (1.0, 1.0, 1.0),
+                      color_order="RGB", resize_mode="squash" if spec.resize == "exact" else spec.resize,
+                      interpolation=spec.resample or "none", layout="NCHW", scale=spec.rescale_factor or 1.0)
+
+
+def generation_section(generation: HFGeneration, prompt_len: int) -> Generation:
+    """Our generation record of the HF settings (the search follows the hf_generation section)."""
+    return Generation(beam_size=generation.num_beams, max_new_tokens=generation.max_new_tokens_for(prompt_len),
+                      no_repeat_ngram=generation.no_repeat_ngram_size, length_penalty=generation.length_penalty,
+                      banned_ids=(), no_repeat_word=False)
+
+
+def text_section(tokenizer, question_format: str = "none") -> TextSettings:
+    """Decoding as ``tokenizer.decode(ids, skip_special_tokens=True)`` does it in transformers 5:
+    spacing clean-up only where the tokenizer asks for it and is not BPE (transformers skips
+    it for BPE, where it would corrupt the text)."""
+    clean = bool(getattr(tokenizer, "clean_up_tokenization_spaces", False))
+    if clean and type(tokenizer.backend_tokenizer.model).__name__ == "BPE":
+        clean = bool(getattr(tokenizer, "clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output",
+                             False))
+    return TextSettings(clean_up_spaces=clean, question_format=question_format, cls_id=tokenizer.cls_token_id)

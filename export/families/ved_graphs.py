@@ -1,0 +1,171 @@
+"""A Hugging Face ``VisionEncoderDecoderModel`` (ViT/DeiT/BEiT-style encoder + GPT-2 decoder
+with cross-attention) as our three graphs.
+
+The encoder is HF's own module, run as is. The decoder's attention is written here over the
+HF modules' weights: transformers' caches grow by concatenation every step and re-read
+the cross-attention K/V from a cache object, while our contract is a fixed-capacity cache
+written in place by the caller and cross K/V computed once per image by its own graph.
+The math is GPT-2's (pre-LayerNorm blocks, Conv1D projections, learned absolute positions,
+tied LM head); parity with ``generate()`` is checked by ``edgevlm validate``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from edgevlm.runtime.manifest import TensorSpec
+
+
+def decoder_shape(model) -> tuple[int, int, int, int, int]:
+    """-> (layers, heads, head_dim, d_model, vocab) of the GPT-2 decoder."""
+    c = model.decoder.config
+    return c.n_layer, c.n_head, c.n_embd // c.n_head, c.n_embd, c.vocab_size
+
+
+def num_visual_tokens(model) -> int:
+    """Patches + special tokens the encoder emits per image (probed: DeiT adds a
+    distillation token, BEiT/ViT differ in pooling, so asking the module is safest)."""
+    size = model.encoder.config.image_size
+    with torch.no_grad():
+        out = model.encoder(pixel_values=torch.zeros(1, 3, size, size)).last_hidden_state
+    return int(out.shape[1])
+
+
+def ved_graph_specs(model, capacity: int) -> dict[str, dict[str, list[TensorSpec]]]:
+    layers, heads, hd, d, vocab = decoder_shape(model)
+    s, n = model.encoder.config.image_size, num_visual_tokens(model)
+    cross = (layers, "batch", heads, n, hd)
+    cache = (layers, "batch", heads, capacity, hd)
+    new = (layers, "batch", heads, "tokens", hd)
+    return {
+        "vision": {
+            "inputs": [TensorSpec("pixels", "float32", ("batch", 3, s, s))],
+            "outputs": [TensorSpec("visual_tokens", "float32", ("batch", n, d)),
+                        TensorSpec("pooled", "float32", ("batch", model.encoder.config.hidden_size))],
+        },
+        "cross_kv": {
+            "inputs": [TensorSpec("visual_tokens", "float32", ("batch", n, d))],
+            "outputs": [TensorSpec("cross_k", "float32", cross), TensorSpec("cross_v", "float32", cross)],
+        },
+        "decoder": {
+            "inputs": [TensorSpec("input_ids", "int64", ("batch", "tokens")),
+                       TensorSpec("position", "int64", ()),
+                       TensorSpec("cache_k", "float32", cache), TensorSpec("cache_v", "float32", cache),
+                       TensorSpec("cross_k", "float32", cross), TensorSpec("cross_v", "float32", cross)],
+            "outputs": [TensorSpec("logits", "float32", ("batch", "tokens", vocab)),
+                        TensorSpec("new_k", "float32", new), TensorSpec("new_v", "float32", new)],
+        },
+    }
+
+
+def _heads(x: torch.Tensor, hd: int) -> torch.Tensor:
+    """(B,T,H*hd) -> (B,H,T,hd)."""
+    b, t, _ = x.shape
+    return x.view(b, t, -1, hd).transpose(1, 2)
+
+
+def _merge(x: torch.Tensor) -> torch.Tensor:
+    """(B,H,T,hd) -> (B,T,H*hd)."""
+    b, h, t, hd = x.shape
+    return x.transpose(1, 2).reshape(b, t, h * hd)
+
+
+class VEDVisionGraph(nn.Module):
+    """pixels (B,3,S,S) -> visual tokens (B,N,d_dec) (``enc_to_dec_proj`` applied when the
+    model has one), pooled (B,d_enc): the mean of the encoder's last hidden states."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.encoder = model.encoder
+        self.proj = getattr(model, "enc_to_dec_proj", None)
+        # VisionEncoderDecoderModel.forward applies the projection under exactly this condition
+        self.use_proj = (self.proj is not None
+                         and model.encoder.config.hidden_size != model.decoder.config.hidden_size
+                         and getattr(model.decoder.config, "cross_attention_hidden_size", None) is None)
+
+    def forward(self, pixels):
+        hidden = self.encoder(pixel_values=pixels).last_hidden_state
+        visual = self.proj(hidden) if self.use_proj else hidden
+        return visual, hidden.mean(dim=1)
+
+
+class VEDCrossKVGraph(nn.Module):
+    """visual tokens (B,N,d) -> cross_k, cross_v (L,B,H,N,hd): each block's cross-attention
+    ``c_attn`` split into K and V, once per image."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.blocks = model.decoder.transformer.h
+        _, _, self.hd, self.d, _ = decoder_shape(model)
+
+    def forward(self, visual_tokens):
+        ks, vs = [], []
+        for block in self.blocks:
+            k, v = block.crossattention.c_attn(visual_tokens).split(self.d, dim=2)
+            ks.append(_heads(k, self.hd))
+            vs.append(_heads(v, self.hd))
+        return torch.stack(ks), torch.stack(vs)
+
+
+class VEDDecoderGraph(nn.Module):
+    """GPT-2 over T new tokens at ``position`` on a fixed-capacity cache -> logits (B,T,V),
+    new_k/new_v (L,B,H,T,hd) for the caller to write at ``position``."""
+
+    def __init__(self, model):
+        super().__init__()
+        gpt2 = model.decoder
+        self.wte, self.wpe, self.blocks, self.ln_f = gpt2.transformer.wte, gpt2.transformer.wpe, gpt2.transformer.h, gpt2.transformer.ln_f
+        self.lm_head = gpt2.lm_head
+        _, _, self.hd, self.d, _ = decoder_shape(model)
+
+    def forward(self, input_ids, position, cache_k, cache_v, cross_k, cross_v):
+        t = input_ids.shape[1]
+        positions = position + torch.arange(t, device=input_ids.device)  # (T,)
+        x = self.wte(input_ids) + self.wpe(positions)  # (B,T,d); GPT-2's dropout is identity in eval
+        cache_open = (torch.arange(cache_k.shape[-2], device=x.device) < position).unsqueeze(0)  # (1,C)
+        causal = positions.unsqueeze(0) <= positions.unsqueeze(1)  # (T,T): key j <= query i
+        new_ks, new_vs = [], []
+        for i, block in enumerate(self.blocks):
+            q, k, v = block.attn.c_attn(block.ln_1(x)).split(self.d, dim=2)
+            q, k, v = _heads(q, self.hd), _heads(k, self.hd), _heads(v, self.hd)
+            new_ks.append(k)
+            new_vs.append(v)
+            scale = block.attn.scaling
+            scores = torch.cat([
+                (torch.matmul(q, cache_k[i].transpose(-1, -2)) * scale).masked_fill(~cache_open, float("-inf")),
+                (torch.matmul(q, k.transpose(-1, -2)) * scale).masked_fill(~causal, float("-inf")),
+            ], dim=-1)
+            probs = torch.softmax(scores, dim=-1)
+            capacity = cache_k.shape[-2]
+            out = torch.matmul(probs[..., :capacity], cache_v[i]) + torch.matmul(probs[..., capacity:], v)
+            x = x + block.attn.c_proj(_merge(out))
+
+            cross = block.crossattention
+            cq = _heads(cross.q_attn(block.ln_cross_attn(x)), self.hd)
+            cprobs = torch.softmax(torch.matmul(cq, cross_k[i].transpose(-1, -2)) * cross.scaling, dim=-1)
+            x = x + cross.c_proj(_merge(torch.matmul(cprobs, cross_v[i])))
+            x = x + block.mlp(block.ln_2(x))
+        logits = self.lm_head(self.ln_f(x))
+        return logits, torch.stack(new_ks), torch.stack(new_vs)
+
+
+VED_GRAPH_MODULES = {"vision": VEDVisionGraph, "cross_kv": VEDCrossKVGraph, "decoder": VEDDecoderGraph}
+
+
+def tiny_ved(seed: int = 0, image_size: int = 32, vocab: int = 99):
+    """A tiny random-init ViT + GPT-2 VisionEncoderDecoderModel (eval, eager attention),
+    with an encoder narrower than the decoder so ``enc_to_dec_proj`` is exercised."""
+    from transformers import GPT2Config, ViTConfig, VisionEncoderDecoderConfig, VisionEncoderDecoderModel
+
+    torch.manual_seed(seed)
+    encoder = ViTConfig(hidden_size=24, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                        image_size=image_size, patch_size=16, initializer_range=0.3)
+    decoder = GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=4, n_positions=64, initializer_range=0.3,
+                         bos_token_id=vocab - 1, eos_token_id=vocab - 1, pad_token_id=vocab - 1)
+    config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
+    config.decoder_start_token_id = config.pad_token_id = config.eos_token_id = vocab - 1
+    config._attn_implementation = "eager"
+    config.encoder._attn_implementation = "eager"
+    config.decoder._attn_implementation = "eager"
+    return VisionEncoderDecoderModel(config).eval()
