@@ -21,12 +21,13 @@ from edgevlm.runtime.frame_quality import assess_frame
 from edgevlm.runtime.grounding import ExistenceQuestions, caption_bias, concept_token_ids, existence_answer
 from edgevlm.runtime.manifest import load_manifest
 from edgevlm.runtime.search import SearchSettings, answer_search, beam_search
-from edgevlm.runtime.search_hf import HFGeneration, hf_generate
+from edgevlm.runtime.search_hf import HFGeneration, hf_answers, hf_generate
 from edgevlm.runtime.text import MAX_ANSWER_TOKENS
 
 
 NOT_SURE = "I'm not sure"
 UNFAMILIAR = "I'm not sure what this is. My best guess: {caption}"
+HF_MAX_ANSWER_TOKENS = 8  # Hugging Face VQA answers: a few words and eos
 DEFAULT_ABSTAIN_BELOW = 0.5  # when the manifest has no tuned threshold: answer if more likely right than wrong
 
 
@@ -226,6 +227,9 @@ class CaptionEngine:
             raise EdgeVLMError(f"the engine {self.manifest.root} answers no questions (a captioning-only model); "
                                "use a VQA engine such as the shipped default")
         threshold = self.abstain_below if abstain_below is None else abstain_below
+        if self.manifest.hf_generation is not None:
+            cross: dict = {}  # the image's K/V, computed once for every question that reads it
+            return [self._hf_answer(visual, question, threshold, cross) for question in questions]
         cross_k, cross_v = self.cross_kv(visual)
         capacity = self.manifest.model.cache_capacity
         banned = self.manifest.generation.banned_ids  # [SEP] among them for VQA engines
@@ -239,6 +243,32 @@ class CaptionEngine:
             abstained = found.probability < threshold or not text
             answers.append(VQAAnswer(NOT_SURE if abstained else text, text, found.probability, abstained))
         return answers
+
+    def hf_answer_inputs(self, visual: np.ndarray, question: str, cross: dict) -> tuple:
+        """A Hugging Face VQA family's (cross_k, cross_v, decoder prompt (1,P), settings) for one
+        question: GIT continues the question prompt over the image's K/V (computed once into
+        ``cross``), BLIP encodes the question against the image and answers from its bos."""
+        capacity = self.manifest.model.cache_capacity
+        prompt = self.tokenizer.question_prompt(question, capacity)
+        if self.family.answer_context is not None:
+            cross_k, cross_v, prompt = self.family.answer_context(self, visual, prompt)
+        else:
+            if "kv" not in cross:
+                cross["kv"] = self.cross_kv(visual)
+            cross_k, cross_v = cross["kv"]
+        hf = self.manifest.hf_generation
+        room = min(hf.max_new_tokens_for(len(prompt)), capacity - len(prompt), HF_MAX_ANSWER_TOKENS)
+        settings = dataclasses.replace(hf, num_beams=1, max_length=None, max_new_tokens=max(1, room))
+        return cross_k, cross_v, np.array([prompt], np.int64), settings
+
+    def _hf_answer(self, visual: np.ndarray, question: str, threshold: float, cross: dict | None = None) -> VQAAnswer:
+        """Greedy, as generate() answers; the probability is that of the answer tokens and eos."""
+        cross_k, cross_v, prompt, settings = self.hf_answer_inputs(visual, question, {} if cross is None else cross)
+        found = hf_answers(self.backend.decoder_stepper(cross_k, cross_v), prompt, settings)[0]
+        text = self.tokenizer.decode(found.ids)
+        probability = found.probability if found.finished else 0.0  # no eos within the limit: not an answer
+        abstained = probability < threshold or not text
+        return VQAAnswer(NOT_SURE if abstained else text, text, probability, abstained)
 
     def answer_image(self, image_bgr: np.ndarray, questions: list[str], abstain_below: float | None = None) -> list[VQAAnswer]:
         """(H,W,3) uint8 BGR photo or frame -> an answer per question. A frame with nothing to

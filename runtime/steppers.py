@@ -2,15 +2,14 @@
 
 The search (runtime/search.py) drives any stepper; this one feeds the decoder graph the
 cache that ``KVCache`` keeps in numpy and writes each run's new K/V rows back in place.
-It is told whether the graph takes ``prefix_len`` (from the manifest): engines exported
-before VQA have no such input and caption only.
+It is told whether the graph takes ``prefix_len`` (from the manifest): our VQA decoder does
+(a question is a both-ways prefix); GIT's does not (its prompts are causal).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from edgevlm.errors import EdgeVLMError
 from edgevlm.runtime.kv_cache import KVCache
 
 
@@ -41,10 +40,9 @@ class CacheStepper:
         return self._run(tokens.reshape(-1, 1), position, 0)[:, 0]
 
     def prefill(self, prompts: np.ndarray) -> np.ndarray:
-        """prompts (R,P) as one prefix-LM prefix at positions 0..P-1 -> logits after the last (R, V)."""
-        if not self.takes_prefix_len:
-            raise EdgeVLMError("this engine's decoder graph has no prefix_len input (exported before VQA); "
-                               "re-export it with `edgevlm export MODEL_DIR --out DIR`")
+        """prompts (R,P) at positions 0..P-1 in one run -> logits after the last (R, V). A decoder
+        with ``prefix_len`` (ours) sees the prompt as a prefix-LM prefix, both ways; one without it
+        (GIT's) causally, as its model was trained."""
         return self._run(np.ascontiguousarray(prompts, np.int64), 0, prompts.shape[1])[:, -1]
 
     def reorder(self, rows: np.ndarray) -> None:

@@ -55,5 +55,8 @@ def validate_command(engine_dir, model_dir, images, limit, beam_size, as_json):
         for path, (ours, theirs) in zip(paths, report["captions"]):
             mark = "" if ours == theirs else f"   (reference: {theirs})"
             click.echo(f"  {os.path.basename(path)}: {ours}{mark}")
+        for question, ours, theirs in report.get("answers", []):
+            mark = "" if ours == theirs else f"   (reference: {theirs})"
+            click.echo(f"  Q: {question} A: {ours}{mark}")
         click.echo("PASS" if report["passed"] else "FAIL")
     raise SystemExit(0 if report["passed"] else 1)

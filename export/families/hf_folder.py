@@ -78,3 +78,8 @@ def tokenizer_json(tokenizer) -> str:
 def read_optional_json(model_dir: str, name: str, what: str) -> dict:
     path = os.path.join(model_dir, name)
     return read_json(path, what) if os.path.isfile(path) else {}
+
+
+def write_text(path: str, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)

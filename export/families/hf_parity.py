@@ -26,7 +26,11 @@ class HFReference:
     generate: Callable  # (model, pixel_values (B,3,S,S) tensor, settings, beam_size) -> new ids per image
     logits: Callable  # (model, pixel_values (1,3,S,S) tensor, ids list) -> teacher-forced logits (T,V) tensor
     graph_modules: dict  # graph name -> module class (the exported graphs, in torch)
+    # VQA families: (model, pixel_values (1,3,S,S), engine's question prompt ids, settings) -> answer ids
+    answer: Callable | None = None
 
+
+PARITY_QUESTIONS = ("is there a dog?", "what is the man riding?", "how many people are there?")
 
 _KWARG_NAMES = {"forced_eos_token_ids": "forced_eos_token_id", "eos_token_ids": "eos_token_id"}
 
@@ -41,6 +45,13 @@ def generate_kwargs(settings) -> dict:
         kwargs[_KWARG_NAMES.get(name, name)] = [list(v) for v in value] if name == "bad_words_ids" else (
             list(value) if isinstance(value, tuple) else value)
     return kwargs
+
+
+def slow_processor(model_dir: str):
+    """The folder's image processor, Pillow backend: the exact reference the runtime matches."""
+    from transformers import AutoImageProcessor
+
+    return AutoImageProcessor.from_pretrained(model_dir, backend="pil")
 
 
 def strip_generated(rows, start_len: int, eos_ids: tuple[int, ...]) -> list[list[int]]:
@@ -86,10 +97,21 @@ def hf_parity(engine, model_dir: str, images_bgr: list[np.ndarray], beam_size: i
         worst = check if worst is None or check.max_abs > worst.max_abs else worst
     checks.append(worst)
     identical = ours == theirs
+    answers = []
+    if engine.answers_questions and reference.answer is not None:
+        for row in range(len(images_bgr)):
+            for question in PARITY_QUESTIONS:
+                answer = engine.answer_visual(sight.visual[row : row + 1], [question])[0]
+                _, _, prompt, answer_settings = engine.hf_answer_inputs(sight.visual[row : row + 1], question, {})
+                expected = engine.tokenizer.decode(reference.answer(model, t_pixels[row : row + 1], prompt.tolist(),
+                                                                    answer_settings))
+                answers.append((question, answer.answer, expected))
+        identical = identical and all(a == b for _, a, b in answers)
     decode = engine.tokenizer.decode
     return {
         "outputs": checks,
         "tokens_identical": identical,
         "captions": [(decode(a), decode(b)) for a, b in zip(ours, theirs)],
+        "answers": answers,  # (question, ours, transformers') per image and question
         "passed": identical and all(c.passed for c in checks),
     }

@@ -10,45 +10,49 @@ from edgevlm.export.families.captioner_tiny import CAPTIONS
 END = "<|endoftext|>"
 
 
-def tiny_word_tokenizer(vocab_size: int, specials: list[str]):
-    """A word-level fast tokenizer of exactly ``vocab_size`` ids: the caption words, then
-    fillers, then ``specials`` in the last ids (GPT-2 keeps its one special at the end)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
+def tiny_word_tokenizer(vocab_size: int, specials: dict[str, int]):
+    """A word-level fast tokenizer of exactly ``vocab_size`` ids: ``specials`` (token -> id) at
+    their ids, the caption words (and question words) in the other ids, then fillers."""
+    from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
 
     words = sorted({w for caption in CAPTIONS for w in caption.split()} | {"yes", "no", "is", "there", "what"})
-    words = words[: vocab_size - len(specials)]
-    words += [f"w{i}" for i in range(vocab_size - len(specials) - len(words))]
-    vocab = {w: i for i, w in enumerate(words + specials)}
-    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token=specials[0]))
+    by_id = {i: token for token, i in specials.items()}
+    free = iter(words + [f"w{i}" for i in range(vocab_size)])
+    vocab = {(by_id[i] if i in by_id else next(free)): i for i in range(vocab_size)}
+    unk = next(iter(specials))
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token=unk))
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.add_special_tokens([AddedToken(token, special=True) for token in specials])
     return tokenizer
 
 
 def _image_processor(kind: str, size: int):
-    from transformers import BlipImageProcessor, CLIPImageProcessor, ViTImageProcessor
+    """The slow (Pillow) image processor of each family, at the tiny image size."""
+    from transformers import BlipImageProcessorPil, CLIPImageProcessorPil, ViTImageProcessorPil
 
     if kind == "vit":
-        return ViTImageProcessor(size={"height": size, "width": size})
+        return ViTImageProcessorPil(size={"height": size, "width": size})
     if kind == "blip":
-        return BlipImageProcessor(size={"height": size, "width": size})
-    if kind == "clip":
-        return CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+        return BlipImageProcessorPil(size={"height": size, "width": size})
+    if kind == "clip":  # GIT: shortest edge, then a center crop
+        return CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
     raise ValueError(f"unknown image processor kind {kind!r}")
 
 
-def write_tiny_hf(model, out_dir: str, image_processor: str, max_new_tokens: int = 10) -> str:
-    """Save MODEL (a tiny VisionEncoderDecoderModel) with a word-level tokenizer over its
-    vocabulary, an image processor of its image size and a greedy generation config."""
+def write_tiny_hf(model, out_dir: str, image_processor: str, image_size: int, vocab_size: int,
+                  tokens: dict[str, tuple[str, int]], generation: dict) -> str:
+    """Save MODEL with a word-level tokenizer over its vocabulary whose special tokens are
+    ``tokens`` (role "bos"/"eos"/"pad"/"unk"/"cls"/"sep" -> (text, id)), the family's image
+    processor at ``image_size`` and ``generation`` written into its generation config."""
     from transformers import PreTrainedTokenizerFast
 
-    vocab = model.config.decoder.vocab_size
-    fast = PreTrainedTokenizerFast(tokenizer_object=tiny_word_tokenizer(vocab, [END]), bos_token=END,
-                                   eos_token=END, pad_token=END, unk_token=END)
-    model.generation_config.max_new_tokens = max_new_tokens
-    model.generation_config.decoder_start_token_id = vocab - 1
-    model.generation_config.eos_token_id = model.generation_config.pad_token_id = vocab - 1
+    specials = {text: i for text, i in tokens.values()}
+    fast = PreTrainedTokenizerFast(tokenizer_object=tiny_word_tokenizer(vocab_size, specials),
+                                   **{f"{role}_token": text for role, (text, _) in tokens.items()})
+    for key, value in generation.items():
+        setattr(model.generation_config, key, value)
     os.makedirs(out_dir, exist_ok=True)
     model.save_pretrained(out_dir)
     fast.save_pretrained(out_dir)
-    _image_processor(image_processor, model.config.encoder.image_size).save_pretrained(out_dir)
+    _image_processor(image_processor, image_size).save_pretrained(out_dir)
     return out_dir

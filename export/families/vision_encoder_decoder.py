@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from edgevlm.errors import EdgeVLMError
 from edgevlm.export.families.base import ExportFamily
-from edgevlm.export.families.hf_folder import architectures, load_pretrained, tokenizer_json
+from edgevlm.export.families.hf_folder import architectures, load_pretrained, tokenizer_json, write_text
 from edgevlm.export.families.hf_sections import (HFParts, capacity_for, generation_section, preprocess_section,
                                                  read_parts, text_section)
 from edgevlm.export.families.ved_graphs import (VED_GRAPH_MODULES, decoder_shape, num_visual_tokens, tiny_ved,
@@ -67,9 +67,13 @@ def _validate(engine, model_dir: str, images_bgr, beam_size: int) -> dict:
 
 
 def _write_tiny(out_dir: str) -> str:
-    from edgevlm.export.families.hf_tiny import write_tiny_hf
+    from edgevlm.export.families.hf_tiny import END, write_tiny_hf
 
-    return write_tiny_hf(tiny_ved(), out_dir, image_processor="vit")
+    model = tiny_ved()
+    end = model.config.decoder.vocab_size - 1  # GPT-2 keeps its one special token last
+    return write_tiny_hf(model, out_dir, "vit", model.config.encoder.image_size, model.config.decoder.vocab_size,
+                         {role: (END, end) for role in ("unk", "bos", "eos", "pad")},
+                         {"max_new_tokens": 10, "decoder_start_token_id": end, "eos_token_id": end, "pad_token_id": end})
 
 
 VED_EXPORT = ExportFamily(
@@ -84,10 +88,5 @@ VED_EXPORT = ExportFamily(
     tokenizer_file="tokenizer.json",
     validate=_validate,
     write_tiny=_write_tiny,
-    write_tokenizer=lambda parts, path: _write_text(path, tokenizer_json(parts.tokenizer)),
+    write_tokenizer=lambda parts, path: write_text(path, tokenizer_json(parts.tokenizer)),
 )
-
-
-def _write_text(path: str, text: str) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)

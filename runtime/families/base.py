@@ -30,6 +30,10 @@ class RuntimeFamily:
     # cross-field checks beyond the I/O table: (manifest) -> problem text or None
     consistency: tuple[Callable, ...] = field(default=())
     files: tuple[str, ...] = ("tokenizer",)  # manifest.files keys besides the graphs' own
+    # VQA families whose answer decoder reads something other than the image's cross K/V (BLIP:
+    # the question encoded against the image): (engine, visual (1,N,D), question prompt ids) ->
+    # (cross_k, cross_v, the decoder's own prompt ids). None: the image's K/V and the question prompt.
+    answer_context: Callable | None = None
 
 
     def check(self, manifest) -> None:

@@ -11,6 +11,7 @@ from edgevlm.runtime.hf_preprocess import hf_preprocess
 from edgevlm.runtime.hf_text import HFTokenizer
 
 VED_NAME = "vision-encoder-decoder"
+GIT_NAME = "git"
 
 _CAPTION_GRAPHS = {
     "vision": GraphIO(inputs=("pixels",), outputs=("visual_tokens", "pooled")),
@@ -43,4 +44,14 @@ VED = RuntimeFamily(
     consistency=(_has_hf_sections, shapes_match_model),
 )
 
-HF_FAMILIES = (VED,)
+# GIT: the "cross" K/V are each layer's image-token K/V (one softmax with the text's own)
+GIT = RuntimeFamily(
+    name=GIT_NAME,
+    graphs=_CAPTION_GRAPHS,
+    tokenizer_kind="huggingface",
+    preprocess=_preprocess,
+    load_tokenizer=_tokenizer,
+    consistency=(_has_hf_sections, shapes_match_model),
+)
+
+HF_FAMILIES = (VED, GIT)

@@ -43,7 +43,7 @@ def test_an_unknown_architecture_is_named_with_the_supported_ones(tmp_path):
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"architectures": ["Pix2StructForConditionalGeneration"]}))
     with pytest.raises(EdgeVLMError, match="cannot export architecture Pix2StructForConditionalGeneration; "
-                                           "supported families: edgevlm-captioner, vision-encoder-decoder"):
+                                           "supported families: edgevlm-captioner, git, vision-encoder-decoder"):
         detect_family(str(folder))
     with pytest.raises(EdgeVLMError, match="config.json is missing"):
         detect_family(os.fspath(tmp_path))
