@@ -81,7 +81,8 @@ def _question_prompts(engine: CaptionEngine, captions: list[str]) -> list[list[i
 # model family -> graph -> feeds(engine, calib); the family registry's calibration side. Every
 # family on the three-graph contract (vision, cross_kv, decoder) records its feeds the same way.
 CONTRACT_FEEDS = {"vision": vision_feeds, "cross_kv": cross_kv_feeds, "decoder": decoder_feeds}
-FAMILY_FEEDS = {"edgevlm-captioner": CONTRACT_FEEDS, "vision-encoder-decoder": CONTRACT_FEEDS}
+FAMILY_FEEDS = {"edgevlm-captioner": CONTRACT_FEEDS, "vision-encoder-decoder": CONTRACT_FEEDS, "git": CONTRACT_FEEDS,
+                "blip": CONTRACT_FEEDS}
 
 
 def graph_feeds(engine: CaptionEngine, graph: str, calib: CalibrationSet) -> Iterator[dict]:

@@ -97,7 +97,8 @@ GRAPH_MODULES = {"vision": VisionGraph, "cross_kv": CrossKVGraph, "decoder": Dec
 
 
 def dummy_inputs(specs: list[TensorSpec], batch: int = 2, tokens: int = 1) -> tuple[torch.Tensor, ...]:
-    sizes = {"batch": batch, "tokens": tokens}
+    # BLIP VQA's question graph and answer decoder add a question length ("question", "context")
+    sizes = {"batch": batch, "tokens": tokens, "question": 4, "context": 4}
     out = []
     for spec in specs:
         shape = tuple(sizes.get(dim, dim) for dim in spec.shape)

@@ -121,6 +121,9 @@ class CaptionEngine:
         """visual tokens (B,N,d) -> token ids per image (no bos/eos). With concept
         probabilities (B,K), words of concepts the head is sure are absent are never said.
         HFGeneration settings search exactly as transformers' generate() does."""
+        if "caption" not in self.manifest.tasks:
+            raise EdgeVLMError(f"the engine {self.manifest.root} answers questions only (a {self.manifest.model.family} "
+                               "model); caption with a captioning engine, e.g. the shipped default")
         bias = None
         if concepts is not None and self.existence is not None:
             bias = caption_bias(concepts, self.manifest.concepts.ban_below, self._concept_ids,
@@ -250,7 +253,7 @@ class CaptionEngine:
         ``cross``), BLIP encodes the question against the image and answers from its bos."""
         capacity = self.manifest.model.cache_capacity
         prompt = self.tokenizer.question_prompt(question, capacity)
-        if self.family.answer_context is not None:
+        if self.family.answer_context is not None:  # BLIP: the question is encoded, the answer starts from bos
             cross_k, cross_v, prompt = self.family.answer_context(self, visual, prompt)
         else:
             if "kv" not in cross:

@@ -21,7 +21,7 @@ start token for an encoder-decoder model (P = 1), the prompt for a decoder-only 
 ``HFGeneration`` keeps the fields as written and resolves them against the prompt length of each
 call, so one stored setting serves captions (P = 1) and VQA prompts of any length. The
 finished-hypothesis score divides by the number of *generated* tokens (incl. eos) for both kinds
-of model (transformers >= 4.5x; older releases divided decoder-only scores by the full length).
+of model (older transformers releases divided by the whole sequence, prompt or start token included).
 """
 
 from __future__ import annotations
@@ -379,8 +379,9 @@ class HFHypothesis:
 # --------------------------------------------------------------------------- greedy
 def hf_answers(stepper: Stepper, prompts: np.ndarray, settings: HFGeneration) -> list[HFAnswer]:
     """Greedy search as ``generate(num_beams=1, do_sample=False)``, with each answer's probability.
-    prompts (num_images, P) int64; the stepper has num_images rows. Rows that finish are fed the
-    filler id (pad, else eos) until all have, as HF does; their cache rows are left alone otherwise."""
+    prompts (num_images, P) int64; the stepper has num_images rows. A row that has finished is still
+    stepped (the stepper's rows are fixed), fed the filler id (pad, else eos) as HF feeds it, until
+    every row has finished or max length is reached."""
     if settings.num_beams != 1:
         raise ValueError(f"hf_answers is greedy; num_beams is {settings.num_beams} (use hf_beam_search)")
     prompts, max_length = _check_prompts(prompts, settings)
@@ -395,7 +396,7 @@ def hf_answers(stepper: Stepper, prompts: np.ndarray, settings: HFGeneration) ->
     logits = _first_logits(stepper, prompts)
     while True:
         scores = process(ids[:, :length], np.array(logits, np.float32))  # float32 copy, as HF's logits
-        chosen = scores.argmax(axis=1)  # first maximum on ties, like torch.argmax
+        chosen = scores.argmax(axis=1).astype(np.int64)  # first maximum on ties, like torch.argmax
         picked = scores[np.arange(rows), chosen].astype(np.float64)
         # log_softmax of the processed scores, for the probability only (float64: it never picks ids)
         shifted = scores.astype(np.float64) - scores.max(axis=1, keepdims=True)

@@ -12,12 +12,13 @@ import os
 
 from edgevlm.errors import EdgeVLMError
 from edgevlm.export.families.base import ExportFamily
+from edgevlm.export.families.blip import BLIP_EXPORT, BLIP_VQA_EXPORT
 from edgevlm.export.families.captioner import CAPTIONER_EXPORT
 from edgevlm.export.families.git import GIT_EXPORT
 from edgevlm.export.families.vision_encoder_decoder import VED_EXPORT
 from edgevlm.fileio import read_json
 
-EXPORT_FAMILIES: dict[str, ExportFamily] = {family.name: family for family in (CAPTIONER_EXPORT, VED_EXPORT, GIT_EXPORT)}
+EXPORT_FAMILIES: dict[str, ExportFamily] = {family.name: family for family in (CAPTIONER_EXPORT, VED_EXPORT, GIT_EXPORT, BLIP_EXPORT, BLIP_VQA_EXPORT)}
 
 
 def export_family(name: str) -> ExportFamily:

@@ -23,7 +23,7 @@ def _load(model_dir: str):
     from transformers import GitForCausalLM
 
     model = load_pretrained(GitForCausalLM, model_dir)
-    return model, read_parts(model_dir, model, max_positions=model.config.max_position_embeddings)
+    return model, read_parts(model_dir, model.generation_config.to_diff_dict(), max_positions=model.config.max_position_embeddings)
 
 
 def _capacity(model, parts: HFParts) -> int:

@@ -35,12 +35,13 @@ PARITY_QUESTIONS = ("is there a dog?", "what is the man riding?", "how many peop
 _KWARG_NAMES = {"forced_eos_token_ids": "forced_eos_token_id", "eos_token_ids": "eos_token_id"}
 
 
-def generate_kwargs(settings) -> dict:
+def generate_kwargs(settings, skip: tuple[str, ...] = ()) -> dict:
     """HFGeneration -> the keyword arguments that make ``model.generate()`` search the same way
-    (every field passed explicitly, so the folder's generation_config cannot disagree)."""
+    (every field passed explicitly, so the folder's generation_config cannot disagree); ``skip``:
+    fields the model's generate() sets itself (BLIP: eos and pad)."""
     kwargs = {"do_sample": False, "num_return_sequences": 1}
     for name, value in dataclasses.asdict(settings).items():
-        if name == "max_position_embeddings" or value is None or value == ():
+        if name == "max_position_embeddings" or name in skip or value is None or value == ():
             continue
         kwargs[_KWARG_NAMES.get(name, name)] = [list(v) for v in value] if name == "bad_words_ids" else (
             list(value) if isinstance(value, tuple) else value)
@@ -76,35 +77,21 @@ def hf_parity(engine, model_dir: str, images_bgr: list[np.ndarray], beam_size: i
 
     t_pixels = torch.from_numpy(pixels)
     t_visual, t_pooled = reference.graph_modules["vision"](model)(t_pixels)
-    t_cross_k, t_cross_v = reference.graph_modules["cross_kv"](model)(t_visual)
     sight = engine.see(pixels)
-    cross_k, cross_v = engine.cross_kv(sight.visual)
     checks += [compare("vision.visual_tokens", sight.visual, t_visual.numpy()),
-               compare("vision.pooled", sight.pooled, t_pooled.numpy()),
-               compare("cross_kv.cross_k", cross_k, t_cross_k.numpy()),
-               compare("cross_kv.cross_v", cross_v, t_cross_v.numpy())]
-
-    settings = engine.settings(beam_size)
-    ours = engine.generate(sight.visual, settings)
-    theirs = reference.generate(model, t_pixels, settings, beam_size)
-    worst = None
-    start = engine.manifest.special_tokens.bos
-    for row, ids in enumerate(theirs):
-        sequence = [start] + ids
-        t_logits = reference.logits(model, t_pixels[row : row + 1], sequence)
-        o_logits = teacher_forced_logits(engine, sequence, cross_k[:, row : row + 1], cross_v[:, row : row + 1])
-        check = compare("decoder.logits", o_logits, t_logits.numpy())
-        worst = check if worst is None or check.max_abs > worst.max_abs else worst
-    checks.append(worst)
-    identical = ours == theirs
+               compare("vision.pooled", sight.pooled, t_pooled.numpy())]
+    ours, theirs, identical = [], [], True
+    if "caption" in engine.manifest.tasks:
+        identical = _caption_parity(engine, model, reference, sight, t_pixels, t_visual, beam_size, checks, ours, theirs)
     answers = []
     if engine.answers_questions and reference.answer is not None:
         for row in range(len(images_bgr)):
             for question in PARITY_QUESTIONS:
                 answer = engine.answer_visual(sight.visual[row : row + 1], [question])[0]
-                _, _, prompt, answer_settings = engine.hf_answer_inputs(sight.visual[row : row + 1], question, {})
-                expected = engine.tokenizer.decode(reference.answer(model, t_pixels[row : row + 1], prompt.tolist(),
-                                                                    answer_settings))
+                settings = engine.hf_answer_inputs(sight.visual[row : row + 1], question, {})[3]
+                question_ids = [engine.tokenizer.question_prompt(question, engine.manifest.model.cache_capacity)]
+                expected = engine.tokenizer.decode(reference.answer(model, t_pixels[row : row + 1], question_ids,
+                                                                    settings))
                 answers.append((question, answer.answer, expected))
         identical = identical and all(a == b for _, a, b in answers)
     decode = engine.tokenizer.decode
@@ -115,3 +102,26 @@ def hf_parity(engine, model_dir: str, images_bgr: list[np.ndarray], beam_size: i
         "answers": answers,  # (question, ours, transformers') per image and question
         "passed": identical and all(c.passed for c in checks),
     }
+
+
+def _caption_parity(engine, model, reference: HFReference, sight, t_pixels, t_visual, beam_size: int, checks: list,
+                    ours: list, theirs: list) -> bool:
+    """Cross K/V and teacher-forced logits within tolerance (appended to ``checks``), caption
+    ids (appended to ``ours``/``theirs``) -> whether the ids are identical."""
+    t_cross_k, t_cross_v = reference.graph_modules["cross_kv"](model)(t_visual)
+    cross_k, cross_v = engine.cross_kv(sight.visual)
+    checks += [compare("cross_kv.cross_k", cross_k, t_cross_k.numpy()),
+               compare("cross_kv.cross_v", cross_v, t_cross_v.numpy())]
+    settings = engine.settings(beam_size)
+    ours += engine.generate(sight.visual, settings)
+    theirs += reference.generate(model, t_pixels, settings, beam_size)
+    worst = None
+    start = engine.manifest.special_tokens.bos
+    for row, ids in enumerate(theirs):
+        sequence = [start] + ids
+        t_logits = reference.logits(model, t_pixels[row : row + 1], sequence)
+        o_logits = teacher_forced_logits(engine, sequence, cross_k[:, row : row + 1], cross_v[:, row : row + 1])
+        check = compare("decoder.logits", o_logits, t_logits.numpy())
+        worst = check if worst is None or check.max_abs > worst.max_abs else worst
+    checks.append(worst)
+    return ours == theirs

@@ -24,7 +24,9 @@ class HFParts:
     generation: HFGeneration
 
 
-def read_parts(model_dir: str, model, max_positions: int) -> HFParts:
+def read_parts(model_dir: str, generation_config: dict, max_positions: int) -> HFParts:
+    """generation_config: what generate() reads, e.g. ``model.generation_config.to_diff_dict()``
+    (what the checkpoint sets; the rest are generate()'s own defaults)."""
     processor = read_optional_json(model_dir, "preprocessor_config.json", "an image processor config")
     if not processor:
         raise EdgeVLMError(f"{model_dir} has no preprocessor_config.json: edgevlm needs the image processing the "
@@ -34,9 +36,7 @@ def read_parts(model_dir: str, model, max_positions: int) -> HFParts:
     except ValueError as exc:
         raise EdgeVLMError(f"{model_dir}/preprocessor_config.json: {exc}") from exc
     try:
-        # to_diff_dict: what the checkpoint sets; the rest are generate()'s own defaults
-        generation = HFGeneration.from_generation_config(model.generation_config.to_diff_dict(),
-                                                         max_position_embeddings=max_positions)
+        generation = HFGeneration.from_generation_config(generation_config, max_position_embeddings=max_positions)
     except ValueError as exc:
         raise EdgeVLMError(f"{model_dir}/generation_config.json: {exc}") from exc
     return HFParts(model_dir, load_tokenizer(model_dir), image_spec, generation)

@@ -31,7 +31,7 @@ def _load(model_dir: str):
         raise EdgeVLMError(f"{model_dir}: VisionEncoderDecoder with a {decoder_type!r} decoder is not supported yet; "
                            f"supported decoders: {', '.join(DECODERS)}")
     model = load_pretrained(VisionEncoderDecoderModel, model_dir)
-    return model, read_parts(model_dir, model, max_positions=model.decoder.config.n_positions)
+    return model, read_parts(model_dir, model.generation_config.to_diff_dict(), max_positions=model.decoder.config.n_positions)
 
 
 def _capacity(model, parts: HFParts) -> int:

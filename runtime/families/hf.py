@@ -5,6 +5,8 @@ transformers-free). Images are processed as the checkpoint's slow HF image proce
 
 from __future__ import annotations
 
+import numpy as np
+
 from edgevlm.runtime.families.base import GraphIO, RuntimeFamily
 from edgevlm.runtime.families.captioner import shapes_match_model
 from edgevlm.runtime.hf_preprocess import hf_preprocess
@@ -12,6 +14,8 @@ from edgevlm.runtime.hf_text import HFTokenizer
 
 VED_NAME = "vision-encoder-decoder"
 GIT_NAME = "git"
+BLIP_NAME = "blip"
+BLIP_VQA_NAME = "blip-vqa"
 
 _CAPTION_GRAPHS = {
     "vision": GraphIO(inputs=("pixels",), outputs=("visual_tokens", "pooled")),
@@ -24,6 +28,22 @@ _CAPTION_GRAPHS = {
 def _has_hf_sections(manifest) -> str | None:
     missing = [name for name in ("image_processor", "hf_generation", "text") if getattr(manifest, name) is None]
     return f"Hugging Face engines need manifest sections {missing}" if missing else None
+
+
+def cache_shapes_match_model(manifest) -> str | None:
+    """The decoder's cache and logits have the model section's shapes (BLIP's visual width may
+    differ from its text width, so the image side is checked by the graphs' own I/O table)."""
+    m = manifest.model
+    cache = (m.n_layers, "batch", m.n_heads, m.cache_capacity, m.head_dim)
+    spec = manifest.graph("decoder")
+    expected = {"cache_k": cache, "cache_v": cache, "logits": ("batch", "tokens", m.vocab_size)}
+    for tensor in spec.inputs + spec.outputs:
+        if tensor.name in expected and tuple(tensor.shape) != expected[tensor.name]:
+            return (f"decoder.{tensor.name} has shape {list(tensor.shape)}, but the model section implies "
+                    f"{list(expected[tensor.name])}")
+    if manifest.generation.max_new_tokens >= m.cache_capacity:
+        return f"generation.max_new_tokens {manifest.generation.max_new_tokens} must be below model.cache_capacity"
+    return None
 
 
 def _preprocess(image_bgr, manifest):
@@ -54,4 +74,39 @@ GIT = RuntimeFamily(
     consistency=(_has_hf_sections, shapes_match_model),
 )
 
-HF_FAMILIES = (VED, GIT)
+BLIP = RuntimeFamily(
+    name=BLIP_NAME,
+    graphs=_CAPTION_GRAPHS,
+    tokenizer_kind="huggingface",
+    preprocess=_preprocess,
+    load_tokenizer=_tokenizer,
+    consistency=(_has_hf_sections, cache_shapes_match_model),
+)
+
+
+def _blip_answer_context(engine, visual, question_ids: list[int]):
+    """BLIP VQA: the question encoded against the image (1,Q,D), the answer decoder's cross K/V
+    over it, and the answer's own prompt: [DEC] (bos)."""
+    states = engine.backend.run("question", {"question_ids": np.array([question_ids], np.int64),
+                                             "visual_tokens": np.ascontiguousarray(visual, np.float32)})
+    cross = engine.backend.run("cross_kv", {"question_states": states["question_states"]})
+    return cross["cross_k"], cross["cross_v"], [engine.manifest.special_tokens.bos]
+
+
+BLIP_VQA = RuntimeFamily(
+    name=BLIP_VQA_NAME,
+    graphs={
+        "vision": GraphIO(inputs=("pixels",), outputs=("visual_tokens", "pooled")),
+        "question": GraphIO(inputs=("question_ids", "visual_tokens"), outputs=("question_states",)),
+        "cross_kv": GraphIO(inputs=("question_states",), outputs=("cross_k", "cross_v")),
+        "decoder": GraphIO(inputs=("input_ids", "position", "cache_k", "cache_v", "cross_k", "cross_v"),
+                           outputs=("logits", "new_k", "new_v")),
+    },
+    tokenizer_kind="huggingface",
+    preprocess=_preprocess,
+    load_tokenizer=_tokenizer,
+    consistency=(_has_hf_sections, cache_shapes_match_model),
+    answer_context=_blip_answer_context,
+)
+
+HF_FAMILIES = (VED, GIT, BLIP, BLIP_VQA)

@@ -35,7 +35,14 @@ def test_every_family_round_trips_a_tiny_model(name, tmp_path):
         assert report["tokens_identical"] and report["passed"], (beam, report["outputs"])
     with CaptionEngine(str(tmp_path / "engine")) as engine:
         assert engine.family is FAMILIES[name]
-        assert all(isinstance(text, str) for text in engine.caption_images(images))
+        if "caption" in manifest.tasks:
+            assert all(isinstance(text, str) for text in engine.caption_images(images))
+        else:
+            with pytest.raises(EdgeVLMError, match="answers questions only"):
+                engine.caption_images(images)
+        if engine.answers_questions:
+            answers = engine.answer_image(images[0], ["is there a dog?", "what is on the grass?"])
+            assert len(answers) == 2 and all(0.0 <= a.probability <= 1.0 for a in answers)
 
 
 def test_an_unknown_architecture_is_named_with_the_supported_ones(tmp_path):
@@ -43,7 +50,8 @@ def test_an_unknown_architecture_is_named_with_the_supported_ones(tmp_path):
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"architectures": ["Pix2StructForConditionalGeneration"]}))
     with pytest.raises(EdgeVLMError, match="cannot export architecture Pix2StructForConditionalGeneration; "
-                                           "supported families: edgevlm-captioner, git, vision-encoder-decoder"):
+                                           "supported families: blip, blip-vqa, edgevlm-captioner, git, "
+                                           "vision-encoder-decoder"):
         detect_family(str(folder))
     with pytest.raises(EdgeVLMError, match="config.json is missing"):
         detect_family(os.fspath(tmp_path))
