@@ -49,7 +49,8 @@ def test_shipped_manifest_round_trips_exactly():
     (lambda d: d["preprocess"].update(resize_mode="letterbox"), "preprocess.resize_mode is 'letterbox'; this runtime supports"),
     (lambda d: d["preprocess"].update(layout="NHWC"), "preprocess.layout is 'NHWC'"),
     (lambda d: d.update(tasks=["caption", "ocr"]), r"tasks lists \['ocr'\]"),
-    (lambda d: d["model"].update(family="blip"), "cannot run model family 'blip'.*it runs: edgevlm-captioner"),
+    (lambda d: d["model"].update(family="pix2struct"), "cannot run model family 'pix2struct'.*it runs: blip, blip-vqa, "
+                                                         "edgevlm-captioner, git, vision-encoder-decoder"),
     (lambda d: d["model"].update(cache_capacity=99), "decoder.cache_k has shape"),
     (lambda d: d["graphs"]["vision"]["outputs"].append({"name": "boxes", "dtype": "float32", "shape": [1]}),
      r"graph 'vision' lacks outputs \[\] or has unknown outputs \['boxes'\]"),
