@@ -155,6 +155,52 @@ def torch_peer(model_dir: str, beam: int | None, threads: int) -> Callable[[np.n
     return run
 
 
+# The transformers reference of each Hugging Face family that captions (blip-vqa answers only).
+_HF_REFERENCES = {
+    "vision-encoder-decoder": ("edgevlm.export.families.ved_reference", "VED_REFERENCE"),
+    "git": ("edgevlm.export.families.git_reference", "GIT_REFERENCE"),
+    "blip": ("edgevlm.export.families.blip_reference", "BLIP_CAPTION_REFERENCE"),
+}
+
+
+def hf_torch_peer(engine: CaptionEngine, model_dir: str, beam: int | None,
+                  threads: int) -> Callable[[np.ndarray], list[int]]:
+    """transformers' generate() on the Hugging Face folder an engine came from, with the
+    engine's generate() settings, on the engine's own pixels (their parity is validate's job)."""
+    import importlib
+
+    import torch
+
+    from edgevlm.errors import EdgeVLMError
+
+    family = engine.manifest.model.family
+    if family not in _HF_REFERENCES:
+        raise EdgeVLMError(f"bench: a {family} engine does not caption, so it has no PyTorch caption peer")
+    module, name = _HF_REFERENCES[family]
+    reference = getattr(importlib.import_module(module), name)
+    torch.set_num_threads(threads)
+    model, _ = reference.load(model_dir)
+    settings = engine.settings(beam)
+
+    @torch.no_grad()
+    def run(image_bgr: np.ndarray) -> list[int]:
+        pixels = torch.from_numpy(engine.preprocess(image_bgr)[None])
+        return reference.generate(model, pixels, settings, settings.num_beams)[0]
+
+    return run
+
+
+def default_peer_dir(engine: CaptionEngine) -> str:
+    """The PyTorch peer when --model is not given: a Hugging Face engine's own source folder
+    (the shipped captioner is another model), else the shipped model."""
+    from edgevlm.paths import default_model_dir
+
+    source = engine.manifest.source.get("model_dir")
+    if engine.manifest.hf_generation is not None and source and os.path.isdir(source):
+        return source
+    return default_model_dir()
+
+
 def engine_size_mb(engine: CaptionEngine) -> float:
     return round(engine.manifest.total_bytes / 1e6, 2)
 
@@ -170,7 +216,11 @@ def bench(engine_dir: str, paths: list[str], rounds: int, beam: int, threads: in
         other = CaptionEngine(vs_engine_dir, threads=threads)
         peers["vs_engine"] = runtime_peer(other, beam)
     else:
-        peers["torch"] = torch_peer(model_dir, beam, threads)
+        model_dir = model_dir or default_peer_dir(engine)
+        if engine.manifest.hf_generation is not None:
+            peers["torch"] = hf_torch_peer(engine, model_dir, beam, threads)
+        else:
+            peers["torch"] = torch_peer(model_dir, beam, threads)
     timed = interleaved(peers, frames, rounds)
     pixels = engine.preprocess(frames[0])[None]
     result = {"engine": engine_dir, "images": len(frames), "rounds": rounds, "beam": beam, "threads": threads}

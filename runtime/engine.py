@@ -121,9 +121,7 @@ class CaptionEngine:
         """visual tokens (B,N,d) -> token ids per image (no bos/eos). With concept
         probabilities (B,K), words of concepts the head is sure are absent are never said.
         HFGeneration settings search exactly as transformers' generate() does."""
-        if "caption" not in self.manifest.tasks:
-            raise EdgeVLMError(f"the engine {self.manifest.root} answers questions only (a {self.manifest.model.family} "
-                               "model); caption with a captioning engine, e.g. the shipped default")
+        self.check_captions()
         bias = None
         if concepts is not None and self.existence is not None:
             bias = caption_bias(concepts, self.manifest.concepts.ban_below, self._concept_ids,
@@ -138,6 +136,12 @@ class CaptionEngine:
         if isinstance(settings, HFGeneration):
             return hf_generate(stepper, np.full((visual.shape[0], 1), tokens.bos, np.int64), settings)
         return beam_search(stepper, visual.shape[0], tokens.bos, tokens.eos, settings, bias)
+
+    def check_captions(self) -> None:
+        """Refuse, in one line, to caption with an engine that only answers questions."""
+        if "caption" not in self.manifest.tasks:
+            raise EdgeVLMError(f"the engine {self.manifest.root} answers questions only (a {self.manifest.model.family} "
+                               "model); caption with a captioning engine, e.g. the shipped default")
 
     # --- whole captions ---------------------------------------------------------------
     @property

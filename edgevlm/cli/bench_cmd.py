@@ -6,7 +6,7 @@ import json
 
 import click
 
-from edgevlm.paths import default_model_dir, resolve_engine, sample_images_dir
+from edgevlm.paths import resolve_engine, sample_images_dir
 
 
 @click.command("bench")
@@ -16,7 +16,8 @@ from edgevlm.paths import default_model_dir, resolve_engine, sample_images_dir
 @click.option("--spinning", "compare_spinning", is_flag=True,
               help="Also time the engine with onnxruntime's intra-op spinning on vs off (separate processes).")
 @click.option("--model", "model_dir", default=None, type=click.Path(),
-              help="PyTorch peer: the model folder the engine came from (default: the shipped model).")
+              help="PyTorch peer: the model folder the engine came from (default: a Hugging Face engine's "
+                   "source folder, else the shipped model).")
 @click.option("--images", "images", default=None, type=click.Path(), help="Image folder (default: shipped samples).")
 @click.option("--rounds", type=click.IntRange(1), default=5, show_default=True)
 @click.option("--beam", type=click.IntRange(1, 16), default=1, show_default=True)
@@ -30,7 +31,7 @@ def command(engine_dir, vs_engine_dir, compare_spinning, model_dir, images, roun
     engine_dir = resolve_engine(engine_dir)
     paths = expand_image_paths((images or sample_images_dir(),))
     result = bench(engine_dir, paths, rounds, beam, threads, vs_engine_dir,
-                   model_dir or default_model_dir(), compare_spinning)
+                   model_dir, compare_spinning)
     p50, p90 = result["runtime_ms_p50"], result["runtime_ms_p90"]
     peer = "vs_engine" if vs_engine_dir else "torch"
     peer_p50, peer_p90 = result[f"{peer}_ms_p50"], result[f"{peer}_ms_p90"]

@@ -119,6 +119,7 @@ def command(sources, engine_dir, model_dir, provider, beam, every, threads, as_j
     for spec in sources:  # a missing file fails before any output
         source_kind(spec)
     engine = CaptionEngine(resolve_engine(engine_dir), provider, threads)
+    engine.check_captions()  # a question-only engine (BLIP VQA) fails once, not once per image
     for spec in sources:
         _caption_source(engine, spec, beam, every, out)
     out.exit()

@@ -74,6 +74,7 @@ def command(source, engine_dir, provider, threads, beam, tts, speak, voice, rate
         subtitles=subtitles, video_out=video_out,
     )
     engine = CaptionEngine(resolve_engine(engine_dir), provider, threads)
+    engine.check_captions()  # narration says captions: a question-only engine cannot narrate
     notify = lambda message: click.echo(f"note: {message}", err=True)  # noqa: E731
     speech = Speech(voice, rate, play=speak, notify=notify) if tts == "espeak" else None
     with FrameSource(source, read_timeout=read_timeout, reconnect=reconnect) as frames:

@@ -117,12 +117,27 @@ class VEDDecoderGraph(nn.Module):
         gpt2 = model.decoder
         self.wte, self.wpe, self.blocks, self.ln_f = gpt2.transformer.wte, gpt2.transformer.wpe, gpt2.transformer.h, gpt2.transformer.ln_f
         self.lm_head = gpt2.lm_head
+        # GPT-2 ties its LM head to the token embedding. Exported as written, the graph stores it
+        # twice (the Gather's (V,d) table and the MatMul's folded transpose: +154 MB for GPT-2
+        # small). Reading both from one (d,V) table keeps a single copy on disk and in memory.
+        self.tied = gpt2.lm_head.weight.data_ptr() == gpt2.transformer.wte.weight.data_ptr()
         _, _, self.hd, self.d, _ = decoder_shape(model)
+
+    def _embed(self, input_ids):
+        """(B,T) -> (B,T,d): from the shared (d,V) table when the head is tied."""
+        if not self.tied:
+            return self.wte(input_ids)
+        table = self.wte.weight.t()  # (d,V): the exporter folds this into the one stored copy
+        b, t = input_ids.shape
+        return torch.index_select(table, 1, input_ids.reshape(-1)).t().reshape(b, t, self.d)
+
+    def _logits(self, hidden):
+        return torch.matmul(hidden, self.wte.weight.t()) if self.tied else self.lm_head(hidden)
 
     def forward(self, input_ids, position, cache_k, cache_v, cross_k, cross_v):
         t = input_ids.shape[1]
         positions = position + torch.arange(t, device=input_ids.device)  # (T,)
-        x = self.wte(input_ids) + self.wpe(positions)  # (B,T,d); GPT-2's dropout is identity in eval
+        x = self._embed(input_ids) + self.wpe(positions)  # (B,T,d); GPT-2's dropout is identity in eval
         cache_open = (torch.arange(cache_k.shape[-2], device=x.device) < position).unsqueeze(0)  # (1,C)
         causal = positions.unsqueeze(0) <= positions.unsqueeze(1)  # (T,T): key j <= query i
         new_ks, new_vs = [], []
@@ -146,8 +161,7 @@ class VEDDecoderGraph(nn.Module):
             cprobs = torch.softmax(torch.matmul(cq, cross_k[i].transpose(-1, -2)) * cross.scaling, dim=-1)
             x = x + cross.c_proj(_merge(torch.matmul(cprobs, cross_v[i])))
             x = x + block.mlp(block.ln_2(x))
-        logits = self.lm_head(self.ln_f(x))
-        return logits, torch.stack(new_ks), torch.stack(new_vs)
+        return self._logits(self.ln_f(x)), torch.stack(new_ks), torch.stack(new_vs)
 
 
 VED_GRAPH_MODULES = {"vision": VEDVisionGraph, "cross_kv": VEDCrossKVGraph, "decoder": VEDDecoderGraph}
