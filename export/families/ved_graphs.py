@@ -59,16 +59,22 @@ def ved_graph_specs(model, capacity: int) -> dict[str, dict[str, list[TensorSpec
     }
 
 
-def _heads(x: torch.Tensor, hd: int) -> torch.Tensor:
-    """(B,T,H*hd) -> (B,H,T,hd)."""
-    b, t, _ = x.shape
-    return x.view(b, t, -1, hd).transpose(1, 2)
+def _heads(x: torch.Tensor, split: tuple) -> torch.Tensor:
+    """(B,T,H*hd) -> (B,H,T,hd); ``split`` = (B, T, H, hd) taken once per graph from the input
+    ids, so the exported graph computes the dynamic shape once, not per projection."""
+    return x.view(split).transpose(1, 2)
 
 
-def _merge(x: torch.Tensor) -> torch.Tensor:
-    """(B,H,T,hd) -> (B,T,H*hd)."""
-    b, h, t, hd = x.shape
-    return x.transpose(1, 2).reshape(b, t, h * hd)
+def _merge(x: torch.Tensor, merged: tuple) -> torch.Tensor:
+    """(B,H,T,hd) -> (B,T,H*hd); ``merged`` = (B, T, H*hd)."""
+    return x.transpose(1, 2).reshape(merged)
+
+
+def _conv1d(conv, x: torch.Tensor) -> torch.Tensor:
+    """GPT-2's Conv1D (weight (in,out)) as one MatMul + Add. HF's forward flattens to 2-D with
+    addmm and views back, which exports as ~6 shape nodes per projection (~430 per step for
+    GPT-2 small, each costing dispatch time in a memory-bound step)."""
+    return torch.matmul(x, conv.weight) + conv.bias
 
 
 class VEDVisionGraph(nn.Module):
@@ -101,10 +107,12 @@ class VEDCrossKVGraph(nn.Module):
 
     def forward(self, visual_tokens):
         ks, vs = [], []
+        b, n = visual_tokens.shape[0], visual_tokens.shape[1]
+        split = (b, n, self.d // self.hd, self.hd)
         for block in self.blocks:
-            k, v = block.crossattention.c_attn(visual_tokens).split(self.d, dim=2)
-            ks.append(_heads(k, self.hd))
-            vs.append(_heads(v, self.hd))
+            k, v = _conv1d(block.crossattention.c_attn, visual_tokens).split(self.d, dim=2)
+            ks.append(_heads(k, split))
+            vs.append(_heads(v, split))
         return torch.stack(ks), torch.stack(vs)
 
 
@@ -135,15 +143,16 @@ class VEDDecoderGraph(nn.Module):
         return torch.matmul(hidden, self.wte.weight.t()) if self.tied else self.lm_head(hidden)
 
     def forward(self, input_ids, position, cache_k, cache_v, cross_k, cross_v):
-        t = input_ids.shape[1]
+        b, t = input_ids.shape[0], input_ids.shape[1]
+        split, merged = (b, t, self.d // self.hd, self.hd), (b, t, self.d)
         positions = position + torch.arange(t, device=input_ids.device)  # (T,)
         x = self._embed(input_ids) + self.wpe(positions)  # (B,T,d); GPT-2's dropout is identity in eval
         cache_open = (torch.arange(cache_k.shape[-2], device=x.device) < position).unsqueeze(0)  # (1,C)
         causal = positions.unsqueeze(0) <= positions.unsqueeze(1)  # (T,T): key j <= query i
         new_ks, new_vs = [], []
         for i, block in enumerate(self.blocks):
-            q, k, v = block.attn.c_attn(block.ln_1(x)).split(self.d, dim=2)
-            q, k, v = _heads(q, self.hd), _heads(k, self.hd), _heads(v, self.hd)
+            q, k, v = _conv1d(block.attn.c_attn, block.ln_1(x)).split(self.d, dim=2)
+            q, k, v = _heads(q, split), _heads(k, split), _heads(v, split)
             new_ks.append(k)
             new_vs.append(v)
             scale = block.attn.scaling
@@ -154,13 +163,14 @@ class VEDDecoderGraph(nn.Module):
             probs = torch.softmax(scores, dim=-1)
             capacity = cache_k.shape[-2]
             out = torch.matmul(probs[..., :capacity], cache_v[i]) + torch.matmul(probs[..., capacity:], v)
-            x = x + block.attn.c_proj(_merge(out))
+            x = x + _conv1d(block.attn.c_proj, _merge(out, merged))
 
             cross = block.crossattention
-            cq = _heads(cross.q_attn(block.ln_cross_attn(x)), self.hd)
+            cq = _heads(_conv1d(cross.q_attn, block.ln_cross_attn(x)), split)
             cprobs = torch.softmax(torch.matmul(cq, cross_k[i].transpose(-1, -2)) * cross.scaling, dim=-1)
-            x = x + cross.c_proj(_merge(torch.matmul(cprobs, cross_v[i])))
-            x = x + block.mlp(block.ln_2(x))
+            x = x + _conv1d(cross.c_proj, _merge(torch.matmul(cprobs, cross_v[i]), merged))
+            mlp = block.mlp  # dropout is identity in eval
+            x = x + _conv1d(mlp.c_proj, mlp.act(_conv1d(mlp.c_fc, block.ln_2(x))))
         return self._logits(self.ln_f(x)), torch.stack(new_ks), torch.stack(new_vs)
 
 
