@@ -12,6 +12,7 @@ import pytest
 from edgevlm.errors import EdgeVLMError
 from edgevlm.export.families import EXPORT_FAMILIES, detect_family
 from edgevlm.runtime.families import FAMILIES
+from edgevlm.runtime.manifest import load_manifest
 
 
 @pytest.mark.parametrize("name", sorted(EXPORT_FAMILIES))
@@ -28,6 +29,8 @@ def test_every_family_round_trips_a_tiny_model(name, tmp_path):
     assert detect_family(model_dir) is family
     manifest = export_engine(model_dir, str(tmp_path / "engine"))
     assert manifest.model.family == name and set(manifest.graphs) == set(family.graph_modules)
+    written = json.loads((tmp_path / "engine" / "edgevlm.json").read_text())
+    assert load_manifest(str(tmp_path / "engine")).to_json() == written  # every section round-trips exactly
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) for _ in range(2)]
     for beam in (1, 3):
