@@ -5,6 +5,13 @@ calibrator. Decoder feeds are recorded from the runtime's own cache path: real c
 tokens on real images, written into the KV cache step by step exactly as at inference,
 and, for VQA engines, question prompts prefilled as one prefix (the T > 1, both-ways
 attention path), with questions generated from the image's captions.
+
+BLIP VQA (``blip-vqa``) runs four graphs: vision -> question (the question encoded against the
+image) -> cross_kv (the answer decoder's K/V over the question) -> decoder (the answer). Its
+question, cross_kv and decoder feeds all come from the same calibration questions: generated
+from the image's captions, or everyday generic ones when the source has none, tokenized by the
+engine's own question prompt; the decoder's are recorded along the FP32 engine's own greedy
+answer, through the runtime's cache path.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from onnxruntime.quantization import CalibrationDataReader
 from edgevlm.data.vqa_questions import generate_questions
 from edgevlm.runtime.engine import CaptionEngine
 from edgevlm.runtime.kv_cache import KVCache
+from edgevlm.runtime.search_hf import hf_answers
 from edgevlm.runtime.steppers import CacheStepper
 
 from .sources import CalibrationSet
@@ -73,16 +81,92 @@ def decoder_feeds(engine: CaptionEngine, calib: CalibrationSet, per_image: int =
 
 def _question_prompts(engine: CaptionEngine, captions: list[str]) -> list[list[int]]:
     """VQA prompt ids for the questions the generator makes from these captions."""
-    questions = generate_questions([{"image_id": 0, "file_name": "", "captions": list(captions)}])
     capacity = engine.manifest.model.cache_capacity
-    return [engine.tokenizer.question_prompt(q["question"], capacity) for q in questions]
+    return [engine.tokenizer.question_prompt(q, capacity) for q in _caption_questions(captions, 0)]
+
+
+def _caption_questions(captions: list[str], image_id: int) -> list[str]:
+    """The questions the generator makes from one image's captions (its "no" questions are
+    seeded by ``image_id``)."""
+    return [q["question"] for q in generate_questions([{"image_id": image_id, "file_name": "",
+                                                        "captions": list(captions)}])]
+
+
+# --------------------------------------------------------------------------- BLIP VQA
+# Asked of images whose source has no captions (a folder, a video): the everyday kinds (what,
+# yes/no, colour, count, where), so the question graph sees ordinary words and lengths.
+GENERIC_QUESTIONS = ("what is in the picture?", "is there a person?", "what color is it?",
+                     "how many people are there?", "where is this?")
+QUESTIONS_PER_IMAGE = 2
+
+
+def calibration_questions(captions: list[str], index: int, per_image: int = QUESTIONS_PER_IMAGE) -> list[str]:
+    """Up to ``per_image`` questions about calibration image ``index``: generated from its
+    captions, spread evenly over the generator's list (which is ordered by kind: colour,
+    location, number, object, yes/no), else generic ones, rotated by ``index`` so that every
+    generic question is asked somewhere in the set."""
+    generated = _caption_questions(captions, index) if captions else []
+    if generated:
+        # linspace with num <= len steps by >= 1: the picks are distinct
+        picks = np.linspace(0, len(generated) - 1, num=min(per_image, len(generated))).astype(int)
+        return [generated[i] for i in picks]
+    count = min(per_image, len(GENERIC_QUESTIONS))
+    return [GENERIC_QUESTIONS[(index + k) % len(GENERIC_QUESTIONS)] for k in range(count)]
+
+
+def _image_questions(engine: CaptionEngine, calib: CalibrationSet) -> Iterator[tuple[np.ndarray, str]]:
+    """(visual tokens (1,N,D) of the FP32 vision graph, question) per calibration image and question."""
+    for index, (image, captions) in enumerate(zip(calib.images, calib.captions)):
+        visual, _ = engine.encode(engine.preprocess(image)[None])
+        for question in calibration_questions(captions, index):
+            yield visual, question
+
+
+def question_feeds(engine: CaptionEngine, calib: CalibrationSet) -> Iterator[dict]:
+    """The question graph's feeds: question_ids (1,Q) int64, the prompt the runtime itself
+    builds for each calibration question ([CLS] words [SEP]), and visual_tokens (1,N,D) of
+    the image it is asked about."""
+    capacity = engine.manifest.model.cache_capacity
+    for visual, question in _image_questions(engine, calib):
+        yield {"question_ids": np.array([engine.tokenizer.question_prompt(question, capacity)], np.int64),
+               "visual_tokens": np.ascontiguousarray(visual, np.float32)}
+
+
+def question_cross_kv_feeds(engine: CaptionEngine, calib: CalibrationSet) -> Iterator[dict]:
+    """The answer decoder's cross_kv feeds: question_states (1,Q,D), the FP32 question graph's
+    output for each of question_feeds (VQA's cross-attention reads the question, not the image)."""
+    for feed in question_feeds(engine, calib):
+        yield {"question_states": engine.backend.run("question", feed)["question_states"]}
+
+
+def answer_decoder_feeds(engine: CaptionEngine, calib: CalibrationSet) -> Iterator[dict]:
+    """The answer decoder's feeds, teacher-forced along the FP32 engine's own greedy answer to
+    each calibration question, from bos at position 0: input_ids (1,1), position (),
+    cache_k/cache_v (L,1,H,C,hd), cross_k/cross_v (L,1,H,Q,hd).
+
+    Recorded from the runtime's own answer path (hf_answer_inputs, then hf_answers on a
+    CacheStepper): greedy search feeds back each token it picks, so its decoder runs are the
+    teacher-forced runs along its answer, and the cache is written exactly as at inference.
+    The last picked token (eos, or the last one allowed) is never fed, as at inference."""
+    m = engine.manifest.model
+    recorder = _RecordingBackend(engine.backend)
+    cache = KVCache(m.n_layers, 1, m.n_heads, m.cache_capacity, m.head_dim)
+    takes_prefix_len = engine.manifest.graph("decoder").takes("prefix_len")
+    for visual, question in _image_questions(engine, calib):
+        cross_k, cross_v, prompt, settings = engine.hf_answer_inputs(visual, question, {})
+        hf_answers(CacheStepper(recorder, cache, cross_k, cross_v, takes_prefix_len), prompt, settings)
+        feeds, recorder.recorded = recorder.recorded, []
+        yield from feeds
 
 
 # model family -> graph -> feeds(engine, calib); the family registry's calibration side. Every
 # family on the three-graph contract (vision, cross_kv, decoder) records its feeds the same way.
 CONTRACT_FEEDS = {"vision": vision_feeds, "cross_kv": cross_kv_feeds, "decoder": decoder_feeds}
+# BLIP VQA adds the question graph, and its cross_kv and decoder read the question, not the image.
+BLIP_VQA_FEEDS = {"vision": vision_feeds, "question": question_feeds, "cross_kv": question_cross_kv_feeds,
+                  "decoder": answer_decoder_feeds}
 FAMILY_FEEDS = {"edgevlm-captioner": CONTRACT_FEEDS, "vision-encoder-decoder": CONTRACT_FEEDS, "git": CONTRACT_FEEDS,
-                "blip": CONTRACT_FEEDS}
+                "blip": CONTRACT_FEEDS, "blip-vqa": BLIP_VQA_FEEDS}
 
 
 def graph_feeds(engine: CaptionEngine, graph: str, calib: CalibrationSet) -> Iterator[dict]:

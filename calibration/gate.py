@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgevlm.errors import EdgeVLMError
 from edgevlm.runtime.engine import CaptionEngine
 
 
@@ -19,6 +20,14 @@ class EvalSet:
     images: list[np.ndarray]
     references: list[list[str]]
     names: list[str]
+
+
+def check_gateable(engine: CaptionEngine) -> None:
+    """The gate scores captions: refuse, in one line and before anything is quantized, an
+    engine that cannot caption (a question-only model such as BLIP VQA)."""
+    if "caption" not in engine.manifest.tasks:
+        raise EdgeVLMError(f"--eval gates on captions, and {engine.manifest.root} answers questions only "
+                           f"(a {engine.manifest.model.family} model): quantize it without --eval")
 
 
 def run_engine(engine: CaptionEngine, images: list[np.ndarray], batch: int = 32) -> tuple[list[list[int]], np.ndarray]:

@@ -13,7 +13,7 @@ from edgevlm.errors import EdgeVLMError
 from edgevlm.runtime.engine import CaptionEngine
 from edgevlm.runtime.manifest import update_manifest
 
-from .gate import EvalSet, compare_engines, format_report
+from .gate import EvalSet, check_gateable, compare_engines, format_report
 from .quantize import default_ranges_dir, match_nodes, quantize_engine
 from .sensitivity import node_sensitivity
 from .sources import CalibrationSet
@@ -30,6 +30,8 @@ def quantize_gated(engine_dir: str, calib: CalibrationSet, out_dir: str, method:
     if auto_exclude and variant != "qdq":
         raise EdgeVLMError("--auto-exclude ranks nodes of the static QDQ variant; use it with --variant qdq")
     with CaptionEngine(engine_dir, threads=2) as fp32:
+        if eval_set is not None:  # before any work: the gate could only fail after it
+            check_gateable(fp32)
         graphs = list(fp32.manifest.graphs)
         exclude = {g: match_nodes(fp32.manifest.graph_path(g), list(patterns)) for g in graphs}
         extra = dict(extra_manifest or {}) | {"patterns_excluded": list(patterns)}

@@ -40,7 +40,19 @@ def _answer(model, pixels: torch.Tensor, prompt: list[list[int]], settings) -> l
     return strip_generated(out.tolist(), 1, settings.eos_token_ids)[0]
 
 
+def _answer_logits(model, pixels: torch.Tensor, prompt: list[list[int]], ids: list[int]) -> torch.Tensor:
+    """The answer decoder's teacher-forced logits (T,V) along ``ids`` ([bos] + answer), over the
+    question encoded as generate() encodes it: the text encoder over the image tokens, with no
+    question mask (all ones) and an all-ones image mask."""
+    image = model.vision_model(pixel_values=pixels).last_hidden_state
+    image_mask = torch.ones(image.shape[:-1], dtype=torch.long)
+    question = model.text_encoder(input_ids=torch.tensor(prompt), encoder_hidden_states=image,
+                                  encoder_attention_mask=image_mask).last_hidden_state
+    return model.text_decoder(input_ids=torch.tensor([ids]), encoder_hidden_states=question).logits[0]
+
+
 BLIP_CAPTION_REFERENCE = HFReference(load=_load_caption, processor=slow_processor, generate=_generate,
                                      logits=_logits, graph_modules=BLIP_CAPTION_GRAPH_MODULES)
 BLIP_VQA_REFERENCE = HFReference(load=_load_vqa, processor=slow_processor, generate=None, logits=None,
-                                 graph_modules=BLIP_VQA_GRAPH_MODULES, answer=_answer)
+                                 graph_modules=BLIP_VQA_GRAPH_MODULES, answer=_answer,
+                                 answer_logits=_answer_logits)

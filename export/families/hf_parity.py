@@ -1,7 +1,12 @@
 """Parity of an engine made from a Hugging Face folder against transformers itself:
 preprocessing against the slow image processor, every graph output against the torch
 graph modules, decoder logits teacher-forced against the model's own forward, and token
-ids against ``model.generate()`` with the same settings."""
+ids against ``model.generate()`` with the same settings.
+
+VQA engines are checked on every image and PARITY_QUESTIONS: answers against generate()'s,
+and where the question is a graph of its own (BLIP VQA), the question states, the answer
+decoder's cross K/V over them and its logits teacher-forced along transformers' answer, each
+reported once, at its worst over all images and questions."""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ import numpy as np
 import torch
 
 from edgevlm.export.families.captioner_parity import teacher_forced_logits
-from edgevlm.export.validate import compare
+from edgevlm.export.validate import OutputCheck, compare
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,9 @@ class HFReference:
     graph_modules: dict  # graph name -> module class (the exported graphs, in torch)
     # VQA families: (model, pixel_values (1,3,S,S), engine's question prompt ids, settings) -> answer ids
     answer: Callable | None = None
+    # VQA families with a question graph: (model, pixel_values (1,3,S,S), question prompt ids (1,Q)
+    # as a nested list, [bos] + answer ids) -> the answer decoder's teacher-forced logits (T,V) tensor
+    answer_logits: Callable | None = None
 
 
 PARITY_QUESTIONS = ("is there a dog?", "what is the man riding?", "how many people are there?")
@@ -85,14 +93,7 @@ def hf_parity(engine, model_dir: str, images_bgr: list[np.ndarray], beam_size: i
         identical = _caption_parity(engine, model, reference, sight, t_pixels, t_visual, beam_size, checks, ours, theirs)
     answers = []
     if engine.answers_questions and reference.answer is not None:
-        for row in range(len(images_bgr)):
-            for question in PARITY_QUESTIONS:
-                answer = engine.answer_visual(sight.visual[row : row + 1], [question])[0]
-                settings = engine.hf_answer_inputs(sight.visual[row : row + 1], question, {})[3]
-                question_ids = [engine.tokenizer.question_prompt(question, engine.manifest.model.cache_capacity)]
-                expected = engine.tokenizer.decode(reference.answer(model, t_pixels[row : row + 1], question_ids,
-                                                                    settings))
-                answers.append((question, answer.answer, expected))
+        answers = _answer_parity(engine, model, reference, sight, t_pixels, t_visual, checks)
         identical = identical and all(a == b for _, a, b in answers)
     decode = engine.tokenizer.decode
     return {
@@ -125,3 +126,61 @@ def _caption_parity(engine, model, reference: HFReference, sight, t_pixels, t_vi
         worst = check if worst is None or check.max_abs > worst.max_abs else worst
     checks.append(worst)
     return ours == theirs
+
+
+def _answer_parity(engine, model, reference: HFReference, sight, t_pixels, t_visual, checks: list) -> list[tuple]:
+    """Every image's answer to every PARITY_QUESTIONS question, ours and generate()'s ->
+    [(question, ours, transformers')]. For engines with a question graph (BLIP VQA) the
+    worst check of each of its numeric outputs over all of them is appended to ``checks``."""
+    capacity = engine.manifest.model.cache_capacity
+    numeric = "question" in engine.manifest.graphs and reference.answer_logits is not None
+    graphs = {name: reference.graph_modules[name](model).eval() for name in ("question", "cross_kv")} if numeric else {}
+    worst: dict[str, OutputCheck] = {}
+    answers = []
+    for row in range(len(t_pixels)):
+        visual, t_image = sight.visual[row : row + 1], t_pixels[row : row + 1]
+        for question in PARITY_QUESTIONS:
+            answer = engine.answer_visual(visual, [question])[0]
+            settings = engine.hf_answer_inputs(visual, question, {})[3]
+            question_ids = [engine.tokenizer.question_prompt(question, capacity)]
+            expected = reference.answer(model, t_image, question_ids, settings)
+            answers.append((question, answer.answer, engine.tokenizer.decode(expected)))
+            if numeric:
+                for check in _question_checks(engine, model, reference, graphs, visual, t_visual[row : row + 1],
+                                              t_image, question_ids, expected):
+                    worst[check.name] = _worse(worst.get(check.name), check)
+    checks += worst.values()
+    return answers
+
+
+def _question_checks(engine, model, reference: HFReference, graphs: dict, visual: np.ndarray,
+                     t_visual: torch.Tensor, t_pixels: torch.Tensor, question_ids: list[list[int]],
+                     answer: list[int]) -> list[OutputCheck]:
+    """One image and question through BLIP VQA's answer path, ours against torch's; each side
+    fed its own upstream outputs, as a deployed engine is:
+    - question.question_states (1,Q,D): the engine's question graph over our visual tokens
+      (1,N,Dv) vs the torch question graph over transformers' (t_visual);
+    - cross_kv.cross_k/v (L,1,H,Q,hd): the cross_kv graph over those states vs the torch one;
+    - decoder.logits (T,V): the decoder teacher-forced along [bos] + transformers' ``answer``
+      on our cross K/V vs the model's own text_decoder over its own question encoding."""
+    ids = np.array(question_ids, np.int64)
+    feeds = {"question_ids": ids, "visual_tokens": np.ascontiguousarray(visual, np.float32)}
+    states = engine.backend.run("question", feeds)["question_states"]
+    t_states = graphs["question"](torch.from_numpy(ids), t_visual)
+    cross = engine.backend.run("cross_kv", {"question_states": states})
+    t_cross_k, t_cross_v = graphs["cross_kv"](t_states)
+    sequence = [engine.manifest.special_tokens.bos] + list(answer)
+    logits = teacher_forced_logits(engine, sequence, cross["cross_k"], cross["cross_v"])
+    t_logits = reference.answer_logits(model, t_pixels, question_ids, sequence)
+    return [compare("question.question_states", states, t_states.numpy()),
+            compare("cross_kv.cross_k", cross["cross_k"], t_cross_k.numpy()),
+            compare("cross_kv.cross_v", cross["cross_v"], t_cross_v.numpy()),
+            compare("decoder.logits", logits, t_logits.numpy())]
+
+
+def _worse(current: OutputCheck | None, new: OutputCheck) -> OutputCheck:
+    """The worse of two checks of one output: a failure over a pass (tolerances scale with each
+    reference, so a smaller error can fail where a larger passes), then the larger error."""
+    if current is None:
+        return new
+    return max(current, new, key=lambda check: (not check.passed, check.max_abs))

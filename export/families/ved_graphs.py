@@ -1,5 +1,7 @@
-"""A Hugging Face ``VisionEncoderDecoderModel`` (ViT/DeiT/BEiT-style encoder + GPT-2 decoder
-with cross-attention) as our three graphs.
+"""A Hugging Face ``VisionEncoderDecoderModel`` (ViT/DeiT/BEiT-style encoder + GPT-2 or
+BERT-style decoder with cross-attention) as our three graphs: what both decoders share (shapes,
+I/O tables, the vision graph, dispatch on the decoder's ``model_type``) and GPT-2's graphs;
+the BERT decoder's are in ved_bert_graphs.py.
 
 The encoder is HF's own module, run as is. The decoder's attention is written here over the
 HF modules' weights: transformers' caches grow by concatenation every step and re-read
@@ -17,10 +19,29 @@ from torch import nn
 from edgevlm.runtime.manifest import TensorSpec
 
 
+DECODERS = ("gpt2", "bert")  # decoder model_type values whose graphs are written here and in ved_bert_graphs
+
+
+def decoder_type(model) -> str:
+    """The decoder's ``model_type``: one of DECODERS, or ValueError naming them."""
+    kind = model.decoder.config.model_type
+    if kind not in DECODERS:
+        raise ValueError(f"no VED graphs for a {kind!r} decoder; supported: {', '.join(DECODERS)}")
+    return kind
+
+
 def decoder_shape(model) -> tuple[int, int, int, int, int]:
-    """-> (layers, heads, head_dim, d_model, vocab) of the GPT-2 decoder."""
+    """-> (layers, heads, head_dim, d_model, vocab) of the decoder. GPT2Config maps BERT's
+    attribute names onto its own (n_layer, n_head, n_embd), so one reading serves both."""
+    decoder_type(model)  # refuses a decoder with no graphs
     c = model.decoder.config
-    return c.n_layer, c.n_head, c.n_embd // c.n_head, c.n_embd, c.vocab_size
+    heads = c.num_attention_heads
+    return c.num_hidden_layers, heads, c.hidden_size // heads, c.hidden_size, c.vocab_size
+
+
+def max_positions(model) -> int:
+    """The decoder's learned position table length (GPT-2's n_positions, BERT's max_position_embeddings)."""
+    return model.decoder.config.max_position_embeddings
 
 
 def num_visual_tokens(model) -> int:
@@ -70,6 +91,13 @@ def _merge(x: torch.Tensor, merged: tuple) -> torch.Tensor:
     return x.transpose(1, 2).reshape(merged)
 
 
+def embed_from_table(table: torch.Tensor, input_ids: torch.Tensor, d: int) -> torch.Tensor:
+    """(B,T) ids -> (B,T,d) columns of a (d,V) ``table``: the word embedding read from the
+    transposed table a tied LM head multiplies by, so the exporter stores one (d,V) copy."""
+    b, t = input_ids.shape
+    return torch.index_select(table, 1, input_ids.reshape(-1)).t().reshape(b, t, d)
+
+
 def _conv1d(conv, x: torch.Tensor) -> torch.Tensor:
     """GPT-2's Conv1D (weight (in,out)) as one MatMul + Add. HF's forward flattens to 2-D with
     addmm and views back, which exports as ~6 shape nodes per projection (~430 per step for
@@ -96,7 +124,7 @@ class VEDVisionGraph(nn.Module):
         return visual, hidden.mean(dim=1)
 
 
-class VEDCrossKVGraph(nn.Module):
+class GPT2CrossKVGraph(nn.Module):
     """visual tokens (B,N,d) -> cross_k, cross_v (L,B,H,N,hd): each block's cross-attention
     ``c_attn`` split into K and V, once per image."""
 
@@ -116,7 +144,7 @@ class VEDCrossKVGraph(nn.Module):
         return torch.stack(ks), torch.stack(vs)
 
 
-class VEDDecoderGraph(nn.Module):
+class GPT2DecoderGraph(nn.Module):
     """GPT-2 over T new tokens at ``position`` on a fixed-capacity cache -> logits (B,T,V),
     new_k/new_v (L,B,H,T,hd) for the caller to write at ``position``."""
 
@@ -133,11 +161,8 @@ class VEDDecoderGraph(nn.Module):
 
     def _embed(self, input_ids):
         """(B,T) -> (B,T,d): from the shared (d,V) table when the head is tied."""
-        if not self.tied:
-            return self.wte(input_ids)
-        table = self.wte.weight.t()  # (d,V): the exporter folds this into the one stored copy
-        b, t = input_ids.shape
-        return torch.index_select(table, 1, input_ids.reshape(-1)).t().reshape(b, t, self.d)
+        # wte.weight.t() (d,V): the exporter folds it into the one stored copy
+        return embed_from_table(self.wte.weight.t(), input_ids, self.d) if self.tied else self.wte(input_ids)
 
     def _logits(self, hidden):
         return torch.matmul(hidden, self.wte.weight.t()) if self.tied else self.lm_head(hidden)
@@ -174,22 +199,64 @@ class VEDDecoderGraph(nn.Module):
         return self._logits(self.ln_f(x)), torch.stack(new_ks), torch.stack(new_vs)
 
 
-VED_GRAPH_MODULES = {"vision": VEDVisionGraph, "cross_kv": VEDCrossKVGraph, "decoder": VEDDecoderGraph}
+def _decoder_graphs(model) -> tuple[type, type]:
+    """-> (cross_kv module class, decoder module class) for the model's decoder type."""
+    if decoder_type(model) == "gpt2":
+        return GPT2CrossKVGraph, GPT2DecoderGraph
+    # imported here: ved_bert_graphs builds on this module's helpers
+    from edgevlm.export.families.ved_bert_graphs import BertCrossKVGraph, BertDecoderGraph
+
+    return BertCrossKVGraph, BertDecoderGraph
 
 
-def tiny_ved(seed: int = 0, image_size: int = 32, vocab: int = 99):
-    """A tiny random-init ViT + GPT-2 VisionEncoderDecoderModel (eval, eager attention),
+def ved_cross_kv_graph(model) -> nn.Module:
+    """visual tokens (B,N,d) -> cross_k, cross_v (L,B,H,N,hd), for either decoder."""
+    return _decoder_graphs(model)[0](model)
+
+
+def ved_decoder_graph(model) -> nn.Module:
+    """(input_ids, position, cache_k/v, cross_k/v) -> (logits, new_k, new_v), for either decoder."""
+    return _decoder_graphs(model)[1](model)
+
+
+VED_GRAPH_MODULES = {"vision": VEDVisionGraph, "cross_kv": ved_cross_kv_graph, "decoder": ved_decoder_graph}
+
+
+TINY_BERT_IDS = {"pad": 0, "cls": 1, "sep": 2, "unk": 3}  # where the tiny BERT decoder's tokenizer puts them
+
+
+def _tiny_decoder(decoder: str, vocab: int):
+    """-> (decoder config, (start, eos, pad) ids) of a tiny GPT-2 or BERT decoder."""
+    from transformers import BertConfig, GPT2Config
+
+    if decoder == "gpt2":  # GPT-2's one special token, <|endoftext|>, is its last id and plays every role
+        end = vocab - 1
+        return GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=4, n_positions=64, initializer_range=0.3,
+                          bos_token_id=end, eos_token_id=end, pad_token_id=end), (end, end, end)
+    if decoder == "bert":  # BERT starts at [CLS], ends at [SEP], pads with [PAD] (101, 102, 0 in bert-base)
+        pad, cls, sep = TINY_BERT_IDS["pad"], TINY_BERT_IDS["cls"], TINY_BERT_IDS["sep"]
+        return BertConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                          intermediate_size=37, max_position_embeddings=64, initializer_range=0.3,
+                          pad_token_id=pad), (cls, sep, pad)
+    raise ValueError(f"no tiny {decoder!r} decoder; supported: {', '.join(DECODERS)}")
+
+
+def tiny_ved(seed: int = 0, image_size: int = 32, vocab: int = 99, decoder: str = "gpt2"):
+    """A tiny random-init ViT + GPT-2 (or BERT) VisionEncoderDecoderModel (eval, eager attention),
     with an encoder narrower than the decoder so ``enc_to_dec_proj`` is exercised."""
-    from transformers import GPT2Config, ViTConfig, VisionEncoderDecoderConfig, VisionEncoderDecoderModel
+    from transformers import ViTConfig, VisionEncoderDecoderConfig, VisionEncoderDecoderModel
 
     torch.manual_seed(seed)
     encoder = ViTConfig(hidden_size=24, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
                         image_size=image_size, patch_size=16, initializer_range=0.3)
-    decoder = GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=4, n_positions=64, initializer_range=0.3,
-                         bos_token_id=vocab - 1, eos_token_id=vocab - 1, pad_token_id=vocab - 1)
-    config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
-    config.decoder_start_token_id = config.pad_token_id = config.eos_token_id = vocab - 1
+    decoder_config, (start, eos, pad) = _tiny_decoder(decoder, vocab)
+    config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder_config)
+    config.decoder_start_token_id, config.eos_token_id, config.pad_token_id = start, eos, pad
     config._attn_implementation = "eager"
     config.encoder._attn_implementation = "eager"
     config.decoder._attn_implementation = "eager"
-    return VisionEncoderDecoderModel(config).eval()
+    model = VisionEncoderDecoderModel(config).eval()
+    if decoder == "bert":  # HF zero-inits the LM head's bias: make it count, so parity covers it
+        with torch.no_grad():
+            model.decoder.cls.predictions.bias.normal_(0.0, 0.3)
+    return model

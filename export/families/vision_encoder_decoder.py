@@ -1,5 +1,5 @@
-"""Hugging Face ``VisionEncoderDecoderModel`` (ViT/DeiT/BEiT-style encoder + GPT-2 decoder)
-as an export family: a save_pretrained folder -> our three graphs + manifest."""
+"""Hugging Face ``VisionEncoderDecoderModel`` (ViT/DeiT/BEiT-style encoder + GPT-2 or BERT-style
+decoder) as an export family: a save_pretrained folder -> our three graphs + manifest."""
 
 from __future__ import annotations
 
@@ -8,12 +8,10 @@ from edgevlm.export.families.base import ExportFamily
 from edgevlm.export.families.hf_folder import architectures, load_pretrained, tokenizer_json, write_text
 from edgevlm.export.families.hf_sections import (HFParts, capacity_for, generation_section, preprocess_section,
                                                  read_parts, text_section)
-from edgevlm.export.families.ved_graphs import (VED_GRAPH_MODULES, decoder_shape, num_visual_tokens, tiny_ved,
-                                                ved_graph_specs)
+from edgevlm.export.families.ved_graphs import (DECODERS, TINY_BERT_IDS, VED_GRAPH_MODULES, decoder_shape,
+                                                max_positions, num_visual_tokens, tiny_ved, ved_graph_specs)
 from edgevlm.runtime.families.hf import VED_NAME
 from edgevlm.runtime.manifest import ModelInfo, SpecialTokens
-
-DECODERS = ("gpt2",)  # decoder model_type values whose graphs ved_graphs.py writes
 
 
 def _recognise(model_dir: str, config) -> bool:
@@ -31,11 +29,11 @@ def _load(model_dir: str):
         raise EdgeVLMError(f"{model_dir}: VisionEncoderDecoder with a {decoder_type!r} decoder is not supported yet; "
                            f"supported decoders: {', '.join(DECODERS)}")
     model = load_pretrained(VisionEncoderDecoderModel, model_dir)
-    return model, read_parts(model_dir, model.generation_config.to_diff_dict(), max_positions=model.decoder.config.n_positions)
+    return model, read_parts(model_dir, model.generation_config.to_diff_dict(), max_positions=max_positions(model))
 
 
 def _capacity(model, parts: HFParts) -> int:
-    return capacity_for(parts.generation, prompt_len=1, max_positions=model.decoder.config.n_positions)
+    return capacity_for(parts.generation, prompt_len=1, max_positions=max_positions(model))
 
 
 def _sections(model, parts: HFParts, capacity: int) -> dict:
@@ -44,7 +42,7 @@ def _sections(model, parts: HFParts, capacity: int) -> dict:
     unk = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else generation.pad_token_id
     return {
         "model": ModelInfo(family=VED_NAME, n_layers=layers, n_heads=heads, head_dim=hd, d_model=d, vocab_size=vocab,
-                           max_len=model.decoder.config.n_positions, cache_capacity=capacity,
+                           max_len=max_positions(model), cache_capacity=capacity,
                            num_visual_tokens=num_visual_tokens(model), pooled_dim=model.encoder.config.hidden_size,
                            vision_feature=f"{model.encoder.config.model_type}.last_hidden_state",
                            cache_layout="fixed_capacity"),
@@ -66,14 +64,22 @@ def _validate(engine, model_dir: str, images_bgr, beam_size: int) -> dict:
     return hf_parity(engine, model_dir, images_bgr, beam_size, VED_REFERENCE)
 
 
-def _write_tiny(out_dir: str) -> str:
+def write_tiny_ved(out_dir: str, decoder: str = "gpt2") -> str:
+    """A tiny ViT + ``decoder`` ("gpt2" or "bert") folder whose tokenizer holds the decoder's
+    special tokens at the ids its config and generation config use."""
     from edgevlm.export.families.hf_tiny import END, write_tiny_hf
 
-    model = tiny_ved()
-    end = model.config.decoder.vocab_size - 1  # GPT-2 keeps its one special token last
-    return write_tiny_hf(model, out_dir, "vit", model.config.encoder.image_size, model.config.decoder.vocab_size,
-                         {role: (END, end) for role in ("unk", "bos", "eos", "pad")},
-                         {"max_new_tokens": 10, "decoder_start_token_id": end, "eos_token_id": end, "pad_token_id": end})
+    model = tiny_ved(decoder=decoder)
+    config = model.config
+    start, eos, pad = config.decoder_start_token_id, config.eos_token_id, config.pad_token_id
+    if decoder == "bert":
+        tokens = {"cls": ("[CLS]", start), "sep": ("[SEP]", eos), "pad": ("[PAD]", pad),
+                  "unk": ("[UNK]", TINY_BERT_IDS["unk"])}
+    else:
+        tokens = {role: (END, start) for role in ("unk", "bos", "eos", "pad")}
+    return write_tiny_hf(model, out_dir, "vit", config.encoder.image_size, config.decoder.vocab_size, tokens,
+                         {"max_new_tokens": 10, "decoder_start_token_id": start, "eos_token_id": eos,
+                          "pad_token_id": pad})
 
 
 VED_EXPORT = ExportFamily(
@@ -87,6 +93,6 @@ VED_EXPORT = ExportFamily(
     source_files={"checkpoint_sha256": "model.safetensors", "config_sha256": "config.json"},
     tokenizer_file="tokenizer.json",
     validate=_validate,
-    write_tiny=_write_tiny,
+    write_tiny=write_tiny_ved,  # the GPT-2 one; tests build the BERT one by name
     write_tokenizer=lambda parts, path: write_text(path, tokenizer_json(parts.tokenizer)),
 )

@@ -311,8 +311,8 @@ def test_export_refuses_a_pickle_only_checkpoint(hf_folders, tmp_path):
 
 def test_export_refuses_an_unsupported_decoder(hf_folders, tmp_path):
     folder = _copy_of(hf_folders, tmp_path)
-    _edit_config(folder, lambda c: c["decoder"].update(model_type="bert"))
-    _refused(folder, tmp_path, "'bert' decoder is not supported", "supported decoders: gpt2")
+    _edit_config(folder, lambda c: c["decoder"].update(model_type="roberta"))
+    _refused(folder, tmp_path, "'roberta' decoder is not supported", "supported decoders: gpt2, bert")
 
 
 def test_export_refuses_an_unknown_architecture(tmp_path):
