@@ -21,6 +21,8 @@ import math
 import torch
 from torch import nn
 
+from edgevlm.export.families.tied_embedding import embed_from_table
+
 
 def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
     """(B,T,D) -> (B,H,T,hd)."""
@@ -136,8 +138,10 @@ class TextEmbeddings(nn.Module):
         self.position_embeddings = embeddings.position_embeddings
         self.LayerNorm = embeddings.LayerNorm
 
-    def forward(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.word_embeddings(ids) + self.position_embeddings(positions))
+    def forward(self, ids: torch.Tensor, positions: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+        """``table``: the (d,V) transpose of the word embedding, when the LM head shares it."""
+        words = self.word_embeddings(ids) if table is None else embed_from_table(table, ids, table.shape[0])
+        return self.LayerNorm(words + self.position_embeddings(positions))
 
 
 class CachedTextDecoder(nn.Module):
@@ -148,13 +152,18 @@ class CachedTextDecoder(nn.Module):
         self.embeddings = TextEmbeddings(text_decoder.bert.embeddings)
         self.layer = nn.ModuleList(TextLayer(layer) for layer in text_decoder.bert.encoder.layer)
         self.cls = text_decoder.cls  # transform (dense, GELU, LN) then the tied vocab Linear with its bias
+        # The head is tied to the word embedding in BLIP's checkpoints: read both from one (d,V)
+        # table so the exporter stores it once (+94 MB for BLIP-base otherwise), as ved_graphs does.
+        self.tied = (text_decoder.cls.predictions.decoder.weight.data_ptr()
+                     == text_decoder.bert.embeddings.word_embeddings.weight.data_ptr())
 
     def forward(self, input_ids, position, cache_k, cache_v, cross_k, cross_v):
         """input_ids (B,T) int64; position () int64 (index of input_ids[:, 0]); cache_k/v
         (L,B,H,C,hd), slots < position filled; cross_k/v (L,B,H,N,hd).
         Returns logits (B,T,V), new_k, new_v (L,B,H,T,hd)."""
         positions = position + torch.arange(input_ids.shape[1], device=input_ids.device)  # (T,)
-        x = self.embeddings(input_ids, positions)
+        table = self.embeddings.word_embeddings.weight.t() if self.tied else None  # (d,V)
+        x = self.embeddings(input_ids, positions, table)
         new_mask = positions.unsqueeze(0) <= positions.unsqueeze(1)  # (T,T) key j <= query i
         cache_mask = (torch.arange(cache_k.shape[-2], device=x.device) < position).unsqueeze(0)  # (1,C)
         new_k, new_v = [], []
@@ -162,7 +171,11 @@ class CachedTextDecoder(nn.Module):
             x, k, v = layer(x, (cross_k[i], cross_v[i]), (cache_k[i], cache_v[i], cache_mask, new_mask))
             new_k.append(k)
             new_v.append(v)
-        return self.cls(x), torch.stack(new_k), torch.stack(new_v)
+        if table is None:
+            return self.cls(x), torch.stack(new_k), torch.stack(new_v)
+        head = self.cls.predictions
+        logits = torch.matmul(head.transform(x), table) + head.decoder.bias
+        return logits, torch.stack(new_k), torch.stack(new_v)
 
 
 class _CrossAttentionKV(nn.Module):

@@ -19,7 +19,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edgevlm.export.families.ved_graphs import _heads, _merge, decoder_shape, embed_from_table
+from edgevlm.export.families.tied_embedding import embed_from_table
+from edgevlm.export.families.ved_graphs import _heads, _merge, decoder_shape
 
 
 class BertCrossKVGraph(nn.Module):

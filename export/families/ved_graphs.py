@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from edgevlm.export.families.tied_embedding import embed_from_table
 from edgevlm.runtime.manifest import TensorSpec
 
 
@@ -89,13 +90,6 @@ def _heads(x: torch.Tensor, split: tuple) -> torch.Tensor:
 def _merge(x: torch.Tensor, merged: tuple) -> torch.Tensor:
     """(B,H,T,hd) -> (B,T,H*hd); ``merged`` = (B, T, H*hd)."""
     return x.transpose(1, 2).reshape(merged)
-
-
-def embed_from_table(table: torch.Tensor, input_ids: torch.Tensor, d: int) -> torch.Tensor:
-    """(B,T) ids -> (B,T,d) columns of a (d,V) ``table``: the word embedding read from the
-    transposed table a tied LM head multiplies by, so the exporter stores one (d,V) copy."""
-    b, t = input_ids.shape
-    return torch.index_select(table, 1, input_ids.reshape(-1)).t().reshape(b, t, d)
 
 
 def _conv1d(conv, x: torch.Tensor) -> torch.Tensor:

@@ -58,3 +58,18 @@ def test_an_unknown_architecture_is_named_with_the_supported_ones(tmp_path):
         detect_family(str(folder))
     with pytest.raises(EdgeVLMError, match="config.json is missing"):
         detect_family(os.fspath(tmp_path))
+
+
+@pytest.mark.parametrize("name", ["vision-encoder-decoder", "blip"])
+def test_a_tied_lm_head_is_stored_once(name, tmp_path):
+    """GPT-2's and BLIP's heads share the word embedding: the decoder graph holds one table."""
+    import onnx
+
+    from edgevlm.export.onnx_export import export_engine
+
+    export_engine(EXPORT_FAMILIES[name].write_tiny(str(tmp_path / "model")), str(tmp_path / "engine"))
+    manifest = load_manifest(str(tmp_path / "engine"))
+    vocab, d = manifest.model.vocab_size, manifest.model.d_model
+    graph = onnx.load(manifest.graph_path("decoder")).graph
+    tables = [i.name for i in graph.initializer if sorted(i.dims) == sorted([vocab, d])]
+    assert len(tables) == 1, tables
