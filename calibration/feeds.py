@@ -126,9 +126,8 @@ def question_feeds(engine: CaptionEngine, calib: CalibrationSet) -> Iterator[dic
     """The question graph's feeds: question_ids (1,Q) int64, the prompt the runtime itself
     builds for each calibration question ([CLS] words [SEP]), and visual_tokens (1,N,D) of
     the image it is asked about."""
-    capacity = engine.manifest.model.cache_capacity
     for visual, question in _image_questions(engine, calib):
-        yield {"question_ids": np.array([engine.tokenizer.question_prompt(question, capacity)], np.int64),
+        yield {"question_ids": np.array([engine.hf_question_ids(question)], np.int64),
                "visual_tokens": np.ascontiguousarray(visual, np.float32)}
 
 

@@ -196,8 +196,12 @@ def default_peer_dir(engine: CaptionEngine) -> str:
     from edgevlm.paths import default_model_dir
 
     source = engine.manifest.source.get("model_dir")
-    if engine.manifest.hf_generation is not None and source and os.path.isdir(source):
-        return source
+    if engine.manifest.hf_generation is not None:
+        if source and os.path.isdir(source):
+            return source
+        from edgevlm.errors import EdgeVLMError
+
+        raise EdgeVLMError(f"the engine's source folder {source} is gone; pass --model HF_FOLDER")
     return default_model_dir()
 
 

@@ -150,7 +150,8 @@ class CaptionEngine:
         novelty = self.manifest.novelty
         return novelty.unfamiliar_above if novelty else 0.0
 
-    def describe_sight(self, sight: Sight, beam_size: int | None = None, settings: SearchSettings | None = None) -> list[Description]:
+    def describe_sight(self, sight: Sight, beam_size: int | None = None,
+                       settings: SearchSettings | HFGeneration | None = None) -> list[Description]:
         """One Description per image of ``sight``: the grounded caption, hedged when the
         image is unlike anything the model was trained on."""
         ids = self.generate(sight.visual, settings or self.settings(beam_size), sight.concepts)
@@ -251,12 +252,20 @@ class CaptionEngine:
             answers.append(VQAAnswer(NOT_SURE if abstained else text, text, found.probability, abstained))
         return answers
 
+    def hf_question_ids(self, question: str) -> list[int]:
+        """The ids a Hugging Face VQA family is asked ``question`` with, cut to what fits."""
+        if self.family.answer_context is not None:  # BLIP: its own graph, up to the model's positions
+            return self.tokenizer.question_prompt(question, self.manifest.model.max_len, answer_room=0)
+        # GIT: the question shares the cache with its answer
+        return self.tokenizer.question_prompt(question, self.manifest.model.cache_capacity,
+                                              answer_room=HF_MAX_ANSWER_TOKENS)
+
     def hf_answer_inputs(self, visual: np.ndarray, question: str, cross: dict) -> tuple:
         """A Hugging Face VQA family's (cross_k, cross_v, decoder prompt (1,P), settings) for one
         question: GIT continues the question prompt over the image's K/V (computed once into
         ``cross``), BLIP encodes the question against the image and answers from its bos."""
         capacity = self.manifest.model.cache_capacity
-        prompt = self.tokenizer.question_prompt(question, capacity)
+        prompt = self.hf_question_ids(question)
         if self.family.answer_context is not None:  # BLIP: the question is encoded, the answer starts from bos
             cross_k, cross_v, prompt = self.family.answer_context(self, visual, prompt)
         else:
@@ -268,9 +277,9 @@ class CaptionEngine:
         settings = dataclasses.replace(hf, num_beams=1, max_length=None, max_new_tokens=max(1, room))
         return cross_k, cross_v, np.array([prompt], np.int64), settings
 
-    def _hf_answer(self, visual: np.ndarray, question: str, threshold: float, cross: dict | None = None) -> VQAAnswer:
+    def _hf_answer(self, visual: np.ndarray, question: str, threshold: float, cross: dict) -> VQAAnswer:
         """Greedy, as generate() answers; the probability is that of the answer tokens and eos."""
-        cross_k, cross_v, prompt, settings = self.hf_answer_inputs(visual, question, {} if cross is None else cross)
+        cross_k, cross_v, prompt, settings = self.hf_answer_inputs(visual, question, cross)
         found = hf_answers(self.backend.decoder_stepper(cross_k, cross_v), prompt, settings)[0]
         text = self.tokenizer.decode(found.ids)
         probability = found.probability if found.finished else 0.0  # no eos within the limit: not an answer

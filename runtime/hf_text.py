@@ -70,15 +70,15 @@ class HFTokenizer:
             text = clean_up_tokenization(text)
         return text.strip()
 
-    def question_prompt(self, question: str, capacity: int) -> list[int]:
-        """A question -> the prompt ids this family answers from, cut so an answer still fits
-        in ``capacity`` tokens."""
+    def question_prompt(self, question: str, capacity: int, answer_room: int = MAX_ANSWER_TOKENS) -> list[int]:
+        """A question -> the prompt ids this family answers from, cut so ``answer_room`` answer
+        tokens still fit in ``capacity`` positions."""
         if self.question_format == "none":
             raise EdgeVLMError("this engine's model answers no questions (a captioning model)")
         words = [i for i in self.encode(question) if i not in (self.cls_id, self.sep_id, self.pad_id)]
         if not words:
             raise EdgeVLMError(f"the question {question!r} has no words; ask e.g. \"is there a dog?\"")
-        room = max(1, capacity - 2 - MAX_ANSWER_TOKENS)
+        room = max(1, capacity - 2 - answer_room)
         words = words[:room]
         if self.question_format == "cls_sep":
             return [self.cls_id] + words + [self.sep_id]

@@ -270,6 +270,9 @@ def _check_consistent(manifest: Manifest, where: str) -> None:
     p = manifest.preprocess
     supported = {"color_order": ("RGB", "BGR"), "resize_mode": ("squash",), "interpolation": ("area", "linear"),
                  "layout": ("NCHW",)}
+    if manifest.image_processor is None and (p.resize_mode == "shortest_edge" or p.interpolation in RESAMPLE_NAMES):
+        refuse("image_processor", f"is missing, but preprocess names {p.resize_mode!r}/{p.interpolation!r} processing: "
+               "a Hugging Face engine needs its image_processor section")
     if manifest.image_processor is not None:  # a record of the HF processing, which the runtime follows
         supported |= {"resize_mode": ("squash", "shortest_edge", "none"), "interpolation": ("none",) + RESAMPLE_NAMES}
     for name, allowed in supported.items():

@@ -28,6 +28,8 @@ def _parse(kind, value, where: str, path: str):
         if value is None and type(None) in args:
             return None
         options = [a for a in args if a is not type(None)]
+        if len(options) == 1:  # X | None: X's own message names the bad field
+            return _parse(options[0], value, where, path)
         for option in options:
             try:
                 return _parse(option, value, where, path)

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgevlm.errors import EdgeVLMError
+from edgevlm.fileio import write_json
 
 PEER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "race_peer.py")
 NEW_TOKENS = 20  # race_peer.NEW_TOKENS (not imported: the coordinator must not need the peers' libraries)
@@ -335,10 +336,9 @@ def main() -> None:
     rows = summarise(peers, args.images, args.reference, args.vs)
     print_report(cpu, floor, rows, args, load)
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"cpu": cpu, "load_average": load, "floor": floor, "threads": args.threads, "rounds": args.rounds,
-                       "images": args.images, "model": args.model, "tokens": NEW_TOKENS, "peers": rows,
-                       "samples_ms": {p.name: p.ms for p in peers}}, f, indent=2)
+        write_json(args.json, {"cpu": cpu, "load_average": load, "floor": floor, "threads": args.threads,
+                               "rounds": args.rounds, "images": args.images, "model": args.model, "tokens": NEW_TOKENS,
+                               "peers": rows, "samples_ms": {p.name: p.ms for p in peers}})
 
 
 if __name__ == "__main__":

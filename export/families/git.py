@@ -8,7 +8,7 @@ from edgevlm.export.families.base import ExportFamily
 from edgevlm.export.families.git_graphs import GIT_GRAPH_MODULES, _dims, git_graph_specs, tiny_git
 from edgevlm.export.families.hf_folder import architectures, load_pretrained, tokenizer_json, write_text
 from edgevlm.export.families.hf_sections import (HFParts, capacity_for, generation_section, preprocess_section,
-                                                 read_parts, text_section)
+                                                 read_parts, require_token, text_section)
 from edgevlm.runtime.families.hf import GIT_NAME
 from edgevlm.runtime.manifest import ModelInfo, SpecialTokens
 
@@ -43,7 +43,8 @@ def _sections(model, parts: HFParts, capacity: int) -> dict:
         "preprocess": preprocess_section(parts.image_spec),
         "image_processor": parts.image_spec,
         # GIT starts from bos ([CLS]) and stops at eos ([SEP])
-        "special_tokens": SpecialTokens(bos=generation.bos_token_id, eos=generation.eos_token_ids[0],
+        "special_tokens": SpecialTokens(bos=require_token(generation.bos_token_id, "bos_token_id", parts.model_dir),
+                                        eos=generation.eos_token_ids[0],
                                         pad=generation.pad_token_id, unk=unk, sep=tokenizer.sep_token_id),
         "tasks": ("caption", "vqa"),
         "generation": generation_section(generation, prompt_len=1),

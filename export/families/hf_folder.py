@@ -13,6 +13,7 @@ from edgevlm.errors import EdgeVLMError
 from edgevlm.fileio import read_json
 
 SAFETENSORS = ("model.safetensors", "model.safetensors.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json")  # fast, WordPiece, BPE
 PICKLES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "tf_model.h5", "flax_model.msgpack")
 
 
@@ -43,12 +44,18 @@ def load_pretrained(model_cls, model_dir: str):
     reference every graph is checked against), safetensors only, no remote code."""
     import torch
 
+    from safetensors import SafetensorError
+
     config = read_config(model_dir)
     check_loadable(model_dir, config)
+    expected = model_cls.config_class.model_type
+    if config.get("model_type") != expected:
+        raise EdgeVLMError(f"{model_dir} holds a {config.get('model_type')!r} checkpoint, not {expected!r}; "
+                           "pass the folder the engine was exported from")
     try:
         model = model_cls.from_pretrained(model_dir, use_safetensors=True, attn_implementation="eager",
                                           dtype=torch.float32)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise EdgeVLMError(f"transformers cannot load {model_dir} as {model_cls.__name__}: {first}") from exc
     return model.eval()
@@ -58,6 +65,10 @@ def load_tokenizer(model_dir: str):
     """The folder's tokenizer through transformers (fast: it has a tokenizer.json to copy)."""
     from transformers import AutoTokenizer
 
+    # Without its files, transformers 5 builds an empty tokenizer and the engine would say nothing
+    if not any(os.path.isfile(os.path.join(model_dir, name)) for name in TOKENIZER_FILES):
+        raise EdgeVLMError(f"{model_dir} has no tokenizer ({' or '.join(TOKENIZER_FILES)}); save it with "
+                           "`AutoTokenizer.from_pretrained(...).save_pretrained(DIR)`")
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir, use_fast=True)
     except (OSError, ValueError, KeyError, TypeError) as exc:

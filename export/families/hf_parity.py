@@ -132,7 +132,6 @@ def _answer_parity(engine, model, reference: HFReference, sight, t_pixels, t_vis
     """Every image's answer to every PARITY_QUESTIONS question, ours and generate()'s ->
     [(question, ours, transformers')]. For engines with a question graph (BLIP VQA) the
     worst check of each of its numeric outputs over all of them is appended to ``checks``."""
-    capacity = engine.manifest.model.cache_capacity
     numeric = "question" in engine.manifest.graphs and reference.answer_logits is not None
     graphs = {name: reference.graph_modules[name](model).eval() for name in ("question", "cross_kv")} if numeric else {}
     worst: dict[str, OutputCheck] = {}
@@ -142,7 +141,7 @@ def _answer_parity(engine, model, reference: HFReference, sight, t_pixels, t_vis
         for question in PARITY_QUESTIONS:
             answer = engine.answer_visual(visual, [question])[0]
             settings = engine.hf_answer_inputs(visual, question, {})[3]
-            question_ids = [engine.tokenizer.question_prompt(question, capacity)]
+            question_ids = [engine.hf_question_ids(question)]
             expected = reference.answer(model, t_image, question_ids, settings)
             answers.append((question, answer.answer, engine.tokenizer.decode(expected)))
             if numeric:

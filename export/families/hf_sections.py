@@ -3,6 +3,7 @@ preprocessor_config.json, generation from generation_config.json, decoding from 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from edgevlm.errors import EdgeVLMError
@@ -39,7 +40,19 @@ def read_parts(model_dir: str, generation_config: dict, max_positions: int) -> H
         generation = HFGeneration.from_generation_config(generation_config, max_position_embeddings=max_positions)
     except ValueError as exc:
         raise EdgeVLMError(f"{model_dir}/generation_config.json: {exc}") from exc
+    if not generation.eos_token_ids:
+        raise EdgeVLMError(f"{model_dir}: generation_config.json (or config.json) sets no eos_token_id; edgevlm needs "
+                           "the token that ends a caption")
+    if generation.pad_token_id is None:  # generate() pads finished rows with eos then, and so do we
+        generation = dataclasses.replace(generation, pad_token_id=generation.eos_token_ids[0])
     return HFParts(model_dir, load_tokenizer(model_dir), image_spec, generation)
+
+
+def require_token(value: int | None, what: str, model_dir: str) -> int:
+    """A special token id the engine cannot run without, or one line naming it."""
+    if value is None:
+        raise EdgeVLMError(f"{model_dir}: its generation config sets no {what}; set it in generation_config.json")
+    return value
 
 
 def capacity_for(generation: HFGeneration, prompt_len: int, max_positions: int) -> int:
@@ -49,7 +62,7 @@ def capacity_for(generation: HFGeneration, prompt_len: int, max_positions: int) 
     slots = max(MIN_CAPACITY, -(-needed // 8) * 8)
     if needed > max_positions:
         raise EdgeVLMError(f"generation needs {needed} positions but the model has {max_positions}; lower "
-                           "max_length in generation_config.json")
+                           "max_new_tokens or max_length in generation_config.json")
     return min(slots, max_positions)
 
 

@@ -7,7 +7,7 @@ from edgevlm.errors import EdgeVLMError
 from edgevlm.export.families.base import ExportFamily
 from edgevlm.export.families.hf_folder import architectures, load_pretrained, tokenizer_json, write_text
 from edgevlm.export.families.hf_sections import (HFParts, capacity_for, generation_section, preprocess_section,
-                                                 read_parts, text_section)
+                                                 read_parts, require_token, text_section)
 from edgevlm.export.families.ved_graphs import (DECODERS, TINY_BERT_IDS, VED_GRAPH_MODULES, decoder_shape,
                                                 max_positions, num_visual_tokens, tiny_ved, ved_graph_specs)
 from edgevlm.runtime.families.hf import VED_NAME
@@ -48,7 +48,9 @@ def _sections(model, parts: HFParts, capacity: int) -> dict:
                            cache_layout="fixed_capacity"),
         "preprocess": preprocess_section(parts.image_spec),
         "image_processor": parts.image_spec,
-        "special_tokens": SpecialTokens(bos=generation.start_token_id, eos=generation.eos_token_ids[0],
+        "special_tokens": SpecialTokens(bos=require_token(generation.start_token_id, "decoder_start_token_id",
+                                                          parts.model_dir),
+                                        eos=generation.eos_token_ids[0],
                                         pad=generation.pad_token_id, unk=unk, sep=None),
         "tasks": ("caption",),
         "generation": generation_section(generation, prompt_len=1),

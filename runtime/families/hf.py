@@ -30,6 +30,14 @@ def _has_hf_sections(manifest) -> str | None:
     return f"Hugging Face engines need manifest sections {missing}" if missing else None
 
 
+def _generation_fits_cache(manifest) -> str | None:
+    """generate()'s length (the start token included) must fit the fixed-capacity cache."""
+    needed, capacity = manifest.hf_generation.max_total_length(1), manifest.model.cache_capacity
+    if needed > capacity:
+        return f"hf_generation needs {needed} decoder positions but model.cache_capacity is {capacity}"
+    return None
+
+
 def cache_shapes_match_model(manifest) -> str | None:
     """The decoder's cache and logits have the model section's shapes (BLIP's visual width may
     differ from its text width, so the image side is checked by the graphs' own I/O table)."""
@@ -61,7 +69,7 @@ VED = RuntimeFamily(
     tokenizer_kind="huggingface",
     preprocess=_preprocess,
     load_tokenizer=_tokenizer,
-    consistency=(_has_hf_sections, shapes_match_model),
+    consistency=(_has_hf_sections, _generation_fits_cache, shapes_match_model),
 )
 
 # GIT: the "cross" K/V are each layer's image-token K/V (one softmax with the text's own)
@@ -71,7 +79,7 @@ GIT = RuntimeFamily(
     tokenizer_kind="huggingface",
     preprocess=_preprocess,
     load_tokenizer=_tokenizer,
-    consistency=(_has_hf_sections, shapes_match_model),
+    consistency=(_has_hf_sections, _generation_fits_cache, shapes_match_model),
 )
 
 BLIP = RuntimeFamily(
@@ -80,7 +88,7 @@ BLIP = RuntimeFamily(
     tokenizer_kind="huggingface",
     preprocess=_preprocess,
     load_tokenizer=_tokenizer,
-    consistency=(_has_hf_sections, cache_shapes_match_model),
+    consistency=(_has_hf_sections, _generation_fits_cache, cache_shapes_match_model),
 )
 
 
@@ -105,7 +113,7 @@ BLIP_VQA = RuntimeFamily(
     tokenizer_kind="huggingface",
     preprocess=_preprocess,
     load_tokenizer=_tokenizer,
-    consistency=(_has_hf_sections, cache_shapes_match_model),
+    consistency=(_has_hf_sections, _generation_fits_cache, cache_shapes_match_model),
     answer_context=_blip_answer_context,
 )
 
