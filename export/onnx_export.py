@@ -58,8 +58,8 @@ def export_engine(model_dir: str, out_dir: str, opset: int = OPSET) -> Manifest:
     check_engine_out(out_dir, inputs=(model_dir,))
     check_writable(out_dir)  # before the model loads and the graphs export, not after
     family = detect_family(model_dir)
-    model, tokenizer = family.load(model_dir)
-    capacity = family.capacity(model, tokenizer)
+    model, parts = family.load(model_dir)  # parts: the tokenizer (ours) or the folder's tokenizer and configs (HF)
+    capacity = family.capacity(model, parts)
     specs = family.graph_specs(model, capacity)
     with atomic_dir(out_dir) as tmp:
         files, graphs = {}, {}
@@ -72,7 +72,7 @@ def export_engine(model_dir: str, out_dir: str, opset: int = OPSET) -> Manifest:
             graphs[name] = GraphSpec(name, tuple(specs[name]["inputs"]), tuple(specs[name]["outputs"]))
             files[name] = _file_entry(tmp, file_name)
         if family.write_tokenizer is not None:
-            family.write_tokenizer(tokenizer, os.path.join(tmp, TOKENIZER_NAME))
+            family.write_tokenizer(parts, os.path.join(tmp, TOKENIZER_NAME))
         else:
             shutil.copyfile(os.path.join(model_dir, family.tokenizer_file), os.path.join(tmp, TOKENIZER_NAME))
         files["tokenizer"] = _file_entry(tmp, TOKENIZER_NAME)
@@ -81,7 +81,7 @@ def export_engine(model_dir: str, out_dir: str, opset: int = OPSET) -> Manifest:
             files=files,
             graphs=graphs,
             precision="fp32",
-            **family.sections(model, tokenizer, capacity),
+            **family.sections(model, parts, capacity),
             source={"model_dir": os.path.abspath(model_dir)}
             | {key: sha256_file(os.path.join(model_dir, name)) for key, name in family.source_files.items()
                if os.path.isfile(os.path.join(model_dir, name))},  # a sharded checkpoint has an index instead

@@ -41,6 +41,29 @@ def make_coco_dataset(root: str, split: str, count: int, seed: int = 0) -> str:
     return path
 
 
+def edit_manifest(engine_dir: str, change) -> None:
+    """Apply ``change(dict)`` to ENGINE_DIR/edgevlm.json in place (tests of refused manifests)."""
+    path = os.path.join(engine_dir, "edgevlm.json")
+    with open(path) as f:
+        data = json.load(f)
+    change(data)
+    with open(path, "w") as f:
+        json.dump(data, f)
+
+
+def write_calibration_crops(folder: str, size: int) -> str:
+    """16 distinct photos (the calibration minimum) in FOLDER: four size x size crops of each
+    shipped sample."""
+    os.makedirs(folder, exist_ok=True)
+    for i, path in enumerate(SAMPLE_PHOTOS):
+        image = cv2.imread(path)
+        h, w = image.shape[:2]
+        for j, (y, x) in enumerate([(0, 0), (0, w // 3), (h // 3, 0), (h // 3, w // 3)]):
+            crop = cv2.resize(image[y : y + 2 * h // 3, x : x + 2 * w // 3], (size, size))
+            cv2.imwrite(os.path.join(folder, f"{i}{j}.jpg"), crop)
+    return folder
+
+
 def make_video(path: str, seconds: float = 2.0, fps: int = 10, size=(64, 48), still: bool = False) -> str:
     """A small MJPG .avi: a moving colour block (or one still frame repeated)."""
     writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), fps, size)

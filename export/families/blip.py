@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from edgevlm.export.families.base import ExportFamily
 from edgevlm.export.families.blip_graphs import (BLIP_CAPTION_GRAPH_MODULES, BLIP_VQA_GRAPH_MODULES,
-                                                 blip_caption_graph_specs, blip_vqa_graph_specs, tiny_blip_caption,
-                                                 tiny_blip_vqa)
-from edgevlm.export.families.hf_folder import architectures, load_pretrained, tokenizer_json, write_text
-from edgevlm.export.families.hf_sections import (HFParts, capacity_for, generation_section, preprocess_section,
-                                                 read_parts, text_section)
+                                                 blip_caption_graph_specs, blip_dims, blip_vqa_graph_specs,
+                                                 tiny_blip_caption, tiny_blip_vqa)
+from edgevlm.export.families.hf_folder import architectures, load_pretrained
+from edgevlm.export.families.hf_sections import (HF_FOLDER_FILES, HFParts, capacity_for, processing_sections,
+                                                 read_parts, special_tokens)
 from edgevlm.runtime.families.hf import BLIP_NAME, BLIP_VQA_NAME
-from edgevlm.runtime.manifest import ModelInfo, SpecialTokens
+from edgevlm.runtime.manifest import ModelInfo
 
 
 def _is_blip(config) -> bool:
@@ -40,27 +40,18 @@ def _capacity(model, parts: HFParts) -> int:
 
 def _sections(name: str, tasks: tuple[str, ...], question_format: str):
     def sections(model, parts: HFParts, capacity: int) -> dict:
-        text, vision = model.config.text_config, model.config.vision_config
-        tokenizer, generation = parts.tokenizer, parts.generation
-        unk = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else text.pad_token_id
-        heads = text.num_attention_heads
+        text = model.config.text_config
+        n, vision_width, layers, heads, hd, d = blip_dims(model)
         return {
-            "model": ModelInfo(family=name, n_layers=text.num_hidden_layers, n_heads=heads,
-                               head_dim=text.hidden_size // heads, d_model=text.hidden_size, vocab_size=text.vocab_size,
-                               max_len=text.max_position_embeddings, cache_capacity=capacity,
-                               num_visual_tokens=(vision.image_size // vision.patch_size) ** 2 + 1,
-                               pooled_dim=vision.hidden_size, vision_feature="blip.vision.last_hidden_state",
+            "model": ModelInfo(family=name, n_layers=layers, n_heads=heads, head_dim=hd, d_model=d,
+                               vocab_size=text.vocab_size, max_len=text.max_position_embeddings, cache_capacity=capacity,
+                               num_visual_tokens=n, pooled_dim=vision_width, vision_feature="blip.vision.last_hidden_state",
                                cache_layout="fixed_capacity"),
-            "preprocess": preprocess_section(parts.image_spec),
-            "image_processor": parts.image_spec,
             # captions and answers start from [DEC] (bos) and stop on [SEP]
-            "special_tokens": SpecialTokens(bos=text.bos_token_id, eos=text.sep_token_id, pad=text.pad_token_id,
-                                            unk=unk, sep=text.sep_token_id),
+            "special_tokens": special_tokens(parts, text.bos_token_id, text.sep_token_id, text.pad_token_id,
+                                             text.sep_token_id),
             "tasks": tasks,
-            "generation": generation_section(generation, prompt_len=1),
-            "hf_generation": generation,
-            "text": text_section(tokenizer, question_format),
-        }
+        } | processing_sections(parts, question_format)
     return sections
 
 
@@ -93,11 +84,9 @@ def _family(name, cls_name, graph_modules, graph_specs, tasks, question_format, 
         graph_specs=graph_specs,
         capacity=_capacity,
         sections=_sections(name, tasks, question_format),
-        source_files={"checkpoint_sha256": "model.safetensors", "config_sha256": "config.json"},
-        tokenizer_file="tokenizer.json",
         validate=_validate,
         write_tiny=_write_tiny(builder),
-        write_tokenizer=lambda parts, path: write_text(path, tokenizer_json(parts.tokenizer)),
+        **HF_FOLDER_FILES,
     )
 
 

@@ -23,34 +23,16 @@ import torch
 from torch import nn
 
 from edgevlm.export.families.blip_text_layers import CachedTextDecoder, CrossKV, QuestionEncoder
+from edgevlm.export.families.contract_specs import caption_specs, cross_kv_spec, decoder_spec, vision_spec
 from edgevlm.runtime.manifest import TensorSpec
 
 
-def _decoder_spec(text_config, capacity: int, context) -> dict[str, list[TensorSpec]]:
-    """The decoder graph's table; ``context`` is the cross-attended axis (an int or a name)."""
-    layers, heads = text_config.num_hidden_layers, text_config.num_attention_heads
-    hd = text_config.hidden_size // heads
-    cross = (layers, "batch", heads, context, hd)
-    cache = (layers, "batch", heads, capacity, hd)
-    new = (layers, "batch", heads, "tokens", hd)
-    return {
-        "inputs": [TensorSpec("input_ids", "int64", ("batch", "tokens")), TensorSpec("position", "int64", ()),
-                   TensorSpec("cache_k", "float32", cache), TensorSpec("cache_v", "float32", cache),
-                   TensorSpec("cross_k", "float32", cross), TensorSpec("cross_v", "float32", cross)],
-        "outputs": [TensorSpec("logits", "float32", ("batch", "tokens", text_config.vocab_size)),
-                    TensorSpec("new_k", "float32", new), TensorSpec("new_v", "float32", new)],
-    }
-
-
-def _vision_spec(vision_config) -> tuple[dict[str, list[TensorSpec]], int]:
-    """The vision graph's table and N, the number of visual tokens."""
-    s, d = vision_config.image_size, vision_config.hidden_size
-    n = (s // vision_config.patch_size) ** 2 + 1  # patches + [CLS]
-    return {
-        "inputs": [TensorSpec("pixels", "float32", ("batch", 3, s, s))],
-        "outputs": [TensorSpec("visual_tokens", "float32", ("batch", n, d)),
-                    TensorSpec("pooled", "float32", ("batch", d))],
-    }, n
+def blip_dims(model) -> tuple[int, int, int, int, int, int]:
+    """(N visual tokens, vision width, text layers, heads, head_dim, text width) of a BLIP model."""
+    text, vision = model.config.text_config, model.config.vision_config
+    n = (vision.image_size // vision.patch_size) ** 2 + 1  # patches + [CLS]
+    heads = text.num_attention_heads
+    return n, vision.hidden_size, text.num_hidden_layers, heads, text.hidden_size // heads, text.hidden_size
 
 
 def _check_capacity(text_config, capacity: int) -> None:
@@ -61,42 +43,29 @@ def _check_capacity(text_config, capacity: int) -> None:
 
 
 def blip_caption_graph_specs(model, capacity: int) -> dict[str, dict[str, list[TensorSpec]]]:
-    """graph -> {"inputs", "outputs"} for a BlipForConditionalGeneration; 'batch' and 'tokens' are dynamic."""
-    text, vision = model.config.text_config, model.config.vision_config
+    """graph -> {"inputs", "outputs"} for a BlipForConditionalGeneration; 'batch' and 'tokens' are dynamic.
+    pooled is the vision width: BLIP's pooler_output."""
+    text = model.config.text_config
     _check_capacity(text, capacity)
-    hd = text.hidden_size // text.num_attention_heads
-    vision_spec, n = _vision_spec(vision)
-    cross = (text.num_hidden_layers, "batch", text.num_attention_heads, n, hd)
-    return {
-        "vision": vision_spec,
-        "cross_kv": {
-            "inputs": [TensorSpec("visual_tokens", "float32", ("batch", n, vision.hidden_size))],
-            "outputs": [TensorSpec("cross_k", "float32", cross), TensorSpec("cross_v", "float32", cross)],
-        },
-        "decoder": _decoder_spec(text, capacity, n),
-    }
+    n, dv, layers, heads, hd, _ = blip_dims(model)
+    return caption_specs(model.config.vision_config.image_size, n, dv, dv, layers, heads, hd, text.vocab_size, capacity)
 
 
 def blip_vqa_graph_specs(model, capacity: int) -> dict[str, dict[str, list[TensorSpec]]]:
     """graph -> {"inputs", "outputs"} for a BlipForQuestionAnswering; 'batch', 'tokens',
     'question' (question length) and 'context' (= question length, as the answer decoder sees it) are dynamic."""
-    text, vision = model.config.text_config, model.config.vision_config
+    text = model.config.text_config
     _check_capacity(text, capacity)
-    hd = text.hidden_size // text.num_attention_heads
-    vision_spec, n = _vision_spec(vision)
-    cross = (text.num_hidden_layers, "batch", text.num_attention_heads, "context", hd)
+    n, dv, layers, heads, hd, dt = blip_dims(model)
     return {
-        "vision": vision_spec,
+        "vision": vision_spec(model.config.vision_config.image_size, n, dv, dv),
         "question": {  # one question per call: HF's mask is all ones, so rows cannot be padded
             "inputs": [TensorSpec("question_ids", "int64", (1, "question")),
-                       TensorSpec("visual_tokens", "float32", (1, n, vision.hidden_size))],
-            "outputs": [TensorSpec("question_states", "float32", (1, "question", text.hidden_size))],
+                       TensorSpec("visual_tokens", "float32", (1, n, dv))],
+            "outputs": [TensorSpec("question_states", "float32", (1, "question", dt))],
         },
-        "cross_kv": {
-            "inputs": [TensorSpec("question_states", "float32", ("batch", "context", text.hidden_size))],
-            "outputs": [TensorSpec("cross_k", "float32", cross), TensorSpec("cross_v", "float32", cross)],
-        },
-        "decoder": _decoder_spec(text, capacity, "context"),
+        "cross_kv": cross_kv_spec(layers, heads, hd, "context", dt, source="question_states"),
+        "decoder": decoder_spec(layers, heads, hd, text.vocab_size, capacity, "context"),
     }
 
 

@@ -5,12 +5,12 @@ Captions and VQA (the question is a causal prompt the answer continues)."""
 from __future__ import annotations
 
 from edgevlm.export.families.base import ExportFamily
-from edgevlm.export.families.git_graphs import GIT_GRAPH_MODULES, _dims, git_graph_specs, tiny_git
-from edgevlm.export.families.hf_folder import architectures, load_pretrained, tokenizer_json, write_text
-from edgevlm.export.families.hf_sections import (HFParts, capacity_for, generation_section, preprocess_section,
-                                                 read_parts, require_token, text_section)
+from edgevlm.export.families.git_graphs import GIT_GRAPH_MODULES, git_dims, git_graph_specs, tiny_git
+from edgevlm.export.families.hf_folder import architectures, load_pretrained
+from edgevlm.export.families.hf_sections import (HF_FOLDER_FILES, HFParts, capacity_for, processing_sections,
+                                                 read_parts, require_token, special_tokens)
 from edgevlm.runtime.families.hf import GIT_NAME
-from edgevlm.runtime.manifest import ModelInfo, SpecialTokens
+from edgevlm.runtime.manifest import ModelInfo
 
 QUESTION_ROOM = 48  # cache slots kept for a question prompt and its answer
 
@@ -32,25 +32,19 @@ def _capacity(model, parts: HFParts) -> int:
 
 
 def _sections(model, parts: HFParts, capacity: int) -> dict:
-    s, n, d, c, layers, heads, hd, vocab = _dims(model)
-    tokenizer, generation = parts.tokenizer, parts.generation
-    unk = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else generation.pad_token_id
+    s, n, d, c, layers, heads, hd, vocab = git_dims(model)
+    generation = parts.generation
     return {
         "model": ModelInfo(family=GIT_NAME, n_layers=layers, n_heads=heads, head_dim=hd, d_model=d, vocab_size=vocab,
                            max_len=model.config.max_position_embeddings, cache_capacity=capacity,
                            num_visual_tokens=n, pooled_dim=c, vision_feature="clip.class_token",
                            cache_layout="fixed_capacity"),
-        "preprocess": preprocess_section(parts.image_spec),
-        "image_processor": parts.image_spec,
         # GIT starts from bos ([CLS]) and stops at eos ([SEP])
-        "special_tokens": SpecialTokens(bos=require_token(generation.bos_token_id, "bos_token_id", parts.model_dir),
-                                        eos=generation.eos_token_ids[0],
-                                        pad=generation.pad_token_id, unk=unk, sep=tokenizer.sep_token_id),
+        "special_tokens": special_tokens(parts, require_token(generation.bos_token_id, "bos_token_id", parts.model_dir),
+                                         generation.eos_token_ids[0], generation.pad_token_id,
+                                         parts.tokenizer.sep_token_id),
         "tasks": ("caption", "vqa"),
-        "generation": generation_section(generation, prompt_len=1),
-        "hf_generation": generation,
-        "text": text_section(tokenizer, question_format="cls"),
-    }
+    } | processing_sections(parts, question_format="cls")
 
 
 def _validate(engine, model_dir: str, images_bgr, beam_size: int) -> dict:
@@ -78,9 +72,7 @@ GIT_EXPORT = ExportFamily(
     graph_specs=git_graph_specs,
     capacity=_capacity,
     sections=_sections,
-    source_files={"checkpoint_sha256": "model.safetensors", "config_sha256": "config.json"},
-    tokenizer_file="tokenizer.json",
     validate=_validate,
     write_tiny=_write_tiny,
-    write_tokenizer=lambda parts, path: write_text(path, tokenizer_json(parts.tokenizer)),
+    **HF_FOLDER_FILES,
 )

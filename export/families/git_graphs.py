@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from edgevlm.errors import EdgeVLMError
+from edgevlm.export.families.contract_specs import caption_specs
 from edgevlm.runtime.manifest import TensorSpec
 
 
@@ -43,7 +44,7 @@ def _check_single_image(model) -> None:
                            "multi-frame (video) model; only single-image GIT checkpoints can be exported")
 
 
-def _dims(model) -> tuple[int, int, int, int, int, int, int, int]:
+def git_dims(model) -> tuple[int, int, int, int, int, int, int, int]:
     """(S, N, D, C, L, H, hd, V) of a GitForCausalLM."""
     cfg, vision = model.config, model.config.vision_config
     s = vision.image_size
@@ -57,32 +58,11 @@ def git_graph_specs(model, capacity: int) -> dict[str, dict[str, list[TensorSpec
     """graph name -> {"inputs": [...], "outputs": [...]}; 'batch', 'tokens' are dynamic.
     capacity: text slots of the self-attention cache (image tokens are not in it)."""
     _check_single_image(model)
-    s, n, d, c, layers, heads, hd, vocab = _dims(model)
+    s, n, d, c, layers, heads, hd, vocab = git_dims(model)
     if capacity > model.config.max_position_embeddings:  # text position p has embedding row p
         raise EdgeVLMError(f"cache capacity {capacity} exceeds GIT's {model.config.max_position_embeddings} "
                            "text positions")
-    image = (layers, "batch", heads, n, hd)
-    cache = (layers, "batch", heads, capacity, hd)
-    new = (layers, "batch", heads, "tokens", hd)
-    return {
-        "vision": {
-            "inputs": [TensorSpec("pixels", "float32", ("batch", 3, s, s))],
-            "outputs": [TensorSpec("visual_tokens", "float32", ("batch", n, d)),
-                        TensorSpec("pooled", "float32", ("batch", c))],
-        },
-        "cross_kv": {
-            "inputs": [TensorSpec("visual_tokens", "float32", ("batch", n, d))],
-            "outputs": [TensorSpec("cross_k", "float32", image), TensorSpec("cross_v", "float32", image)],
-        },
-        "decoder": {
-            "inputs": [TensorSpec("input_ids", "int64", ("batch", "tokens")),
-                       TensorSpec("position", "int64", ()),
-                       TensorSpec("cache_k", "float32", cache), TensorSpec("cache_v", "float32", cache),
-                       TensorSpec("cross_k", "float32", image), TensorSpec("cross_v", "float32", image)],
-            "outputs": [TensorSpec("logits", "float32", ("batch", "tokens", vocab)),
-                        TensorSpec("new_k", "float32", new), TensorSpec("new_v", "float32", new)],
-        },
-    }
+    return caption_specs(s, n, d, c, layers, heads, hd, vocab, capacity)
 
 
 def _heads(linear: nn.Linear, x: torch.Tensor, head_dim: int) -> torch.Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from edgevlm.export.families.git_graphs import GIT_GRAPH_MODULES, _dims
+from edgevlm.export.families.git_graphs import GIT_GRAPH_MODULES, git_dims
 from edgevlm.export.families.hf_parity import HFReference, generate_kwargs, slow_processor, strip_generated
 
 
@@ -25,7 +25,7 @@ def _generate(model, pixels: torch.Tensor, settings, beam_size: int, prompts=Non
 
 def _logits(model, pixels: torch.Tensor, ids: list[int]) -> torch.Tensor:
     """Text logits (T,V): GIT's forward also returns the N image positions' logits first."""
-    n = _dims(model)[1]
+    n = git_dims(model)[1]
     return model(pixel_values=pixels, input_ids=torch.tensor([ids])).logits[0, n:]
 
 

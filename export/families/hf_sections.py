@@ -7,9 +7,9 @@ import dataclasses
 from dataclasses import dataclass
 
 from edgevlm.errors import EdgeVLMError
-from edgevlm.export.families.hf_folder import load_tokenizer, read_optional_json
+from edgevlm.export.families.hf_folder import load_tokenizer, read_optional_json, tokenizer_json, write_text
 from edgevlm.runtime.hf_preprocess import HFImageSpec
-from edgevlm.runtime.manifest import Generation, Preprocess, TextSettings
+from edgevlm.runtime.manifest import Generation, Preprocess, SpecialTokens, TextSettings
 from edgevlm.runtime.search_hf import HFGeneration
 
 MIN_CAPACITY = 32  # cache slots: a caption of 20-odd tokens plus its start, rounded up
@@ -82,6 +82,29 @@ def generation_section(generation: HFGeneration, prompt_len: int) -> Generation:
     return Generation(beam_size=generation.num_beams, max_new_tokens=generation.max_new_tokens_for(prompt_len),
                       no_repeat_ngram=generation.no_repeat_ngram_size, length_penalty=generation.length_penalty,
                       banned_ids=(), no_repeat_word=False)
+
+
+def processing_sections(parts: HFParts, question_format: str = "none") -> dict:
+    """The manifest sections every HF family fills from its folder alike: preprocessing (with
+    the exact image processor), generation (with generate()'s settings) and text decoding."""
+    return {"preprocess": preprocess_section(parts.image_spec), "image_processor": parts.image_spec,
+            "generation": generation_section(parts.generation, prompt_len=1), "hf_generation": parts.generation,
+            "text": text_section(parts.tokenizer, question_format)}
+
+
+def special_tokens(parts: HFParts, bos: int, eos: int, pad: int, sep: int | None = None) -> SpecialTokens:
+    """The engine's special ids; a tokenizer without an unknown token gets pad in its place."""
+    unk = parts.tokenizer.unk_token_id
+    return SpecialTokens(bos=bos, eos=eos, pad=pad, unk=pad if unk is None else unk, sep=sep)
+
+
+# The ExportFamily fields of every HF family: which folder files provenance hashes, and the
+# engine's tokenizer.json written from the folder's tokenizer (whatever files it came in).
+HF_FOLDER_FILES = {
+    "source_files": {"checkpoint_sha256": "model.safetensors", "config_sha256": "config.json"},
+    "tokenizer_file": "tokenizer.json",
+    "write_tokenizer": lambda parts, path: write_text(path, tokenizer_json(parts.tokenizer)),
+}
 
 
 def text_section(tokenizer, question_format: str = "none") -> TextSettings:

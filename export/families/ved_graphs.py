@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from edgevlm.export.families.tied_embedding import embed_from_table
+from edgevlm.export.families.contract_specs import caption_specs
 from edgevlm.runtime.manifest import TensorSpec
 
 
@@ -57,28 +58,7 @@ def num_visual_tokens(model) -> int:
 def ved_graph_specs(model, capacity: int) -> dict[str, dict[str, list[TensorSpec]]]:
     layers, heads, hd, d, vocab = decoder_shape(model)
     s, n = model.encoder.config.image_size, num_visual_tokens(model)
-    cross = (layers, "batch", heads, n, hd)
-    cache = (layers, "batch", heads, capacity, hd)
-    new = (layers, "batch", heads, "tokens", hd)
-    return {
-        "vision": {
-            "inputs": [TensorSpec("pixels", "float32", ("batch", 3, s, s))],
-            "outputs": [TensorSpec("visual_tokens", "float32", ("batch", n, d)),
-                        TensorSpec("pooled", "float32", ("batch", model.encoder.config.hidden_size))],
-        },
-        "cross_kv": {
-            "inputs": [TensorSpec("visual_tokens", "float32", ("batch", n, d))],
-            "outputs": [TensorSpec("cross_k", "float32", cross), TensorSpec("cross_v", "float32", cross)],
-        },
-        "decoder": {
-            "inputs": [TensorSpec("input_ids", "int64", ("batch", "tokens")),
-                       TensorSpec("position", "int64", ()),
-                       TensorSpec("cache_k", "float32", cache), TensorSpec("cache_v", "float32", cache),
-                       TensorSpec("cross_k", "float32", cross), TensorSpec("cross_v", "float32", cross)],
-            "outputs": [TensorSpec("logits", "float32", ("batch", "tokens", vocab)),
-                        TensorSpec("new_k", "float32", new), TensorSpec("new_v", "float32", new)],
-        },
-    }
+    return caption_specs(s, n, d, model.encoder.config.hidden_size, layers, heads, hd, vocab, capacity)
 
 
 def _heads(x: torch.Tensor, split: tuple) -> torch.Tensor:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from edgevlm.errors import EdgeVLMError
 from edgevlm.export.families.base import ExportFamily
-from edgevlm.export.families.hf_folder import architectures, load_pretrained, tokenizer_json, write_text
-from edgevlm.export.families.hf_sections import (HFParts, capacity_for, generation_section, preprocess_section,
-                                                 read_parts, require_token, text_section)
+from edgevlm.export.families.hf_folder import architectures, load_pretrained
+from edgevlm.export.families.hf_sections import (HF_FOLDER_FILES, HFParts, capacity_for, processing_sections,
+                                                 read_parts, require_token, special_tokens)
 from edgevlm.export.families.ved_graphs import (DECODERS, TINY_BERT_IDS, VED_GRAPH_MODULES, decoder_shape,
                                                 max_positions, num_visual_tokens, tiny_ved, ved_graph_specs)
 from edgevlm.runtime.families.hf import VED_NAME
-from edgevlm.runtime.manifest import ModelInfo, SpecialTokens
+from edgevlm.runtime.manifest import ModelInfo
 
 
 def _recognise(model_dir: str, config) -> bool:
@@ -38,25 +38,18 @@ def _capacity(model, parts: HFParts) -> int:
 
 def _sections(model, parts: HFParts, capacity: int) -> dict:
     layers, heads, hd, d, vocab = decoder_shape(model)
-    tokenizer, generation = parts.tokenizer, parts.generation
-    unk = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else generation.pad_token_id
+    generation = parts.generation
     return {
         "model": ModelInfo(family=VED_NAME, n_layers=layers, n_heads=heads, head_dim=hd, d_model=d, vocab_size=vocab,
                            max_len=max_positions(model), cache_capacity=capacity,
                            num_visual_tokens=num_visual_tokens(model), pooled_dim=model.encoder.config.hidden_size,
                            vision_feature=f"{model.encoder.config.model_type}.last_hidden_state",
                            cache_layout="fixed_capacity"),
-        "preprocess": preprocess_section(parts.image_spec),
-        "image_processor": parts.image_spec,
-        "special_tokens": SpecialTokens(bos=require_token(generation.start_token_id, "decoder_start_token_id",
-                                                          parts.model_dir),
-                                        eos=generation.eos_token_ids[0],
-                                        pad=generation.pad_token_id, unk=unk, sep=None),
+        "special_tokens": special_tokens(parts, require_token(generation.start_token_id, "decoder_start_token_id",
+                                                              parts.model_dir),
+                                         generation.eos_token_ids[0], generation.pad_token_id),
         "tasks": ("caption",),
-        "generation": generation_section(generation, prompt_len=1),
-        "hf_generation": generation,
-        "text": text_section(tokenizer),
-    }
+    } | processing_sections(parts)
 
 
 def _validate(engine, model_dir: str, images_bgr, beam_size: int) -> dict:
@@ -92,9 +85,7 @@ VED_EXPORT = ExportFamily(
     graph_specs=ved_graph_specs,
     capacity=_capacity,
     sections=_sections,
-    source_files={"checkpoint_sha256": "model.safetensors", "config_sha256": "config.json"},
-    tokenizer_file="tokenizer.json",
     validate=_validate,
     write_tiny=write_tiny_ved,  # the GPT-2 one; tests build the BERT one by name
-    write_tokenizer=lambda parts, path: write_text(path, tokenizer_json(parts.tokenizer)),
+    **HF_FOLDER_FILES,
 )

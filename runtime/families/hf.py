@@ -63,33 +63,18 @@ def _tokenizer(manifest) -> HFTokenizer:
     return HFTokenizer.load(manifest.path("tokenizer"), manifest.special_tokens, manifest.text)
 
 
-VED = RuntimeFamily(
-    name=VED_NAME,
-    graphs=_CAPTION_GRAPHS,
-    tokenizer_kind="huggingface",
-    preprocess=_preprocess,
-    load_tokenizer=_tokenizer,
-    consistency=(_has_hf_sections, _generation_fits_cache, shapes_match_model),
-)
+def _hf_family(name: str, shapes=shapes_match_model, graphs=_CAPTION_GRAPHS, answer_context=None) -> RuntimeFamily:
+    """A Hugging Face family: the checkpoint's image processor and tokenizer, its sections checked.
+    ``shapes``: the shape rule (BLIP's visual width may differ from its text width)."""
+    return RuntimeFamily(name=name, graphs=graphs, tokenizer_kind="huggingface", preprocess=_preprocess,
+                         load_tokenizer=_tokenizer, consistency=(_has_hf_sections, _generation_fits_cache, shapes),
+                         answer_context=answer_context)
 
+
+VED = _hf_family(VED_NAME)
 # GIT: the "cross" K/V are each layer's image-token K/V (one softmax with the text's own)
-GIT = RuntimeFamily(
-    name=GIT_NAME,
-    graphs=_CAPTION_GRAPHS,
-    tokenizer_kind="huggingface",
-    preprocess=_preprocess,
-    load_tokenizer=_tokenizer,
-    consistency=(_has_hf_sections, _generation_fits_cache, shapes_match_model),
-)
-
-BLIP = RuntimeFamily(
-    name=BLIP_NAME,
-    graphs=_CAPTION_GRAPHS,
-    tokenizer_kind="huggingface",
-    preprocess=_preprocess,
-    load_tokenizer=_tokenizer,
-    consistency=(_has_hf_sections, _generation_fits_cache, cache_shapes_match_model),
-)
+GIT = _hf_family(GIT_NAME)
+BLIP = _hf_family(BLIP_NAME, shapes=cache_shapes_match_model)
 
 
 def _blip_answer_context(engine, visual, question_ids: list[int]):
@@ -101,20 +86,14 @@ def _blip_answer_context(engine, visual, question_ids: list[int]):
     return cross["cross_k"], cross["cross_v"], [engine.manifest.special_tokens.bos]
 
 
-BLIP_VQA = RuntimeFamily(
-    name=BLIP_VQA_NAME,
+BLIP_VQA = _hf_family(
+    BLIP_VQA_NAME, shapes=cache_shapes_match_model, answer_context=_blip_answer_context,
     graphs={
-        "vision": GraphIO(inputs=("pixels",), outputs=("visual_tokens", "pooled")),
+        "vision": _CAPTION_GRAPHS["vision"],
         "question": GraphIO(inputs=("question_ids", "visual_tokens"), outputs=("question_states",)),
         "cross_kv": GraphIO(inputs=("question_states",), outputs=("cross_k", "cross_v")),
-        "decoder": GraphIO(inputs=("input_ids", "position", "cache_k", "cache_v", "cross_k", "cross_v"),
-                           outputs=("logits", "new_k", "new_v")),
+        "decoder": _CAPTION_GRAPHS["decoder"],
     },
-    tokenizer_kind="huggingface",
-    preprocess=_preprocess,
-    load_tokenizer=_tokenizer,
-    consistency=(_has_hf_sections, _generation_fits_cache, cache_shapes_match_model),
-    answer_context=_blip_answer_context,
 )
 
 HF_FAMILIES = (VED, GIT, BLIP, BLIP_VQA)

@@ -26,7 +26,7 @@ from edgevlm.cli.main import cli
 from edgevlm.data.vqa_questions import generate_questions
 from edgevlm.export.families import EXPORT_FAMILIES
 from edgevlm.runtime.engine import CaptionEngine
-from tests.support import SAMPLE_PHOTOS, SAMPLES, make_coco_dataset
+from tests.support import SAMPLE_PHOTOS, SAMPLES, make_coco_dataset, write_calibration_crops
 
 BLIP_VQA = "blip-vqa"
 GRAPHS = ("vision", "question", "cross_kv", "decoder")
@@ -58,15 +58,8 @@ def engine(blip_vqa):
 
 @pytest.fixture(scope="module")
 def calib_dir(tmp_path_factory):
-    """16 distinct small photos (the calibration minimum): four crops of each shipped sample."""
-    folder = tmp_path_factory.mktemp("calib")
-    for i, path in enumerate(SAMPLE_PHOTOS):
-        image = cv2.imread(path)
-        h, w = image.shape[:2]
-        for j, (y, x) in enumerate([(0, 0), (0, w // 3), (h // 3, 0), (h // 3, w // 3)]):
-            crop = cv2.resize(image[y : y + 2 * h // 3, x : x + 2 * w // 3], (64, 64))
-            cv2.imwrite(str(folder / f"{i}{j}.jpg"), crop)
-    return str(folder)
+    """16 distinct small photos (the calibration minimum)."""
+    return write_calibration_crops(str(tmp_path_factory.mktemp("calib")), 64)
 
 
 def _one_image(path: str = CHELSEA) -> CalibrationSet:

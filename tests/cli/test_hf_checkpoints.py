@@ -14,13 +14,12 @@ import json
 import os
 import shutil
 
-import cv2
 import pytest
 from click.testing import CliRunner
 
 from edgevlm.cli.main import cli
 from edgevlm.export.families import EXPORT_FAMILIES
-from tests.support import SAMPLE_PHOTOS, SAMPLES
+from tests.support import SAMPLES, write_calibration_crops
 
 VED, GIT, BLIP_VQA = "vision-encoder-decoder", "git", "blip-vqa"
 COFFEE, CHELSEA = os.path.join(SAMPLES, "coffee.jpg"), os.path.join(SAMPLES, "chelsea.jpg")
@@ -240,26 +239,14 @@ def test_bench_defaults_to_the_hf_folder_the_engine_came_from(exported):
     assert json.loads(lines[-1])["tokens_identical"] is True
 
 
-def _calibration_folder(folder) -> str:
-    """16 distinct photos (the calibration minimum): four crops of each shipped sample."""
-    folder.mkdir()
-    for i, path in enumerate(SAMPLE_PHOTOS):
-        image = cv2.imread(path)
-        h, w = image.shape[:2]
-        for j, (y, x) in enumerate([(0, 0), (0, w // 3), (h // 3, 0), (h // 3, w // 3)]):
-            crop = cv2.resize(image[y : y + 2 * h // 3, x : x + 2 * w // 3], (96, 96))
-            cv2.imwrite(str(folder / f"{i}{j}.jpg"), crop)
-    return str(folder)
-
-
 def test_quantize_to_int8_and_caption_with_it(exported, tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))  # calibrated ranges are cached under ~/.cache
     _, engine_dir, _ = exported(VED)
     int8 = str(tmp_path / "int8")
     # No --eval: the accuracy gate compares INT8 with FP32 captions, meaningless on random-init
     # weights; without it quantize writes the engine and says it was not gated.
-    result = _invoke("quantize", engine_dir, "--calib", _calibration_folder(tmp_path / "calib"), "--out", int8,
-                     "--calib-limit", 16)
+    calib = write_calibration_crops(str(tmp_path / "calib"), 96)
+    result = _invoke("quantize", engine_dir, "--calib", calib, "--out", int8, "--calib-limit", 16)
     assert result.exit_code == 0, result.output
     assert "calibrating on 16 images" in result.stderr and f"wrote {int8} (not gated" in result.stderr
     with open(os.path.join(int8, "edgevlm.json")) as f:

@@ -12,6 +12,7 @@ import pytest
 
 from edgevlm.errors import EdgeVLMError
 from edgevlm.export.families import EXPORT_FAMILIES
+from tests.support import edit_manifest
 
 
 @pytest.fixture(scope="module")
@@ -27,12 +28,7 @@ def git_engine(tmp_path_factory):
 def _edited_engine(git_engine, tmp_path, change) -> str:
     engine = str(tmp_path / "engine")
     shutil.copytree(git_engine[1], engine)
-    path = os.path.join(engine, "edgevlm.json")
-    with open(path) as f:
-        manifest = json.load(f)
-    change(manifest)
-    with open(path, "w") as f:
-        json.dump(manifest, f)
+    edit_manifest(engine, change)
     return engine
 
 

@@ -16,18 +16,9 @@ from edgevlm.errors import EdgeVLMError
 from edgevlm.runtime.engine import CaptionEngine
 from edgevlm.runtime.manifest import Manifest, load_manifest
 from edgevlm.runtime.preprocess import preprocess_bgr
-from tests.support import REPO_ROOT
+from tests.support import REPO_ROOT, edit_manifest
 
 SHIPPED = os.path.join(REPO_ROOT, "edgevlm", "assets", "default_engine")
-
-
-def _edit(engine_dir: str, change) -> None:
-    path = os.path.join(engine_dir, "edgevlm.json")
-    with open(path) as f:
-        data = json.load(f)
-    change(data)
-    with open(path, "w") as f:
-        json.dump(data, f)
 
 
 def test_shipped_manifest_round_trips_exactly():
@@ -56,14 +47,14 @@ def test_shipped_manifest_round_trips_exactly():
      r"graph 'vision' lacks outputs \[\] or has unknown outputs \['boxes'\]"),
 ])
 def test_fields_the_runtime_cannot_honour_refuse_the_engine(tiny_engine_dir, change, message):
-    _edit(tiny_engine_dir, change)
+    edit_manifest(tiny_engine_dir, change)
     with pytest.raises(EdgeVLMError, match=message):
         CaptionEngine(tiny_engine_dir)
 
 
 @pytest.mark.parametrize("path", ["../../../etc/passwd", "/etc/passwd", "sub/../../x.onnx", "./vision.onnx", ""])
 def test_engine_files_must_be_plain_names_inside_the_folder(tiny_engine_dir, path):
-    _edit(tiny_engine_dir, lambda d: d["files"]["vision"].update(path=path))
+    edit_manifest(tiny_engine_dir, lambda d: d["files"]["vision"].update(path=path))
     with pytest.raises(EdgeVLMError, match=re.escape(f"files.vision.path is {path!r}")):
         load_manifest(tiny_engine_dir, verify=False)
 
@@ -79,7 +70,7 @@ def test_a_symlink_leaving_the_engine_folder_is_refused(tiny_engine_dir, tmp_pat
 def test_preprocessing_follows_the_manifest(tiny_engine_dir):
     image = np.zeros((8, 8, 3), np.uint8)
     image[..., 0] = 200  # blue in BGR
-    _edit(tiny_engine_dir, lambda d: d["preprocess"].update(color_order="BGR", scale=1 / 100, interpolation="linear"))
+    edit_manifest(tiny_engine_dir, lambda d: d["preprocess"].update(color_order="BGR", scale=1 / 100, interpolation="linear"))
     with CaptionEngine(tiny_engine_dir) as engine:
         pixels = engine.preprocess(image)
         assert pixels.shape == (3, 64, 64)
