@@ -10,7 +10,9 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 # server and its base/good/ugly plugins (x264enc is in -ugly). Installed when missing and we
 # are root (CI, fresh machines here); otherwise a note: narration falls back to text and the
 # RTSP test is skipped, naming these packages.
-RTSP_TEST_PACKAGES := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
+# chromium: the browser the page's test drives through Playwright (Playwright's own browser
+# download cannot be fetched here).
+RTSP_TEST_PACKAGES := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly chromium
 system-deps:
 	@missing="$$(command -v espeak-ng >/dev/null 2>&1 || echo espeak-ng) \
 	  $$(for p in $(RTSP_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done)"; \

@@ -12,6 +12,7 @@ import json
 import os
 import threading
 import time
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -62,8 +63,11 @@ def check_outputs(audio_out: str | None = None, events: str | None = None, subti
 
 
 class EventLog:
-    def __init__(self, path: str | None):
-        self.path = path
+    """Narration events as JSON objects: one line each in ``path`` (if given), and each passed to
+    ``sink`` (if given: ``edgevlm serve`` publishes them on a stream's server-sent events)."""
+
+    def __init__(self, path: str | None, sink: Callable[[dict], None] | None = None):
+        self.path, self.sink = path, sink
         self._file = None
         if path:
             _prepare(path, "--events")
@@ -76,11 +80,14 @@ class EventLog:
 
     def write(self, event: str, t: float, **fields) -> None:
         assert event in EVENTS, event
-        line = json.dumps({"event": event, "t": round(t, 3), "wall": round(time.time(), 3), **fields}) + "\n"
+        record = {"event": event, "t": round(t, 3), "wall": round(time.time(), 3), **fields}
+        line = json.dumps(record) + "\n"
         with self._lock:
             self.counts[event] += 1
             if self._file:
                 self._file.write(line)
+            if self.sink is not None:  # under the lock: subscribers see events in the order they were logged
+                self.sink(record)
 
     def close(self) -> None:
         with self._lock:

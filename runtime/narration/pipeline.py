@@ -84,12 +84,14 @@ def _source_stats(source) -> dict:
 
 
 class Narrator:
-    """Narrate ``source``; ``questions``: a text stream (stdin) of questions to answer, or None;
-    ``on_warning``: where lines about the source go ("warning: ..."; default ``on_line``)."""
+    """Narrate ``source``; ``questions``: a text stream (stdin) of questions to answer, a
+    QuestionReader that others put questions into (``edgevlm serve``), or None; ``on_warning``:
+    where lines about the source go ("warning: ..."; default ``on_line``); ``on_event``: gets
+    every event as the JSON object the event log writes."""
 
     def __init__(self, engine, source, options: NarrateOptions, speech=None, on_line: Callable[[str], None] = print,
-                 clock: Callable[[], float] = time.monotonic, questions: TextIO | None = None,
-                 on_warning: Callable[[str], None] | None = None):
+                 clock: Callable[[], float] = time.monotonic, questions: TextIO | QuestionReader | None = None,
+                 on_warning: Callable[[str], None] | None = None, on_event: Callable[[dict], None] | None = None):
         check_outputs(options.audio_out, options.events, options.subtitles, options.video_out)
         self.engine, self.source, self.options = engine, source, options
         self.speech, self.on_line, self.clock = speech, on_line, clock
@@ -97,7 +99,7 @@ class Narrator:
         self.stop_event = threading.Event()
         self.gate = SceneGate(options.gate)
         self.policy = NarrationPolicy(options.policy)
-        self.events = EventLog(options.events)
+        self.events = EventLog(options.events, on_event)
         live = source.live or options.realtime
         self.frames = NewestSlot() if live else BlockingSlot(2)
         self.utterances = NewestSlot() if live else BlockingSlot(4)
@@ -115,7 +117,9 @@ class Narrator:
         self.last_t = 0.0
         self.error: BaseException | None = None
         # questions: read on their own thread, answered on the inference thread (the engine is not thread-safe)
-        self.questions = QuestionReader(questions, clock) if questions is not None else None
+        if questions is not None and not isinstance(questions, QuestionReader):
+            questions = QuestionReader(questions, clock)
+        self.questions = questions
         self.last_frame = None  # the newest frame handled: what a question is answered about
         self.answer_ms: collections.deque[float] = collections.deque(maxlen=LATENCY_WINDOW)  # question -> answer ready
         self.answered = 0  # questions answered

@@ -56,9 +56,10 @@ def _characters(data: bytes) -> int:
 
 class QuestionReader:
     """Lines of ``stream`` -> pending questions (blank lines ignored, the latest ``keep`` kept).
-    ``notify`` hears, in one line, of a question cut short (default: a logged warning)."""
+    ``notify`` hears, in one line, of a question cut short (default: a logged warning). Without
+    a stream no thread reads: questions arrive through ``ask`` (``edgevlm serve``)."""
 
-    def __init__(self, stream: TextIO, clock: Callable[[], float] = time.monotonic, keep: int = 3,
+    def __init__(self, stream: TextIO | None, clock: Callable[[], float] = time.monotonic, keep: int = 3,
                  notify: Callable[[str], None] | None = None):
         self.stream, self.clock = stream, clock
         self.notify = notify or log.warning
@@ -71,6 +72,8 @@ class QuestionReader:
         self._thread: threading.Thread | None = None
 
     def start(self) -> "QuestionReader":
+        if self.stream is None:
+            return self
         self._thread = threading.Thread(target=self._read, name="questions", daemon=True)
         self._thread.start()
         return self
@@ -92,20 +95,27 @@ class QuestionReader:
         with self._lock:
             return len(self._pending)
 
+    def ask(self, text: str) -> Question | None:
+        """Queue ``text`` as a question from elsewhere than the stream; the Question queued
+        (cleaned), or None when nothing of it is left to ask."""
+        return self._add(text)
+
     # --- the reader thread ----------------------------------------------------------------
-    def _add(self, line: str, unread: int = 0) -> None:
+    def _add(self, line: str, unread: int = 0) -> Question | None:
         """Queue one line as a question; ``unread``: characters of it already dropped unread."""
         text, dropped = clean_question(line)
         dropped += unread
         if dropped:
             self.notify(cut_note(dropped))
         if not text:
-            return
+            return None
+        question = Question(text, self.clock())
         with self._lock:
             if len(self._pending) == self._pending.maxlen:
                 self.dropped += 1
-            self._pending.append(Question(text, self.clock()))
+            self._pending.append(question)
             self.asked += 1
+        return question
 
     def _read(self) -> None:
         try:
