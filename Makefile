@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 # server and its base/good/ugly plugins (x264enc is in -ugly). Installed when missing and we
 # are root (CI, fresh machines here); otherwise a note: narration falls back to text and the
 # RTSP test is skipped, naming these packages.
-# chromium: the browser the page's test drives through Playwright (Playwright's own browser
+# chromium: the browser the page's test (tests/serve/test_page_browser.py) drives through Playwright (Playwright's own browser
 # download cannot be fetched here).
 RTSP_TEST_PACKAGES := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly chromium
 system-deps:
@@ -20,8 +20,8 @@ system-deps:
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
-	      || echo "note: could not install $$missing; narration may be text only, the RTSP test skipped"; \
-	  else echo "note: missing $$missing (sudo apt-get install $$missing); narration may be text only, the RTSP test skipped"; fi; \
+	      || echo "note: could not install $$missing; narration may be text only, the RTSP and browser tests skipped"; \
+	  else echo "note: missing $$missing (sudo apt-get install $$missing); narration may be text only, the RTSP and browser tests skipped"; fi; \
 	fi
 
 $(STAMP): pyproject.toml

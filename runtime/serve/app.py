@@ -30,7 +30,7 @@ from starlette.staticfiles import StaticFiles
 
 from edgevlm.errors import EdgeVLMError
 from edgevlm.runtime.serve.chat import MODEL_ID, completion, completion_chunks, parse_chat_request
-from edgevlm.runtime.serve.errors import HTTPProblem
+from edgevlm.runtime.serve.errors import HTTPProblem, error_body
 from edgevlm.runtime.serve.guards import BodyLimit, BodyTooLarge, TokenGuard
 from edgevlm.runtime.serve.images import image_from_base64, image_from_bytes
 from edgevlm.runtime.serve.jobs import clean_request_question
@@ -245,24 +245,28 @@ async def _sse(service, stream_id: str, after: int):
             return
 
 
-async def _problem_response(_request, exc: HTTPProblem):
-    return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
+def _error(request: Request, status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse(error_body(request.url.path, status, message), status_code=status, headers=headers)
 
 
-async def _edgevlm_error(_request, exc: EdgeVLMError):
-    return JSONResponse({"error": str(exc)}, status_code=400)
+async def _problem_response(request, exc: HTTPProblem):
+    return _error(request, exc.status, exc.message, exc.headers)
 
 
-async def _http_exception(_request, exc: HTTPException):
+async def _edgevlm_error(request, exc: EdgeVLMError):
+    return _error(request, 400, str(exc))
+
+
+async def _http_exception(request, exc: HTTPException):
     messages = {404: "no such path; see the API in the README (GET /v1/streams, POST /v1/caption, ...)",
                 405: "method not allowed on this path"}
-    return JSONResponse({"error": messages.get(exc.status_code, exc.detail)}, status_code=exc.status_code)
+    return _error(request, exc.status_code, messages.get(exc.status_code, exc.detail))
 
 
-async def _too_large(_request, _exc):
-    return JSONResponse({"error": "request too large; send a smaller image"}, status_code=413)
+async def _too_large(request, _exc):
+    return _error(request, 413, "request too large; send a smaller image")
 
 
-async def _unexpected(_request, exc: Exception):
+async def _unexpected(request, exc: Exception):
     log.exception("unexpected error")
-    return JSONResponse({"error": f"unexpected {type(exc).__name__}: {exc} (a bug: please report it)"}, status_code=500)
+    return _error(request, 500, f"unexpected {type(exc).__name__}: {exc} (a bug: please report it)")

@@ -12,11 +12,13 @@ import json
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs
 
+from edgevlm.runtime.serve.errors import error_body
+
 TOKEN_COOKIE = "edgevlm_token"
 
 
-def _problem(status: int, message: str, headers: list | None = None):
-    body = json.dumps({"error": message}).encode()
+def _problem(scope, status: int, message: str, headers: list | None = None):
+    body = json.dumps(error_body(scope.get("path", ""), status, message)).encode()
     start = {"type": "http.response.start", "status": status,
              "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                          *(headers or [])]}
@@ -48,7 +50,7 @@ class TokenGuard:
             return await self.app(scope, receive, send)
         presented = _presented_token(scope)
         if presented is None or not hmac.compare_digest(presented.encode(), self.token.encode()):
-            start, body = _problem(401, "missing or wrong token: send 'Authorization: Bearer TOKEN' (or ?token=TOKEN)",
+            start, body = _problem(scope, 401, "missing or wrong token: send 'Authorization: Bearer TOKEN' (or ?token=TOKEN)",
                                    [(b"www-authenticate", b"Bearer")])
             await send(start)
             await send(body)
@@ -83,7 +85,7 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            start, body = _problem(413, self._message())
+            start, body = _problem(scope, 413, self._message())
             await send(start)
             await send(body)
             return
@@ -108,6 +110,6 @@ class BodyLimit:
             await self.app(scope, counted_receive, tracked_send)
         except BodyTooLarge:
             if not started:
-                start, body = _problem(413, self._message())
+                start, body = _problem(scope, 413, self._message())
                 await send(start)
                 await send(body)

@@ -158,7 +158,8 @@ def test_chat_completions_stream_as_openai_chunks(client, engine):
 ])
 def test_chat_completions_bad_requests(client, body, message):
     response = client.post("/v1/chat/completions", json=body)
-    assert response.status_code == 400 and message in response.json()["error"]
+    assert response.status_code == 400 and message in response.json()["error"]["message"]  # OpenAI's error shape
+    assert response.json()["error"]["type"] == "invalid_request_error"
 
 
 def test_models_lists_the_model(client):
