@@ -103,9 +103,9 @@ class LocalService(Service):
 
     def remove_stream(self, stream_id: str) -> None:
         runner = self._runner(stream_id)
+        runner.stop()  # first: its followers get the last events (the summary) before it is gone
         with self._lock:
             self._streams.pop(stream_id, None)
-        runner.stop()
 
     def frame_jpeg(self, stream_id: str) -> bytes | None:
         return self._runner(stream_id).frame_jpeg()
