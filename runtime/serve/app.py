@@ -227,6 +227,7 @@ def _last_event_id(request: Request) -> int:
 async def _sse(service, stream_id: str, after: int):
     """Server-sent events: ``id:`` and ``data:`` (one JSON object) per event, a keep-alive comment
     when idle; ends after the stream's last event (or when the stream is deleted)."""
+    yield "retry: 1000\n\n"  # a dropped page reconnects after 1 s (browsers wait ~3 s by default)
     while True:
         try:
             records, closed = await service.events_since(stream_id, after)

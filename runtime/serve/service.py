@@ -131,5 +131,5 @@ class LocalService(Service):
             runners = list(self._streams.values())
             self._streams.clear()
         for runner in runners:
-            runner.stop()
+            runner.stop(reason="server stopping")
         self.workers.close()

@@ -70,6 +70,7 @@ class StreamRunner:
         self._answers_lock = threading.Lock()
         self._opened = threading.Event()
         self._stopping = threading.Event()
+        self._stop_reason = "end of source"
         self._answers_questions = False
         self._thread = threading.Thread(target=self._run, name=f"stream-{self.id}", daemon=True)
 
@@ -80,7 +81,9 @@ class StreamRunner:
         self._opened.wait(wait)
         return self
 
-    def stop(self, wait: float = 10.0) -> None:
+    def stop(self, wait: float = 10.0, reason: str = "removed") -> None:
+        """End the stream; its summary event says ``"ended_by": reason`` ("removed", "server stopping")."""
+        self._stop_reason = reason
         self._stopping.set()
         if self._narrator is not None:
             self._narrator.stop()
@@ -123,6 +126,8 @@ class StreamRunner:
             self.state = "running"
         elif record["event"] == "answer":
             self._resolve(record)
+        elif record["event"] == "summary":  # why it ended: the page says "removed" or "ended"
+            record = record | {"ended_by": self._stop_reason}
         self.channel.publish(record)
 
     def _resolve(self, record: dict) -> None:

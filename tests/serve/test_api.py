@@ -178,7 +178,7 @@ def test_stream_lifecycle_and_event_order(client, tmp_path):
     assert ids == sorted(set(ids)) and ids[0] == 1  # increasing, no duplicates, none missing at the start
     assert ids == list(range(1, len(ids) + 1))
     names = [event["event"] for _, event in events]
-    assert names[0] == "frame" and names[-1] == "summary"
+    assert names[0] == "frame" and names[-1] == "summary" and events[-1][1]["ended_by"] == "end of source"
     assert names.count("frame") == 20 == events[-1][1]["frames"]
     assert names.count("caption") == events[-1][1]["captions"] >= 1
     assert names.index("caption") < names.index("spoken")  # said after it was captioned
