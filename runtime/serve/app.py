@@ -159,7 +159,7 @@ def create_app(settings: ServeSettings, sources: list[str] = (), service=None):
         return Response(await run_in_threadpool(metrics.text), media_type=CONTENT_TYPE)
 
     async def healthz(_request: Request):
-        stats = service.stats()
+        stats = await run_in_threadpool(service.stats)  # on Ray: an actor round trip, off the event loop
         return JSONResponse({"status": "ok", "version": importlib.metadata.version("edgevlm"), "streams": len(stats["streams"]),
                              "queue_waiting": stats["queue_waiting"], "queue_capacity": stats["queue_capacity"]})
 

@@ -54,12 +54,14 @@ def check_source(source) -> str:
 
 
 class StreamRunner:
-    """Start with ``start()``; ``stop()`` ends it. ``open_engine()`` is called on its thread."""
+    """Start with ``start()``; ``stop()`` ends it. ``open_engine()`` is called on its thread;
+    ``channel``: where its events go (default: a new EventChannel)."""
 
-    def __init__(self, spec: StreamSpec, open_engine, stream_id: str | None = None):
+    def __init__(self, spec: StreamSpec, open_engine, stream_id: str | None = None,
+                 channel: EventChannel | None = None):
         self.id = stream_id or uuid.uuid4().hex[:8]
         self.spec = spec
-        self.channel = EventChannel()
+        self.channel = channel or EventChannel()  # a Ray replica's forwards the events to the hub
         self.state = "starting"  # -> running -> ended | failed
         self.error: str | None = None
         self.last_caption: str | None = None
