@@ -111,7 +111,8 @@ class LocalService(Service):
         return self._runner(stream_id).frame_jpeg()
 
     async def ask_stream(self, stream_id: str, question: str) -> dict:
-        return await _result(self._runner(stream_id).ask(question), ANSWER_WAIT_S)
+        runner = self._runner(stream_id)
+        return await _result(await asyncio.to_thread(runner.ask, question), ANSWER_WAIT_S)  # may wait for it to open
 
     async def events_since(self, stream_id, after):
         return self._runner(stream_id).channel.since(after)

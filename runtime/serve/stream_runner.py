@@ -106,8 +106,10 @@ class StreamRunner:
         return data.tobytes() if ok else None
 
     def ask(self, question) -> Future:
-        """Queue a question about the newest frame; its Future gets the answer's JSON object."""
+        """Queue a question about the newest frame; its Future gets the answer's JSON object.
+        Blocks while the stream is still opening (whether its engine answers is not known yet)."""
         text = clean_request_question(question)
+        self._opened.wait(OPEN_WAIT_S)
         if self.state in ("ended", "failed"):
             raise HTTPProblem(409, f"stream {self.id} has {self.state}; ask about a running stream or POST /v1/ask")
         if self.state == "running" and not self._answers_questions:

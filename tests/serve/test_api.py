@@ -300,3 +300,26 @@ def test_token_checked_on_every_request_and_event_stream():
         page = guarded.get("/?token=s3cret")  # the page opened with its token: later requests carry the cookie
         assert page.status_code == 200 and "HttpOnly" in page.headers["set-cookie"]
         assert guarded.get("/v1/streams").status_code == 200
+
+
+def test_a_question_to_a_captions_only_stream_is_refused_at_once(tmp_path):
+    import shutil
+
+    from edgevlm.paths import resolve_engine
+    from tests.support import edit_manifest
+
+    engine_dir = str(tmp_path / "engine")
+    shutil.copytree(resolve_engine(None), engine_dir)
+
+    def captions_only(manifest: dict) -> None:
+        manifest["tasks"] = ["caption"]
+        manifest.pop("vqa", None)
+
+    edit_manifest(engine_dir, captions_only)
+    video = make_video(str(tmp_path / "clip.avi"), seconds=30.0, fps=10)
+    with TestClient(create_app(ServeSettings(engine_dir=engine_dir))) as captions_client:
+        stream = captions_client.post("/v1/streams", json={"source": video}).json()
+        response = captions_client.post(f"/v1/streams/{stream['id']}/ask", json={"question": "what is he doing?"})
+        assert response.status_code == 400 and "answers no questions" in response.json()["error"]
+        photo = captions_client.post("/v1/ask", json={"image": _data_url(), "question": "what is he doing?"})
+        assert photo.status_code == 400 and "answers no questions" in photo.json()["error"]
