@@ -74,17 +74,55 @@ def command(sources, host, port, engine_dir, provider, threads, token, workers, 
                              max_streams=max_streams)
     settings.check()
     _check_port_free(host, port)
-    service = None
+    from edgevlm.runtime.serve.service import LocalService
+
     if use_ray:
         try:
             from edgevlm.runtime.serve.ray_service import RayService
         except ModuleNotFoundError as exc:
             raise EdgeVLMError(f"--ray needs the ray extra (missing {exc.name}): pip install 'edgevlm[ray]'") from None
         service = RayService(settings, replicas, address)
+    else:
+        service = LocalService(settings)
     app = create_app(settings, list(sources), service)
-    import uvicorn
-
     click.echo(f"edgevlm serve: http://{host}:{port}/ ({'Ray Serve, ' + str(replicas) + ' replicas' if use_ray else str(workers) + ' worker(s)'}"
                f"{', token required' if token else ''})", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
-                timeout_graceful_shutdown=3)  # open event streams (the page) must not hold up ctrl-C
+    server = _Server(app, host, port)
+    try:
+        server.run()
+    finally:  # the app's shutdown closed it, unless a second ctrl-C forced the exit: then here
+        service.close()
+    if server.stopped_by:  # ctrl-C / SIGTERM: streams and engines were closed by the app's shutdown
+        click.echo(f"stopped: {server.stopped_by}; streams and engines closed", err=True)
+
+
+def _Server(app, host: str, port: int):
+    """uvicorn's server, except that a ctrl-C or SIGTERM ends it after its graceful shutdown
+    instead of being raised again inside the event loop (uvicorn re-raises it there, which our
+    command's own handler turns into a traceback while the app's shutdown is still logged)."""
+    import contextlib
+    import signal
+    import threading
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        stopped_by: str | None = None
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+            if self._captured_signals:
+                self.stopped_by = "SIGTERM" if signal.SIGTERM in self._captured_signals else "interrupted (Ctrl-C)"
+
+    # timeout_graceful_shutdown: open event streams (the page) must not hold up ctrl-C
+    return Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                                 timeout_graceful_shutdown=3))

@@ -65,6 +65,7 @@ class LocalService(Service):
         self.workers = EngineWorkers(self._open_engine, settings.workers, settings.queue_size)
         self._streams: dict[str, StreamRunner] = {}
         self._lock = threading.Lock()
+        self._closed = False
 
     async def caption(self, image):
         return await _result(self.workers.submit(lambda engine: caption_record(engine, image)))
@@ -128,7 +129,11 @@ class LocalService(Service):
                 "streams": {r.id: r.channel.counters.as_dict() | {"state": r.state} for r in runners}}
 
     def close(self) -> None:
+        """Stop the streams and the workers; a second call does nothing."""
         with self._lock:
+            if self._closed:
+                return
+            self._closed = True
             runners = list(self._streams.values())
             self._streams.clear()
         for runner in runners:
