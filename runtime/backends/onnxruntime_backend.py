@@ -10,6 +10,7 @@ import onnxruntime as ort
 
 from edgevlm.errors import EdgeVLMError
 from edgevlm.runtime.backends.base import Backend
+from edgevlm.runtime.engine_cache import device_facts, tensorrt_provider_options
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64",
               "tensor(int32)": "int32", "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(bool)": "bool"}
@@ -48,10 +49,14 @@ class OnnxRuntimeBackend(Backend):
         options = session_options(self.options.threads, self.options.spinning)
         self.sessions: dict[str, ort.InferenceSession] = {}
         self.output_names = {graph: list(spec.output_names) for graph, spec in self.manifest.graphs.items()}
+        facts = device_facts() if provider == "tensorrt" else None
         for graph in self.manifest.graphs:
             path = self.manifest.graph_path(graph)
+            providers = wanted
+            if facts is not None:  # its own engine cache, keyed so it can never be stale (engine_cache.py)
+                providers = [(wanted[0], tensorrt_provider_options(self.manifest, graph, facts)), *wanted[1:]]
             try:
-                self.sessions[graph] = ort.InferenceSession(path, options, providers=wanted)
+                self.sessions[graph] = ort.InferenceSession(path, options, providers=providers)
             except Exception as exc:  # onnxruntime raises its own exception types for bad files
                 raise EdgeVLMError(f"onnxruntime cannot load {path}: {str(exc).splitlines()[0]}") from exc
             self._check_graph_matches_manifest(graph, self.sessions[graph])
