@@ -121,6 +121,13 @@ def check_cpu() -> Check:
     return Check("cpu", True, f"{model}, {os.cpu_count()} cores; {', '.join(found) or 'no AVX2/VNNI/dotprod'}")
 
 
+def _absent(name: str, detail: str, provider: str, needed: bool, fix: str) -> Check:
+    """A thing that is not here: missing (with its fix) when ``provider`` needs it, else n/a."""
+    if not needed:
+        return Check(name, None, f"{detail}; not needed for --provider {provider}")
+    return Check(name, False, detail, fix, needed=True)
+
+
 # --------------------------------------------------------------------------- onnxruntime
 def _ort_fix() -> str:
     return JETSON_ORT_FIX if is_jetson() else X86_ORT_FIX
@@ -149,10 +156,7 @@ def check_tensorrt(provider: str) -> Check:
     needed = provider == "tensorrt"
     fix = "sudo apt-get install python3-libnvinfer (JetPack)" if is_jetson() else "pip install tensorrt"
     if importlib.util.find_spec("tensorrt") is None:
-        detail = "the tensorrt Python module is not installed"
-        if not needed:
-            return Check("tensorrt", None, f"{detail}; not needed for --provider {provider}")
-        return Check("tensorrt", False, detail, fix, needed=True)
+        return _absent("tensorrt", "the tensorrt Python module is not installed", provider, needed, fix)
     try:
         import tensorrt
     except Exception as exc:
@@ -183,11 +187,9 @@ def check_gpu(provider: str) -> Check:
         return Check("gpu", True, found, needed=needed)
     smi = _probe("nvidia-smi", "-L")
     why = f"nvidia-smi failed: {_one_line(smi[1])}" if smi else "no nvidia-smi and not a Jetson"
-    if not needed:
-        return Check("gpu", None, f"no NVIDIA GPU ({why}); not needed for --provider {provider}")
     fix = "flash JetPack 6 with NVIDIA SDK Manager" if is_jetson() else \
         "install the NVIDIA driver (nvidia-smi must list the GPU), or use --provider cpu"
-    return Check("gpu", False, f"no NVIDIA GPU ({why})", fix, needed=True)
+    return _absent("gpu", f"no NVIDIA GPU ({why})", provider, needed, fix)
 
 
 def _cuda_version() -> str | None:
@@ -219,11 +221,9 @@ def check_cuda(provider: str) -> Check:
     found = _cuda_version()
     if found:
         return Check("cuda", True, found, needed=needed)
-    if not needed:
-        return Check("cuda", None, f"CUDA not found; not needed for --provider {provider}")
     fix = "sudo apt-get install nvidia-jetpack" if is_jetson() else \
         "install the CUDA toolkit matching onnxruntime-gpu (or pip install nvidia-cuda-runtime-cu12)"
-    return Check("cuda", False, "CUDA not found (no nvcc, no /usr/local/cuda*/version.json)", fix, needed=True)
+    return _absent("cuda", "CUDA not found (no nvcc, no /usr/local/cuda*/version.json)", provider, needed, fix)
 
 
 # --------------------------------------------------------------------------- OpenCV and cameras

@@ -17,13 +17,13 @@ and refuses with one line saying what changed. Nothing here imports TensorRT.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import os
 import re
 from dataclasses import asdict, dataclass
 
 from edgevlm.errors import EdgeVLMError
+from edgevlm.runtime.manifest import sha256_file
 
 CACHE_ENV = "EDGEVLM_CACHE_DIR"
 
@@ -151,14 +151,6 @@ class StalePlan(EdgeVLMError):
                          "`edgevlm build ENGINE_DIR` (or --rebuild)")
 
 
-def sha256_of(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def plan_changes(plan_path: str, record: PlanRecord, onnx_sha256: str, facts: DeviceFacts) -> list[str]:
     """What makes the plan unusable here (empty: it may be deserialized). Reads the plan's
     bytes only to hash them; never hands them to TensorRT."""
@@ -175,7 +167,7 @@ def plan_changes(plan_path: str, record: PlanRecord, onnx_sha256: str, facts: De
     elif os.path.getsize(plan_path) != record.plan_bytes:
         changes.append(f"the plan file is {os.path.getsize(plan_path)} bytes, not the {record.plan_bytes} recorded "
                        "(truncated or replaced)")
-    elif sha256_of(plan_path) != record.plan_sha256:
+    elif sha256_file(plan_path) != record.plan_sha256:
         changes.append("the plan file's sha256 is not the one recorded (altered)")
     return changes
 

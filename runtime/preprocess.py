@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -43,34 +44,38 @@ def max_image_pixels() -> int:
     return limit
 
 
-def _header_size(path: str) -> tuple[int, int] | None:
-    """(width, height) from the file's header, or None when Pillow does not know the format
-    or the header is broken. Reads a few KB; never decodes pixels."""
+def image_header_size(source: str | BinaryIO) -> tuple[int, int] | None:
+    """(width, height) from the header of an image file (a path, or a binary file such as an
+    upload in ``io.BytesIO``), or None when Pillow does not know the format or the header is
+    broken. Reads a few KB; never decodes pixels."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's DecompressionBombWarning: ours is the check
-            with Image.open(path) as image:
+            with Image.open(source) as image:
                 return image.size
     except Image.DecompressionBombError:
         # Pillow refuses past twice its own limit before it hands the size back: read the header
         # through the format's plugin, as Image.open does, without that check.
-        return _plugin_header_size(path)
+        if isinstance(source, str):
+            with open(source, "rb") as f:
+                return _plugin_header_size(f, source)
+        return _plugin_header_size(source, "")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         return None
 
 
-def _plugin_header_size(path: str) -> tuple[int, int] | None:
-    with open(path, "rb") as f:
-        prefix = f.read(16)
-        for name in Image.ID:
-            factory, accept = Image.OPEN[name]
-            if accept and not accept(prefix):
-                continue
-            try:
-                f.seek(0)
-                return factory(f, path).size
-            except Exception:  # noqa: BLE001 - not this format: try the next, as Image.open does
-                continue
+def _plugin_header_size(f: BinaryIO, filename: str) -> tuple[int, int] | None:
+    f.seek(0)
+    prefix = f.read(16)
+    for name in Image.ID:
+        factory, accept = Image.OPEN[name]
+        if accept and not accept(prefix):
+            continue
+        try:
+            f.seek(0)
+            return factory(f, filename).size
+        except Exception:  # noqa: BLE001 - not this format: try the next, as Image.open does
+            continue
     return None
 
 
@@ -79,7 +84,7 @@ def check_image_pixels(path: str, max_pixels: int | None = None) -> tuple[int, i
     file, its size and the limit when width x height > ``max_pixels`` (default
     ``max_image_pixels()``), or when the header is not one of a known image format."""
     limit = max_pixels or max_image_pixels()
-    size = _header_size(path)
+    size = image_header_size(path)
     if size is None:
         detail = "an empty file" if os.path.getsize(path) == 0 else "not an image or corrupt"
         raise EdgeVLMError(f"cannot decode image {path}: {detail}; use a JPEG/PNG file")

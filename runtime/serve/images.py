@@ -1,6 +1,7 @@
 """Uploaded images -> (H,W,3) uint8 BGR, with the server's size and pixel limits.
 
-The pixel count is read from the header (Pillow, no pixels decoded) before OpenCV decodes,
+The pixel count is read from the header (``preprocess.image_header_size``, the same reader as
+for files: no pixels decoded) before OpenCV decodes,
 so a small file that would decode to gigabytes (a PNG bomb) is refused as 413, not run.
 """
 
@@ -9,13 +10,14 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import warnings
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
+from edgevlm.runtime.preprocess import image_header_size
 from edgevlm.runtime.serve.errors import HTTPProblem
+
+NOT_AN_IMAGE = "cannot decode the image: not an image or corrupt; send a JPEG or PNG file"
 
 
 def image_from_base64(text: str, max_bytes: int, max_pixels: int) -> np.ndarray:
@@ -42,19 +44,14 @@ def image_from_bytes(data: bytes, max_bytes: int, max_pixels: int) -> np.ndarray
     if len(data) > max_bytes:
         raise HTTPProblem(413, f"image too large: {len(data) / 1e6:.1f} MB, over the "
                                f"{max_bytes // (1024 * 1024)} MB limit; send a smaller JPEG")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Pillow's DecompressionBombWarning: ours is the check below
-            with Image.open(io.BytesIO(data)) as header:
-                width, height = header.size
-    except Image.DecompressionBombError:
-        raise HTTPProblem(413, f"image too large: over the {max_pixels / 1e6:g}-megapixel limit; send a smaller image") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        raise HTTPProblem(400, "cannot decode the image: not an image or corrupt; send a JPEG or PNG file") from None
+    size = image_header_size(io.BytesIO(data))
+    if size is None:
+        raise HTTPProblem(400, NOT_AN_IMAGE)
+    width, height = size
     if width * height > max_pixels:
         raise HTTPProblem(413, f"image too large: {width}x{height} is over the {max_pixels / 1e6:g}-megapixel "
                                "limit; send a smaller image")
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
-        raise HTTPProblem(400, "cannot decode the image: not an image or corrupt; send a JPEG or PNG file")
+        raise HTTPProblem(400, NOT_AN_IMAGE)
     return image

@@ -140,11 +140,12 @@ class EngineReplica:
         runner = StreamRunner(spec, self._open_engine, stream_id, channel=_ForwardingChannel(stream_id, self._outbox))
         with self._lock:
             self._runners[stream_id] = runner
-        runner.start()
-        if runner.state == "failed":  # the source or engine did not open: say why, keep nothing
+        try:
+            runner.start()
+        except HTTPProblem:  # the source or engine did not open: keep nothing
             with self._lock:
                 self._runners.pop(stream_id, None)
-            raise HTTPProblem(400, f"cannot open stream {spec.source}: {runner.error}")
+            raise
         return runner.info()
 
     def _stop(self, stream_id: str, _argument=None) -> None:

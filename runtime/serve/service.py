@@ -83,11 +83,12 @@ class LocalService(Service):
                                        "DELETE one first", {"Retry-After": "30"})
             runner = StreamRunner(spec, self._open_engine)
             self._streams[runner.id] = runner
-        runner.start()
-        if runner.state == "failed":  # the source or engine did not open: say why, keep nothing
+        try:
+            runner.start()
+        except HTTPProblem:  # the source or engine did not open: keep nothing
             with self._lock:
                 self._streams.pop(runner.id, None)
-            raise HTTPProblem(400, f"cannot open stream {spec.source}: {runner.error}")
+            raise
         return runner.info()
 
     def _runner(self, stream_id: str) -> StreamRunner:

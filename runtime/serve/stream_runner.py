@@ -78,9 +78,11 @@ class StreamRunner:
 
     # --- control (HTTP threads) -----------------------------------------------------------
     def start(self, wait: float = OPEN_WAIT_S) -> "StreamRunner":
-        """Start, and wait until the source is open (or failed to open)."""
+        """Start, and wait until the source is open; 400 naming why when it failed to open."""
         self._thread.start()
         self._opened.wait(wait)
+        if self.state == "failed":
+            raise HTTPProblem(400, f"cannot open stream {self.spec.source}: {self.error}")
         return self
 
     def stop(self, wait: float = 10.0, reason: str = "removed") -> None:

@@ -71,15 +71,9 @@ def street_clip(path: str, seconds: float) -> str:
     paced like a camera), or one that ends soon for the test of a stream's end."""
     import cv2
 
-    capture = cv2.VideoCapture(STREET_CLIP)
-    fps = capture.get(cv2.CAP_PROP_FPS) or 10.0
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
+    from edgevlm.scripts.mjpeg_server import video_frames
+
+    frames, fps = video_frames(STREET_CLIP)
     height, width = frames[0].shape[:2]
     writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
     for index in range(int(seconds * fps)):

@@ -20,6 +20,7 @@ from edgevlm.paths import sample_images_dir  # noqa: E402
 from edgevlm.runtime.engine import CaptionEngine  # noqa: E402
 from edgevlm.runtime.serve.app import create_app  # noqa: E402
 from edgevlm.runtime.serve.settings import ServeSettings  # noqa: E402
+from tests.serve.sse_client import read_events  # noqa: E402
 from tests.support import make_video, write_png_bomb  # noqa: E402
 
 PHOTO = os.path.join(sample_images_dir(), "astronaut.jpg")
@@ -47,21 +48,6 @@ def engine():
 def client():
     with TestClient(create_app(ServeSettings(workers=2))) as test_client:
         yield test_client
-
-
-def _events(client, stream_id: str, headers: dict | None = None) -> list[tuple[int, dict]]:
-    """Every (id, event) of a stream's server-sent events until the server ends them."""
-    out = []
-    with client.stream("GET", f"/v1/streams/{stream_id}/events", headers=headers or {}) as response:
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        event_id = None
-        for line in response.iter_lines():
-            if line.startswith("id: "):
-                event_id = int(line[4:])
-            elif line.startswith("data: "):
-                out.append((event_id, json.loads(line[6:])))
-    return out
 
 
 # --- one photo --------------------------------------------------------------------------------
@@ -173,7 +159,7 @@ def test_stream_lifecycle_and_event_order(client, tmp_path):
     assert added.status_code == 201, added.text
     stream = added.json()
     assert stream["source"] == video and stream["state"] in ("starting", "running", "ended")
-    events = _events(client, stream["id"])
+    events = read_events(client, stream["id"])
     ids = [event_id for event_id, _ in events]
     assert ids == sorted(set(ids)) and ids[0] == 1  # increasing, no duplicates, none missing at the start
     assert ids == list(range(1, len(ids) + 1))
@@ -182,7 +168,7 @@ def test_stream_lifecycle_and_event_order(client, tmp_path):
     assert names.count("frame") == 20 == events[-1][1]["frames"]
     assert names.count("caption") == events[-1][1]["captions"] >= 1
     assert names.index("caption") < names.index("spoken")  # said after it was captioned
-    resumed = _events(client, stream["id"], headers={"Last-Event-ID": str(ids[-3])})
+    resumed = read_events(client, stream["id"], last_event_id=ids[-3])
     assert [event_id for event_id, _ in resumed] == ids[-2:]  # a reconnecting page misses nothing, repeats nothing
     listed = {s["id"]: s for s in client.get("/v1/streams").json()["streams"]}
     assert listed[stream["id"]]["state"] == "ended" and listed[stream["id"]]["frames"] == 20

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import subprocess
 import sys
 import threading
@@ -17,6 +16,7 @@ import pytest
 from edgevlm.runtime.serve.ray_hub import StreamHub, choose_replica
 from edgevlm.runtime.serve.stream_runner import StreamSpec
 from tests.serve.live_server import live_server
+from tests.serve.sse_client import read_events
 from tests.support import SAMPLE_PHOTOS, make_video
 
 
@@ -143,20 +143,6 @@ def test_import_needs_no_ray_and_says_which_extra():
 
 
 # --------------------------------------------------------------------------- slow: a real local Ray
-def _follow(client, stream_id: str, last_event_id: int = 0) -> list[tuple[int, dict]]:
-    """Every (id, event) of a stream's SSE until it ends."""
-    events, event_id = [], None
-    headers = {"Last-Event-ID": str(last_event_id)} if last_event_id else {}
-    with client.stream("GET", f"/v1/streams/{stream_id}/events", headers=headers, timeout=120) as response:
-        assert response.status_code == 200
-        for line in response.iter_lines():
-            if line.startswith("id: "):
-                event_id = int(line[4:])
-            elif line.startswith("data: "):
-                events.append((event_id, json.loads(line[6:])))
-    return events
-
-
 @pytest.mark.slow
 def test_two_replicas_serve_four_streams_and_balance_captions(tmp_path):
     pytest.importorskip("ray.serve", reason="needs the ray extra: pip install 'edgevlm[ray]'")
@@ -180,7 +166,7 @@ def test_two_replicas_serve_four_streams_and_balance_captions(tmp_path):
             assert response.status_code == 201, response.text
             stream_id = response.json()["id"]
             stream_ids.append(stream_id)
-            thread = threading.Thread(target=lambda s=stream_id: followed.__setitem__(s, _follow(client, s)))
+            thread = threading.Thread(target=lambda s=stream_id: followed.__setitem__(s, read_events(client, s, timeout=120)))
             thread.start()
             threads.append(thread)
         captions = [client.post("/v1/caption", files={"image": photos[i % 4]}) for i in range(8)]
@@ -199,7 +185,7 @@ def test_two_replicas_serve_four_streams_and_balance_captions(tmp_path):
             assert kinds["caption"] == summary["captions"] > 0
             assert kinds["frame"] == summary["frames"] == 40
             assert infos[stream_id]["state"] == "ended" and infos[stream_id]["captions"] == summary["captions"]
-        resumed = _follow(client, stream_ids[0], last_event_id=3)  # as EventSource reconnects
+        resumed = read_events(client, stream_ids[0], last_event_id=3, timeout=120)  # as EventSource reconnects
         assert resumed == followed[stream_ids[0]][3:]
 
         # the stream's own replica answers frame.jpg and its questions; deleted is gone
@@ -213,7 +199,7 @@ def test_two_replicas_serve_four_streams_and_balance_captions(tmp_path):
         # deleting a running stream: its follower still gets the summary, which says why it ended
         paced = client.post("/v1/streams", json={"source": video, "realtime": True}).json()["id"]
         last: list = []
-        follower = threading.Thread(target=lambda: last.extend(_follow(client, paced)))
+        follower = threading.Thread(target=lambda: last.extend(read_events(client, paced, timeout=120)))
         follower.start()
         time.sleep(1.0)
         assert client.delete(f"/v1/streams/{paced}").status_code == 200
