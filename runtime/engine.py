@@ -69,12 +69,12 @@ class CaptionEngine:
     (or call ``close()``; the backend's sessions are freed then)."""
 
     def __init__(self, engine_dir: str, provider: str = "cpu", threads: int | None = None, verify: bool = True,
-                 spinning: bool = False, backend: str = DEFAULT_BACKEND):
+                 spinning: bool = False, backend: str = DEFAULT_BACKEND, io_binding: bool | None = None):
         self.manifest = load_manifest(engine_dir, verify=verify)
         self.family = runtime_family(self.manifest.model.family)
         self.family.check(self.manifest)
         self.tokenizer = self.family.load_tokenizer(self.manifest)
-        self.backend = create_backend(self.manifest, backend, BackendOptions(provider, threads, spinning))
+        self.backend = create_backend(self.manifest, backend, BackendOptions(provider, threads, spinning, io_binding))
         concepts = self.manifest.concepts
         self.existence = ExistenceQuestions.from_manifest(concepts) if concepts else None
         self._concept_ids = concept_token_ids(self.tokenizer, self.existence.words) if self.existence else []

@@ -23,6 +23,7 @@ import re
 from dataclasses import asdict, dataclass
 
 from edgevlm.errors import EdgeVLMError
+from edgevlm.runtime.engine_profiles import ort_profile_options
 from edgevlm.runtime.manifest import sha256_file
 
 CACHE_ENV = "EDGEVLM_CACHE_DIR"
@@ -105,10 +106,10 @@ def tensorrt_provider_options(manifest, graph: str, facts: DeviceFacts) -> dict[
     """onnxruntime TensorrtExecutionProvider options for one graph (names as in onnxruntime's
     TensorRT EP docs, "Execution Provider Options"): its own keyed engine cache and timing
     cache; FP16 unless the engine is INT8; INT8 only for a symmetric Q/DQ variant (the
-    precision is then in the graph: TensorRT reads Q/DQ, no calibration table)."""
+    precision is then in the graph: TensorRT reads Q/DQ, no calibration table); the
+    optimization profile of every dynamic input from the manifest."""
+    qdq = is_symmetric_qdq(manifest)
     folder = graph_cache_dir(manifest.files[manifest.graphs[graph].file].sha256, facts)
-    quantization = manifest.quantization or {}
-    qdq = manifest.precision == "int8" and quantization.get("variant") == "qdq"
     return {
         "trt_engine_cache_enable": "True",
         "trt_engine_cache_path": folder,
@@ -116,7 +117,17 @@ def tensorrt_provider_options(manifest, graph: str, facts: DeviceFacts) -> dict[
         "trt_timing_cache_path": folder,
         "trt_fp16_enable": "True" if manifest.precision != "int8" or qdq else "False",
         "trt_int8_enable": "True" if qdq else "False",
+        # explicit min/opt/max per dynamic input (engine_profiles.py): without them the EP builds an
+        # engine for the first shapes it sees and rebuilds whenever a larger one arrives
+        **ort_profile_options(manifest, graph),
     }
+
+
+def is_symmetric_qdq(manifest) -> bool:
+    """An INT8 engine TensorRT can run as INT8: the ``qdq`` variant (symmetric int8 Q/DQ on
+    Conv/MatMul/Gemm, calibration/quantize.py). The ``cpu`` variant's uint8 activations and
+    dynamic MatMulInteger are not TensorRT's explicit quantization."""
+    return manifest.precision == "int8" and (manifest.quantization or {}).get("variant") == "qdq"
 
 
 # --------------------------------------------------------------------------- native plans
@@ -133,6 +144,11 @@ class PlanRecord:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_entry(cls, entry) -> "PlanRecord":
+        """The record part of a manifest ``PlanEntry`` (manifest.py)."""
+        return cls(**{name: getattr(entry, name) for name in cls.__dataclass_fields__})
 
     @classmethod
     def from_json(cls, data: dict, where: str) -> "PlanRecord":

@@ -167,6 +167,24 @@ class VQAThreshold:
     rule: str = ""
 
 
+@dataclass(frozen=True)
+class PlanEntry:
+    """A native TensorRT plan ``edgevlm build`` wrote for one graph. Not among ``files``: a
+    plan is device-specific and optional, so it is checked by ``engine_cache.check_plan``
+    (source sha256, TensorRT version, GPU, its own size and sha256) before it is deserialized,
+    never by the engine's load."""
+
+    path: str  # relative to the engine folder: "plans/<graph>.plan"
+    precision: str  # what it was built as: fp32 | fp16 | int8
+    onnx_sha256: str  # the ONNX graph it was built from
+    trt_version: str
+    gpu_name: str
+    compute_capability: str
+    plan_sha256: str
+    plan_bytes: int
+    axes: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # axis -> (min, opt, max) of its profile
+
+
 TASKS = ("caption", "vqa")
 RESAMPLE_NAMES = tuple(RESAMPLE_CODES)
 DTYPES = ("float32", "float16", "int64", "int32", "int8", "uint8", "bool")  # numpy names of ONNX tensor types
@@ -194,6 +212,7 @@ class Manifest:
     # Hugging Face checkpoints: the slow image processor and generate()'s settings, followed exactly
     image_processor: HFImageSpec | None = None
     hf_generation: HFGeneration | None = None
+    plans: dict[str, PlanEntry] | None = None  # native TensorRT plans (`edgevlm build`), by graph
     root: str = field(default="", compare=False)  # the engine folder; not written
 
     # --- reading ----------------------------------------------------------------------
@@ -203,6 +222,11 @@ class Manifest:
 
     def graph(self, name: str) -> GraphSpec:
         return self.graphs[name]
+
+    def plan_path(self, graph: str) -> str:
+        """Absolute path of ``graph``'s native TensorRT plan, refused if it leads outside the
+        engine folder (a symlink on the way); KeyError when none was built."""
+        return _confined_path(self.root, self.plans[graph], f"plans.{graph}")
 
     def graph_path(self, name: str) -> str:
         return self.path(self.graphs[name].file)
@@ -262,6 +286,14 @@ def _check_consistent(manifest: Manifest, where: str) -> None:
                 if any(isinstance(d, int) and d < 0 or isinstance(d, str) and not d.isidentifier() for d in spec.shape):
                     refuse(f"graphs.{name}.{kind}.{spec.name}.shape", f"is {list(spec.shape)}: dims are sizes >= 0 "
                            "or axis names")
+    for graph, plan in (manifest.plans or {}).items():
+        if graph not in manifest.graphs:
+            refuse(f"plans.{graph}", "names a graph the engine does not have")
+        name = plan.path
+        if not name or os.path.isabs(name) or "\\" in name or any(part in ("", ".", "..") for part in name.split("/")):
+            refuse(f"plans.{graph}.path", f"is {name!r}: plans must be plain relative names inside the engine folder")
+        if plan.precision not in PRECISIONS:
+            refuse(f"plans.{graph}.precision", f"is {plan.precision!r}, not one of {list(PRECISIONS)}")
     unknown = [t for t in manifest.tasks if t not in TASKS]
     if unknown:
         refuse("tasks", f"lists {unknown}, which this runtime cannot do (it knows {list(TASKS)})")
@@ -292,12 +324,13 @@ def _check_consistent(manifest: Manifest, where: str) -> None:
             refuse("concepts.words", f"has no words for {missing}")
 
 
-def _confined_path(root: str, entry: FileEntry, key: str) -> str:
+def _confined_path(root: str, entry: FileEntry | PlanEntry, key: str) -> str:
     """ROOT/entry.path, refused if it (or a symlink on the way) leads outside ROOT."""
     path = os.path.join(root, entry.path)
     real_root = os.path.realpath(root)
     if os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
-        raise EdgeVLMError(f"engine file {entry.path!r} (files.{key} in {MANIFEST_FILE}) leads outside the engine "
+        where = key if key.startswith("plans.") else f"files.{key}"
+        raise EdgeVLMError(f"engine file {entry.path!r} ({where} in {MANIFEST_FILE}) leads outside the engine "
                            f"folder {root}; refusing to open it (re-export the engine)")
     return path
 

@@ -16,7 +16,7 @@ import json
 
 import click
 
-from edgevlm.cli.options import engine_option, provider_option, threads_option
+from edgevlm.cli.options import backend_name, backend_option, engine_option, provider_option, rebuild_option, threads_option
 from edgevlm.errors import EdgeVLMError
 from edgevlm.paths import resolve_engine
 
@@ -35,11 +35,13 @@ def _record(answer, **fields) -> dict:
               help="Folder the questions file's images are in (default: images/ beside it, or beside it).")
 @engine_option
 @provider_option
+@backend_option
+@rebuild_option
 @threads_option
 @click.option("--abstain-below", type=click.FloatRange(0.0, 1.0), default=None,
               help="Say \"I'm not sure\" when the answer's probability is below this (default: the engine's tuned value).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per answer.")
-def command(source, question, questions_file, images_dir, engine_dir, provider, threads, abstain_below, as_json):
+def command(source, question, questions_file, images_dir, engine_dir, provider, backend, rebuild, threads, abstain_below, as_json):
     """Answer QUESTION about SOURCE: a photo, or the newest frame of a video file, camera
     index, /dev/videoN, URL or GStreamer pipeline. Or answer every question in --questions FILE.
 
@@ -58,7 +60,7 @@ def command(source, question, questions_file, images_dir, engine_dir, provider, 
         if source or question:
             raise EdgeVLMError("give either SOURCE QUESTION or --questions FILE, not both")
         entries = load_questions(questions_file, images_dir, keep_going=True, notify=note)
-        engine = CaptionEngine(resolve_engine(engine_dir), provider, threads)
+        engine = CaptionEngine(resolve_engine(engine_dir), provider, threads, backend=backend_name(backend, rebuild))
         failed = 0
         for entry, answer in answer_entries(engine, entries, abstain_below, keep_going=True):
             if isinstance(answer, EdgeVLMError):
@@ -81,7 +83,7 @@ def command(source, question, questions_file, images_dir, engine_dir, provider, 
     if not source or not question:
         raise EdgeVLMError('give a SOURCE and a QUESTION, e.g. edgevlm ask photo.jpg "is there a dog?", or --questions FILE')
     source_kind(source)  # a missing file fails before the engine loads
-    engine = CaptionEngine(resolve_engine(engine_dir), provider, threads)
+    engine = CaptionEngine(resolve_engine(engine_dir), provider, threads, backend=backend_name(backend, rebuild))
     with FrameSource(source) as frames:
         frame = frames.newest_frame()
     answer = engine.answer_image(frame.image, [question], abstain_below)[0]

@@ -15,7 +15,7 @@ import json
 
 import click
 
-from edgevlm.cli.options import engine_option, provider_option, threads_option
+from edgevlm.cli.options import backend_name, backend_option, engine_option, provider_option, rebuild_option, threads_option
 from edgevlm.errors import EdgeVLMError
 from edgevlm.paths import resolve_engine
 
@@ -97,12 +97,14 @@ def _caption_source(engine, spec: str, beam, every: float, out: _Outcomes) -> No
 @click.option("--model", "model_dir", default=None, type=click.Path(),
               help="Caption image files with a PyTorch model folder instead of an engine.")
 @provider_option
+@backend_option
+@rebuild_option
 @click.option("--beam", type=click.IntRange(1, 16), default=None, help="Beam size (default: the engine's).")
 @click.option("--every", type=click.FloatRange(min=0.0, min_open=True), default=2.0, show_default=True,
               help="For videos and cameras: one caption per this many seconds of stream time.")
 @threads_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-def command(sources, engine_dir, model_dir, provider, beam, every, threads, as_json):
+def command(sources, engine_dir, model_dir, provider, backend, rebuild, beam, every, threads, as_json):
     """Caption SOURCES: image files, folders, video files, camera indexes or /dev/videoN,
     rtsp:// or http:// URLs, GStreamer pipelines (ending in appsink). A file or source that
     fails is reported on stderr and the others go on; the exit code is then 1."""
@@ -118,7 +120,7 @@ def command(sources, engine_dir, model_dir, provider, beam, every, threads, as_j
 
     for spec in sources:  # a missing file fails before any output
         source_kind(spec)
-    engine = CaptionEngine(resolve_engine(engine_dir), provider, threads)
+    engine = CaptionEngine(resolve_engine(engine_dir), provider, threads, backend=backend_name(backend, rebuild))
     engine.check_captions()  # a question-only engine (BLIP VQA) fails once, not once per image
     for spec in sources:
         _caption_source(engine, spec, beam, every, out)

@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from edgevlm.cli.options import dataclass_options, engine_option, pick, provider_option, threads_option
+from edgevlm.cli.options import backend_option, dataclass_options, engine_option, pick, provider_option, threads_option
 from edgevlm.runtime.live_reader import ReconnectSettings
 from edgevlm.runtime.narration.policy import PolicySettings
 from edgevlm.runtime.narration.scene_gate import GateSettings
@@ -19,6 +19,7 @@ from edgevlm.runtime.narration.scene_gate import GateSettings
 @click.argument("source")
 @engine_option
 @provider_option
+@backend_option
 @threads_option
 @click.option("--beam", type=click.IntRange(1, 16), default=1, show_default=True, help="Beam size (1: lowest latency).")
 @click.option("--tts", type=click.Choice(["espeak", "none"]), default="espeak", show_default=True)
@@ -37,7 +38,7 @@ from edgevlm.runtime.narration.scene_gate import GateSettings
 @dataclass_options(GateSettings, prefix="gate-")
 @dataclass_options(PolicySettings)
 @dataclass_options(ReconnectSettings, prefix="reconnect-")
-def command(source, engine_dir, provider, threads, beam, tts, speak, voice, rate, audio_out, events, subtitles,
+def command(source, engine_dir, provider, backend, threads, beam, tts, speak, voice, rate, audio_out, events, subtitles,
             video_out, realtime, questions, read_timeout, **kwargs):
     """Narrate SOURCE (video file, camera index or device, URL, GStreamer pipeline) aloud.
 
@@ -62,6 +63,7 @@ def command(source, engine_dir, provider, threads, beam, tts, speak, voice, rate
     from edgevlm.runtime.narration.outputs import check_outputs
     from edgevlm.runtime.narration.pipeline import Narrator, NarrateOptions
     from edgevlm.runtime.narration.speech import Speech
+    from edgevlm.runtime.sd_notify import ServiceNotifier
     from edgevlm.runtime.sources import FrameSource
 
     if subtitles and not subtitles.lower().endswith((".vtt", ".srt")):
@@ -73,18 +75,26 @@ def command(source, engine_dir, provider, threads, beam, tts, speak, voice, rate
         policy=PolicySettings(**pick(PolicySettings, kwargs)), audio_out=audio_out, events=events,
         subtitles=subtitles, video_out=video_out,
     )
-    engine = CaptionEngine(resolve_engine(engine_dir), provider, threads)
-    engine.check_captions()  # narration says captions: a question-only engine cannot narrate
     notify = lambda message: click.echo(f"note: {message}", err=True)  # noqa: E731
     speech = Speech(voice, rate, play=speak, notify=notify) if tts == "espeak" else None
+    if backend == "tensorrt":
+        # On a device, narration starts at boot with nobody at a keyboard: missing or stale
+        # plans are rebuilt (a minute or more), and the wearer hears why nothing is said yet.
+        from edgevlm.runtime.backends.tensorrt_backend import use_tensorrt
+
+        backend = use_tensorrt(rebuild=True, on_prepare=lambda message: say_now(speech, message))
+    engine = CaptionEngine(resolve_engine(engine_dir), provider, threads, backend=backend)
+    engine.check_captions()  # narration says captions: a question-only engine cannot narrate
     with FrameSource(source, read_timeout=read_timeout, reconnect=reconnect) as frames:
         # sys.stdin is None when the process has no standard input at all (fd 0 closed).
         # Default: a terminal only; a pipe or file may be a batch script's own input.
         if questions is None:
             questions = sys.stdin is not None and sys.stdin.isatty()
         question_stream = sys.stdin if questions else None
+        # Under a systemd Type=notify unit (deploy/): READY, watchdog, status; otherwise nothing.
+        service = ServiceNotifier.from_env(running_status=f"narrating {source}")
         narrator = Narrator(engine, frames, options, speech, on_line=click.echo, questions=question_stream,
-                            on_warning=lambda line: click.echo(line, err=True))
+                            on_warning=lambda line: click.echo(line, err=True), service=service)
         def on_signal(signum, _frame):
             if narrator.stop_event.is_set():  # asked twice: stop waiting for a clean finish
                 signal.signal(signum, signal.SIG_DFL)
@@ -98,3 +108,16 @@ def command(source, engine_dir, provider, threads, beam, tts, speak, voice, rate
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
     click.echo("summary: " + json.dumps(summary))
+
+
+def say_now(speech, message: str) -> None:
+    """Print and say ``message`` before narration starts (the engine is still being prepared)."""
+    import tempfile
+
+    click.echo(message)
+    if speech is None or not speech.available:
+        return
+    with tempfile.TemporaryDirectory(prefix="edgevlm-say-") as folder:
+        wav = os.path.join(folder, "say.wav")
+        if speech.synthesize(message, wav):
+            speech.play(wav)

@@ -12,7 +12,21 @@ engine_option = click.option("--engine", "engine_dir", default=None, type=click.
                              help="Engine folder (default: the shipped engine).")
 provider_option = click.option("--provider", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu",
                                show_default=True)
+backend_option = click.option("--backend", type=click.Choice(["onnxruntime", "tensorrt"]), default="onnxruntime",
+                              show_default=True, help="onnxruntime (with --provider), or native TensorRT plans "
+                              "from `edgevlm build` (--provider is then unused).")
+rebuild_option = click.option("--rebuild", is_flag=True, help="With --backend tensorrt: build missing or stale plans "
+                              "(about a minute) instead of refusing them.")
 threads_option = click.option("--threads", type=click.IntRange(1), default=None, help="onnxruntime intra-op threads.")
+
+
+def backend_name(backend: str, rebuild: bool = False) -> str:
+    """The registered backend name for --backend/--rebuild (the native one configured)."""
+    if backend != "tensorrt":
+        return backend
+    from edgevlm.runtime.backends.tensorrt_backend import use_tensorrt
+
+    return use_tensorrt(rebuild=rebuild)
 
 
 def dataclass_options(cls, prefix: str = "", skip: tuple[str, ...] = ()):

@@ -16,6 +16,8 @@ from edgevlm.runtime.backends.base import PROVIDERS, Backend, BackendOptions
 # name -> "module:Class", imported on first use
 BACKENDS: dict[str, str | type[Backend]] = {
     "onnxruntime": "edgevlm.runtime.backends.onnxruntime_backend:OnnxRuntimeBackend",
+    # native plans from `edgevlm build`; tensorrt and cuda-python are imported when it opens
+    "tensorrt": "edgevlm.runtime.backends.tensorrt_backend:TensorRTBackend",
 }
 DEFAULT_BACKEND = "onnxruntime"
 

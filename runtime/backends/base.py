@@ -28,6 +28,9 @@ class BackendOptions:
     provider: str = "cpu"  # onnxruntime's execution provider; other backends may ignore it
     threads: int | None = None  # intra-op threads (None: up to 4)
     spinning: bool = False  # busy-wait worker threads between runs (benchmarks only)
+    # decoder cache as device-resident OrtValues with IO binding (ORT backend; None: on for
+    # cuda/tensorrt, off for cpu, where numpy is as fast; True on cpu runs the same code in host memory)
+    io_binding: bool | None = None
 
 
 class _FeedCheck:
@@ -104,11 +107,16 @@ class Backend(ABC):
         """Run ``graph`` -> {output name: array}; feeds checked against the manifest first."""
         if not self.is_open:
             raise EdgeVLMError(f"the {self.name} backend is closed; open it (or use it in a `with` block) first")
+        self.check_feeds(graph, feeds)
+        return self._run(graph, feeds)
+
+    def check_feeds(self, graph: str, feeds: dict[str, np.ndarray]) -> None:
+        """Raise EdgeVLMError naming the input unless ``feeds`` match the manifest's ``graph``
+        inputs (a device stepper checks zero-stride stand-ins once, not every step)."""
         check = self._checks.get(graph)
         if check is None:
             raise EdgeVLMError(f"this engine has no graph {graph!r} (it has {sorted(self._checks)})")
         check(feeds)
-        return self._run(graph, feeds)
 
     def decoder_stepper(self, cross_k, cross_v):
         """A stepper over the decoder graph for rows = cross_k.shape[1] (images x beams),

@@ -1,5 +1,7 @@
 """onnxruntime backend: one InferenceSession per graph, on the execution provider the
-options name (``cpu``, ``cuda``, ``tensorrt``)."""
+options name (``cpu``, ``cuda``, ``tensorrt``). On cuda/tensorrt (or with
+``BackendOptions.io_binding``) the decoder runs with IO binding over a device-resident
+cache (ort_device_stepper.py); otherwise over the base class's numpy cache."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import onnxruntime as ort
 
 from edgevlm.errors import EdgeVLMError
 from edgevlm.runtime.backends.base import Backend
+from edgevlm.runtime.backends.ort_device_cache import CacheGraphs, Device, DeviceKVCache
+from edgevlm.runtime.backends.ort_device_stepper import DecodeState, DeviceCacheStepper
 from edgevlm.runtime.engine_cache import device_facts, tensorrt_provider_options
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64",
@@ -19,6 +23,12 @@ _ORT_PROVIDERS = {
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
+# The cache graphs (Slice/Concat, Gather: device memcpys) run on CUDA under tensorrt too:
+# TensorRT would build an engine for every new shape of them, and graphs loaded from bytes
+# never reuse its engine cache (onnxruntime#18272). CUDA and TensorRT EP share device memory.
+_CACHE_GRAPH_PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": _ORT_PROVIDERS["cuda"],
+                          "tensorrt": _ORT_PROVIDERS["cuda"]}
+_DEVICES = {"cpu": Device("cpu"), "cuda": Device("cuda", 0), "tensorrt": Device("cuda", 0)}  # sessions use GPU 0
 
 
 def session_options(threads: int | None, spinning: bool = False) -> ort.SessionOptions:
@@ -48,6 +58,8 @@ class OnnxRuntimeBackend(Backend):
             )
         options = session_options(self.options.threads, self.options.spinning)
         self.sessions: dict[str, ort.InferenceSession] = {}
+        self._decode_states: dict[int, DecodeState] = {}  # rows -> device cache + buffers (io_binding)
+        self._cache_graphs: CacheGraphs | None = None
         self.output_names = {graph: list(spec.output_names) for graph, spec in self.manifest.graphs.items()}
         facts = device_facts() if provider == "tensorrt" else None
         for graph in self.manifest.graphs:
@@ -75,6 +87,56 @@ class OnnxRuntimeBackend(Backend):
 
     def _close(self) -> None:
         self.sessions.clear()
+        self._decode_states.clear()
+        self._cache_graphs = None
+
+    @property
+    def io_binding(self) -> bool:
+        """Does the decoder run with IO binding on a device-resident cache?"""
+        wanted = self.options.io_binding
+        return self.options.provider != "cpu" if wanted is None else wanted
+
+    def decoder_stepper(self, cross_k, cross_v):
+        """The IO-binding stepper (cache, cross K/V on the device; logits back) where
+        ``io_binding`` is on, else the base class's numpy-cache stepper."""
+        if not self.io_binding:
+            return super().decoder_stepper(cross_k, cross_v)
+        if not self.is_open:
+            raise EdgeVLMError(f"the {self.name} backend is closed; open it (or use it in a `with` block) first")
+        spec = self.manifest.graph("decoder")
+        takes_prefix_len = spec.takes("prefix_len")
+        rows = cross_k.shape[1]
+        state = self._decode_state(rows)
+        self._check_device_feeds(state, cross_k, cross_v, takes_prefix_len)
+        return DeviceCacheStepper(state, cross_k, cross_v, takes_prefix_len)
+
+    def _decode_state(self, rows: int) -> DecodeState:
+        """The device cache and step buffers for ``rows`` decoder rows, made on first use."""
+        states = self._decode_states
+        if rows not in states:
+            m, spec = self.manifest.model, self.manifest.graph("decoder")
+            dtypes = {t.name: t.dtype for t in (*spec.inputs, *spec.outputs)}
+            if self._cache_graphs is None:  # two tiny sessions, shared by every row count
+                self._cache_graphs = CacheGraphs(dtypes["cache_k"], _CACHE_GRAPH_PROVIDERS[self.options.provider],
+                                                 session_options(1))
+            device = _DEVICES[self.options.provider]
+            cache = DeviceKVCache(self._cache_graphs, device,
+                                  (m.n_layers, rows, m.n_heads, m.cache_capacity, m.head_dim), dtypes["cache_k"])
+            states[rows] = DecodeState(self.sessions["decoder"], cache, m.vocab_size, dtypes["logits"], dtypes["new_k"])
+        return states[rows]
+
+    def _check_device_feeds(self, state: DecodeState, cross_k, cross_v, takes_prefix_len: bool) -> None:
+        """The manifest's feed check, once per stepper: the device buffers' shapes and dtypes
+        as zero-stride numpy stand-ins (nothing allocated), the cross K/V as given."""
+        def like(shape, dtype):
+            return np.broadcast_to(np.zeros((), dtype), shape)
+
+        cache = like(state.cache.shape, state.cache.dtype)
+        feeds = {"input_ids": state.tokens, "position": state.position, "cache_k": cache, "cache_v": cache,
+                 "cross_k": cross_k, "cross_v": cross_v}
+        if takes_prefix_len:
+            feeds["prefix_len"] = state.prefix_len
+        self.check_feeds("decoder", feeds)
 
     def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outputs = self.sessions[graph].run(self.output_names[graph], feeds)

@@ -13,7 +13,10 @@
 - source changes: the capture thread passes them on a queue of their own (a NewestSlot
   would drop them); the inference thread logs them, and a live camera lost or back is said
   once, ahead of captions (source_notices.py). Damage skipped in a video file, or a file
-  that ended early, is a warning line.
+  that ended early, is a warning line;
+- systemd (``service``, runtime/sd_notify.py, only under a Type=notify unit): READY=1 after
+  the first frame is handled, WATCHDOG=1 from the inference loop itself (so a hung loop
+  stops feeding it and systemd restarts the service), STATUS= lines, STOPPING=1.
 
 Nothing grows without bound when inference is slower than the camera. ``stop()`` (ctrl-C,
 SIGTERM) ends every thread and the outputs are completed.
@@ -44,6 +47,7 @@ from edgevlm.runtime.narration.queues import CLOSED, BlockingSlot, NewestSlot
 from edgevlm.runtime.narration.scene_gate import GateSettings, SceneGate
 from edgevlm.runtime.narration.similarity import caption_similarity
 from edgevlm.runtime.narration.source_notices import ANSWER_WHILE_LOST, EVENT_NAMES, SourceNotice, notice_for
+from edgevlm.runtime.sd_notify import NO_SERVICE, ServiceNotifier
 from edgevlm.runtime.stream_items import BACK, LOST, SourceChange, SourceStats
 
 log = logging.getLogger(__name__)
@@ -87,14 +91,17 @@ class Narrator:
     """Narrate ``source``; ``questions``: a text stream (stdin) of questions to answer, a
     QuestionReader that others put questions into (``edgevlm serve``), or None; ``on_warning``:
     where lines about the source go ("warning: ..."; default ``on_line``); ``on_event``: gets
-    every event as the JSON object the event log writes."""
+    every event as the JSON object the event log writes; ``service``: what systemd is told
+    (``edgevlm narrate`` under a unit; nothing by default)."""
 
     def __init__(self, engine, source, options: NarrateOptions, speech=None, on_line: Callable[[str], None] = print,
                  clock: Callable[[], float] = time.monotonic, questions: TextIO | QuestionReader | None = None,
-                 on_warning: Callable[[str], None] | None = None, on_event: Callable[[dict], None] | None = None):
+                 on_warning: Callable[[str], None] | None = None, on_event: Callable[[dict], None] | None = None,
+                 service: ServiceNotifier = NO_SERVICE):
         check_outputs(options.audio_out, options.events, options.subtitles, options.video_out)
         self.engine, self.source, self.options = engine, source, options
         self.speech, self.on_line, self.clock = speech, on_line, clock
+        self.service = service
         self.on_warning = on_warning or on_line
         self.stop_event = threading.Event()
         self.gate = SceneGate(options.gate)
@@ -375,9 +382,11 @@ class Narrator:
         self.gate.reset()  # whatever comes next is a new view: caption it
         if change.kind == LOST:
             self.source_lost = True
+            self.service.status("camera lost, reconnecting")  # still alive: the loop keeps feeding the watchdog
             self._drop_waiting_captions()  # they describe what was there before the loss
         elif change.kind == BACK:
             self.source_lost = False
+            self.service.running()
             self.frame_issue = None  # a dark or covered view is said again if it still is
             self.policy.last_said = None  # say the scene again even if it is what was said before the loss
         self._notices.append(notice)
@@ -494,11 +503,15 @@ class Narrator:
         try:
             while not self.stop_event.is_set():
                 frame = self.frames.get(timeout=0.2)
+                # The loop turned (at least every 0.2 s, frame or not, camera there or not): feed
+                # systemd's watchdog from here only, so stuck inference or a deadlock starves it.
+                self.service.alive()
                 if frame is CLOSED:
                     break
                 self._take_changes(before=frame)
                 if frame is not None:
                     self._handle(frame)
+                    self.service.ready()  # once: the engine is open and has handled a real frame
                 elif self.source_lost:  # the camera is gone: say so to a question
                     self._answer_while_lost()
                 elif self.last_frame is not None:  # no new frame (a stalled camera): answer about the last one
@@ -506,6 +519,7 @@ class Narrator:
             if not self.stop_event.is_set():
                 self._finish_stream()
         finally:
+            self.service.stopping()
             if self.questions is not None:
                 self.questions.close()  # returns promptly even while stdin stays open
             if self.stop_event.is_set() and self.speech is not None:

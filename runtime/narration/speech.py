@@ -21,10 +21,18 @@ def find_espeak() -> str | None:
     return shutil.which("espeak-ng") or shutil.which("espeak")
 
 
+# A player command chosen by hand ("aplay -q -D plughw:1,0"). The systemd units set "aplay -q":
+# a system service has no PulseAudio/PipeWire session, so paplay (picked first otherwise) would fail.
+PLAYER_ENV = "EDGEVLM_AUDIO_PLAYER"
+
+
 def audio_player() -> list[str] | None:
     """A command that plays a WAV file on the default device, or None without a device."""
     if not (os.path.isdir("/dev/snd") and os.listdir("/dev/snd")) and not os.environ.get("PULSE_SERVER"):
         return None
+    chosen = os.environ.get(PLAYER_ENV, "").split()
+    if chosen:
+        return chosen if shutil.which(chosen[0]) else None
     for player in (["paplay"], ["aplay", "-q"], ["pw-play"]):
         if shutil.which(player[0]):
             return player
