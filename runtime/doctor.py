@@ -317,9 +317,10 @@ def check_audio() -> Check:
 
 
 # --------------------------------------------------------------------------- the engine
-def check_engine(engine_dir: str | None, provider: str) -> Check:
+def check_engine(engine_dir: str | None, provider: str, backend: str = "onnxruntime") -> Check:
     """The engine's manifest and files (sha256 verified), then its onnxruntime sessions
-    actually opened on ``provider``: the only proof that it runs here."""
+    actually opened on ``provider``: the only proof that it runs here. With the native
+    TensorRT backend the sessions are not its concern: ``check_plans`` looks at its plans."""
     from edgevlm.paths import resolve_engine
     from edgevlm.runtime.manifest import load_manifest
 
@@ -332,6 +333,9 @@ def check_engine(engine_dir: str | None, provider: str) -> Check:
         return Check("engine", False, _one_line(exc), fix, needed=True)
     what = (f"{engine_dir}: {manifest.model.family}, {manifest.precision}, "
             f"graphs {', '.join(manifest.graphs)}")
+    if backend == "tensorrt":
+        return Check("engine", True, f"{what}; files verified (--backend tensorrt runs its plans: see plans)",
+                     needed=True)
     try:
         from edgevlm.runtime.engine import CaptionEngine
 
@@ -343,15 +347,78 @@ def check_engine(engine_dir: str | None, provider: str) -> Check:
     return Check("engine", True, f"{what}; sessions open on {PROVIDER_EP[provider]}", needed=True)
 
 
+def check_plans(engine_dir: str | None, tensorrt_found: bool) -> Check:
+    """--backend tensorrt: a native plan for every graph in the engine folder (``edgevlm
+    build``), each current for this TensorRT and GPU (``engine_cache.check_plan``: source
+    sha256, TensorRT version, GPU, the plan's size and sha256; nothing is deserialized).
+    Without TensorRT only their presence can be told: n/a when all are there."""
+    from edgevlm.paths import resolve_engine
+    from edgevlm.runtime.engine_cache import PlanRecord, StalePlan, check_plan
+    from edgevlm.runtime.manifest import load_manifest
+
+    try:
+        engine_dir = resolve_engine(engine_dir)
+        manifest = load_manifest(engine_dir, verify=False)
+    except EdgeVLMError as exc:  # the engine check names it, with its fix
+        return Check("plans", None, f"no engine to look in ({_one_line(exc)})")
+    build = f"edgevlm build {engine_dir} (or run with --rebuild)"
+    entries = manifest.plans or {}
+    missing = [graph for graph in manifest.graphs if graph not in entries]
+    if missing:
+        from edgevlm.runtime.tensorrt_build import check_precision_request
+
+        try:  # the shipped CPU INT8 engine cannot be built at all: say so rather than `edgevlm build`
+            check_precision_request(manifest, None)
+        except EdgeVLMError as exc:
+            build = _one_line(exc).split("; ", 1)[-1]
+        return Check("plans", False, f"no TensorRT plan for {', '.join(missing)} in {engine_dir}", build, needed=True)
+    if not tensorrt_found:
+        return Check("plans", None, f"{len(entries)} plans in {engine_dir}; whether they are current here needs "
+                                    "TensorRT (see tensorrt)")
+    from edgevlm.runtime.tensorrt_support import Cuda, import_tensorrt, native_facts
+
+    try:
+        facts = native_facts(import_tensorrt(), Cuda())
+    except EdgeVLMError as exc:
+        return Check("plans", False, f"cannot tell whether the plans are current: {_one_line(exc)}",
+                     "pip install cuda-python (the release matching your CUDA major version)", needed=True)
+    stale = {}
+    for graph, entry in entries.items():
+        try:
+            check_plan(manifest.plan_path(graph), PlanRecord.from_entry(entry),
+                       manifest.files[manifest.graphs[graph].file].sha256, facts)
+        except StalePlan as exc:
+            stale[graph] = "; ".join(exc.changes)
+        except EdgeVLMError as exc:  # a plan path leading outside the folder
+            stale[graph] = _one_line(exc)
+    if stale:
+        return Check("plans", False, "stale: " + "; ".join(f"{g}: {why}" for g, why in stale.items()), build,
+                     needed=True)
+    return Check("plans", True, f"{len(entries)} plans current for TensorRT {facts.trt_version} on {facts.gpu_name} "
+                                f"(sm {facts.compute_capability})", needed=True)
+
+
 # --------------------------------------------------------------------------- all of it
-def run_checks(engine_dir: str | None, provider: str) -> list[Check]:
+BACKENDS = ("onnxruntime", "tensorrt")
+
+
+def run_checks(engine_dir: str | None, provider: str, backend: str = "onnxruntime") -> list[Check]:
     """Every check, in the order a fix should be made (the provider before the GPU before
-    the engine that needs both), so the first missing one is the one to fix first."""
+    the engine that needs both), so the first missing one is the one to fix first. The
+    native TensorRT backend (``backend="tensorrt"``) needs TensorRT, the GPU and CUDA
+    whatever ``provider`` says, and its plans."""
     if provider not in PROVIDER_EP:
         raise EdgeVLMError(f"unknown provider {provider!r}; one of {list(PROVIDER_EP)}")
-    return [check_python(), check_cpu(), check_onnxruntime(provider), check_tensorrt(provider),
-            check_gpu(provider), check_cuda(provider), check_opencv(), check_cameras(), check_csi_camera(),
-            check_espeak(), check_audio(), check_engine(engine_dir, provider)]
+    if backend not in BACKENDS:
+        raise EdgeVLMError(f"unknown backend {backend!r}; one of {list(BACKENDS)}")
+    gpu_need = "tensorrt" if backend == "tensorrt" else provider  # what the GPU checks are asked for
+    trt = check_tensorrt(gpu_need)
+    checks = [check_python(), check_cpu(), check_onnxruntime(provider), trt,
+              check_gpu(gpu_need), check_cuda(gpu_need), check_opencv(), check_cameras(), check_csi_camera(),
+              check_espeak(), check_audio(), check_engine(engine_dir, provider, backend)]
+    if backend == "tensorrt":
+        checks.append(check_plans(engine_dir, tensorrt_found=trt.ok is True))
+    return checks
 
 
 def blocking(checks: list[Check]) -> list[Check]:

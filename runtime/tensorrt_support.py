@@ -89,6 +89,12 @@ class Cuda:
     def sync(self, stream) -> None:
         self.call("cudaStreamSynchronize", self.rt.cudaStreamSynchronize(stream))
 
+    def memset(self, ptr: int, nbytes: int, stream) -> None:
+        """Zero ``nbytes`` at ``ptr`` on ``stream``. cuda-python: ``cudaMemsetAsync(devPtr, int value,
+        size_t count, stream)`` -> ``(err,)`` (cuda-bindings 12.9 runtime.pyx; the C API's order)."""
+        if nbytes:
+            self.call("cudaMemsetAsync", self.rt.cudaMemsetAsync(ptr, 0, nbytes, stream))
+
     def copy(self, dst: int, src: int, nbytes: int, kind, stream) -> None:
         if nbytes:
             self.call("cudaMemcpyAsync", self.rt.cudaMemcpyAsync(dst, src, nbytes, kind, stream))

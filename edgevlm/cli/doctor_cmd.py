@@ -13,7 +13,7 @@ import json
 
 import click
 
-from edgevlm.cli.options import engine_option, provider_option
+from edgevlm.cli.options import backend_option, engine_option, provider_option
 from edgevlm.errors import EdgeVLMError
 
 
@@ -25,17 +25,19 @@ def _line(check) -> str:
 @click.command("doctor")
 @engine_option
 @provider_option
+@backend_option
 @click.option("--json", "as_json", is_flag=True, help='One JSON object: {"ok": ..., "checks": [...]}.')
-def command(engine_dir, provider, as_json):
+def command(engine_dir, provider, backend, as_json):
     """Check what this device can do (onnxruntime providers, GPU and CUDA, OpenCV's video
-    back-ends, cameras, espeak-ng and audio) and that the engine opens on --provider.
+    back-ends, cameras, espeak-ng and audio) and that the engine opens on --provider; with
+    --backend tensorrt, that TensorRT is here and the engine's plans are current for it.
     Exits 1 when the engine cannot run here, naming what is missing and the fix."""
     from edgevlm.runtime.doctor import blocking, run_checks
 
-    checks = run_checks(engine_dir, provider)
+    checks = run_checks(engine_dir, provider, backend)
     missing = blocking(checks)
     if as_json:
-        click.echo(json.dumps({"ok": not missing, "provider": provider,
+        click.echo(json.dumps({"ok": not missing, "provider": provider, "backend": backend,
                                "checks": [check.to_json() for check in checks]}))
     else:
         for check in checks:
@@ -45,5 +47,6 @@ def command(engine_dir, provider, as_json):
         # The first in fix order is named in full; the rest by name, so the line stays one line.
         more = f" (also missing: {', '.join(c.name for c in missing[1:])})" if len(missing) > 1 else ""
         # Through the CLI's error path: one `error: ...` line on stderr, exit code 1.
-        raise EdgeVLMError(f"this engine cannot run here with --provider {provider}: {first.name}: "
+        how = "--backend tensorrt" if backend == "tensorrt" else f"--provider {provider}"
+        raise EdgeVLMError(f"this engine cannot run here with {how}: {first.name}: "
                            f"{first.detail}{more}; {first.fix}")

@@ -89,6 +89,7 @@ class TensorRTBackend(Backend):
         self._stream = cuda.stream()
         self.stream_ptr = int(self._stream)
         self.engines, self.contexts, self.buffers, self.ranges = {}, {}, {}, {}
+        self._sizes: dict[str, dict[str, int]] = {}  # graph -> tensor -> bytes of its device buffer
         self._host_inputs: dict[str, dict[str, np.ndarray]] = {}
         self._allocated: list[int] = []
         try:
@@ -109,20 +110,41 @@ class TensorRTBackend(Backend):
         self.engines[graph], self.contexts[graph] = engine, context
         self.ranges[graph] = ranges = {axis: AxisRange(*r) for axis, r in entry.axes.items()}
         spec = self.manifest.graph(graph)
-        self.buffers[graph], self._host_inputs[graph] = {}, {}
-        for tensor in (*spec.inputs, *spec.outputs):
-            shape = max_shape(tensor, ranges)
-            if tensor in spec.inputs and getattr(engine, "is_shape_inference_io", lambda _n: False)(tensor.name):
-                host = np.zeros(shape, tensor.dtype)  # shape tensors live on the host (Polygraphy runner.py)
+        self.buffers[graph], self._sizes[graph], self._host_inputs[graph] = {}, {}, {}
+        for tensor in spec.inputs:
+            if getattr(engine, "is_shape_inference_io", lambda _n: False)(tensor.name):
+                host = np.zeros(max_shape(tensor, ranges), tensor.dtype)  # shape tensors live on the host (Polygraphy runner.py)
                 self._host_inputs[graph][tensor.name] = host
                 context.set_tensor_address(tensor.name, host.ctypes.data)
-                continue
-            ptr = self.cuda.malloc(int(np.prod(shape, dtype=np.int64)) * np.dtype(tensor.dtype).itemsize)
+        # Device buffers are made on first use at the size a run needs and grown when a larger run
+        # comes (_ensure), not at the profile's largest shape: the decoder's logits at 64 rows x the
+        # whole cache x a 50k vocabulary would be gigabytes a Jetson does not have, for a shape
+        # (a 64-row prefill) that a caption never runs.
+
+    def _ensure(self, graph: str, name: str, nbytes: int) -> int:
+        """``graph``'s own device buffer for ``name``, at least ``nbytes`` (grown, never shrunk),
+        bound to its context. Growing waits for the stream: queued work may still read the old one."""
+        if self._sizes[graph].get(name, -1) < nbytes:
+            old = self.buffers[graph].pop(name, None)
+            if old is not None:
+                self.cuda.sync(self._stream)
+                self.cuda.free(old)
+                self._allocated.remove(old)
+            ptr = self.cuda.malloc(max(nbytes, 1))
             self._allocated.append(ptr)
-            self.buffers[graph][tensor.name] = ptr
-            context.set_tensor_address(tensor.name, ptr)  # bound once; the stepper rebinds only its cache
+            self.buffers[graph][name], self._sizes[graph][name] = ptr, nbytes
+            self.contexts[graph].set_tensor_address(name, ptr)
+        return self.buffers[graph][name]
 
     def _close(self) -> None:
+        if getattr(self, "_stream", None) is not None:
+            # Review fix: a reorder's copies are queued without a sync (trt_stepper.py); let queued work
+            # finish before its buffers are freed. Best effort: a failed stream must not hide the
+            # error that made _open close, nor leak the buffers below.
+            try:
+                self.cuda.sync(self._stream)
+            except EdgeVLMError:
+                pass
         self.contexts, self.engines = {}, {}  # contexts before engines, as TensorRT requires
         for ptr in getattr(self, "_allocated", []):
             self.cuda.free(ptr)
@@ -146,13 +168,19 @@ class TensorRTBackend(Backend):
         if host is not None:
             host.reshape(-1)[: array.size] = array.reshape(-1)
         else:
-            self.cuda.copy(ptr or self.buffers[graph][name], array.ctypes.data, array.nbytes, self.cuda.H2D,
-                           self._stream)
+            self.cuda.copy(ptr or self._ensure(graph, name, array.nbytes), array.ctypes.data, array.nbytes,
+                           self.cuda.H2D, self._stream)
         if not self.contexts[graph].set_input_shape(name, array.shape):
             raise EdgeVLMError(f"{graph}.{name}: TensorRT refused shape {array.shape} for this plan; rebuild it with "
                                f"`edgevlm build {self.manifest.root} --rebuild`")
 
     def execute(self, graph: str) -> None:
+        """Run ``graph`` on the stream, once every input's shape is set: each output's buffer is
+        sized from the shape TensorRT infers from them."""
+        context = self.contexts[graph]
+        for tensor in self.manifest.graph(graph).outputs:
+            shape = tuple(context.get_tensor_shape(tensor.name))
+            self._ensure(graph, tensor.name, int(np.prod(shape, dtype=np.int64)) * np.dtype(tensor.dtype).itemsize)
         if not self.contexts[graph].execute_async_v3(self.stream_ptr):
             raise EdgeVLMError(f"TensorRT failed to run {graph}; re-run with -v for TensorRT's log")
 
@@ -191,6 +219,13 @@ class TensorRTBackend(Backend):
                      for name, src in (("k", "cache_k"), ("v", "cache_v"), ("spare_k", "cache_k"),
                                        ("spare_v", "cache_v"), ("cross_k", "cross_k"), ("cross_v", "cross_v"))}
             self._device_cache = {name: self.cuda.malloc(size) for name, size in sizes.items()}
+            # Review fix: cudaMalloc does not clear memory, and the decoder multiplies the probabilities
+            # of unfilled slots (exactly 0) by their V (decoder.py: probs[..., :capacity] @ cache_v):
+            # 0 x NaN is NaN, so a garbage NaN/Inf bit pattern there poisons every row. Zero the cache
+            # and its spares once, as DeviceKVCache does on onnxruntime (Device.zeros); later searches
+            # only leave finite K/V behind. Stream-ordered before the stepper's first copy and run.
+            for name in ("k", "v", "spare_k", "spare_v"):
+                self.cuda.memset(self._device_cache[name], sizes[name], self._stream)
         return self._device_cache
 
     def _free_device_cache(self) -> None:

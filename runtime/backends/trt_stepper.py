@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgevlm.errors import EdgeVLMError
 from edgevlm.runtime.cache_copies import reorder_plan, write_plan
 from edgevlm.runtime.engine_profiles import check_within
 
@@ -32,8 +33,13 @@ class DeviceCacheStepper:
         self.rows = cross_k.shape[1]
         check_within("decoder", backend.ranges["decoder"], {"batch": self.rows})
         self.takes_prefix_len = takes_prefix_len
-        self.specs = {t.name: t for t in backend.manifest.graph("decoder").inputs}
+        decoder = backend.manifest.graph("decoder")
+        self.specs = {t.name: t for t in decoder.inputs}
+        # Review fix: the logits' dtype is the graph's (an FP16-exported graph on TensorRT 11 returns
+        # float16), not a hard-coded float32: download() sizes the host copy from it.
+        self.logits_dtype = next(t.dtype for t in decoder.outputs if t.name == "logits")
         self.itemsize = np.dtype(self.specs["cache_k"].dtype).itemsize
+        self._check_cross(backend, cross_k, cross_v)
         self.cache_shape = (self.layers, self.rows, self.heads, self.capacity, self.head_dim)
         self.buffers = dict(backend.device_cache())  # k, v, spare_k, spare_v, cross_k, cross_v
         stream = backend._stream
@@ -67,9 +73,24 @@ class DeviceCacheStepper:
         out = b.buffers["decoder"]
         cuda.copy_2d(self.buffers["k"], out["new_k"], copy_k, stream)
         cuda.copy_2d(self.buffers["v"], out["new_v"], copy_k, stream)
-        logits = b.download("decoder", "logits", "float32")
+        logits = b.download("decoder", "logits", self.logits_dtype)
         cuda.sync(stream)
         return logits
+
+    def _check_cross(self, backend, cross_k: np.ndarray, cross_v: np.ndarray) -> None:
+        """Review fix: cross K/V are copied into buffers sized for the profile's largest shape
+        (tensorrt_backend.device_cache), and cudaMemcpyAsync does not know that size. Refuse, in
+        one line, an array whose rank or static dims differ from the manifest's or whose named axes
+        (batch; BLIP's question "context") leave the plan's profile, instead of writing past the buffer."""
+        for name, array in (("cross_k", cross_k), ("cross_v", cross_v)):
+            spec = self.specs[name]
+            if array.ndim != len(spec.shape) or any(isinstance(d, int) and d != n for d, n in zip(spec.shape, array.shape)):
+                raise EdgeVLMError(f"decoder.{name}: shape {tuple(array.shape)} does not match the manifest's "
+                                   f"{tuple(spec.shape)}")
+            check_within("decoder", backend.ranges["decoder"],
+                         {d: n for d, n in zip(spec.shape, array.shape) if isinstance(d, str)})
+        if cross_k.shape != cross_v.shape:
+            raise EdgeVLMError(f"decoder: cross_k {tuple(cross_k.shape)} and cross_v {tuple(cross_v.shape)} differ")
 
     def step(self, tokens: np.ndarray, position: int) -> np.ndarray:
         """tokens (R,) int64 at ``position`` -> next-token logits (R, V)."""

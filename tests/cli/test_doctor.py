@@ -97,3 +97,59 @@ def test_cpu_features_read_x86_flags_and_arm_features():
     assert cpu_features(x86) == ("Intel Xeon", ["AVX2", "AVX-512", "AVX-512 VNNI", "AMX"])
     arm = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes asimddp\n"
     assert cpu_features(arm) == ("", ["NEON", "ARM dotprod"])
+
+
+def test_native_tensorrt_backend_without_tensorrt_is_one_line_naming_the_fix():
+    result = _doctor("--backend", "tensorrt")
+    assert result.exit_code == 1
+    errors = _errors(result)
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith("error: this engine cannot run here with --backend tensorrt: tensorrt: ")
+    assert "install" in errors[0] and "tensorrt" in errors[0].split(": ", 2)[2]
+    lines = {line.split()[1]: line for line in result.stdout.splitlines()}
+    assert lines["tensorrt"].startswith("MISSING") and "-> fix:" in lines["tensorrt"]
+    # the shipped engine has no plans (and, being the CPU INT8 variant, cannot get any): missing, with the way out
+    assert lines["plans"].startswith("MISSING") and "edgevlm quantize --variant qdq" in lines["plans"]
+    report = json.loads(_doctor("--backend", "tensorrt", "--json").stdout)
+    assert report["backend"] == "tensorrt" and report["ok"] is False
+    assert {c["name"]: c["ok"] for c in report["checks"]}["plans"] is False
+
+
+def test_plans_check_reports_missing_stale_and_current_plans(tmp_path, monkeypatch):
+    """check_plans on an FP32 engine with plans recorded for a TensorRT 10.3 Orin, asked on
+    10.3 and on 10.7 (native_facts faked: there is no GPU here); never deserializes."""
+    import dataclasses
+    import hashlib
+
+    from edgevlm.runtime import doctor, tensorrt_support
+    from edgevlm.runtime.engine_cache import DeviceFacts
+    from edgevlm.runtime.manifest import PlanEntry, load_manifest, update_manifest
+
+    engine = str(tmp_path / "engine")
+    shutil.copytree(default_engine_dir(), engine)
+    update_manifest(engine, lambda m: m.replace(precision="fp32", quantization=None))
+    missing = doctor.check_plans(engine, tensorrt_found=False)
+    assert missing.ok is False and missing.needed and missing.fix.startswith(f"edgevlm build {engine}")
+
+    manifest = load_manifest(engine, verify=False)
+    os.makedirs(os.path.join(engine, "plans"))
+    entries = {}
+    for graph, spec in manifest.graphs.items():
+        data = graph.encode() * 10
+        with open(os.path.join(engine, "plans", f"{graph}.plan"), "wb") as f:
+            f.write(data)
+        entries[graph] = PlanEntry(f"plans/{graph}.plan", "fp16", manifest.files[spec.file].sha256, "10.3.0", "Orin",
+                                   "8.7", hashlib.sha256(data).hexdigest(), len(data))
+    update_manifest(engine, lambda m: dataclasses.replace(m, plans=entries))
+    assert doctor.check_plans(engine, tensorrt_found=False).ok is None  # present; current? needs TensorRT
+
+    here = {"facts": DeviceFacts("1.20.0", "10.3.0", "Orin", "8.7")}
+    monkeypatch.setattr(tensorrt_support, "import_tensorrt", lambda: object())
+    monkeypatch.setattr(tensorrt_support, "Cuda", lambda: object())
+    monkeypatch.setattr(tensorrt_support, "native_facts", lambda trt, cuda: here["facts"])
+    current = doctor.check_plans(engine, tensorrt_found=True)
+    assert current.ok is True and "3 plans current for TensorRT 10.3.0 on Orin" in current.detail
+    here["facts"] = DeviceFacts("1.20.0", "10.7.0", "Orin", "8.7")
+    stale = doctor.check_plans(engine, tensorrt_found=True)
+    assert stale.ok is False and stale.needed and "TensorRT changed (10.3.0 when built, 10.7.0 now)" in stale.detail
+    assert "edgevlm build" in stale.fix

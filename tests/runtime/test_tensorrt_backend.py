@@ -5,12 +5,14 @@ runs in the gpu/tensorrt-marked test at the end, skipped without them."""
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import hashlib
 import os
 import shutil
 import types
 
+import numpy as np
 import pytest
 
 from edgevlm.errors import EdgeVLMError
@@ -109,7 +111,7 @@ def fake_tensorrt(calls: dict, version: str = "10.3.0", precision_flags: bool = 
     return trt
 
 
-FAKE_CUDA = types.SimpleNamespace(stream=lambda: 0, destroy_stream=lambda s: None, free=lambda p: None,
+FAKE_CUDA = types.SimpleNamespace(stream=lambda: 0, destroy_stream=lambda s: None, free=lambda p: None, sync=lambda s: None,
                                   malloc=lambda n: 1)
 
 
@@ -264,3 +266,158 @@ def test_native_plans_caption_like_onnxruntime(shipped_fp32_engine, tmp_path):
     image = cv2.imread(os.path.join(sample_images_dir(), "chelsea.jpg"))
     with CaptionEngine(engine_dir) as ort_engine, CaptionEngine(engine_dir, backend="tensorrt") as trt_engine:
         assert trt_engine.caption_images([image])[0] == ort_engine.caption_images([image])[0]
+
+
+# --------------------------------------------------------------------------- a simulated device
+# The native backend's run path (buffers bound once, shapes set per run, the device cache's
+# cudaMemcpy2DAsync writes and reorder copies, stream order) on a "device" made of host memory:
+# pointers are real addresses of numpy arrays filled with 0xFF bytes (a NaN in every float, as
+# uncleared cudaMalloc memory may hold), copies are memmoves that must stay inside their
+# allocation, and each plan "executes" its ONNX graph with onnxruntime on the CPU. The ids must
+# then be onnxruntime's own, greedy, beam and answers.
+class SimCuda:
+    H2D, D2H, D2D = "H2D", "D2H", "D2D"
+
+    def __init__(self):
+        self.live: dict[int, np.ndarray] = {}
+        self.memsets = 0
+
+    def _inside(self, ptr: int, nbytes: int) -> None:
+        for base, block in self.live.items():
+            if base <= ptr < base + block.size:
+                assert ptr + nbytes <= base + block.size, "a copy runs past its device buffer"
+
+    def malloc(self, nbytes):
+        block = np.full(max(1, nbytes), 0xFF, np.uint8)
+        self.live[block.ctypes.data] = block
+        return block.ctypes.data
+
+    def free(self, ptr):
+        del self.live[ptr]
+
+    def stream(self):
+        return 0
+
+    def destroy_stream(self, stream):
+        pass
+
+    def sync(self, stream):
+        pass
+
+    def memset(self, ptr, nbytes, stream):
+        self._inside(ptr, nbytes)
+        ctypes.memset(ptr, 0, nbytes)
+        self.memsets += 1
+
+    def copy(self, dst, src, nbytes, kind, stream):
+        self._inside(dst, nbytes), self._inside(src, nbytes)
+        ctypes.memmove(dst, src, nbytes)
+
+    def copy_2d(self, dst, src, plan, stream):
+        assert plan.width <= plan.src_pitch and plan.width <= plan.dst_pitch  # cudaMemcpy2D's own rule
+        for src_offset, dst_offset, size in plan.copies():
+            self.copy(dst + dst_offset, src + src_offset, size, self.D2D, stream)
+
+
+_ORT_NUMPY = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64}
+
+
+class SimContext:
+    def __init__(self, session):
+        self.session, self.addresses, self.shapes = session, {}, {}
+
+    def set_tensor_address(self, name, ptr):
+        self.addresses[name] = ptr
+        return True
+
+    def set_input_shape(self, name, shape):
+        self.shapes[name] = tuple(shape)
+        return True
+
+    def get_tensor_shape(self, name):
+        """An input's set shape; an output's as TensorRT infers it from the inputs' (here by
+        running the graph on what the inputs hold, as they are all set before execute)."""
+        if name in self.shapes or name not in self.output_names:
+            return self.shapes[name]
+        return self._outputs()[name].shape
+
+    @property
+    def output_names(self):
+        return [spec.name for spec in self.session.get_outputs()]
+
+    def _outputs(self) -> dict:
+        feeds = {}
+        for spec in self.session.get_inputs():
+            shape, dtype = self.shapes[spec.name], np.dtype(_ORT_NUMPY[spec.type])
+            count = int(np.prod(shape, dtype=np.int64))
+            raw = (ctypes.c_char * (count * dtype.itemsize)).from_address(self.addresses[spec.name])
+            feeds[spec.name] = np.frombuffer(raw, dtype, count).reshape(shape).copy()
+        return dict(zip(self.output_names, map(np.ascontiguousarray, self.session.run(None, feeds))))
+
+    def execute_async_v3(self, stream):
+        for name, value in self._outputs().items():
+            ctypes.memmove(self.addresses[name], value.ctypes.data, value.nbytes)
+        return True
+
+
+class SimEngine:
+    def __init__(self, onnx_path):
+        import onnxruntime as ort
+
+        self.session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+
+    def is_shape_inference_io(self, name):
+        return False
+
+    def create_execution_context(self):
+        return SimContext(self.session)
+
+
+def test_native_backend_on_a_simulated_device_gives_onnxruntimes_ids(fp32_engine, device, calls, monkeypatch):
+    from edgevlm.paths import sample_images_dir
+    from edgevlm.runtime.backends import BACKENDS
+    from edgevlm.runtime.engine import CaptionEngine
+    from edgevlm.runtime.engine_profiles import axis_ranges
+    from edgevlm.runtime.preprocess import read_image_bgr
+
+    manifest = load_manifest(fp32_engine, verify=False)
+    os.makedirs(os.path.join(fp32_engine, "plans"), exist_ok=True)
+    entries = {}
+    for graph, spec in manifest.graphs.items():  # a "plan" here is the path of the graph it runs
+        data = manifest.graph_path(graph).encode()
+        with open(os.path.join(fp32_engine, "plans", f"{graph}.plan"), "wb") as f:
+            f.write(data)
+        entries[graph] = PlanEntry(f"plans/{graph}.plan", "fp32", manifest.files[spec.file].sha256, "10.7.0", "Orin",
+                                   "8.7", hashlib.sha256(data).hexdigest(), len(data),
+                                   {a: (r.min, r.opt, r.max) for a, r in axis_ranges(manifest, graph).items()})
+    update_manifest(fp32_engine, lambda m: dataclasses.replace(m, plans=entries))
+    device["trt"].Runtime = type("Runtime", (), {"__init__": lambda self, logger: None,
+                                                 "deserialize_cuda_engine": lambda self, data: SimEngine(data.decode())})
+    cuda = SimCuda()
+    monkeypatch.setattr(tensorrt_support, "Cuda", lambda: cuda)
+    monkeypatch.setitem(BACKENDS, "tensorrt-sim", TensorRTBackend)
+
+    images = [read_image_bgr(os.path.join(sample_images_dir(), name)) for name in sorted(os.listdir(sample_images_dir()))
+              if name.endswith(".jpg")][:2]
+    with CaptionEngine(fp32_engine, threads=1, io_binding=False) as ort_engine, \
+            CaptionEngine(fp32_engine, threads=1, backend="tensorrt-sim") as trt_engine:
+        pixels = np.stack([ort_engine.preprocess(image) for image in images])
+        visual = ort_engine.see(pixels).visual
+        for beam in (1, 3):  # beam 3: rows = 6, reorders through the spares
+            settings = ort_engine.settings(beam)
+            expected = ort_engine.generate(visual, settings)
+            assert trt_engine.generate(visual, settings) == expected, f"beam {beam}"
+            assert any(expected)
+        assert cuda.memsets == 4  # cache k/v and their spares cleared once, not per search
+        if ort_engine.answers_questions:
+            questions = ["what is the man doing?", "where is the dog?"]
+            mine, theirs = (e.answer_visual(visual[:1], questions, abstain_below=0.0) for e in (trt_engine, ort_engine))
+            assert [a.answer for a in mine] == [a.answer for a in theirs]
+        backend = trt_engine.backend
+        # Output buffers are as large as the largest run needed (the 6-row beam prefill's logits at
+        # most), not the profile's largest shape (64 rows x the whole cache x the vocabulary).
+        m = backend.manifest.model
+        largest_run = 6 * m.cache_capacity * m.vocab_size * 4
+        assert 0 < backend._sizes["decoder"]["logits"] <= largest_run
+    assert cuda.live == {}  # every buffer freed at close
+    assert backend.contexts == {}
