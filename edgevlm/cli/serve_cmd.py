@@ -6,7 +6,7 @@ import socket
 
 import click
 
-from edgevlm.cli.options import engine_option, provider_option, threads_option
+from edgevlm.cli.options import backend_option, engine_option, provider_option, rebuild_option, threads_option
 from edgevlm.errors import EdgeVLMError
 
 
@@ -29,6 +29,8 @@ def _check_port_free(host: str, port: int) -> None:
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
 @engine_option
 @provider_option
+@backend_option
+@rebuild_option
 @threads_option
 @click.option("--token", envvar="EDGEVLM_TOKEN", default=None,
               help="Required on every request (Authorization: Bearer TOKEN); env EDGEVLM_TOKEN.")
@@ -47,7 +49,7 @@ def _check_port_free(host: str, port: int) -> None:
               help="With --ray: engine replicas (each owns one engine).")
 @click.option("--address", default=None,
               help="With --ray: the Ray cluster to join (e.g. auto after `ray start --head`); default: start a local Ray.")
-def command(sources, host, port, engine_dir, provider, threads, token, workers, queue_size, max_upload_mb,
+def command(sources, host, port, engine_dir, provider, backend, rebuild, threads, token, workers, queue_size, max_upload_mb,
             max_megapixels, max_streams, use_ray, replicas, address):
     """Serve the HTTP API and the page at http://HOST:PORT/, narrating each SOURCE (video file,
     camera index, /dev/videoN, RTSP URL) as a stream; more streams can be added over the API.
@@ -68,7 +70,7 @@ def command(sources, host, port, engine_dir, provider, threads, token, workers, 
 
     if (replicas != 2 or address) and not use_ray:
         raise EdgeVLMError("--replicas and --address are for --ray; add --ray, or use --workers for local engines")
-    settings = ServeSettings(host=host, port=port, engine_dir=engine_dir, provider=provider, threads=threads,
+    settings = ServeSettings(host=host, port=port, engine_dir=engine_dir, provider=provider, backend=backend, rebuild=rebuild, threads=threads,
                              token=token or None, workers=workers, queue_size=queue_size,
                              max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_pixels=int(max_megapixels * 1e6),
                              max_streams=max_streams)

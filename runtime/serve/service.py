@@ -46,7 +46,12 @@ def engine_opener(settings: ServeSettings):
     def open_engine():
         from edgevlm.runtime.engine import CaptionEngine
 
-        return CaptionEngine(engine_dir, settings.provider, settings.threads)
+        backend = settings.backend
+        if backend == "tensorrt":  # registered here: a Ray replica opens its engines in its own process
+            from edgevlm.runtime.backends.tensorrt_backend import use_tensorrt
+
+            backend = use_tensorrt(rebuild=settings.rebuild)
+        return CaptionEngine(engine_dir, settings.provider, settings.threads, backend=backend)
 
     return open_engine
 

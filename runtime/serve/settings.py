@@ -16,6 +16,8 @@ class ServeSettings:
     port: int = 8080
     engine_dir: str | None = None  # None: the shipped engine
     provider: str = "cpu"
+    backend: str = "onnxruntime"  # or "tensorrt": native plans from `edgevlm build`
+    rebuild: bool = False  # with backend "tensorrt": build missing or stale plans when an engine opens
     threads: int | None = None  # onnxruntime intra-op threads per engine
     token: str | None = None  # required on every request when host is not loopback
     workers: int = 1  # engines answering /v1/caption, /v1/ask and chat (one thread each)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import socket
@@ -65,3 +66,12 @@ def test_port_in_use_and_missing_source_are_one_line_errors():
     missing = subprocess.run([*EDGEVLM, "serve", "nowhere.mp4", "--port", str(_free_port())], capture_output=True,
                              text=True, timeout=60)
     assert missing.returncode == 1 and "error: stream nowhere.mp4: source not found" in missing.stderr
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="tensorrt is installed here")
+def test_backend_tensorrt_without_tensorrt_is_one_line_before_serving():
+    done = subprocess.run([*EDGEVLM, "serve", "--backend", "tensorrt", "--port", str(_free_port())], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "needs the tensorrt Python module" in lines[0], done.stderr
