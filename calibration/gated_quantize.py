@@ -1,7 +1,9 @@
 """Quantize, gate against FP32, and (with ``auto_exclude``) return the most damaging nodes
 to float until the gate passes: the body of ``edgevlm quantize``.
 
-The gate report is recorded in the INT8 engine's manifest under ``quantization.gate``.
+The gate report is recorded in the INT8 engine's manifest under ``quantization.gate``, with
+the CPU target it was measured on: a gate run on one CPU's int8 kernels says nothing of
+another's (an 8-bit engine saturates on AVX2 and not on VNNI).
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ import os
 from typing import Callable
 
 from edgevlm.errors import EdgeVLMError
+from edgevlm.runtime.cpu_isa import same_layout, this_cpu_target
 from edgevlm.runtime.engine import CaptionEngine
 from edgevlm.runtime.manifest import update_manifest
 
+from .cpu_layouts import layout_for
 from .gate import EvalSet, check_gateable, compare_engines, format_report
 from .quantize import default_ranges_dir, match_nodes, quantize_engine
 from .sensitivity import node_sensitivity
@@ -22,20 +26,28 @@ from .sources import CalibrationSet
 def quantize_gated(engine_dir: str, calib: CalibrationSet, out_dir: str, method: str, variant: str,
                    patterns: list[str], eval_set: EvalSet | None, max_cider_drop: float = 0.02,
                    auto_exclude: bool = False, extra_manifest: dict | None = None,
-                   say: Callable[[str], None] = lambda message: None) -> dict | None:
+                   say: Callable[[str], None] = lambda message: None, target: str | None = None) -> dict | None:
     """Write the INT8 engine; -> the gate report (None without ``eval_set``). ``say`` gets
-    progress lines for the user."""
+    progress lines for the user. ``target``: the CPU the ``cpu`` variant is made for; its
+    layout's float blocks are kept float on top of ``patterns``."""
     if auto_exclude and eval_set is None:
         raise EdgeVLMError("--auto-exclude needs --eval CAPTIONS.json: the gate decides when to stop")
     if auto_exclude and variant != "qdq":
         raise EdgeVLMError("--auto-exclude ranks nodes of the static QDQ variant; use it with --variant qdq")
+    if target is not None:
+        patterns = list(patterns) + [p for p in layout_for(target).float_patterns if p not in patterns]
+    here = this_cpu_target()
+    if eval_set is not None and target is not None and (here is None or not same_layout(target, here)):
+        say(f"note: the gate runs on this CPU ({here or 'unknown'}), not on a {target} one: its verdict "
+            f"holds for this CPU's int8 kernels only; gate the engine again on a {target} CPU")
     with CaptionEngine(engine_dir, threads=2) as fp32:
         if eval_set is not None:  # before any work: the gate could only fail after it
             check_gateable(fp32)
         graphs = list(fp32.manifest.graphs)
         exclude = {g: match_nodes(fp32.manifest.graph_path(g), list(patterns)) for g in graphs}
         extra = dict(extra_manifest or {}) | {"patterns_excluded": list(patterns)}
-        quantize_engine(engine_dir, calib, out_dir, method, exclude, extra_manifest=extra, variant=variant)
+        quantize_engine(engine_dir, calib, out_dir, method, exclude, extra_manifest=extra, variant=variant,
+                        target=target)
         if eval_set is None:
             return None
         fp32_cache: dict = {}
@@ -60,6 +72,7 @@ def quantize_gated(engine_dir: str, calib: CalibrationSet, out_dir: str, method:
                 say(f"  {count} node(s) in float: CIDEr drop {report['cider_drop_relative']:+.2%}")
                 count *= 2
     report["auto_excluded"] = [{"graph": g, "node": n, "damage": round(d, 5)} for g, n, d in auto]
+    report["measured_on"] = here  # the CPU target whose int8 kernels the gate ran on
     update_manifest(out_dir, lambda m: m.replace(quantization=m.quantization | {"gate": report}), "the gate report")
     return report
 

@@ -10,7 +10,8 @@ Two variants, recorded in the manifest:
   int8 convolutions (measured here: 2.5 vs 5.3 ms FP32, pooled cosine 0.996, where the
   symmetric variant ran 6.0 ms at cosine 0.908); the cross-K/V and decoder graphs dynamic
   int8 MatMuls (decoder step 0.40 vs 0.63 ms): their activations are single rows, which
-  dynamic quantization handles without calibrated ranges.
+  dynamic quantization handles without calibrated ranges. Which activation type, weight bits
+  and float blocks it uses depends on the CPU it is made for (``target``, cpu_layouts.py).
 
 Static ranges come from real calibration data only, cached by a hash of the graph, the
 data, the method and the variant.
@@ -34,6 +35,7 @@ from edgevlm.fileio import atomic_dir, check_writable
 from edgevlm.runtime.engine import CaptionEngine
 from edgevlm.runtime.manifest import FileEntry, Manifest, check_engine_out, sha256_file
 
+from .cpu_layouts import layout_for
 from .feeds import FeedReader, graph_feeds
 from .sources import CalibrationSet
 
@@ -56,6 +58,19 @@ VARIANTS = {
 FEEDS_VERSION = "2"  # bump when the feeds change meaning: invalidates cached ranges
 
 
+def variant_settings(variant: str, target: str | None = None) -> dict:
+    """VARIANTS[variant], with the ``cpu`` variant's activation type and weight bits taken from
+    ``target``'s layout (None: the variant as written, the AVX2 layout's settings)."""
+    settings = dict(VARIANTS[variant])
+    if target is not None:
+        if variant != "cpu":
+            raise EdgeVLMError(f"--target chooses the CPU layout; use it with --variant cpu, not {variant}")
+        layout = layout_for(target)
+        settings.update(activation=QuantType.QInt8 if layout.symmetric else QuantType.QUInt8,
+                        symmetric=layout.symmetric, reduce_range=layout.reduce_range)
+    return settings
+
+
 def quantizable_nodes(model_path: str) -> list[str]:
     return [n.name for n in onnx.load(model_path, load_external_data=False).graph.node if n.op_type in QUANTIZED_OPS]
 
@@ -73,10 +88,12 @@ def _ranges_cache(cache_dir: str, graph_path: str, calib: CalibrationSet, method
 
 
 def static_quantize(model_path: str, out_path: str, reader, variant: str, method: str, ranges_cache: str,
-                    nodes_to_exclude: list[str] | None = None, nodes_to_quantize: list[str] | None = None) -> None:
-    """onnxruntime's quantize_static with this variant's settings; ``reader`` None = ranges
-    from ``ranges_cache`` only. The one place the static options are spelled out."""
-    settings = VARIANTS[variant]
+                    nodes_to_exclude: list[str] | None = None, nodes_to_quantize: list[str] | None = None,
+                    target: str | None = None) -> None:
+    """onnxruntime's quantize_static with this variant's settings (for ``target``'s CPU);
+    ``reader`` None = ranges from ``ranges_cache`` only. The one place the static options are
+    spelled out."""
+    settings = variant_settings(variant, target)
     quantize_static(
         model_path, out_path, reader, quant_format=QuantFormat.QDQ, op_types_to_quantize=settings["ops"],
         per_channel=True, reduce_range=settings["reduce_range"], activation_type=settings["activation"],
@@ -89,9 +106,10 @@ def static_quantize(model_path: str, out_path: str, reader, variant: str, method
 
 
 def quantize_graph(fp32: CaptionEngine, graph: str, calib: CalibrationSet, out_path: str, method: str,
-                   exclude: list[str], cache_dir: str, work_dir: str, variant: str = "qdq") -> dict:
+                   exclude: list[str], cache_dir: str, work_dir: str, variant: str = "qdq",
+                   target: str | None = None) -> dict:
     """Quantize one graph; returns what was done (for the manifest)."""
-    settings = VARIANTS[variant]
+    settings = variant_settings(variant, target)
     source = fp32.manifest.graph_path(graph)
     prepared = os.path.join(work_dir, f"{graph}.prepared.onnx")
     if not os.path.isfile(prepared):
@@ -101,10 +119,12 @@ def quantize_graph(fp32: CaptionEngine, graph: str, calib: CalibrationSet, out_p
         quantize_dynamic(prepared, out_path, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gather"],
                          nodes_to_exclude=exclude, reduce_range=settings["reduce_range"])
         return {"mode": "dynamic", "excluded": sorted(exclude)}
+    # Keyed by variant, not target: the cache holds float ranges, which every target's
+    # activation type is then computed from (onnxruntime's load_tensors_data).
     cache = _ranges_cache(cache_dir, source, calib, method, variant)
     cached = os.path.isfile(cache)
     reader = None if cached else FeedReader(graph_feeds(fp32, graph, calib))
-    static_quantize(prepared, out_path, reader, variant, method, cache, nodes_to_exclude=exclude)
+    static_quantize(prepared, out_path, reader, variant, method, cache, nodes_to_exclude=exclude, target=target)
     return {"mode": "static", "excluded": sorted(exclude), "ranges_cache": os.path.basename(cache),
             "ranges_reused": cached}
 
@@ -118,20 +138,24 @@ def check_output(out_dir: str, fp32_dir: str) -> None:
 
 def quantize_engine(fp32_dir: str, calib: CalibrationSet, out_dir: str, method: str = "minmax",
                     exclude: dict[str, list[str]] | None = None, cache_dir: str | None = None,
-                    extra_manifest: dict | None = None, variant: str = "qdq") -> Manifest:
-    """FP32 engine -> INT8 engine (atomically); ``exclude``: graph -> node names kept float."""
+                    extra_manifest: dict | None = None, variant: str = "qdq", target: str | None = None) -> Manifest:
+    """FP32 engine -> INT8 engine (atomically); ``exclude``: graph -> node names kept float;
+    ``target``: the CPU the ``cpu`` variant is made for (recorded in the manifest; the
+    caller adds its layout's float patterns to ``exclude``)."""
     if method not in METHODS:
         raise EdgeVLMError(f"unknown calibration method {method!r}; choose {', '.join(METHODS)}")
     if variant not in VARIANTS:
         raise EdgeVLMError(f"unknown variant {variant!r}; choose {', '.join(VARIANTS)}")
+    settings = variant_settings(variant, target)  # refuses a bad target before any work
     check_output(out_dir, fp32_dir)
     with CaptionEngine(fp32_dir, threads=2) as fp32:
-        return _quantize_engine(fp32, calib, out_dir, method, exclude or {}, cache_dir, extra_manifest, variant)
+        return _quantize_engine(fp32, calib, out_dir, method, exclude or {}, cache_dir, extra_manifest, variant,
+                                target, settings)
 
 
 def _quantize_engine(fp32: CaptionEngine, calib: CalibrationSet, out_dir: str, method: str,
                      exclude: dict[str, list[str]], cache_dir: str | None, extra_manifest: dict | None,
-                     variant: str) -> Manifest:
+                     variant: str, target: str | None, settings: dict) -> Manifest:
     source = fp32.manifest
     if source.precision != "fp32":
         raise EdgeVLMError(f"{source.root} is a {source.precision} engine; quantize the FP32 one")
@@ -142,7 +166,7 @@ def _quantize_engine(fp32: CaptionEngine, calib: CalibrationSet, out_dir: str, m
         for graph in source.graphs:
             file_name = source.files[source.graph(graph).file].path
             details[graph] = quantize_graph(fp32, graph, calib, os.path.join(tmp, file_name), method,
-                                            exclude.get(graph, []), cache_dir, work, variant)
+                                            exclude.get(graph, []), cache_dir, work, variant, target)
         graph_files = {spec.file for spec in source.graphs.values()}
         for key, entry in source.files.items():
             if key not in graph_files:  # the tokenizer and any other listed file: copied as is
@@ -157,8 +181,10 @@ def _quantize_engine(fp32: CaptionEngine, calib: CalibrationSet, out_dir: str, m
             quantization={
                 "variant": variant, "consumer": VARIANTS[variant]["consumer"],
                 "format": "QDQ" if variant == "qdq" else "QDQ (vision) + dynamic MatMulInteger (cross_kv, decoder)",
-                "activations": "int8 symmetric" if VARIANTS[variant]["symmetric"] else "uint8 asymmetric (static graphs)",
-                "weights": "int8 symmetric per-channel (static), per-tensor (dynamic)",
+                "activations": "int8 symmetric" if settings["symmetric"] else "uint8 asymmetric (static graphs)",
+                "weights": ("7-bit" if settings["reduce_range"] else "int8")
+                + " symmetric per-channel (static), per-tensor (dynamic)",
+                **({"target": target, "layout": layout_for(target).record()} if target else {}),
                 "op_types": VARIANTS[variant]["ops"], "method": method, "graphs": details,
                 "calibration": {"images": len(calib.images), "sha256": calib.digest},
                 "fp32_engine": {key: entry.sha256 for key, entry in source.files.items()},

@@ -20,6 +20,7 @@ import subprocess
 from dataclasses import asdict, dataclass
 
 from edgevlm.errors import EdgeVLMError
+from edgevlm.runtime.cpu_isa import cpu_features, read_cpuinfo, this_cpu_target  # cpu_features: re-exported
 
 PROBE_TIMEOUT_S = 5.0  # nvidia-smi / nvcc / gst-inspect: a hung driver must not hang doctor
 GPU_PROVIDERS = ("cuda", "tensorrt")
@@ -98,27 +99,14 @@ def check_python() -> Check:
                                  f"{platform.system()} {platform.machine()}")
 
 
-def cpu_features(cpuinfo: str) -> tuple[str, list[str]]:
-    """(CPU model, the int8-relevant instruction sets) from /proc/cpuinfo's text. x86 lists
-    ``flags``, ARM ``Features`` (``asimddp`` is the dot-product extension)."""
-    model, flags = "", set()
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip().lower()
-        if key in ("model name", "hardware", "cpu model") and not model:
-            model = value.strip()
-        elif key in ("flags", "features"):
-            flags.update(value.split())
-    names = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_vnni": "AVX-512 VNNI", "avx_vnni": "AVX-VNNI",
-             "amx_int8": "AMX", "asimd": "NEON", "asimddp": "ARM dotprod"}
-    return model, [label for flag, label in names.items() if flag in flags]
-
-
 def check_cpu() -> Check:
-    """CPU model and instruction sets: int8 engines are fast with VNNI/AMX/dotprod."""
-    model, found = cpu_features(_read("/proc/cpuinfo") or "")
+    """CPU model, instruction sets and the INT8 target they make it (runtime/cpu_isa.py):
+    int8 engines are fast with VNNI/AMX/dotprod, and an engine made for another target warns."""
+    model, found = cpu_features(read_cpuinfo())
     model = model or platform.processor() or platform.machine()
-    return Check("cpu", True, f"{model}, {os.cpu_count()} cores; {', '.join(found) or 'no AVX2/VNNI/dotprod'}")
+    target = this_cpu_target()
+    return Check("cpu", True, f"{model}, {os.cpu_count()} cores; {', '.join(found) or 'no AVX2/VNNI/dotprod'}; "
+                              f"INT8 target {target or 'unknown'}")
 
 
 def _absent(name: str, detail: str, provider: str, needed: bool, fix: str) -> Check:

@@ -19,7 +19,7 @@ from edgevlm.runtime.backends import DEFAULT_BACKEND, BackendOptions, create_bac
 from edgevlm.runtime.families import runtime_family
 from edgevlm.runtime.frame_quality import assess_frame
 from edgevlm.runtime.grounding import ExistenceQuestions, caption_bias, concept_token_ids, existence_answer
-from edgevlm.runtime.manifest import load_manifest
+from edgevlm.runtime.cpu_variants import load_for_this_cpu
 from edgevlm.runtime.search import SearchSettings, answer_search, beam_search
 from edgevlm.runtime.search_hf import HFGeneration, hf_answers, hf_generate
 from edgevlm.runtime.text import MAX_ANSWER_TOKENS
@@ -70,7 +70,9 @@ class CaptionEngine:
 
     def __init__(self, engine_dir: str, provider: str = "cpu", threads: int | None = None, verify: bool = True,
                  spinning: bool = False, backend: str = DEFAULT_BACKEND, io_binding: bool | None = None):
-        self.manifest = load_manifest(engine_dir, verify=verify)
+        # The engine made for this CPU's int8 kernels: a listed variant, else ENGINE_DIR itself,
+        # with one warning per process when it was made for another CPU (cpu_variants.py).
+        self.manifest = load_for_this_cpu(engine_dir, verify=verify)
         self.family = runtime_family(self.manifest.model.family)
         self.family.check(self.manifest)
         self.tokenizer = self.family.load_tokenizer(self.manifest)

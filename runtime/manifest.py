@@ -3,7 +3,10 @@
 Every section the runtime acts on is a frozen dataclass; ``from_json`` refuses unknown
 fields, missing fields and wrong types with a message naming the field, so an engine the
 runtime would half-understand is never run. Provenance sections (``source``, ``exporter``,
-``quantization``) are records for people and tools, kept as free-form dicts.
+``quantization``) are records for people and tools, kept as free-form dicts; of
+``quantization`` the runtime reads two optional keys, checked here: ``target`` (the CPU a
+``cpu`` INT8 engine was made for, runtime/cpu_isa.py) and ``variants`` (target -> a folder
+inside this one holding the engine made for that CPU, runtime/cpu_variants.py).
 
 Loading also confines every listed file to the engine folder (plain relative names, no
 ``..``, no absolute paths, no symlinks leaving it) and checks each file's sha256, so a
@@ -232,6 +235,16 @@ class Manifest:
         return self.path(self.graphs[name].file)
 
     @property
+    def cpu_target(self) -> str | None:
+        """The CPU target this INT8 engine was made for; None for FP32, QDQ and older engines."""
+        return (self.quantization or {}).get("target")
+
+    @property
+    def cpu_variants(self) -> dict[str, str]:
+        """target -> folder (relative to this one) of the engine made for that CPU."""
+        return dict((self.quantization or {}).get("variants") or {})
+
+    @property
     def tokens(self) -> SpecialTokens:
         return self.special_tokens
 
@@ -294,6 +307,7 @@ def _check_consistent(manifest: Manifest, where: str) -> None:
             refuse(f"plans.{graph}.path", f"is {name!r}: plans must be plain relative names inside the engine folder")
         if plan.precision not in PRECISIONS:
             refuse(f"plans.{graph}.precision", f"is {plan.precision!r}, not one of {list(PRECISIONS)}")
+    _check_cpu_targets(manifest.quantization or {}, refuse)
     unknown = [t for t in manifest.tasks if t not in TASKS]
     if unknown:
         refuse("tasks", f"lists {unknown}, which this runtime cannot do (it knows {list(TASKS)})")
@@ -322,6 +336,26 @@ def _check_consistent(manifest: Manifest, where: str) -> None:
         missing = [n for n in manifest.concepts.names if n not in manifest.concepts.words]
         if missing:
             refuse("concepts.words", f"has no words for {missing}")
+
+
+def _check_cpu_targets(quantization: dict, refuse) -> None:
+    """``quantization.target`` and ``quantization.variants``: both optional (engines made before
+    them load as before), both acted on by the runtime, so only known targets and plain
+    relative folders pass."""
+    from edgevlm.runtime.cpu_isa import TARGETS
+
+    if "target" in quantization and quantization["target"] not in TARGETS:
+        refuse("quantization.target", f"is {quantization['target']!r}, not one of {list(TARGETS)} (upgrade edgevlm?)")
+    variants = quantization.get("variants", {})
+    if not isinstance(variants, dict):
+        refuse("quantization.variants", f"is {type(variants).__name__}, expected an object of target: folder")
+    for target, folder in variants.items():
+        if target not in TARGETS:
+            refuse(f"quantization.variants.{target}", f"names an unknown target; known: {list(TARGETS)}")
+        if (not isinstance(folder, str) or not folder or os.path.isabs(folder) or "\\" in folder
+                or any(part in ("", ".", "..") for part in folder.split("/"))):
+            refuse(f"quantization.variants.{target}", f"is {folder!r}: variants are plain relative folders inside "
+                   "the engine folder")
 
 
 def _confined_path(root: str, entry: FileEntry | PlanEntry, key: str) -> str:

@@ -16,6 +16,8 @@ import click
 @click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax", show_default=True)
 @click.option("--variant", type=click.Choice(["qdq", "cpu"]), default="qdq", show_default=True,
               help="qdq: static symmetric QDQ for TensorRT; cpu: the faster layout for onnxruntime on CPU.")
+@click.option("--target", default=None, metavar="auto|avx2|avx512-vnni|amx|arm-dotprod",
+              help="--variant cpu: the CPU the engine is for (its int8 layout); auto (default): this CPU.")
 @click.option("--exclude", "patterns", multiple=True, help="Keep nodes matching this glob in float (repeatable).")
 @click.option("--auto-exclude", is_flag=True, help="Return the most damaging nodes to float until the gate passes.")
 @click.option("--eval", "eval_path", type=click.Path(), default=None,
@@ -25,24 +27,30 @@ import click
               help="Largest relative CIDEr drop the gate accepts.")
 @click.option("--calib-limit", type=click.IntRange(1), default=200, show_default=True, help="Calibration images.")
 @click.option("--json", "as_json", is_flag=True, help="Print the gate report as one JSON object.")
-def command(engine_dir, calib_source, out_dir, method, variant, patterns, auto_exclude, eval_path, eval_limit, max_cider_drop,
+def command(engine_dir, calib_source, out_dir, method, variant, target, patterns, auto_exclude, eval_path, eval_limit, max_cider_drop,
             calib_limit, as_json):
     """Quantize ENGINE_DIR's vision, cross-K/V and decoder graphs to static INT8."""
+    from edgevlm.calibration.cpu_layouts import resolve_target
     from edgevlm.calibration.gate import format_report
     from edgevlm.calibration.gated_quantize import held_out_names, load_eval_set, quantize_gated
     from edgevlm.calibration.quantize import check_output
     from edgevlm.calibration.sources import load_calibration_set
     from edgevlm.errors import EdgeVLMError
 
+    if variant != "cpu" and target is not None:
+        raise EdgeVLMError(f"--target chooses the CPU layout; use it with --variant cpu, not {variant}")
+    # A plain string, not click.Choice: an unknown target is refused in one line like every error.
+    target = resolve_target(target) if variant == "cpu" else None
     check_output(out_dir, engine_dir)  # before any image is read
     if auto_exclude and not eval_path:
         raise EdgeVLMError("--auto-exclude needs --eval CAPTIONS.json: the gate decides when to stop")
     eval_set = load_eval_set(eval_path, eval_limit) if eval_path else None
     calib = load_calibration_set(calib_source, calib_limit, exclude=held_out_names(eval_set))
-    click.echo(f"calibrating on {len(calib.images)} images from {calib_source}", err=True)
+    click.echo(f"calibrating on {len(calib.images)} images from {calib_source}"
+               + (f" for a {target} CPU" if target else ""), err=True)
     report = quantize_gated(engine_dir, calib, out_dir, method, variant, list(patterns), eval_set, max_cider_drop,
                             auto_exclude, {"calibration_source": os.path.abspath(calib_source)},
-                            say=lambda line: click.echo(line, err=True))
+                            say=lambda line: click.echo(line, err=True), target=target)
     if report is None:
         click.echo(f"wrote {out_dir} (not gated: pass --eval CAPTIONS.json to check accuracy)", err=True)
         return
