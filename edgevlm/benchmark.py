@@ -210,9 +210,12 @@ def engine_size_mb(engine: CaptionEngine) -> float:
 
 
 def bench(engine_dir: str, paths: list[str], rounds: int, beam: int, threads: int, vs_engine_dir: str | None = None,
-          model_dir: str | None = None, compare_spinning: bool = False) -> dict:
+          model_dir: str | None = None, compare_spinning: bool = False, floor: bool = True,
+          modes: bool = True) -> dict:
     """The whole ``edgevlm bench`` report: the engine against ``vs_engine_dir``, else against
-    PyTorch eager on ``model_dir``, on the images at ``paths``."""
+    PyTorch eager on ``model_dir``, on the images at ``paths``. ``floor``: also the floor
+    under a caption (ops and bytes counted from the graphs, this machine's measured peaks,
+    our ratio to it: bench_floor.py); ``modes``: also beam-3 captions and ``ask`` timings."""
     frames = [read_image_bgr(p) for p in paths]
     engine = CaptionEngine(engine_dir, threads=threads)
     peers = {"runtime": runtime_peer(engine, beam)}
@@ -247,4 +250,31 @@ def bench(engine_dir: str, paths: list[str], rounds: int, beam: int, threads: in
     result.update(runtime_process_stats(engine_dir, absolute, threads, beam))
     if compare_spinning:
         result.update(spinning_comparison(engine_dir, absolute, threads, beam))
+    if modes:
+        result.update(mode_timings(engine, frames, rounds))
+    if floor:
+        result["floor"] = floor_or_reason(engine, result, threads)
     return result
+
+
+def mode_timings(engine: CaptionEngine, frames: list[np.ndarray], rounds: int) -> dict:
+    """{"beam3": beam-3 caption timing, "ask": per-question timing (None: no VQA)}."""
+    from edgevlm.bench_modes import ask_timing, beam_timing
+
+    out = {"beam3": beam_timing(engine, frames, rounds, 3) if "caption" in engine.manifest.tasks else None}
+    out["ask"] = ask_timing(engine, frames, rounds)
+    return out
+
+
+def floor_or_reason(engine: CaptionEngine, result: dict, threads: int) -> dict:
+    """bench_floor's report at this run's measured timings (greedy steps = mean tokens), or
+    {"skipped": why} where onnx/sympy are not installed (the base install lacks them) or the
+    run was not greedy (the floor is counted at one row per step)."""
+    if result["beam"] != 1:
+        return {"skipped": "the floor is counted for greedy captions (--beam 1)"}
+    try:
+        from edgevlm.bench_floor import floor_report
+
+        return floor_report(engine, result["runtime_graphs"], result["runtime_ms_p50"], result["mean_tokens"], threads)
+    except ImportError as exc:
+        return {"skipped": f"counting the graphs needs {exc.name}: pip install 'edgevlm[calibrate]'"}

@@ -22,16 +22,24 @@ from edgevlm.paths import resolve_engine, sample_images_dir
 @click.option("--rounds", type=click.IntRange(1), default=5, show_default=True)
 @click.option("--beam", type=click.IntRange(1, 16), default=1, show_default=True)
 @click.option("--threads", type=click.IntRange(1), default=2, show_default=True)
+@click.option("--floor/--no-floor", "floor", default=True, show_default=True,
+              help="Also count the graphs' ops and bytes, measure this machine's peaks and print our ratio "
+                   "to the resulting floor (needs onnx and sympy: the calibrate extra).")
+@click.option("--modes/--no-modes", "modes", default=True, show_default=True,
+              help="Also time beam-3 captions and questions (an existence and a decoder question).")
 @click.option("--json", "as_json", is_flag=True, help="Last line: one JSON object.")
-def command(engine_dir, vs_engine_dir, compare_spinning, model_dir, images, rounds, beam, threads, as_json):
-    """Measure per-caption latency side by side in one interleaved run, plus cold start and peak RSS."""
+def command(engine_dir, vs_engine_dir, compare_spinning, model_dir, images, rounds, beam, threads, floor, modes,
+            as_json):
+    """Measure per-caption latency side by side in one interleaved run, plus cold start and peak RSS,
+    beam-3 and question timings, and the floor this machine puts under a caption."""
     from edgevlm.benchmark import bench
+    from edgevlm.cli.bench_text import floor_lines, mode_lines
     from edgevlm.cli.model_inputs import expand_image_paths
 
     engine_dir = resolve_engine(engine_dir)
     paths = expand_image_paths((images or sample_images_dir(),))
     result = bench(engine_dir, paths, rounds, beam, threads, vs_engine_dir,
-                   model_dir, compare_spinning)
+                   model_dir, compare_spinning, floor, modes)
     p50, p90 = result["runtime_ms_p50"], result["runtime_ms_p90"]
     peer = "vs_engine" if vs_engine_dir else "torch"
     peer_p50, peer_p90 = result[f"{peer}_ms_p50"], result[f"{peer}_ms_p90"]
@@ -43,4 +51,6 @@ def command(engine_dir, vs_engine_dir, compare_spinning, model_dir, images, roun
         if compare_spinning:
             click.echo(f"intra-op spinning: off {result['spinning_off_ms_p50']} ms, on {result['spinning_on_ms_p50']} ms "
                        f"({result['spinning_cost']}x)")
+        for line in mode_lines(result) + (floor_lines(result["floor"]) if floor else []):
+            click.echo(line)
     click.echo(json.dumps(result))

@@ -1,0 +1,56 @@
+"""Bench's other timings on the runtime alone: beam-3 captions and questions (``ask``), each
+per image end to end (preprocessing, frame check, vision, search, decoding), in ms."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+# An existence question (the concept head answers it from the vision graph alone, where the
+# engine has one) and one only the decoder can answer (prefill + a few greedy steps).
+EXISTENCE_QUESTION = "is there a dog?"
+DECODER_QUESTION = "what is the man doing?"
+
+
+def _p50_p90(seconds: list[float]) -> tuple[float, float]:
+    ms = np.asarray(seconds) * 1000
+    return round(float(np.percentile(ms, 50)), 2), round(float(np.percentile(ms, 90)), 2)
+
+
+def beam_timing(engine, images: list[np.ndarray], rounds: int, beam: int = 3) -> dict:
+    """Per-caption p50/p90 ms and mean tokens (eos included) of ``caption_images`` at ``beam``."""
+    engine.caption_images(images[:1], beam)  # warm-up: the beam-sized cache is allocated on first use
+    times, tokens = [], []
+    for _ in range(rounds):
+        for image in images:
+            t = time.perf_counter()
+            engine.caption_images([image], beam)
+            times.append(time.perf_counter() - t)
+    sight = engine.see(np.stack([engine.preprocess(image) for image in images]))
+    tokens = [len(ids) + 1 for ids in engine.generate(sight.visual, engine.settings(beam), sight.concepts)]
+    p50, p90 = _p50_p90(times)
+    return {"beam": beam, "ms_p50": p50, "ms_p90": p90, "mean_tokens": round(float(np.mean(tokens)), 2)}
+
+
+def ask_timing(engine, images: list[np.ndarray], rounds: int,
+               questions: tuple[str, ...] = (EXISTENCE_QUESTION, DECODER_QUESTION)) -> dict | None:
+    """question -> {"route": "concepts"|"decoder", "ms_p50", "ms_p90"} of ``answer_image``
+    with that one question; None for an engine that answers no questions."""
+    if not engine.answers_questions:
+        return None
+    for question in questions:
+        engine.answer_image(images[0], [question])  # warm-up
+    times: dict[str, list[float]] = {q: [] for q in questions}
+    for _ in range(rounds):  # interleaved, as bench's peers: machine noise hits every question alike
+        for image in images:
+            for question in questions:
+                t = time.perf_counter()
+                engine.answer_image(image, [question])
+                times[question].append(time.perf_counter() - t)
+    out = {}
+    for question in questions:
+        p50, p90 = _p50_p90(times[question])
+        route = "concepts" if engine.answered_by_concepts(question) else "decoder"
+        out[question] = {"route": route, "ms_p50": p50, "ms_p90": p90}
+    return out

@@ -1,0 +1,214 @@
+"""Where a caption's time goes outside the graphs: ``python -m edgevlm.scripts.caption_path_profile``.
+
+Prints one table, ms per caption (median over ``--rounds`` x the images), for greedy and
+beam 3: file decode, frame check, resize, normalise, the vision and cross-K/V graphs, then
+the search split into onnxruntime's own run (``session.run``), the backend's feed checks,
+the stepper's work (feeds, cache write) and the search's Python (masks, argmax, beams; the
+concept bias and the beams' cross-K/V copy included); each row is a median on its own, so
+the parts need not add up to the total;
+tokenizer decode last. Then bytes allocated per decoder step (tracemalloc: the transient
+high-water mark of one search iteration, step included) and cProfile's top items of whole
+captions (``caption_images``), by own time.
+
+The split comes from timing wrappers put on one engine's backend and stepper instances
+(nothing is patched globally): each wrapper adds ~1 us per call, small next to a step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import time
+import tracemalloc
+from collections import defaultdict
+
+import cv2
+import numpy as np
+
+from edgevlm.paths import resolve_engine, sample_images_dir
+from edgevlm.runtime.engine import CaptionEngine
+from edgevlm.runtime.frame_quality import assess_frame
+from edgevlm.runtime.preprocess import read_image_bgr
+
+ROWS = ("read", "frame_check", "resize", "normalise", "vision", "cross_kv", "search_ort_run", "search_feed_checks",
+        "search_stepper", "search_python", "search_total", "tokenizer_decode", "caption_total")
+
+
+class Timers:
+    """Seconds accumulated per name; ``wrap`` times a bound method of one object."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+
+    def wrap(self, obj, method: str, name: str) -> None:
+        inner = getattr(obj, method)
+
+        def timed(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.seconds[name] += time.perf_counter() - t
+                self.calls[name] += 1
+
+        setattr(obj, method, timed)
+
+
+def instrument(engine: CaptionEngine) -> Timers:
+    """Timing wrappers on ``engine``'s backend (run: checks + ORT; _run: ORT alone, per
+    graph) and on every stepper it hands out (step, prefill, reorder)."""
+    timers = Timers()
+    backend = engine.backend
+    inner_run = backend._run
+
+    def ort_run(graph, feeds):
+        t = time.perf_counter()
+        try:
+            return inner_run(graph, feeds)
+        finally:
+            timers.seconds[f"ort:{graph}"] += time.perf_counter() - t
+            timers.calls[f"ort:{graph}"] += 1
+
+    backend._run = ort_run
+    timers.wrap(backend, "run", "backend_run")
+    inner_stepper = backend.decoder_stepper
+
+    def stepper(cross_k, cross_v):
+        s = inner_stepper(cross_k, cross_v)
+        for method in ("step", "prefill", "reorder"):
+            timers.wrap(s, method, "stepper")
+        return s
+
+    backend.decoder_stepper = stepper
+    return timers
+
+
+def profile_caption(engine: CaptionEngine, timers: Timers, path: str, beam: int) -> dict[str, float]:
+    """One caption of the file at ``path``, stage by stage, as ``caption_images`` does it -> ms per row."""
+    timers.seconds.clear()
+    timers.calls.clear()
+    out = {}
+    t0 = t = time.perf_counter()
+    image = read_image_bgr(path)
+    out["read"], t = time.perf_counter() - t, time.perf_counter()
+    assess_frame(image)
+    out["frame_check"], t = time.perf_counter() - t, time.perf_counter()
+    size = engine.manifest.preprocess.image_size
+    cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)  # what preprocess does first
+    out["resize"], t = time.perf_counter() - t, time.perf_counter()
+    pixels = engine.preprocess(image)[None]
+    out["normalise"] = max(time.perf_counter() - t - out["resize"], 0.0)  # preprocess = resize + this
+    t = time.perf_counter()
+    sight = engine.see(pixels)
+    out["vision"], t = time.perf_counter() - t, time.perf_counter()
+    cross_k, cross_v = engine.cross_kv(sight.visual)
+    out["cross_kv"] = time.perf_counter() - t
+    timers.seconds.clear()
+    t = time.perf_counter()
+    ids = engine.generate(sight.visual, engine.settings(beam), sight.concepts)  # runs cross_kv again, inside
+    total = time.perf_counter() - t
+    ort_decoder, ort_all = timers.seconds["ort:decoder"], sum(v for k, v in timers.seconds.items() if k.startswith("ort:"))
+    out["search_ort_run"] = ort_decoder
+    out["search_feed_checks"] = timers.seconds["backend_run"] - ort_all
+    out["search_stepper"] = timers.seconds["stepper"] - (timers.seconds["backend_run"] - timers.seconds["ort:cross_kv"])
+    out["search_python"] = total - timers.seconds["stepper"] - timers.seconds["ort:cross_kv"]
+    out["search_total"] = total - timers.seconds["ort:cross_kv"]
+    t = time.perf_counter()
+    engine.tokenizer.decode(ids[0])
+    out["tokenizer_decode"] = time.perf_counter() - t
+    out["caption_total"] = time.perf_counter() - t0 - out["cross_kv"]  # the cross_kv above is counted once
+    out["steps"] = timers.calls.get("stepper", 0)
+    out["non_ort_per_step"] = (out["search_total"] - out["search_ort_run"]) / max(out["steps"], 1)
+    return {k: v * 1000 if k != "steps" else v for k, v in out.items()}
+
+
+def bytes_per_step(engine: CaptionEngine, path: str, beam: int) -> tuple[float, float]:
+    """(mean KB, max KB) transient allocation high-water per search iteration (tracemalloc,
+    numpy's buffers included), measured between consecutive decoder steps."""
+    sight = engine.see(engine.preprocess(read_image_bgr(path))[None])
+    inner_stepper = engine.backend.decoder_stepper
+    peaks: list[int] = []
+
+    def stepper(cross_k, cross_v):
+        s = inner_stepper(cross_k, cross_v)
+        inner_step = s.step
+
+        def step(tokens, position):
+            current, peak = tracemalloc.get_traced_memory()
+            if position > 0:
+                peaks.append(peak - step.base)
+            step.base = current
+            tracemalloc.reset_peak()
+            return inner_step(tokens, position)
+
+        step.base = 0
+        s.step = step
+        return s
+
+    engine.backend.decoder_stepper = stepper
+    tracemalloc.start()
+    try:
+        engine.generate(sight.visual, engine.settings(beam), sight.concepts)
+    finally:
+        tracemalloc.stop()
+        engine.backend.decoder_stepper = inner_stepper
+    return float(np.mean(peaks)) / 1024, float(np.max(peaks)) / 1024
+
+
+def top_items(engine: CaptionEngine, paths: list[str], beam: int, rounds: int, limit: int) -> str:
+    """cProfile of ``rounds`` x captions of the images (decoded beforehand), top ``limit`` by own time."""
+    images = [read_image_bgr(p) for p in paths]
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(rounds):
+        for image in images:
+            engine.caption_images([image], beam)
+    profiler.disable()
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(limit)
+    lines = text.getvalue().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith("ncalls"))
+    return "\n".join(lines[start - 2: start + limit + 1])
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--engine", default=None)
+    parser.add_argument("--images", default=None, help="image folder (default: the shipped samples)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--top", type=int, default=15, help="cProfile items to print (0: none)")
+    args = parser.parse_args(argv)
+    folder = args.images or sample_images_dir()
+    paths = sorted(os.path.join(folder, name) for name in os.listdir(folder)
+                   if name.lower().endswith((".jpg", ".jpeg", ".png")))
+    engine = CaptionEngine(resolve_engine(args.engine), threads=args.threads)
+    timers = instrument(engine)
+    table = {}
+    for beam in (1, 3):
+        profile_caption(engine, timers, paths[0], beam)  # warm-up: caches allocated, sessions hot
+        rows = [profile_caption(engine, timers, p, beam) for _ in range(args.rounds) for p in paths]
+        table[beam] = {k: float(np.median([r[k] for r in rows])) for k in (*ROWS, "steps", "non_ort_per_step")}
+    print(f"caption path, ms per caption (median of {args.rounds} rounds x {len(paths)} images, "
+          f"{args.threads} threads)")
+    print(f"{'stage':<20} {'greedy':>9} {'beam 3':>9}")
+    for row in ROWS:
+        print(f"{row:<20} {table[1][row]:9.3f} {table[3][row]:9.3f}")
+    print(f"{'decoder steps':<20} {table[1]['steps']:9.0f} {table[3]['steps']:9.0f}")
+    print(f"{'non-ORT ms / step':<20} {table[1]['non_ort_per_step']:9.3f} {table[3]['non_ort_per_step']:9.3f}")
+    plain = CaptionEngine(resolve_engine(args.engine), threads=args.threads)  # uninstrumented
+    for beam in (1, 3):
+        mean_kb, max_kb = bytes_per_step(plain, paths[0], beam)
+        print(f"allocated per step, beam {beam}: {mean_kb:.1f} KB mean, {max_kb:.1f} KB max (tracemalloc high-water)")
+    if args.top:
+        for beam in (1, 3):
+            print(f"\ncProfile, {args.rounds} x {len(paths)} captions at beam {beam}, top {args.top} by own time:")
+            print(top_items(plain, paths, beam, args.rounds, args.top))
+
+
+if __name__ == "__main__":
+    main()
