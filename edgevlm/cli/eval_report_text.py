@@ -107,17 +107,27 @@ def pope_text(report: dict) -> str:
         worst = s["min_category"]
         lines += [f"{'abstention rate':>24}: {s['abstention_rate']:.4f}  (below p={report['threshold']:.3f}; "
                   f"answered accuracy {s['answered_accuracy']:.4f})",
-                  f"{'worst category':>24}: {worst['category']} {worst['balanced_accuracy']:.4f}"]
+                  f"{'worst category':>24}: {worst['category']} {worst['balanced_accuracy']:.4f} "
+                  f"(95% interval {worst['ci95'][0]:.2f}-{worst['ci95'][1]:.2f})"]
     head = "".join(f"  {name[:11]:>11} {'yes':>5} {'n':>4}" for name in samplings)
-    lines.append(f"\nper category: balanced accuracy, yes ratio, questions\n{'category':<14}{head}")
+    ci_head = "".join(f"  {name[:11]:>11} {'95% int.':>10} {'n':>4}" for name in samplings)
+    lines.append(f"\nper category: balanced accuracy, its 95% interval, questions\n{'category':<14}{ci_head}")
     for category in sorted({c for s in samplings.values() for c in s["per_category"]}):
-        lines.append(f"{category:<14}" + "".join(_cell(s["per_category"].get(category)) for s in samplings.values()))
+        lines.append(f"{category:<14}" + "".join(_interval_cell(s["per_category"].get(category)) for s in samplings.values()))
     lines.append(f"\nper wording: balanced accuracy, yes ratio, questions (* = never trained)\n{'wording':<34}{head}")
     wordings = {w: row["trained"] for s in samplings.values() for w, row in s["per_wording"].items()}
     for wording, trained in wordings.items():
         lines.append(f"{('' if trained else '* ') + wording:<34}"
                      + "".join(_cell(s["per_wording"].get(wording)) for s in samplings.values()))
     return "\n".join(lines + [f"\n{'seconds':>24}: {report['seconds']}"])
+
+
+def _interval_cell(row: dict | None) -> str:
+    """One sampling's column group in the per-category table: balanced accuracy, interval, n."""
+    if row is None:
+        return f"  {'-':>11} {'-':>10} {'-':>4}"
+    lo, hi = row["ci95"]
+    return f"  {row['balanced_accuracy']:>11.4f} {f'{lo:.2f}-{hi:.2f}':>10} {row['n']:>4}"
 
 
 def _cell(row: dict | None) -> str:

@@ -49,6 +49,24 @@ def _rates(rows: list[tuple[bool, bool]]) -> dict:
     }
 
 
+def balanced_accuracy_interval(rows: list[tuple[bool, bool]], z: float = 1.96) -> tuple[float, float]:
+    """rows: (truth is yes, answered yes) -> an approximate 95% interval (lo, hi) of the
+    balanced accuracy, from the two recalls' Agresti-Coull intervals (add 2 successes and 2
+    failures to each: a 5/5 recall is not certain) combined as independent normals.
+
+    Why: a small category (5 photos with it, 5 without) moves 0.1 per answer, so its
+    balanced accuracy alone cannot say whether it is below a bar; the interval says so."""
+    variance = 0.0
+    for truth in (True, False):
+        answers = [said for t, said in rows if t == truth]
+        right = sum(said == truth for said in answers)
+        p = (right + 2) / (len(answers) + 4)
+        variance += p * (1 - p) / (len(answers) + 4)
+    centre = _rates(rows)["balanced_accuracy"]
+    half = z * 0.5 * variance ** 0.5
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def _sampling_scores(entries: list[dict], said_yes: dict) -> dict:
     """The headline figures, per-category and per-wording tables of one sampling's entries;
     said_yes: question_id -> answered "yes"."""
@@ -60,7 +78,7 @@ def _sampling_scores(entries: list[dict], said_yes: dict) -> dict:
         by_category.setdefault(entry["category"], []).append(row)
         by_wording.setdefault(entry["wording"], []).append((row, entry["trained_wording"]))
     per_category = {c: {k: v for k, v in _rates(r).items() if k in ("balanced_accuracy", "yes_ratio", "n")}
-                    for c, r in sorted(by_category.items())}
+                    | {"ci95": balanced_accuracy_interval(r)} for c, r in sorted(by_category.items())}
     per_wording = {}
     for wording, pairs in by_wording.items():
         rates = _rates([row for row, _ in pairs])
@@ -74,7 +92,8 @@ def _sampling_scores(entries: list[dict], said_yes: dict) -> dict:
     return {
         "questions": len(entries), "categories": len(per_category), "macro_balanced_accuracy": macro,
         **{k: overall[k] for k in ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "yes_ratio")},
-        "min_category": {"category": worst[0], "balanced_accuracy": worst[1].get("balanced_accuracy", 0.0)},
+        "min_category": {"category": worst[0], "balanced_accuracy": worst[1].get("balanced_accuracy", 0.0),
+                         "ci95": worst[1].get("ci95", (0.0, 0.0))},
         "per_category": per_category, "per_wording": per_wording,
     }
 

@@ -14,7 +14,7 @@ from edgevlm.data import object_lexicon
 from edgevlm.data.pope_questions import SAMPLINGS, UNTRAINED_WORDINGS, WORDINGS, ask, pope_questions
 from edgevlm.data.vqa_questions import EXISTENCE_TEMPLATES
 from edgevlm.errors import EdgeVLMError
-from edgevlm.evaluation.pope_metrics import check_pope_entries, pope_report
+from edgevlm.evaluation.pope_metrics import balanced_accuracy_interval, check_pope_entries, pope_report
 from edgevlm.scripts.pope_questions import main
 from tests.support import SAMPLES
 
@@ -124,7 +124,9 @@ def test_constant_yes_perfect_and_abstaining_answerers():
         s = always_yes["samplings"][sampling]
         assert s["macro_balanced_accuracy"] == 0.5 and s["yes_ratio"] == 1.0 and s["recall"] == 1.0
         assert s["precision"] == 0.5 and s["accuracy"] == 0.5 and s["abstention_rate"] == 0.0
-        assert s["per_category"]["dog"] == {"balanced_accuracy": 0.5, "yes_ratio": 1.0, "n": 4}
+        dog = s["per_category"]["dog"]
+        assert {k: dog[k] for k in ("balanced_accuracy", "yes_ratio", "n")} == {"balanced_accuracy": 0.5, "yes_ratio": 1.0, "n": 4}
+        assert dog["ci95"][0] < 0.5 < dog["ci95"][1]
         assert s["prior_only"]["macro_balanced_accuracy"] == 0.5 and s["prior_only"]["accuracy"] == 0.5
         assert set(s["per_wording"]) == {WORDINGS[0], WORDINGS[-1]}
         assert s["per_wording"][WORDINGS[-1]]["trained"] is False and s["per_wording"][WORDINGS[0]]["trained"]
@@ -141,7 +143,19 @@ def test_constant_yes_perfect_and_abstaining_answerers():
     # Right about dogs only: the worst category is named.
     dogs = {e["question_id"]: (e["answers"][0] if e["category"] == "dog" else "yes", 1.0) for e in entries}
     worst = pope_report(entries, dogs, 0.5)["samplings"]["random"]["min_category"]
-    assert worst == {"category": "car", "balanced_accuracy": 0.5}
+    assert (worst["category"], worst["balanced_accuracy"]) == ("car", 0.5)
+
+
+def test_interval_says_how_much_a_small_category_can_tell():
+    # 5 photos with it and 5 without, one "no" photo answered wrong: 0.9, yet not surely above 0.7;
+    # the same rates over 40 + 40 photos are.
+    small = [(True, True)] * 5 + [(False, False)] * 4 + [(False, True)]
+    large = [(True, True)] * 40 + [(False, False)] * 32 + [(False, True)] * 8
+    lo_small, hi_small = balanced_accuracy_interval(small)
+    lo_large, hi_large = balanced_accuracy_interval(large)
+    assert lo_small < 0.7 < 0.9 < hi_small <= 1.0
+    assert 0.7 < lo_large < 0.9 < hi_large < 1.0
+    assert hi_large - lo_large < hi_small - lo_small
 
 
 def test_check_pope_entries_names_the_entry():
