@@ -158,9 +158,18 @@ def answer_decoder_feeds(engine: CaptionEngine, calib: CalibrationSet) -> Iterat
         yield from feeds
 
 
+def decoder_step_feeds(engine: CaptionEngine, calib: CalibrationSet) -> Iterator[dict]:
+    """The single-token step graph's feeds (export/step_graph.py): the decoder's one-token
+    feeds, which are its inputs less ``prefix_len`` (0 at every step)."""
+    for feed in decoder_feeds(engine, calib):
+        if feed["input_ids"].shape[1] == 1:
+            yield {name: value for name, value in feed.items() if name != "prefix_len"}
+
+
 # model family -> graph -> feeds(engine, calib); the family registry's calibration side. Every
 # family on the three-graph contract (vision, cross_kv, decoder) records its feeds the same way.
-CONTRACT_FEEDS = {"vision": vision_feeds, "cross_kv": cross_kv_feeds, "decoder": decoder_feeds}
+CONTRACT_FEEDS = {"vision": vision_feeds, "cross_kv": cross_kv_feeds, "decoder": decoder_feeds,
+                  "decoder_step": decoder_step_feeds}  # ours only: the optional single-token graph
 # BLIP VQA adds the question graph, and its cross_kv and decoder read the question, not the image.
 BLIP_VQA_FEEDS = {"vision": vision_feeds, "question": question_feeds, "cross_kv": question_cross_kv_feeds,
                   "decoder": answer_decoder_feeds}

@@ -53,7 +53,7 @@ VARIANTS = {
     # and 0.99 on the AVX-512 VNNI machine it was first built on). onnxruntime's docs
     # recommend reduce_range for such machines; the cost elsewhere is one bit of weight.
     "cpu": {"consumer": "onnxruntime CPU", "activation": QuantType.QUInt8, "symmetric": False,
-            "ops": QUANTIZED_OPS + ["Clip", "Add"], "dynamic": ("cross_kv", "decoder"), "reduce_range": True},
+            "ops": QUANTIZED_OPS + ["Clip", "Add"], "dynamic": ("cross_kv", "decoder", "decoder_step"), "reduce_range": True},
 }
 FEEDS_VERSION = "2"  # bump when the feeds change meaning: invalidates cached ranges
 
@@ -180,7 +180,7 @@ def _quantize_engine(fp32: CaptionEngine, calib: CalibrationSet, out_dir: str, m
             vqa=None,  # an abstention threshold tuned on FP32 answers: retune on INT8 (eval --vqa)
             quantization={
                 "variant": variant, "consumer": VARIANTS[variant]["consumer"],
-                "format": "QDQ" if variant == "qdq" else "QDQ (vision) + dynamic MatMulInteger (cross_kv, decoder)",
+                "format": "QDQ" if variant == "qdq" else "QDQ (vision) + dynamic MatMulInteger (cross_kv, decoder, decoder_step)",
                 "activations": "int8 symmetric" if settings["symmetric"] else "uint8 asymmetric (static graphs)",
                 "weights": ("7-bit" if settings["reduce_range"] else "int8")
                 + " symmetric per-channel (static), per-tensor (dynamic)",

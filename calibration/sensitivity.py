@@ -25,7 +25,8 @@ from .sources import CalibrationSet
 
 log = logging.getLogger(__name__)
 
-MAIN_OUTPUT = {"vision": "visual_tokens", "question": "question_states", "cross_kv": "cross_k", "decoder": "logits"}
+MAIN_OUTPUT = {"vision": "visual_tokens", "question": "question_states", "cross_kv": "cross_k", "decoder": "logits",
+               "decoder_step": "logits"}
 
 
 def _damage(reference: list[np.ndarray], candidate: list[np.ndarray]) -> float:

@@ -1,4 +1,5 @@
-"""Our captioner's three exported graphs as thin wrappers around the model's own methods.
+"""Our captioner's exported graphs as thin wrappers around the model's own methods: vision,
+cross_kv, decoder, and the decoder's single-token step (export/step_graph.py).
 
 Names, dtypes and dynamic axes of every input and output are declared once here; the
 exporter, the dummy inputs and the manifest read this table, and the runtime reads the
@@ -12,6 +13,7 @@ from torch import nn
 
 from edgevlm.models.captioner import Captioner
 from edgevlm.models.concept_head import unfamiliarity
+from edgevlm.export.step_graph import DecoderStepGraph, step_graph_specs
 from edgevlm.runtime.manifest import TensorSpec
 
 
@@ -29,7 +31,7 @@ def graph_specs(model: Captioner, capacity: int) -> dict[str, dict[str, list[Ten
         vision_outputs.append(TensorSpec("concept_probs", "float32", ("batch", len(cfg.concepts.names))))
         # 1 - the largest concept probability: high when nothing the model knows is in view
         vision_outputs.append(TensorSpec("novelty", "float32", ("batch",)))
-    return {
+    specs = {
         "vision": {
             "inputs": [TensorSpec("pixels", "float32", ("batch", 3, s, s))],
             "outputs": vision_outputs,
@@ -49,6 +51,8 @@ def graph_specs(model: Captioner, capacity: int) -> dict[str, dict[str, list[Ten
                         TensorSpec("new_k", "float32", new), TensorSpec("new_v", "float32", new)],
         },
     }
+    specs["decoder_step"] = step_graph_specs(specs["decoder"])  # tokens = 1, no prefix_len
+    return specs
 
 
 class VisionGraph(nn.Module):
@@ -93,7 +97,8 @@ class DecoderGraph(nn.Module):
         return self.decoder(input_ids, cross_k, cross_v, cache_k, cache_v, position, prefix_len=prefix_len)
 
 
-GRAPH_MODULES = {"vision": VisionGraph, "cross_kv": CrossKVGraph, "decoder": DecoderGraph}
+GRAPH_MODULES = {"vision": VisionGraph, "cross_kv": CrossKVGraph, "decoder": DecoderGraph,
+                 "decoder_step": DecoderStepGraph}
 
 
 def dummy_inputs(specs: list[TensorSpec], batch: int = 2, tokens: int = 1) -> tuple[torch.Tensor, ...]:

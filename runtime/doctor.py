@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 
 from edgevlm.errors import EdgeVLMError
 from edgevlm.runtime.cpu_isa import cpu_features, read_cpuinfo, this_cpu_target  # cpu_features: re-exported
+from edgevlm.runtime.steppers import device_graphs
 
 PROBE_TIMEOUT_S = 5.0  # nvidia-smi / nvcc / gst-inspect: a hung driver must not hang doctor
 GPU_PROVIDERS = ("cuda", "tensorrt")
@@ -351,7 +352,7 @@ def check_plans(engine_dir: str | None, tensorrt_found: bool) -> Check:
         return Check("plans", None, f"no engine to look in ({_one_line(exc)})")
     build = f"edgevlm build {engine_dir} (or run with --rebuild)"
     entries = manifest.plans or {}
-    missing = [graph for graph in manifest.graphs if graph not in entries]
+    missing = [graph for graph in device_graphs(manifest) if graph not in entries]
     if missing:
         from edgevlm.runtime.tensorrt_build import check_precision_request
 

@@ -3,7 +3,10 @@
 The search (runtime/search.py) drives any stepper; this one feeds the decoder graph the
 cache that ``KVCache`` keeps in numpy and writes each run's new K/V rows back in place.
 It is told whether the graph takes ``prefix_len`` (from the manifest): our VQA decoder does
-(a question is a both-ways prefix); GIT's does not (its prompts are causal).
+(a question is a both-ways prefix); GIT's does not (its prompts are causal). Where the
+engine has the optional ``decoder_step`` graph (one token per row, static shapes: about half
+the per-step time on CPU, export/step_graph.py), single-token steps run it and prefill keeps
+the general graph; the two share the cache layout, so a search may mix them freely.
 """
 
 from __future__ import annotations
@@ -13,13 +16,33 @@ import numpy as np
 from edgevlm.runtime.kv_cache import KVCache
 
 
-class CacheStepper:
-    """Stepper over the decoder graph; rows = images x beams, image-major."""
+STEP_GRAPH = "decoder_step"  # the optional single-token graph; "decoder" runs everything else
 
-    def __init__(self, backend, cache: KVCache, cross_k: np.ndarray, cross_v: np.ndarray, takes_prefix_len: bool):
+
+def device_graphs(manifest) -> list[str]:
+    """The graphs a GPU backend builds and runs: all but ``decoder_step``, which exists to cut
+    onnxruntime's per-node cost on CPU; on a GPU the device stepper runs "decoder" for steps
+    too, so a TensorRT plan of it would be built for nothing."""
+    return [graph for graph in manifest.graphs if graph != STEP_GRAPH]
+
+
+def step_graph(manifest) -> str:
+    """The graph a single-token step runs on this engine: ``decoder_step`` where exported."""
+    return STEP_GRAPH if STEP_GRAPH in manifest.graphs else "decoder"
+
+
+class CacheStepper:
+    """Stepper over the decoder graph; rows = images x beams, image-major. ``step_graph``:
+    the graph single-token steps run ("decoder", or "decoder_step": the same inputs less
+    ``prefix_len``, tokens = 1)."""
+
+    def __init__(self, backend, cache: KVCache, cross_k: np.ndarray, cross_v: np.ndarray, takes_prefix_len: bool,
+                 step_graph: str = "decoder"):
         self.backend, self.cache = backend, cache
         self.cross_k, self.cross_v = cross_k, cross_v
         self.takes_prefix_len = takes_prefix_len
+        self.step_graph = step_graph
+        self._step_feeds = {"position": np.zeros((), np.int64), "cross_k": cross_k, "cross_v": cross_v}
         self._position = np.zeros((), np.int64)  # reused 0-d feeds
         self._prefix_len = np.zeros((), np.int64)
 
@@ -37,7 +60,14 @@ class CacheStepper:
 
     def step(self, tokens: np.ndarray, position: int) -> np.ndarray:
         """tokens (R,) int64 at ``position`` -> next-token logits (R, V)."""
-        return self._run(tokens.reshape(-1, 1), position, 0)[:, 0]
+        if self.step_graph == "decoder":
+            return self._run(tokens.reshape(-1, 1), position, 0)[:, 0]
+        feeds = self._step_feeds  # no prefix_len: at T = 1 the token sees itself either way
+        feeds["position"][()] = position
+        feeds["input_ids"], feeds["cache_k"], feeds["cache_v"] = tokens.reshape(-1, 1), self.cache.k, self.cache.v
+        out = self.backend.run(self.step_graph, feeds)
+        self.cache.write(position, out["new_k"], out["new_v"])
+        return out["logits"][:, 0]
 
     def prefill(self, prompts: np.ndarray) -> np.ndarray:
         """prompts (R,P) at positions 0..P-1 in one run -> logits after the last (R, V). A decoder

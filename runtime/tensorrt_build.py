@@ -29,6 +29,7 @@ from edgevlm.fileio import atomic_path, probe_writable
 from edgevlm.runtime.engine_cache import PlanRecord, graph_cache_dir, is_symmetric_qdq, plan_changes
 from edgevlm.runtime.engine_profiles import axis_ranges, input_profiles
 from edgevlm.runtime.manifest import PlanEntry, load_manifest, sha256_file, update_manifest
+from edgevlm.runtime.steppers import device_graphs
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def stale_graphs(manifest, facts, rebuild: bool = False) -> dict[str, list[str]]
     """{graph: what is wrong with its plan} for every graph that needs (re)building here: no
     plan, or one ``plan_changes`` refuses; with ``rebuild`` every graph."""
     out = {}
-    for graph in manifest.graphs:
+    for graph in device_graphs(manifest):
         entry = (manifest.plans or {}).get(graph)
         if entry is None:
             out[graph] = ["no plan built"]
@@ -182,7 +183,7 @@ def build_plans(engine_dir: str, precision: str | None = None, workspace_mb: int
     if precision is not None:  # a plan of another precision is rebuilt too
         todo.update({g: ["another precision"] for g, e in (manifest.plans or {}).items()
                      if e.precision != final and g not in todo})
-    status = {graph: "up to date" for graph in manifest.graphs if graph not in todo}
+    status = {graph: "up to date" for graph in device_graphs(manifest) if graph not in todo}
     if not todo:
         return status
     check_plans_writable(engine_dir)

@@ -1,5 +1,7 @@
 """Parity of our captioner's engine against its PyTorch model folder: every graph output
-within tolerance, decoder logits teacher-forced, and token ids identical to PyTorch's."""
+within tolerance, decoder logits teacher-forced (through the general decoder graph and, where
+exported, the single-token decoder_step graph, which the engine's search steps on), and
+token ids identical to PyTorch's."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from edgevlm.model_io import load_model
 from edgevlm.runtime.engine import CaptionEngine
 from edgevlm.runtime.grounding import caption_bias
 from edgevlm.runtime.search import beam_search
+from edgevlm.runtime.steppers import STEP_GRAPH, CacheStepper
 
 
 @torch.no_grad()
@@ -41,15 +44,18 @@ def captioner_parity(engine: CaptionEngine, model_dir: str, images_bgr: list[np.
     ours = engine.generate(visual, settings, sight.concepts)
     theirs = beam_search(TorchStepper(model, t_visual, beam_size, settings.max_new_tokens), len(images_bgr),
                          model.cfg.bos_id, model.cfg.eos_id, search_settings(model.cfg, beam_size), bias)
-    # Decoder logits, teacher-forced along PyTorch's own greedy sequence, step by step.
-    worst = None
-    for row, ids in enumerate(theirs):
-        sequence = [model.cfg.bos_id] + ids
-        t_logits, _, _ = model.decoder(torch.tensor([sequence]), t_cross_k[:, row : row + 1], t_cross_v[:, row : row + 1])
-        o_logits = teacher_forced_logits(engine, sequence, cross_k[:, row : row + 1], cross_v[:, row : row + 1])
-        check = compare("decoder.logits", o_logits, t_logits[0].numpy())
-        worst = check if worst is None or check.max_abs > worst.max_abs else worst
-    checks.append(worst)
+    # Decoder logits, teacher-forced along PyTorch's own greedy sequence, step by step, per graph.
+    for graph in ("decoder", STEP_GRAPH) if STEP_GRAPH in engine.manifest.graphs else ("decoder",):
+        worst = None
+        for row, ids in enumerate(theirs):
+            sequence = [model.cfg.bos_id] + ids
+            t_logits, _, _ = model.decoder(torch.tensor([sequence]), t_cross_k[:, row : row + 1],
+                                           t_cross_v[:, row : row + 1])
+            o_logits = teacher_forced_logits(engine, sequence, cross_k[:, row : row + 1], cross_v[:, row : row + 1],
+                                             graph)
+            check = compare(f"{graph}.logits", o_logits, t_logits[0].numpy())
+            worst = check if worst is None or check.max_abs > worst.max_abs else worst
+        checks.append(worst)
     identical = ours == theirs
     return {
         "outputs": checks,
@@ -59,7 +65,12 @@ def captioner_parity(engine: CaptionEngine, model_dir: str, images_bgr: list[np.
     }
 
 
-def teacher_forced_logits(engine: CaptionEngine, sequence: list[int], cross_k, cross_v) -> np.ndarray:
-    """The engine's decoder graph fed ``sequence`` one token at a time -> logits (T, V)."""
+def teacher_forced_logits(engine: CaptionEngine, sequence: list[int], cross_k, cross_v,
+                          graph: str | None = None) -> np.ndarray:
+    """The engine's decoder fed ``sequence`` one token at a time -> logits (T, V); ``graph``
+    ("decoder" or "decoder_step") picks the graph the steps run on a host-cache stepper,
+    None: whatever the engine's own stepper runs."""
     stepper = engine.backend.decoder_stepper(cross_k, cross_v)
+    if graph is not None and isinstance(stepper, CacheStepper):
+        stepper = CacheStepper(engine.backend, stepper.cache, cross_k, cross_v, stepper.takes_prefix_len, graph)
     return np.stack([stepper.step(np.array([token], np.int64), position)[0] for position, token in enumerate(sequence)])

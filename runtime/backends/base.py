@@ -18,7 +18,7 @@ import numpy as np
 from edgevlm.errors import EdgeVLMError
 from edgevlm.runtime.kv_cache import KVCache
 from edgevlm.runtime.manifest import Manifest, TensorSpec
-from edgevlm.runtime.steppers import CacheStepper
+from edgevlm.runtime.steppers import CacheStepper, step_graph
 
 PROVIDERS = ("cpu", "cuda", "tensorrt")  # onnxruntime execution providers (an ORT backend option)
 
@@ -127,7 +127,8 @@ class Backend(ABC):
         if cache is None:
             m = self.manifest.model
             cache = self._caches[rows] = KVCache(m.n_layers, rows, m.n_heads, m.cache_capacity, m.head_dim)
-        return CacheStepper(self, cache, cross_k, cross_v, takes_prefix_len=self.manifest.graph("decoder").takes("prefix_len"))
+        return CacheStepper(self, cache, cross_k, cross_v, takes_prefix_len=self.manifest.graph("decoder").takes("prefix_len"),
+                            step_graph=step_graph(self.manifest))
 
     # --- what a backend implements ----------------------------------------------------
     @abstractmethod

@@ -15,6 +15,7 @@ from edgevlm.runtime.backends.base import Backend
 from edgevlm.runtime.backends.ort_device_cache import CacheGraphs, Device, DeviceKVCache
 from edgevlm.runtime.backends.ort_device_stepper import DecodeState, DeviceCacheStepper
 from edgevlm.runtime.engine_cache import device_facts, tensorrt_provider_options
+from edgevlm.runtime.steppers import STEP_GRAPH
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64",
               "tensor(int32)": "int32", "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(bool)": "bool"}
@@ -63,6 +64,8 @@ class OnnxRuntimeBackend(Backend):
         self.output_names = {graph: list(spec.output_names) for graph, spec in self.manifest.graphs.items()}
         facts = device_facts() if provider == "tensorrt" else None
         for graph in self.manifest.graphs:
+            if graph == STEP_GRAPH and self.io_binding:
+                continue  # the device stepper runs every token on "decoder": no session (nor TensorRT build) for it
             path = self.manifest.graph_path(graph)
             providers = wanted
             if facts is not None:  # its own engine cache, keyed so it can never be stale (engine_cache.py)

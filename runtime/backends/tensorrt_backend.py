@@ -26,6 +26,7 @@ from edgevlm.runtime.backends.base import Backend
 from edgevlm.runtime.engine_cache import PlanRecord, StalePlan, check_plan
 from edgevlm.runtime.engine_profiles import AxisRange, check_within, max_shape
 from edgevlm.runtime.manifest import load_manifest
+from edgevlm.runtime.steppers import device_graphs
 
 NO_PLANS = "this engine has no TensorRT plan for {graphs}; run `edgevlm build {root}` first (or pass --rebuild)"
 
@@ -65,7 +66,8 @@ class TensorRTBackend(Backend):
     def _plan_problems(self, facts) -> dict[str, StalePlan | None]:
         """{graph: None (no plan) or the StalePlan refusing it} for the graphs not usable here."""
         problems: dict[str, StalePlan | None] = {}
-        for graph, spec in self.manifest.graphs.items():
+        for graph in device_graphs(self.manifest):
+            spec = self.manifest.graphs[graph]
             entry = (self.manifest.plans or {}).get(graph)
             if entry is None:
                 problems[graph] = None
@@ -93,7 +95,7 @@ class TensorRTBackend(Backend):
         self._host_inputs: dict[str, dict[str, np.ndarray]] = {}
         self._allocated: list[int] = []
         try:
-            for graph in self.manifest.graphs:
+            for graph in device_graphs(self.manifest):
                 self._load(graph)
         except BaseException:
             self._close()

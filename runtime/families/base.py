@@ -32,19 +32,25 @@ class RuntimeFamily:
     # the question encoded against the image): (engine, visual (1,N,D), question prompt ids) ->
     # (cross_k, cross_v, the decoder's own prompt ids). None: the image's K/V and the question prompt.
     answer_context: Callable | None = None
+    # graphs an engine may add, used where present (older engines lack them): ours the
+    # single-token ``decoder_step`` (export/step_graph.py)
+    optional_graphs: dict[str, GraphIO] = field(default_factory=dict)
 
 
     def check(self, manifest) -> None:
         """Refuse an engine whose graphs do not match this family's table, naming the graph."""
         where = f"{manifest.root or 'the engine'}: {self.name}"
-        if set(manifest.graphs) != set(self.graphs):
-            raise EdgeVLMError(f"{where} engines have graphs {sorted(self.graphs)}, this one has "
+        if not set(self.graphs) <= set(manifest.graphs) <= set(self.graphs) | set(self.optional_graphs):
+            optional = f" (optional: {sorted(self.optional_graphs)})" if self.optional_graphs else ""
+            raise EdgeVLMError(f"{where} engines have graphs {sorted(self.graphs)}{optional}, this one has "
                                f"{sorted(manifest.graphs)}; re-export it")
         missing_files = [key for key in self.files if key not in manifest.files]
         if missing_files:
             raise EdgeVLMError(f"{where} engines list files {list(self.files)}, this one lacks {missing_files}; "
                                "re-export it")
-        for name, io in self.graphs.items():
+        for name, io in {**self.graphs, **self.optional_graphs}.items():
+            if name not in manifest.graphs:
+                continue  # an optional graph this engine lacks
             spec = manifest.graph(name)
             for kind, required, optional, have in (("input", io.inputs, io.optional_inputs, spec.input_names),
                                                    ("output", io.outputs, io.optional_outputs, spec.output_names)):

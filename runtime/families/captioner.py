@@ -24,8 +24,17 @@ def shapes_match_model(manifest) -> str | None:
         ("decoder", "cache_k"): cache, ("decoder", "cache_v"): cache,
         ("decoder", "cross_k"): cross, ("decoder", "cross_v"): cross,
         ("decoder", "logits"): ("batch", "tokens", m.vocab_size),
+        # the optional single-token step graph: the decoder's tensors at tokens = 1
+        ("decoder_step", "input_ids"): ("batch", 1),
+        ("decoder_step", "cache_k"): cache, ("decoder_step", "cache_v"): cache,
+        ("decoder_step", "cross_k"): cross, ("decoder_step", "cross_v"): cross,
+        ("decoder_step", "logits"): ("batch", 1, m.vocab_size),
+        ("decoder_step", "new_k"): (m.n_layers, "batch", m.n_heads, 1, m.head_dim),
+        ("decoder_step", "new_v"): (m.n_layers, "batch", m.n_heads, 1, m.head_dim),
     }
     for (graph, name), want in expected.items():
+        if graph not in manifest.graphs:
+            continue  # decoder_step is optional
         spec = manifest.graph(graph)
         found = [s for s in spec.inputs + spec.outputs if s.name == name]
         if found and tuple(found[0].shape) != want:
@@ -52,6 +61,11 @@ CAPTIONER = RuntimeFamily(
         "cross_kv": GraphIO(inputs=("visual_tokens",), outputs=("cross_k", "cross_v")),
         "decoder": GraphIO(inputs=("input_ids", "position", "cache_k", "cache_v", "cross_k", "cross_v"),
                            outputs=("logits", "new_k", "new_v"), optional_inputs=("prefix_len",)),
+    },
+    optional_graphs={
+        # one token per row, static shapes but the batch: the CPU step (export/step_graph.py)
+        "decoder_step": GraphIO(inputs=("input_ids", "position", "cache_k", "cache_v", "cross_k", "cross_v"),
+                                outputs=("logits", "new_k", "new_v")),
     },
     tokenizer_kind="wordlevel",
     preprocess=lambda image_bgr, manifest: preprocess_with(image_bgr, manifest.preprocess),

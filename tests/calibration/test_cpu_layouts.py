@@ -34,7 +34,7 @@ def test_variant_settings_per_target():
     vnni = variant_settings("cpu", "avx512-vnni")
     assert vnni["reduce_range"] is False and vnni["activation"] == QuantType.QUInt8 and not vnni["symmetric"]
     arm = variant_settings("cpu", "arm-dotprod")
-    assert arm["activation"] == QuantType.QInt8 and arm["symmetric"] and arm["dynamic"] == ("cross_kv", "decoder")
+    assert arm["activation"] == QuantType.QInt8 and arm["symmetric"] and arm["dynamic"] == ("cross_kv", "decoder", "decoder_step")
     with pytest.raises(EdgeVLMError, match="--variant cpu"):
         variant_settings("qdq", "avx2")
 

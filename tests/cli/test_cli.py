@@ -117,8 +117,9 @@ def test_export_and_validate_commands(tiny_model_master, tmp_path):
     out = str(tmp_path / "engine")
     result = _run("export", tiny_model_master, "--out", out)
     assert result.returncode == 0, result.stderr
-    assert sorted(os.listdir(out)) == ["cross_kv.onnx", "decoder.onnx", "edgevlm.json", "tokenizer.json", "vision.onnx"]
+    assert sorted(os.listdir(out)) == ["cross_kv.onnx", "decoder.onnx", "decoder_step.onnx", "edgevlm.json",
+                                       "tokenizer.json", "vision.onnx"]
     result = _run("validate", out, "--against", tiny_model_master, "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
-    assert report["passed"] and report["tokens_identical"] and len(report["outputs"]) == 5
+    assert report["passed"] and report["tokens_identical"] and len(report["outputs"]) == 6  # + decoder_step.logits

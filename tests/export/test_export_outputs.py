@@ -56,8 +56,8 @@ def test_re_exporting_into_an_engine_folder_keeps_the_users_file(tiny_model_mast
     (out / "README.md").write_text("my notes")
     export_engine(tiny_model_master, str(out))
     assert (out / "README.md").read_text() == "my notes"
-    assert sorted(os.listdir(out)) == ["README.md", "cross_kv.onnx", "decoder.onnx", "edgevlm.json", "tokenizer.json",
-                                       "vision.onnx"]
+    assert sorted(os.listdir(out)) == ["README.md", "cross_kv.onnx", "decoder.onnx", "decoder_step.onnx", "edgevlm.json",
+                                       "tokenizer.json", "vision.onnx"]
     assert _staged(tmp_path) == [] and os.listdir(tmp_path) == ["engine"]
 
 

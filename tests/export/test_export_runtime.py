@@ -24,17 +24,18 @@ PHOTOS = [os.path.join(SAMPLES, n) for n in ("coffee.jpg", "chelsea.jpg", "astro
 
 def test_engine_files_manifest_and_node_names(tiny_engine_master):
     manifest = load_manifest(tiny_engine_master)
-    assert set(manifest.files) == {"vision", "cross_kv", "decoder", "tokenizer"}
+    assert set(manifest.files) == {"vision", "cross_kv", "decoder", "decoder_step", "tokenizer"}
     assert manifest.precision == "fp32" and manifest.schema_version == 1
     assert manifest.exporter["opset"] >= 17
-    for graph in ("vision", "cross_kv", "decoder"):
+    for graph in ("vision", "cross_kv", "decoder", "decoder_step"):
         model = onnx.load(manifest.graph_path(graph))
         onnx.checker.check_model(model)
         assert [i.name for i in model.graph.input] == list(manifest.graph(graph).input_names)
     names = {n.name for n in onnx.load(manifest.graph_path("cross_kv")).graph.node}
     assert "/decoder/layers.1/cross_attn/kv/MatMul" in names
-    names = {n.name for n in onnx.load(manifest.graph_path("decoder")).graph.node}
-    assert "/decoder/layers.0/self_attn/qkv/MatMul" in names
+    for graph in ("decoder", "decoder_step"):  # the same paths: one --exclude pattern means both
+        names = {n.name for n in onnx.load(manifest.graph_path(graph)).graph.node}
+        assert "/decoder/layers.0/self_attn/qkv/MatMul" in names
     assert not [n for n in os.listdir(os.path.dirname(tiny_engine_master)) if n.startswith(".tmp")]
 
 
@@ -54,7 +55,8 @@ def test_validate_reports_outputs_within_tolerance(tiny_engine_master, tiny_mode
     report = validate_engine(tiny_engine_master, tiny_model_master, [read_image_bgr(p) for p in PHOTOS])
     assert report["passed"] and report["tokens_identical"]
     by_name = {c.name: c for c in report["outputs"]}
-    assert set(by_name) == {"vision.visual_tokens", "vision.pooled", "cross_kv.cross_k", "cross_kv.cross_v", "decoder.logits"}
+    assert set(by_name) == {"vision.visual_tokens", "vision.pooled", "cross_kv.cross_k", "cross_kv.cross_v", "decoder.logits",
+                            "decoder_step.logits"}
     assert by_name["decoder.logits"].max_abs < 1e-3
 
 
@@ -131,4 +133,5 @@ def test_export_never_replaces_a_folder_that_is_not_an_engine(tiny_model_master,
     out = str(tmp_path / "engine")
     export_engine(tiny_model_master, out)
     export_engine(tiny_model_master, out)  # an earlier engine is replaced whole
-    assert sorted(os.listdir(out)) == ["cross_kv.onnx", "decoder.onnx", "edgevlm.json", "tokenizer.json", "vision.onnx"]
+    assert sorted(os.listdir(out)) == ["cross_kv.onnx", "decoder.onnx", "decoder_step.onnx", "edgevlm.json", "tokenizer.json",
+                                   "vision.onnx"]

@@ -1,0 +1,140 @@
+"""The decoder's single-token step as a graph of its own (``decoder_step``): T = 1, every
+shape but the batch a constant.
+
+Why a second graph: the general ``decoder`` graph (prefill and step alike) takes T new
+tokens, so the exporter writes its head splits, masks and position ranges as Shape/Gather/
+Unsqueeze/Concat plumbing that onnxruntime cannot fold (~360 nodes after ORT_ENABLE_ALL,
+most of a step's time spent in per-node overhead, not arithmetic). With one token per row:
+- heads split and merge by a constant Reshape, no Transpose: (B,1,d) and (B,H,1,hd) hold
+  the same elements in the same order;
+- the token attends to itself unmasked (causal and prefix masks are all-true at T = 1),
+  so the graph needs no ``prefix_len`` and no (T,T) mask;
+- the token's own K/V join the cache as slot S, so self-attention is one MatMul pair over
+  [cache; self] under one (S+1,) additive mask built once for every layer (the model sums
+  two blocks: the same softmax, different float rounding only).
+The modules and weights are the model's own (``edgevlm/models/decoder.py``); ``edgevlm
+validate`` checks the logits and proves the ids identical to PyTorch. Measured on the
+shared 2-core AVX2 EPYC, one thread (edgevlm/scripts/decoder_step_bench.py): 166 nodes after
+ORT_ENABLE_ALL against 358; INT8 step 0.64 against 0.99 ms, FP32 2.0 against 2.6 ms.
+Inputs and outputs are the decoder graph's, less ``prefix_len``, with ``tokens`` = 1.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgevlm.models.decoder import TextDecoder
+
+
+# Sizes below are Python ints, never ``x.shape``: the tracer records a read shape as
+# Shape/Gather nodes, and dropping those is this graph's reason to exist.
+def _heads(x: torch.Tensor, heads: int, head_dim: int) -> torch.Tensor:
+    """(B,1,d) -> (B,H,1,hd): one token, so a constant Reshape, no Transpose."""
+    return x.reshape(-1, heads, 1, head_dim)
+
+
+def _merge(x: torch.Tensor, d_model: int) -> torch.Tensor:
+    """(B,H,1,hd) -> (B,1,d)."""
+    return x.reshape(-1, 1, d_model)
+
+
+# The step modules hold the model's own submodules under the model's attribute names, so
+# exported nodes carry the same paths as the decoder graph's (/decoder/layers.0/self_attn/
+# qkv/MatMul) and a quantization --exclude pattern means the same nodes in both graphs.
+class _StepSelfAttention(nn.Module):
+    def __init__(self, attn):
+        super().__init__()
+        self.n_heads, self.qkv, self.out = attn.n_heads, attn.qkv, attn.out
+        self.d_model = attn.out.in_features
+        self.head_dim = self.d_model // self.n_heads
+
+    def forward(self, x, cache_k, cache_v, cache_bias):
+        """x (B,1,d); cache_k/v (B,H,S,hd); cache_bias (S+1,): 0 for filled slots and the token
+        itself, -inf for the rest -> (out (B,1,d), k_new, v_new (B,H,1,hd))."""
+        # (B,1,3d) -> (B,3H,1,hd) -> q, k, v (B,H,1,hd): one Reshape and one Split
+        q, k_new, v_new = self.qkv(x).reshape(-1, 3 * self.n_heads, 1, self.head_dim).split(self.n_heads, dim=1)
+        # The token's own K/V join the cache as slot S (its bias 0: itself, always seen): one
+        # Concat per tensor instead of two score blocks, a concatenated softmax and two Slices.
+        keys = torch.cat([cache_k, k_new], dim=2)  # (B,H,S+1,hd)
+        values = torch.cat([cache_v, v_new], dim=2)
+        scores = torch.matmul(q, keys.transpose(-1, -2)) * (1.0 / math.sqrt(self.head_dim)) + cache_bias
+        out = torch.matmul(scores.softmax(dim=-1), values)  # (B,H,1,hd)
+        return self.out(_merge(out, self.d_model)), k_new, v_new
+
+
+class _StepCrossAttention(nn.Module):
+    def __init__(self, attn):
+        super().__init__()
+        self.n_heads, self.q, self.out = attn.n_heads, attn.q, attn.out
+        self.d_model = attn.out.in_features
+        self.head_dim = self.d_model // self.n_heads
+
+    def forward(self, x, k, v):
+        """x (B,1,d); k/v (B,H,N,hd) -> (B,1,d)."""
+        q = _heads(self.q(x), self.n_heads, self.head_dim)
+        scores = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(self.head_dim))  # (B,H,1,N)
+        return self.out(_merge(torch.matmul(scores.softmax(dim=-1), v), self.d_model))
+
+
+class _StepLayer(nn.Module):
+    def __init__(self, layer):
+        super().__init__()
+        self.ln_self, self.ln_cross, self.ln_mlp, self.mlp = layer.ln_self, layer.ln_cross, layer.ln_mlp, layer.mlp
+        self.self_attn = _StepSelfAttention(layer.self_attn)
+        self.cross_attn = _StepCrossAttention(layer.cross_attn)
+
+    def forward(self, x, cross_k, cross_v, cache_k, cache_v, cache_bias):
+        attn, k_new, v_new = self.self_attn(self.ln_self(x), cache_k, cache_v, cache_bias)
+        x = x + attn  # dropout: identity in eval, left out
+        x = x + self.cross_attn(self.ln_cross(x), cross_k, cross_v)
+        x = x + self.mlp(self.ln_mlp(x))
+        return x, k_new, v_new
+
+
+class _StepDecoder(nn.Module):
+    def __init__(self, decoder: TextDecoder, capacity: int):
+        super().__init__()
+        self.capacity = capacity
+        self.tok_emb, self.pos_emb, self.ln_f = decoder.tok_emb, decoder.pos_emb, decoder.ln_f
+        self.layers = nn.ModuleList(_StepLayer(layer) for layer in decoder.layers)
+
+    def forward(self, input_ids, cross_k, cross_v, cache_k, cache_v, position):
+        x = self.tok_emb(input_ids) + self.pos_emb(position)  # (B,1,d) + (d,)
+        slots = torch.arange(self.capacity, device=input_ids.device)
+        # additive mask: the same softmax as masked_fill(-inf) (exp(-inf) = 0), built once
+        # (S+1,): the last slot is the token itself, always seen
+        cache_bias = torch.zeros(slots.shape, dtype=x.dtype).masked_fill(slots >= position, float("-inf"))
+        cache_bias = torch.cat([cache_bias, torch.zeros(1, dtype=x.dtype)])
+        new_k, new_v = [], []
+        for i, layer in enumerate(self.layers):
+            x, k, v = layer(x, cross_k[i], cross_v[i], cache_k[i], cache_v[i], cache_bias)
+            new_k.append(k)
+            new_v.append(v)
+        logits = F.linear(self.ln_f(x), self.tok_emb.weight)  # tied output layer (B,1,V)
+        return logits, torch.stack(new_k), torch.stack(new_v)
+
+
+class DecoderStepGraph(nn.Module):
+    """input_ids (B,1) int64, position () int64, cache_k/v (L,B,H,S,hd), cross_k/v (L,B,H,N,hd)
+    -> logits (B,1,V), new_k/v (L,B,H,1,hd): the decoder graph at T = 1, prefix_len 0."""
+
+    def __init__(self, model):
+        super().__init__()
+        # the exporter's capacity for this family (export/families/captioner.py): max_len slots
+        self.decoder = _StepDecoder(model.decoder, model.cfg.decoder.max_len)
+
+    def forward(self, input_ids, position, cache_k, cache_v, cross_k, cross_v):
+        return self.decoder(input_ids, cross_k, cross_v, cache_k, cache_v, position)
+
+
+def step_graph_specs(decoder_specs: dict) -> dict:
+    """The decoder graph's specs at T = 1 without ``prefix_len``: {"inputs", "outputs"}."""
+    def fix(spec):
+        return type(spec)(spec.name, spec.dtype, tuple(1 if dim == "tokens" else dim for dim in spec.shape))
+
+    return {"inputs": [fix(s) for s in decoder_specs["inputs"] if s.name != "prefix_len"],
+            "outputs": [fix(s) for s in decoder_specs["outputs"]]}

@@ -1,0 +1,119 @@
+"""The optional single-token ``decoder_step`` graph (export/step_graph.py): the same logits,
+cache rows and token ids as the general decoder graph and PyTorch; engines without it run."""
+
+import os
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from edgevlm.errors import EdgeVLMError
+from edgevlm.export.step_graph import DecoderStepGraph
+from edgevlm.generate import generate_from_pixels, search_settings
+from edgevlm.model_io import load_model
+from edgevlm.runtime.engine import CaptionEngine
+from edgevlm.runtime.kv_cache import KVCache
+from edgevlm.runtime.manifest import load_manifest
+from edgevlm.runtime.preprocess import read_image_bgr
+from edgevlm.runtime.steppers import STEP_GRAPH, CacheStepper, step_graph
+from tests.support import SAMPLES
+
+PHOTOS = [os.path.join(SAMPLES, n) for n in ("coffee.jpg", "chelsea.jpg", "astronaut.jpg")]
+
+
+def _without_step_graph(engine_dir: str) -> None:
+    """Make ENGINE_DIR an engine from before decoder_step: no file, no manifest entry."""
+    manifest = load_manifest(engine_dir)
+    os.remove(manifest.graph_path(STEP_GRAPH))
+    graphs = {k: v for k, v in manifest.graphs.items() if k != STEP_GRAPH}
+    files = {k: v for k, v in manifest.files.items() if k != STEP_GRAPH}
+    manifest.replace(graphs=graphs, files=files).save(engine_dir)
+
+
+def test_step_graph_is_static_but_the_batch_and_has_no_shape_plumbing(tiny_engine_master):
+    manifest = load_manifest(tiny_engine_master)
+    spec = manifest.graph(STEP_GRAPH)
+    assert not spec.takes("prefix_len")
+    assert spec.inputs[0].shape == ("batch", 1)
+    assert all(dim == "batch" or isinstance(dim, int) for s in spec.inputs + spec.outputs for dim in s.shape)
+    ops = [n.op_type for n in onnx.load(manifest.graph_path(STEP_GRAPH)).graph.node]
+    general = [n.op_type for n in onnx.load(manifest.graph_path("decoder")).graph.node]
+    assert "Shape" not in ops and ops.count("Transpose") <= general.count("Transpose")
+    assert len(ops) < len(general) / 2
+
+
+def test_manifest_round_trip_keeps_the_step_graph(tiny_engine_dir):
+    manifest = load_manifest(tiny_engine_dir)
+    manifest.save(tiny_engine_dir)
+    again = load_manifest(tiny_engine_dir)
+    assert again.graphs[STEP_GRAPH] == manifest.graphs[STEP_GRAPH]
+    assert again.files[STEP_GRAPH] == manifest.files[STEP_GRAPH]
+
+
+def test_step_graph_matches_the_decoder_graph_step_by_step(tiny_engine_master):
+    """Teacher-forced over every position, two rows, a reorder midway: logits and the cache
+    the two graphs leave behind agree to float rounding."""
+    with CaptionEngine(tiny_engine_master) as engine:
+        m = engine.manifest.model
+        rng = np.random.default_rng(0)
+        cross = rng.standard_normal((m.n_layers, 2, m.n_heads, m.num_visual_tokens, m.head_dim)).astype(np.float32)
+        steppers = {graph: CacheStepper(engine.backend, KVCache(m.n_layers, 2, m.n_heads, m.cache_capacity, m.head_dim),
+                                        cross, cross * 0.5, True, graph) for graph in ("decoder", STEP_GRAPH)}
+        for position in range(m.cache_capacity):
+            tokens = rng.integers(0, m.vocab_size, 2)
+            logits = {g: s.step(tokens, position) for g, s in steppers.items()}
+            np.testing.assert_allclose(logits[STEP_GRAPH], logits["decoder"], atol=1e-5, rtol=1e-5)
+            if position == 3:
+                for s in steppers.values():
+                    s.reorder(np.array([1, 1]))
+        np.testing.assert_allclose(steppers[STEP_GRAPH].cache.k, steppers["decoder"].cache.k, atol=1e-5)
+        np.testing.assert_allclose(steppers[STEP_GRAPH].cache.v, steppers["decoder"].cache.v, atol=1e-5)
+
+
+def test_step_module_matches_the_model_in_torch(tiny_model_master):
+    model, _ = load_model(tiny_model_master)
+    cfg = model.cfg.decoder
+    step = DecoderStepGraph(model).eval()
+    torch.manual_seed(0)
+    cache = torch.randn(cfg.n_layers, 3, cfg.n_heads, cfg.max_len, cfg.head_dim)
+    cross = torch.randn(cfg.n_layers, 3, cfg.n_heads, model.cfg.num_visual_tokens, cfg.head_dim)
+    ids = torch.tensor([[4], [5], [6]])
+    with torch.no_grad():
+        for position in (0, 5, cfg.max_len - 1):
+            want = model.decoder(ids, cross, cross, cache, cache * 2, position=torch.tensor(position),
+                                 prefix_len=torch.tensor(0))
+            got = step(ids, torch.tensor(position), cache, cache * 2, cross, cross)
+            for a, b in zip(got, want):
+                torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_ids_identical_with_and_without_the_step_graph(tiny_engine_dir, tiny_model_master, tmp_path, beam):
+    """The step graph is what the search steps on (numpy-cache stepper), and an engine from
+    before it (no decoder_step) still loads and gives the same ids, both equal to PyTorch's."""
+    old = str(tmp_path / "old")
+    shutil.copytree(tiny_engine_dir, old)
+    _without_step_graph(old)
+    model, _ = load_model(tiny_model_master)
+    pixels = None
+    ids = {}
+    for name, folder in (("new", tiny_engine_dir), ("old", old)):
+        with CaptionEngine(folder) as engine:
+            assert step_graph(engine.manifest) == (STEP_GRAPH if name == "new" else "decoder")
+            if pixels is None:
+                pixels = np.stack([engine.preprocess(read_image_bgr(p)) for p in PHOTOS])
+            ids[name] = engine.generate(engine.encode(pixels)[0], engine.settings(beam))
+    theirs = generate_from_pixels(model, torch.from_numpy(pixels), search_settings(model.cfg, beam))
+    assert ids["new"] == ids["old"] == theirs
+    assert any(len(i) > 1 for i in theirs)
+
+
+def test_an_unknown_extra_graph_is_still_refused(tiny_engine_dir):
+    manifest = load_manifest(tiny_engine_dir)
+    graphs = dict(manifest.graphs)
+    graphs["decoder_fast"] = graphs[STEP_GRAPH]
+    manifest.replace(graphs=graphs).save(tiny_engine_dir)
+    with pytest.raises(EdgeVLMError, match="decoder_fast"):
+        CaptionEngine(tiny_engine_dir)
