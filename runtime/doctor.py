@@ -372,6 +372,7 @@ def check_plans(engine_dir: str | None, tensorrt_found: bool) -> Check:
         return Check("plans", False, f"cannot tell whether the plans are current: {_one_line(exc)}",
                      "pip install cuda-python (the release matching your CUDA major version)", needed=True)
     stale = {}
+    entries = {graph: entries[graph] for graph in device_graphs(manifest)}  # decoder_step never gets a plan
     for graph, entry in entries.items():
         try:
             check_plan(manifest.plan_path(graph), PlanRecord.from_entry(entry),

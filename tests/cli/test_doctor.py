@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from edgevlm.cli.main import cli
 from edgevlm.paths import default_engine_dir
 from edgevlm.runtime.doctor import opencv_video_io
+from edgevlm.runtime.steppers import device_graphs
 
 
 def _doctor(*args):
@@ -134,7 +135,8 @@ def test_plans_check_reports_missing_stale_and_current_plans(tmp_path, monkeypat
     manifest = load_manifest(engine, verify=False)
     os.makedirs(os.path.join(engine, "plans"))
     entries = {}
-    for graph, spec in manifest.graphs.items():
+    for graph in device_graphs(manifest):  # as edgevlm build plans them
+        spec = manifest.graphs[graph]
         data = graph.encode() * 10
         with open(os.path.join(engine, "plans", f"{graph}.plan"), "wb") as f:
             f.write(data)

@@ -23,6 +23,7 @@ from edgevlm.runtime.engine_cache import DeviceFacts, StalePlan
 from edgevlm.runtime.engine_profiles import input_profiles
 from edgevlm.runtime.manifest import PlanEntry, load_manifest, update_manifest
 from edgevlm.runtime.tensorrt_build import PREPARING, TIMING_CACHE, build_plans
+from edgevlm.runtime.steppers import device_graphs
 
 ORIN_10_3 = DeviceFacts("1.20.0", "10.3.0", "Orin", "8.7")
 ORIN_10_7 = DeviceFacts("1.20.0", "10.7.0", "Orin", "8.7")
@@ -146,7 +147,8 @@ def _plant_plans(engine_dir: str, facts: DeviceFacts) -> None:
     manifest = load_manifest(engine_dir, verify=False)
     os.makedirs(os.path.join(engine_dir, "plans"), exist_ok=True)
     entries = {}
-    for graph, spec in manifest.graphs.items():
+    for graph in device_graphs(manifest):  # as edgevlm build plans them
+        spec = manifest.graphs[graph]
         data = os.urandom(256)
         with open(os.path.join(engine_dir, "plans", f"{graph}.plan"), "wb") as f:
             f.write(data)
@@ -206,7 +208,7 @@ def test_rebuild_allowed_builds_then_loads_the_new_plans(fp32_engine, device, ca
     manifest = load_manifest(fp32_engine, verify=False)
     assert {e.trt_version for e in manifest.plans.values()} == {"10.7.0"}
     assert not os.path.exists(os.path.join(fp32_engine, "plans", "vision.plan"))  # replaced plans removed
-    assert all(os.path.isfile(manifest.plan_path(g)) for g in manifest.graphs)
+    assert all(os.path.isfile(manifest.plan_path(g)) for g in device_graphs(manifest))
 
 
 def test_build_on_tensorrt_10_sets_flags_profile_workspace_and_timing_cache(fp32_engine, device, calls, tmp_path):
@@ -383,7 +385,8 @@ def test_native_backend_on_a_simulated_device_gives_onnxruntimes_ids(fp32_engine
     manifest = load_manifest(fp32_engine, verify=False)
     os.makedirs(os.path.join(fp32_engine, "plans"), exist_ok=True)
     entries = {}
-    for graph, spec in manifest.graphs.items():  # a "plan" here is the path of the graph it runs
+    for graph in device_graphs(manifest):  # a "plan" here is the path of the graph it runs
+        spec = manifest.graphs[graph]
         data = manifest.graph_path(graph).encode()
         with open(os.path.join(fp32_engine, "plans", f"{graph}.plan"), "wb") as f:
             f.write(data)
