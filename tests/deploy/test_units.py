@@ -6,13 +6,12 @@ WATCHDOG=1 and STOPPING=1 arrive on a real AF_UNIX datagram socket."""
 import os
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
-import threading
 
 import pytest
 
+from tests.servers.notify_socket import NotifyListener
 from tests.support import REPO_ROOT, SAMPLES
 
 UNITS = {name: os.path.join(REPO_ROOT, "deploy", name, "edgevlm-narrate.service") for name in ("jetson", "linux")}
@@ -126,31 +125,6 @@ def test_exec_start_uses_only_real_narrate_flags(name):
     assert flags and all(f" {flag} " in help_text or f"/ {flag} " in help_text for flag in flags), flags
 
 
-class NotifyListener:
-    """A fake systemd's notify socket: every datagram, in order, read on its own thread."""
-
-    def __init__(self, path):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(path)
-        self.sock.settimeout(0.05)
-        self.messages: list[str] = []
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self):
-        while not self.done.is_set():
-            try:
-                self.messages.append(self.sock.recv(4096).decode())
-            except socket.timeout:
-                continue
-
-    def close(self):
-        self.done.set()
-        self.thread.join(2)
-        self.sock.close()
-
-
 @pytest.mark.parametrize("name", sorted(UNITS))
 def test_exec_start_runs_here_and_notifies_systemd(name, tmp_path):
     """The unit's own ExecStart and Environment, with what only a device has replaced: the
@@ -176,7 +150,7 @@ def test_exec_start_runs_here_and_notifies_systemd(name, tmp_path):
         listener.close()
     assert result.returncode == 0, result.stderr
     assert "[    0.00s] " in result.stdout and "summary: " in result.stdout
-    messages = listener.messages
+    messages = listener.texts()
     assert messages[0] == f"READY=1\nSTATUS=narrating {unit_env['EDGEVLM_SOURCE']}", messages[:3]
     assert messages.count("WATCHDOG=1") >= 3, messages
     assert messages[-1] == "STOPPING=1\nSTATUS=stopping"

@@ -3,7 +3,6 @@ the narration loop feeding it: READY after the first frame, WATCHDOG only while 
 (a hung inference starves it), STATUS when the camera is lost and back, STOPPING at the end."""
 
 import os
-import socket
 import threading
 import time
 
@@ -14,43 +13,14 @@ from edgevlm.runtime.narration.pipeline import NarrateOptions, Narrator
 from edgevlm.runtime.sd_notify import NO_SERVICE, ServiceNotifier
 from edgevlm.runtime.sources import Frame
 from edgevlm.runtime.stream_items import BACK, LOST, SourceChange, SourceStats
+from tests.servers.notify_socket import NotifyListener
 from tests.support import FakeClock, FakeEngine, scene_image
-
-
-class Listener:
-    """A bound datagram socket that records (arrival time, message) on its own thread, as
-    systemd would read it (the sender blocks once ~10 datagrams wait unread)."""
-
-    def __init__(self, address: str):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(address)
-        self.sock.settimeout(0.05)
-        self.messages: list[tuple[float, str]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self):
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(4096)
-            except socket.timeout:
-                continue
-            self.messages.append((time.monotonic(), data.decode()))
-
-    def close(self):
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
-
-    def texts(self):
-        return [text for _, text in self.messages]
 
 
 @pytest.fixture
 def listener(tmp_path):
     path = str(tmp_path / "notify.sock")
-    heard = Listener(path)
+    heard = NotifyListener(path)
     yield path, heard
     heard.close()
 
@@ -102,7 +72,7 @@ def test_messages_reach_a_path_socket_and_an_abstract_socket(listener, monkeypat
                              "STATUS=narrating /dev/video0", "STOPPING=1\nSTATUS=stopping"]
 
     name = f"edgevlm-test-{os.getpid()}-{time.monotonic_ns()}"
-    abstract = Listener("\0" + name)
+    abstract = NotifyListener("\0" + name)
     try:
         monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)
         ServiceNotifier.from_env().ready()
