@@ -342,7 +342,7 @@ def check_plans(engine_dir: str | None, tensorrt_found: bool) -> Check:
     sha256, TensorRT version, GPU, the plan's size and sha256; nothing is deserialized).
     Without TensorRT only their presence can be told: n/a when all are there."""
     from edgevlm.paths import resolve_engine
-    from edgevlm.runtime.engine_cache import PlanRecord, StalePlan, check_plan
+    from edgevlm.runtime.engine_cache import plan_problems
     from edgevlm.runtime.manifest import load_manifest
 
     try:
@@ -371,20 +371,14 @@ def check_plans(engine_dir: str | None, tensorrt_found: bool) -> Check:
     except EdgeVLMError as exc:
         return Check("plans", False, f"cannot tell whether the plans are current: {_one_line(exc)}",
                      "pip install cuda-python (the release matching your CUDA major version)", needed=True)
-    stale = {}
-    entries = {graph: entries[graph] for graph in device_graphs(manifest)}  # decoder_step never gets a plan
-    for graph, entry in entries.items():
-        try:
-            check_plan(manifest.plan_path(graph), PlanRecord.from_entry(entry),
-                       manifest.files[manifest.graphs[graph].file].sha256, facts)
-        except StalePlan as exc:
-            stale[graph] = "; ".join(exc.changes)
-        except EdgeVLMError as exc:  # a plan path leading outside the folder
-            stale[graph] = _one_line(exc)
+    try:
+        stale = plan_problems(manifest, facts)  # none missing by now: each is a list of changes
+    except EdgeVLMError as exc:  # a plan path leading outside the folder
+        return Check("plans", False, f"stale: {_one_line(exc)}", build, needed=True)
     if stale:
-        return Check("plans", False, "stale: " + "; ".join(f"{g}: {why}" for g, why in stale.items()), build,
-                     needed=True)
-    return Check("plans", True, f"{len(entries)} plans current for TensorRT {facts.trt_version} on {facts.gpu_name} "
+        return Check("plans", False, "stale: " + "; ".join(f"{g}: {'; '.join(why)}" for g, why in stale.items()),
+                     build, needed=True)
+    return Check("plans", True, f"{len(device_graphs(manifest))} plans current for TensorRT {facts.trt_version} on {facts.gpu_name} "
                                 f"(sm {facts.compute_capability})", needed=True)
 
 

@@ -188,6 +188,26 @@ def plan_changes(plan_path: str, record: PlanRecord, onnx_sha256: str, facts: De
     return changes
 
 
+def plan_problems(manifest, facts: DeviceFacts) -> dict[str, list[str] | None]:
+    """{graph: None (no plan built) or what makes its plan unusable here (``plan_changes``)}
+    for each graph a GPU runs (``steppers.device_graphs``) whose plan may not be deserialized;
+    empty when every plan is current. The backend, ``edgevlm build`` and ``doctor`` all ask
+    this one question."""
+    from edgevlm.runtime.steppers import device_graphs
+
+    problems: dict[str, list[str] | None] = {}
+    for graph in device_graphs(manifest):
+        entry = (manifest.plans or {}).get(graph)
+        if entry is None:
+            problems[graph] = None
+            continue
+        changes = plan_changes(manifest.plan_path(graph), PlanRecord.from_entry(entry),
+                               manifest.files[manifest.graphs[graph].file].sha256, facts)
+        if changes:
+            problems[graph] = changes
+    return problems
+
+
 def check_plan(plan_path: str, record: PlanRecord, onnx_sha256: str, facts: DeviceFacts) -> None:
     """Raise StalePlan naming every change; return only when the plan may be deserialized."""
     changes = plan_changes(plan_path, record, onnx_sha256, facts)

@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 from edgevlm.errors import EdgeVLMError
 from edgevlm.fileio import atomic_path, probe_writable
-from edgevlm.runtime.engine_cache import PlanRecord, graph_cache_dir, is_symmetric_qdq, plan_changes
+from edgevlm.runtime.engine_cache import graph_cache_dir, is_symmetric_qdq, plan_problems
 from edgevlm.runtime.engine_profiles import axis_ranges, input_profiles
 from edgevlm.runtime.manifest import PlanEntry, load_manifest, sha256_file, update_manifest
 from edgevlm.runtime.steppers import device_graphs
@@ -79,16 +79,13 @@ def plan_name(graph: str, plan_sha256: str) -> str:
 def stale_graphs(manifest, facts, rebuild: bool = False) -> dict[str, list[str]]:
     """{graph: what is wrong with its plan} for every graph that needs (re)building here: no
     plan, or one ``plan_changes`` refuses; with ``rebuild`` every graph."""
+    problems = plan_problems(manifest, facts)
     out = {}
     for graph in device_graphs(manifest):
-        entry = (manifest.plans or {}).get(graph)
-        if entry is None:
-            out[graph] = ["no plan built"]
-            continue
-        onnx_sha = manifest.files[manifest.graphs[graph].file].sha256
-        changes = plan_changes(manifest.plan_path(graph), PlanRecord.from_entry(entry), onnx_sha, facts)
-        if changes or rebuild:
-            out[graph] = changes or ["--rebuild"]
+        if graph in problems:
+            out[graph] = problems[graph] or ["no plan built"]
+        elif rebuild:
+            out[graph] = ["--rebuild"]
     return out
 
 

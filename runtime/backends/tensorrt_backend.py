@@ -23,7 +23,7 @@ import numpy as np
 
 from edgevlm.errors import EdgeVLMError
 from edgevlm.runtime.backends.base import Backend
-from edgevlm.runtime.engine_cache import PlanRecord, StalePlan, check_plan
+from edgevlm.runtime.engine_cache import StalePlan, plan_problems
 from edgevlm.runtime.engine_profiles import AxisRange, check_within, max_shape
 from edgevlm.runtime.manifest import load_manifest
 from edgevlm.runtime.steppers import device_graphs
@@ -47,37 +47,22 @@ class TensorRTBackend(Backend):
     def ensure_plans(self, facts, trt=None, cuda=None) -> None:
         """Every graph's plan checked against ``facts``; built when allowed, else StalePlan /
         one line naming `edgevlm build`. Leaves ``self.manifest`` with the records to load."""
-        problems = self._plan_problems(facts)
+        problems = plan_problems(self.manifest, facts)
         if not problems:
             return
         if not self.rebuild:
             missing = [g for g, p in problems.items() if p is None]
             if missing:
                 raise EdgeVLMError(NO_PLANS.format(graphs=", ".join(missing), root=self.manifest.root))
-            raise next(p for p in problems.values() if p is not None)
+            graph, changes = next(iter(problems.items()))
+            raise StalePlan(self.manifest.plan_path(graph), changes)
         from edgevlm.runtime.tensorrt_build import build_plans
 
         build_plans(self.manifest.root, on_prepare=self.on_prepare, trt=trt, cuda=cuda)
         self.manifest = load_manifest(self.manifest.root, verify=False)  # files were verified when the engine loaded
-        problems = self._plan_problems(facts)
+        problems = plan_problems(self.manifest, facts)
         if problems:  # a plan just built must pass; anything else is a bug worth its own line
             raise EdgeVLMError(f"plans rebuilt in {self.manifest.root} still do not match this device: {problems}")
-
-    def _plan_problems(self, facts) -> dict[str, StalePlan | None]:
-        """{graph: None (no plan) or the StalePlan refusing it} for the graphs not usable here."""
-        problems: dict[str, StalePlan | None] = {}
-        for graph in device_graphs(self.manifest):
-            spec = self.manifest.graphs[graph]
-            entry = (self.manifest.plans or {}).get(graph)
-            if entry is None:
-                problems[graph] = None
-                continue
-            try:
-                check_plan(self.manifest.plan_path(graph), PlanRecord.from_entry(entry),
-                           self.manifest.files[spec.file].sha256, facts)
-            except StalePlan as stale:
-                problems[graph] = stale
-        return problems
 
     # --- lifecycle ----------------------------------------------------------------------
     def _open(self) -> None:
