@@ -16,7 +16,7 @@ import json
 
 import click
 
-from edgevlm.cli.options import backend_name, backend_option, engine_option, provider_option, rebuild_option, threads_option
+from edgevlm.cli.options import backend_option, engine_option, provider_option, rebuild_option, threads_option
 from edgevlm.errors import EdgeVLMError
 from edgevlm.paths import resolve_engine
 
@@ -50,6 +50,7 @@ def command(source, question, questions_file, images_dir, engine_dir, provider, 
       edgevlm ask 0 "how many people are there?" --json
       edgevlm ask --json --questions questions.json
     """
+    from edgevlm.runtime.backends import configured_backend
     from edgevlm.runtime.engine import CaptionEngine
     from edgevlm.runtime.question_file import answer_entries, load_questions
     from edgevlm.runtime.sources import FrameSource, source_kind
@@ -60,7 +61,7 @@ def command(source, question, questions_file, images_dir, engine_dir, provider, 
         if source or question:
             raise EdgeVLMError("give either SOURCE QUESTION or --questions FILE, not both")
         entries = load_questions(questions_file, images_dir, keep_going=True, notify=note)
-        engine = CaptionEngine(resolve_engine(engine_dir), provider, threads, backend=backend_name(backend, rebuild))
+        engine = CaptionEngine(resolve_engine(engine_dir), provider, threads, backend=configured_backend(backend, rebuild))
         failed = 0
         for entry, answer in answer_entries(engine, entries, abstain_below, keep_going=True):
             if isinstance(answer, EdgeVLMError):
@@ -83,7 +84,7 @@ def command(source, question, questions_file, images_dir, engine_dir, provider, 
     if not source or not question:
         raise EdgeVLMError('give a SOURCE and a QUESTION, e.g. edgevlm ask photo.jpg "is there a dog?", or --questions FILE')
     source_kind(source)  # a missing file fails before the engine loads
-    engine = CaptionEngine(resolve_engine(engine_dir), provider, threads, backend=backend_name(backend, rebuild))
+    engine = CaptionEngine(resolve_engine(engine_dir), provider, threads, backend=configured_backend(backend, rebuild))
     with FrameSource(source) as frames:
         frame = frames.newest_frame()
     answer = engine.answer_image(frame.image, [question], abstain_below)[0]

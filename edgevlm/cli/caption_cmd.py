@@ -15,7 +15,7 @@ import json
 
 import click
 
-from edgevlm.cli.options import backend_name, backend_option, engine_option, provider_option, rebuild_option, threads_option
+from edgevlm.cli.options import backend_option, engine_option, provider_option, rebuild_option, threads_option
 from edgevlm.errors import EdgeVLMError
 from edgevlm.paths import resolve_engine
 
@@ -115,12 +115,13 @@ def command(sources, engine_dir, model_dir, provider, backend, rebuild, beam, ev
     if model_dir:
         _caption_with_model(sources, model_dir, beam, out)
         return out.exit()
+    from edgevlm.runtime.backends import configured_backend
     from edgevlm.runtime.engine import CaptionEngine
     from edgevlm.runtime.sources import source_kind
 
     for spec in sources:  # a missing file fails before any output
         source_kind(spec)
-    engine = CaptionEngine(resolve_engine(engine_dir), provider, threads, backend=backend_name(backend, rebuild))
+    engine = CaptionEngine(resolve_engine(engine_dir), provider, threads, backend=configured_backend(backend, rebuild))
     engine.check_captions()  # a question-only engine (BLIP VQA) fails once, not once per image
     for spec in sources:
         _caption_source(engine, spec, beam, every, out)

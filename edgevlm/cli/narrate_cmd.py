@@ -59,6 +59,7 @@ def command(source, engine_dir, provider, backend, threads, beam, tts, speak, vo
     """
     from edgevlm.errors import EdgeVLMError
     from edgevlm.paths import resolve_engine
+    from edgevlm.runtime.backends import configured_backend
     from edgevlm.runtime.engine import CaptionEngine
     from edgevlm.runtime.narration.outputs import check_outputs
     from edgevlm.runtime.narration.pipeline import Narrator, NarrateOptions
@@ -77,12 +78,9 @@ def command(source, engine_dir, provider, backend, threads, beam, tts, speak, vo
     )
     notify = lambda message: click.echo(f"note: {message}", err=True)  # noqa: E731
     speech = Speech(voice, rate, play=speak, notify=notify) if tts == "espeak" else None
-    if backend == "tensorrt":
-        # On a device, narration starts at boot with nobody at a keyboard: missing or stale
-        # plans are rebuilt (a minute or more), and the wearer hears why nothing is said yet.
-        from edgevlm.runtime.backends.tensorrt_backend import use_tensorrt
-
-        backend = use_tensorrt(rebuild=True, on_prepare=lambda message: say_now(speech, message))
+    # On a device, narration starts at boot with nobody at a keyboard: missing or stale
+    # TensorRT plans are rebuilt (a minute or more), and the wearer hears why nothing is said yet.
+    backend = configured_backend(backend, rebuild=True, on_prepare=lambda message: say_now(speech, message))
     engine = CaptionEngine(resolve_engine(engine_dir), provider, threads, backend=backend)
     engine.check_captions()  # narration says captions: a question-only engine cannot narrate
     with FrameSource(source, read_timeout=read_timeout, reconnect=reconnect) as frames:

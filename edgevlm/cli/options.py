@@ -20,15 +20,6 @@ rebuild_option = click.option("--rebuild", is_flag=True, help="With --backend te
 threads_option = click.option("--threads", type=click.IntRange(1), default=None, help="onnxruntime intra-op threads.")
 
 
-def backend_name(backend: str, rebuild: bool = False) -> str:
-    """The registered backend name for --backend/--rebuild (the native one configured)."""
-    if backend != "tensorrt":
-        return backend
-    from edgevlm.runtime.backends.tensorrt_backend import use_tensorrt
-
-    return use_tensorrt(rebuild=rebuild)
-
-
 def dataclass_options(cls, prefix: str = "", skip: tuple[str, ...] = ()):
     """Decorator adding ``--{prefix}{field}`` for each scalar field of ``cls`` (default None =
     keep the dataclass default). Values arrive as kwargs named ``{prefix}{field}`` with '-' -> '_'."""

@@ -21,7 +21,7 @@ BACKENDS: dict[str, str | type[Backend]] = {
 }
 DEFAULT_BACKEND = "onnxruntime"
 
-__all__ = ["BACKENDS", "PROVIDERS", "Backend", "BackendOptions", "create_backend", "register_backend"]
+__all__ = ["BACKENDS", "PROVIDERS", "Backend", "BackendOptions", "configured_backend", "create_backend", "register_backend"]
 
 
 def register_backend(name: str, backend: str | type[Backend]) -> None:
@@ -36,6 +36,18 @@ def backend_class(name: str) -> type[Backend]:
         module, _, cls = entry.partition(":")
         entry = getattr(importlib.import_module(module), cls)
     return entry
+
+
+def configured_backend(name: str, rebuild: bool = False, on_prepare=None) -> str:
+    """The registered name to open a ``--backend`` choice with: "tensorrt" is the native
+    backend configured here (``rebuild`` missing or stale plans; ``on_prepare(message)`` told
+    before a build), registered in this process (a Ray replica calls this in its own);
+    any other name as it is."""
+    if name != "tensorrt":
+        return name
+    from edgevlm.runtime.backends.tensorrt_backend import use_tensorrt
+
+    return use_tensorrt(rebuild=rebuild, on_prepare=on_prepare)
 
 
 def create_backend(manifest, backend: str = DEFAULT_BACKEND, options: BackendOptions | None = None) -> Backend:

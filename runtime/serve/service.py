@@ -44,13 +44,11 @@ def engine_opener(settings: ServeSettings):
     engine_dir = resolve_engine(settings.engine_dir)
 
     def open_engine():
+        from edgevlm.runtime.backends import configured_backend
         from edgevlm.runtime.engine import CaptionEngine
 
-        backend = settings.backend
-        if backend == "tensorrt":  # registered here: a Ray replica opens its engines in its own process
-            from edgevlm.runtime.backends.tensorrt_backend import use_tensorrt
-
-            backend = use_tensorrt(rebuild=settings.rebuild)
+        # Configured here, in the process that opens the engine (a Ray replica's own).
+        backend = configured_backend(settings.backend, settings.rebuild)
         return CaptionEngine(engine_dir, settings.provider, settings.threads, backend=backend)
 
     return open_engine
