@@ -142,6 +142,16 @@ def _conv_macs(node: onnx.NodeProto, shapes: dict, w_index: int) -> int:
     return int(np.prod(out, dtype=np.int64)) * int(np.prod(w[1:], dtype=np.int64))
 
 
+# node type -> (MAC counter, the input it reads: A for a product, W for a convolution,
+# (data, weight) inputs, int8 whatever its inputs)
+_COUNTED = {
+    **{op: (_matmul_macs, ins[0], ins, False) for op, ins in _FLOAT_MATMUL.items()},
+    **{op: (_matmul_macs, ins[0], ins, True) for op, ins in _INT8_MATMUL.items()},
+    **{op: (_conv_macs, ins[1], ins, False) for op, ins in _FLOAT_CONV.items()},
+    **{op: (_conv_macs, ins[1], ins, True) for op, ins in _INT8_CONV.items()},
+}
+
+
 def graph_cost(model: onnx.ModelProto, dims: dict[str, int], values: dict[str, int] | None = None) -> GraphCost:
     """Count ``model`` (see the module doc) at input axes ``dims`` and scalar inputs ``values``."""
     inferred = with_concrete_shapes(model, dims, values)
@@ -153,23 +163,15 @@ def graph_cost(model: onnx.ModelProto, dims: dict[str, int], values: dict[str, i
 
     float_macs = int8_macs = 0
     for node in inferred.graph.node:
-        op = node.op_type
-        if op in _FLOAT_MATMUL:
-            macs = _matmul_macs(node, shapes, _FLOAT_MATMUL[op][0])
-            if dequantized(node, _FLOAT_MATMUL[op]):
-                int8_macs += macs
-            else:
-                float_macs += macs
-        elif op in _INT8_MATMUL:
-            int8_macs += _matmul_macs(node, shapes, _INT8_MATMUL[op][0])
-        elif op in _FLOAT_CONV:
-            macs = _conv_macs(node, shapes, _FLOAT_CONV[op][1])
-            if dequantized(node, _FLOAT_CONV[op]):
-                int8_macs += macs
-            else:
-                float_macs += macs
-        elif op in _INT8_CONV:
-            int8_macs += _conv_macs(node, shapes, _INT8_CONV[op][1])
+        counted = _COUNTED.get(node.op_type)
+        if counted is None:
+            continue
+        count, index, inputs, int8 = counted
+        macs = count(node, shapes, index)
+        if int8 or dequantized(node, inputs):  # a float op between DequantizeLinears runs as int8 (QDQ)
+            int8_macs += macs
+        else:
+            float_macs += macs
     weights = sum(_tensor_bytes(t) for t in inferred.graph.initializer)
     weights += sum(_tensor_bytes(n.attribute[0].t) for n in inferred.graph.node
                    if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value")
