@@ -20,7 +20,7 @@ import os
 
 from edgevlm.errors import EdgeVLMError
 from edgevlm.runtime.cpu_isa import mismatch, same_layout, this_cpu_target
-from edgevlm.runtime.manifest import Manifest, load_manifest
+from edgevlm.runtime.manifest import Manifest, load_manifest, verify_files
 
 log = logging.getLogger(__name__)
 _warned: set[tuple[str, str]] = set()  # (engine target, CPU target) pairs already warned about
@@ -60,7 +60,7 @@ def load_for_this_cpu(engine_dir: str, verify: bool = True, cpu_target: str | No
                                f"{variant.cpu_target or 'no CPU target'}; rebuild the engine's variants")
         manifest = variant
     elif pick and verify:  # the top engine is the one: now verify its files
-        manifest = load_manifest(engine_dir, verify=True)
+        verify_files(manifest)
     warn_if_other_cpu(manifest, cpu_target)
     return manifest
 

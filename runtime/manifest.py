@@ -384,16 +384,27 @@ def load_manifest(engine_dir: str, verify: bool = True) -> Manifest:
     manifest = Manifest.from_json(read_json(path, "an edgevlm engine manifest"), root, path)
     for key, entry in manifest.files.items():
         file_path = _confined_path(root, entry, key)
-        if not verify:
-            continue
-        if not os.path.isfile(file_path):
-            raise EdgeVLMError(f"engine file missing: {file_path} (listed in {MANIFEST_FILE}); re-export the engine")
-        if sha256_file(file_path) != entry.sha256:
-            raise EdgeVLMError(
-                f"engine file {file_path} does not match the sha256 in {MANIFEST_FILE}: "
-                "it was modified or truncated; re-export the engine"
-            )
+        if verify:
+            _verify_file(file_path, entry)
     return manifest
+
+
+def verify_files(manifest: Manifest) -> Manifest:
+    """Check every file of a manifest loaded with ``verify=False`` as ``load_manifest`` would
+    have (present, sha256 as listed), without reading the manifest again."""
+    for key, entry in manifest.files.items():
+        _verify_file(_confined_path(manifest.root, entry, key), entry)
+    return manifest
+
+
+def _verify_file(file_path: str, entry: FileEntry) -> None:
+    if not os.path.isfile(file_path):
+        raise EdgeVLMError(f"engine file missing: {file_path} (listed in {MANIFEST_FILE}); re-export the engine")
+    if sha256_file(file_path) != entry.sha256:
+        raise EdgeVLMError(
+            f"engine file {file_path} does not match the sha256 in {MANIFEST_FILE}: "
+            "it was modified or truncated; re-export the engine"
+        )
 
 
 def update_manifest(engine_dir: str, change, what: str = "the manifest") -> Manifest:
