@@ -62,19 +62,30 @@ class OnnxRuntimeBackend(Backend):
         self._decode_states: dict[int, DecodeState] = {}  # rows -> device cache + buffers (io_binding)
         self._cache_graphs: CacheGraphs | None = None
         self.output_names = {graph: list(spec.output_names) for graph, spec in self.manifest.graphs.items()}
-        facts = device_facts() if provider == "tensorrt" else None
+        self._session_options, self._providers = options, wanted
+        self._facts = device_facts() if provider == "tensorrt" else None
+        # Where decoder_step runs the tokens (CPU), "decoder" serves only question prompts: its
+        # session (the slowest to make, ~0.1 s, and ~5-8 MB) is made on first use, so that a
+        # captioning process never pays for it. The file's sha256 was checked with the manifest.
+        self._deferred = {"decoder"} if STEP_GRAPH in self.manifest.graphs and not self.io_binding else set()
         for graph in self.manifest.graphs:
             if graph == STEP_GRAPH and self.io_binding:
                 continue  # the device stepper runs every token on "decoder": no session (nor TensorRT build) for it
-            path = self.manifest.graph_path(graph)
-            providers = wanted
-            if facts is not None:  # its own engine cache, keyed so it can never be stale (engine_cache.py)
-                providers = [(wanted[0], tensorrt_provider_options(self.manifest, graph, facts)), *wanted[1:]]
-            try:
-                self.sessions[graph] = ort.InferenceSession(path, options, providers=providers)
-            except Exception as exc:  # onnxruntime raises its own exception types for bad files
-                raise EdgeVLMError(f"onnxruntime cannot load {path}: {str(exc).splitlines()[0]}") from exc
-            self._check_graph_matches_manifest(graph, self.sessions[graph])
+            if graph not in self._deferred:
+                self._open_session(graph)
+
+    def _open_session(self, graph: str) -> ort.InferenceSession:
+        path, wanted = self.manifest.graph_path(graph), self._providers
+        providers = wanted
+        if self._facts is not None:  # its own engine cache, keyed so it can never be stale (engine_cache.py)
+            providers = [(wanted[0], tensorrt_provider_options(self.manifest, graph, self._facts)), *wanted[1:]]
+        try:
+            session = ort.InferenceSession(path, self._session_options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types for bad files
+            raise EdgeVLMError(f"onnxruntime cannot load {path}: {str(exc).splitlines()[0]}") from exc
+        self._check_graph_matches_manifest(graph, session)
+        self.sessions[graph] = session
+        return session
 
     def _check_graph_matches_manifest(self, graph: str, session: ort.InferenceSession) -> None:
         """The ONNX file's own inputs and outputs must be the manifest's (names and element
@@ -142,5 +153,6 @@ class OnnxRuntimeBackend(Backend):
         self.check_feeds("decoder", feeds)
 
     def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        outputs = self.sessions[graph].run(self.output_names[graph], feeds)
+        session = self.sessions.get(graph) or self._open_session(graph)  # deferred ones open on first use
+        outputs = session.run(self.output_names[graph], feeds)
         return dict(zip(self.output_names[graph], outputs))

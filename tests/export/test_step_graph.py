@@ -110,6 +110,24 @@ def test_ids_identical_with_and_without_the_step_graph(tiny_engine_dir, tiny_mod
     assert any(len(i) > 1 for i in theirs)
 
 
+def test_captioning_never_opens_the_general_decoder(tiny_engine_dir):
+    """Where decoder_step exists, a caption's one-token prefill runs on it, and the general
+    graph's session is made only when a longer prompt (a question) first needs it: with the
+    same logits as an engine that opened it up front."""
+    with CaptionEngine(tiny_engine_dir) as engine:
+        pixels = np.stack([engine.preprocess(read_image_bgr(p)) for p in PHOTOS[:2]])
+        visual = engine.encode(pixels)[0]
+        engine.generate(visual, engine.settings(3))
+        assert "decoder" not in engine.backend.sessions and STEP_GRAPH in engine.backend.sessions
+        prompt = np.array([[engine.manifest.tokens.bos, 5, 6]] * 2, np.int64)
+        lazily = engine.backend.decoder_stepper(*engine.cross_kv(visual)).prefill(prompt)
+        assert "decoder" in engine.backend.sessions
+        engine.backend._open_session("decoder")  # as an engine that opened it up front would have it
+        again = engine.backend.decoder_stepper(*engine.cross_kv(visual)).prefill(prompt)
+    np.testing.assert_array_equal(lazily, again)
+    assert lazily.shape == (2, engine.manifest.model.vocab_size)
+
+
 def test_an_unknown_extra_graph_is_still_refused(tiny_engine_dir):
     manifest = load_manifest(tiny_engine_dir)
     graphs = dict(manifest.graphs)
