@@ -24,9 +24,12 @@ from edgevlm.runtime.preprocess import preprocess_with, read_image_bgr
 log = logging.getLogger(__name__)
 
 
-def load_pixels(path: str, cfg: ModelConfig) -> np.ndarray:
-    """Image file -> (3,S,S) float32, exactly as the runtime preprocesses it."""
-    return preprocess_with(read_image_bgr(path), cfg.preprocess)
+def load_pixels(path: str, cfg: ModelConfig, flip: bool = False) -> np.ndarray:
+    """Image file -> (3,S,S) float32, exactly as the runtime preprocesses it; ``flip``:
+    mirrored left-right (a training view: the resize is symmetric, so mirroring after it
+    equals mirroring the photo)."""
+    pixels = preprocess_with(read_image_bgr(path), cfg.preprocess)
+    return np.ascontiguousarray(pixels[:, :, ::-1]) if flip else pixels
 
 
 def _feeds_tap(param_name: str, tap: str) -> bool:
@@ -38,10 +41,12 @@ def _feeds_tap(param_name: str, tap: str) -> bool:
     return tap == "head"  # _conv_head, _bn1
 
 
-def _cache_key(paths: list[str], cfg: ModelConfig, encoder: EfficientNetLite0, tap: str) -> str:
+def _cache_key(paths: list[str], cfg: ModelConfig, encoder: EfficientNetLite0, tap: str, flip: bool = False) -> str:
     h = hashlib.sha256()
     h.update(repr(cfg.preprocess).encode())
     h.update(tap.encode())  # the tap, not cfg.vision: a tap's features serve every config that reads it
+    if flip:  # only then: the keys of existing (unflipped) caches stay as they were
+        h.update(b"flip")
     for path in paths:
         h.update(path.encode())
         h.update(str(os.path.getsize(path)).encode())
@@ -54,8 +59,9 @@ def _cache_key(paths: list[str], cfg: ModelConfig, encoder: EfficientNetLite0, t
 
 @torch.no_grad()
 def extract_features(paths: list[str], encoder: EfficientNetLite0, cfg: ModelConfig, batch_size: int = 32,
-                     desc: str = "features", tap: str | None = None) -> np.ndarray:
-    """Image files -> feature maps (N, C, h, w) float16 at ``tap`` (default: the configured one)."""
+                     desc: str = "features", tap: str | None = None, flip: bool = False) -> np.ndarray:
+    """Image files -> feature maps (N, C, h, w) float16 at ``tap`` (default: the configured
+    one); ``flip``: of the mirrored photos."""
     tap = tap or cfg.vision.feature
     encoder.eval()
     out = None
@@ -64,7 +70,7 @@ def extract_features(paths: list[str], encoder: EfficientNetLite0, cfg: ModelCon
         batches = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
 
         def load_batch(batch: list[str]) -> np.ndarray:
-            return np.stack([load_pixels(p, cfg) for p in batch])
+            return np.stack([load_pixels(p, cfg, flip) for p in batch])
 
         pending = pool.submit(load_batch, batches[0]) if batches else None
         start = 0
@@ -81,15 +87,16 @@ def extract_features(paths: list[str], encoder: EfficientNetLite0, cfg: ModelCon
 
 
 def cached_features(paths: list[str], encoder: EfficientNetLite0, cfg: ModelConfig, cache_dir: str,
-                    name: str, tap: str | None = None) -> np.ndarray:
-    """Feature maps for ``paths`` at ``tap`` (default: the configured one), computed once and
-    reused while images, config and encoder weights are unchanged."""
+                    name: str, tap: str | None = None, flip: bool = False) -> np.ndarray:
+    """Feature maps for ``paths`` at ``tap`` (default: the configured one), of the mirrored
+    photos when ``flip``, computed once and reused while images, config and encoder weights
+    are unchanged."""
     tap = tap or cfg.vision.feature
-    path = os.path.join(cache_dir, f"features-{name}-{_cache_key(paths, cfg, encoder, tap)}.npy")
+    path = os.path.join(cache_dir, f"features-{name}-{_cache_key(paths, cfg, encoder, tap, flip)}.npy")
     if os.path.isfile(path):
         log.info("reusing cached features %s", path)
         return np.load(path)
-    feats = extract_features(paths, encoder, cfg, desc=f"encoding {name} images", tap=tap)
+    feats = extract_features(paths, encoder, cfg, desc=f"encoding {name} images", tap=tap, flip=flip)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, feats)

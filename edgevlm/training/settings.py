@@ -25,6 +25,8 @@ class TrainSettings:
     scst_max_len: int = 16  # longest sampled caption, in words
     vqa_weight: float = 0.0  # > 0: multi-task, prefix-LM VQA on questions generated from the captions
     contrastive_weight: float = 0.0  # > 0: auxiliary image-text InfoNCE loss
+    flip_augment: bool = False  # each step shows each photo mirrored with p 0.5 ("left"/"right" swapped)
+    ema_decay: float = 0.0  # > 0: validate and keep an exponential moving average of the weights
 
     def __post_init__(self):
         if self.epochs < 1 or self.images_per_batch < 1:
@@ -35,5 +37,7 @@ class TrainSettings:
             raise EdgeVLMError("scst_samples trains captions only: leave vqa_weight and contrastive_weight at 0")
         if self.vqa_weight < 0 or self.contrastive_weight < 0:
             raise EdgeVLMError("vqa_weight and contrastive_weight must be >= 0 (0 turns the objective off)")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise EdgeVLMError("ema_decay must be in [0, 1): 0 turns the average off, e.g. 0.995 averages ~200 steps")
         if self.finetune_from_block == 0 or self.finetune_from_block > 15:
             raise EdgeVLMError("finetune_from_block must be -1 (off) or a block index 1..15")

@@ -5,6 +5,11 @@ an atomic checkpoint each epoch, ``resume`` from it, the best epoch kept as a mo
 Multi-task (``vqa_weight`` > 0): each batch's images bring their captions (next-token loss)
 and their generated questions (prefix-LM loss on the answer only), sharing one cross K/V
 per image; ``contrastive_weight`` > 0 adds image-text InfoNCE.
+
+``flip_augment``: each step shows each photo mirrored with probability 0.5 (features of the
+mirrored photos are cached too), with "left" and "right" swapped in its captions and
+answers. ``ema_decay`` > 0: an exponential moving average of the weights is what is
+validated and saved (the raw weights keep training).
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ from edgevlm.features import cached_features
 from edgevlm.training.scst import scst_loss
 from edgevlm.training.settings import TrainSettings
 from edgevlm.training.vqa_data import answer_words, encode_questions, frequent_question_words, questions_for
+
+MIRRORED_WORDS = (("left", "right"),)  # swapped in the text of a mirrored photo
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +168,11 @@ class Trainer:
         encoder = self.model.encoder
         self.train_features = cached_features([i.path for i in self.train_items], encoder, self.cfg, cache_dir, "train", tap)
         self.dev_features = cached_features([i.path for i in self.dev_items], encoder, self.cfg, cache_dir, "dev", tap)
+        self.mirrored_features = self.mirror_ids = None
+        if settings.flip_augment:
+            self.mirrored_features = cached_features([i.path for i in self.train_items], encoder, self.cfg, cache_dir,
+                                                     "train", tap, flip=True)
+            self.mirror_ids = mirror_id_map(self.tokenizer)
         self.ids, self.lengths, self.owners = encode_captions(self.train_items, self.tokenizer, self.cfg.decoder.max_len)
         self.caption_rows = [np.flatnonzero(self.owners == i) for i in range(len(self.train_items))]
         if self.train_questions:
@@ -175,6 +187,11 @@ class Trainer:
             self.cider = CiderD([[tuple(self.tokenizer.encode(c)[:limit]) for c in item.captions]
                                  for item in self.train_items])
         self.optimizer = self._optimizer()
+        self.ema = None
+        if settings.ema_decay > 0:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(settings.ema_decay), use_buffers=True)
         self.steps_per_epoch = math.ceil(len(self.train_items) / settings.images_per_batch)
         self.scheduler = self._scheduler(self.steps_per_epoch * settings.epochs)
         self.epoch, self.best, self.history = 0, -1.0, []
@@ -219,11 +236,30 @@ class Trainer:
 
         return torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
 
-    def encoder_top(self, cached: torch.Tensor) -> torch.Tensor:
-        """Cached features -> the configured tap's feature map (runs the fine-tuned blocks, if any)."""
+    def encoder_top(self, cached: torch.Tensor, model: Captioner | None = None) -> torch.Tensor:
+        """Cached features -> the configured tap's feature map (runs the fine-tuned blocks of
+        ``model``, default the one training, if any)."""
         if not self.start_block:
             return cached
-        return self.model.encoder.features(cached, self.cfg.vision.feature, start_block=self.start_block)
+        return (model or self.model).encoder.features(cached, self.cfg.vision.feature, start_block=self.start_block)
+
+    def evaluated_model(self) -> Captioner:
+        """The weights validated and saved: the moving average when on, else the trained ones."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def batch_features(self, images: np.ndarray, mirrored: np.ndarray | None) -> torch.Tensor:
+        """Cached features (B,C,h,w) of the sorted ``images``, mirrored where ``mirrored`` (B,) is set."""
+        features = self.train_features[images]
+        if mirrored is not None and mirrored.any():
+            features = np.where(mirrored[:, None, None, None], self.mirrored_features[images], features)
+        return self.encoder_top(torch.from_numpy(features.astype(np.float32)))
+
+    def mirror_rows(self, ids: np.ndarray, owners: np.ndarray, mirrored: np.ndarray | None) -> np.ndarray:
+        """ids (M,T) whose rows belong to sorted-image positions ``owners`` (M,): the rows of
+        mirrored images get "left"/"right" swapped."""
+        if mirrored is None or not mirrored.any():
+            return ids
+        return np.where(mirrored[owners][:, None], self.mirror_ids[ids], ids)
 
     def _tokenizer(self) -> CaptionTokenizer:
         path = os.path.join(self.out, "tokenizer.json")
@@ -254,6 +290,10 @@ class Trainer:
             self.model.load_state_dict(state["model"])
             if self.contrastive is not None:
                 self.contrastive.load_state_dict(state["contrastive"])  # present: checked above
+            if self.ema is not None:
+                if state.get("ema") is None:
+                    raise KeyError("it holds no moving average (trained without --ema-decay)")
+                self.ema.load_state_dict(state["ema"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
         except (RuntimeError, KeyError, ValueError, TypeError) as exc:
@@ -273,6 +313,7 @@ class Trainer:
             "config": self.cfg.to_dict(),
             "settings": dataclasses.asdict(self.settings),
             "contrastive": None if self.contrastive is None else self.contrastive.state_dict(),
+            "ema": None if self.ema is None else self.ema.state_dict(),
         }
         with atomic_path(os.path.join(self.out, CHECKPOINT_FILE)) as tmp:
             torch.save(state, tmp)
@@ -281,27 +322,32 @@ class Trainer:
         s = self.settings
         self.model.train()
         self.model.encoder.eval()  # BatchNorm keeps its ImageNet statistics, fine-tuned or not
-        order = np.random.default_rng(s.seed * 1000 + self.epoch).permutation(len(self.train_items))
+        rng = np.random.default_rng(s.seed * 1000 + self.epoch)
+        order = rng.permutation(len(self.train_items))
         losses, rewards, parts = [], [], {}
         bar = tqdm(range(self.steps_per_epoch), desc=f"epoch {self.epoch + 1}/{s.epochs}", unit="step")
         for step in bar:
             images = order[step * s.images_per_batch : (step + 1) * s.images_per_batch]
+            mirrored = rng.random(len(images)) < 0.5 if self.mirror_ids is not None else None  # per sorted image
             rows = np.concatenate([self.caption_rows[i] for i in images])
             longest = int(self.lengths[rows].max())  # pad to this batch's longest caption only
-            ids = torch.from_numpy(self.ids[rows, :longest])
-            owners = torch.from_numpy(np.searchsorted(np.sort(images), self.owners[rows]))
-            features = self.encoder_top(torch.from_numpy(self.train_features[np.sort(images)].astype(np.float32)))
+            positions = np.searchsorted(np.sort(images), self.owners[rows])
+            ids = torch.from_numpy(self.mirror_rows(self.ids[rows, :longest], positions, mirrored))
+            owners = torch.from_numpy(positions)
+            features = self.batch_features(np.sort(images), mirrored)
             if self.cider is not None:
                 loss, reward = scst_loss(self.model, features, np.sort(images).tolist(), self.cider, s.scst_samples,
                                          s.scst_max_len, self.cfg.bos_id, self.cfg.eos_id, self.cfg.pad_id, self.cfg.unk_id)
                 rewards.append(reward)
             else:
-                loss = self.multitask_loss(features, images, ids, owners, parts)
+                loss = self.multitask_loss(features, images, ids, owners, parts, mirrored)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
             self.optimizer.step()
             self.scheduler.step()
+            if self.ema is not None:
+                self.ema.update_parameters(self.model)
             losses.append(loss.item())
             if step % 20 == 0:
                 shown = {"loss": f"{np.mean(losses[-50:]):.3f}", "lr": f"{self.scheduler.get_last_lr()[0]:.1e}"}
@@ -312,9 +358,10 @@ class Trainer:
         return float(np.mean(losses))
 
     def multitask_loss(self, features: torch.Tensor, images: np.ndarray, ids: torch.Tensor, owners: torch.Tensor,
-                       parts: dict) -> torch.Tensor:
+                       parts: dict, mirrored: np.ndarray | None = None) -> torch.Tensor:
         """Caption loss, plus the weighted VQA and contrastive losses when they are on.
-        features (B_img,...) of the sorted batch images; ids/owners: their caption rows."""
+        features (B_img,...) of the sorted batch images; ids/owners: their caption rows;
+        mirrored (B_img,) bool or None: which images are shown mirrored."""
         s = self.settings
         visual = self.model.projector(features)  # (B_img,N,d)
         cross_k, cross_v = self.model.decoder.cross_kv(visual)
@@ -327,9 +374,10 @@ class Trainer:
             rows = np.concatenate([self.question_rows[i] for i in sorted_images])
             if len(rows):
                 longest = int(self.q_lengths[rows].max())
-                q_owners = torch.from_numpy(np.searchsorted(sorted_images, self.q_owners[rows]))
-                vqa = answer_loss(self.model, cross_k, cross_v, torch.from_numpy(self.q_ids[rows, :longest]),
-                                  torch.from_numpy(self.q_prefix[rows]), q_owners, self.cfg.pad_id)
+                q_positions = np.searchsorted(sorted_images, self.q_owners[rows])
+                q_ids = self.mirror_rows(self.q_ids[rows, :longest], q_positions, mirrored)
+                vqa = answer_loss(self.model, cross_k, cross_v, torch.from_numpy(q_ids),
+                                  torch.from_numpy(self.q_prefix[rows]), torch.from_numpy(q_positions), self.cfg.pad_id)
                 parts.setdefault("vqa", []).append(vqa.item())
                 loss = loss + s.vqa_weight * vqa
         if self.contrastive is not None:
@@ -345,7 +393,8 @@ class Trainer:
     @torch.no_grad()
     def validate_vqa(self) -> dict:
         """Dev VQA accuracy (greedy answers, no abstention) through the runtime's search."""
-        self.model.eval()
+        model = self.evaluated_model()
+        model.eval()
         if self.dev_rows is None:  # the same every epoch: encoded once
             self.dev_rows = encode_questions(self.dev_questions, self.dev_items, self.tokenizer, self.cfg.decoder.max_len)
         ids, _, prefixes, owners = self.dev_rows
@@ -355,19 +404,20 @@ class Trainer:
             same = np.flatnonzero(prefixes == length)
             for start in range(0, len(same), 256):
                 rows = same[start : start + 256]
-                feats = self.encoder_top(torch.from_numpy(self.dev_features[owners[rows]].astype(np.float32)))
-                found = answer_from_visual(self.model, self.model.projector(feats), ids[rows, :length], banned)
+                feats = self.encoder_top(torch.from_numpy(self.dev_features[owners[rows]].astype(np.float32)), model)
+                found = answer_from_visual(model, model.projector(feats), ids[rows, :length], banned)
                 for row, answer in zip(rows, found):
                     answers[self.dev_questions[row]["question_id"]] = (self.tokenizer.decode(answer.ids), answer.probability)
         return score_answers(self.dev_questions, answers)
 
     @torch.no_grad()
     def validate(self) -> dict:
-        self.model.eval()
+        model = self.evaluated_model()
+        model.eval()
         n = min(self.settings.eval_images, len(self.dev_items))
-        features = np.concatenate([self.encoder_top(torch.from_numpy(self.dev_features[i : i + 100].astype(np.float32))).numpy()
-                                   for i in range(0, n, 100)])
-        ids = generate_from_features(self.model, features, search_settings(self.cfg, beam_size=1))
+        features = np.concatenate([self.encoder_top(torch.from_numpy(self.dev_features[i : i + 100].astype(np.float32)),
+                                                    model).numpy() for i in range(0, n, 100)])
+        ids = generate_from_features(model, features, search_settings(self.cfg, beam_size=1))
         hyps = {i: self.tokenizer.decode(t) for i, t in enumerate(ids)}
         refs = {i: list(self.dev_items[i].captions) for i in range(n)}
         return score_captions(refs, hyps, only=("BLEU", "CIDEr"))
@@ -390,12 +440,23 @@ class Trainer:
                 criterion += vqa["accuracy"]
             self.history.append(row)
             log.info("epoch %d: %s", self.epoch, json.dumps(row))
-            save_model(self.model, self.tokenizer, os.path.join(self.out, f"epoch-{self.epoch}"),
-                       extra={"history": self.history})
+            kept = self.evaluated_model()
+            save_model(kept, self.tokenizer, os.path.join(self.out, f"epoch-{self.epoch}"), extra={"history": self.history})
             if criterion > self.best:
                 self.best = criterion
-                save_model(self.model, self.tokenizer, os.path.join(self.out, "best"), extra={"history": self.history})
+                save_model(kept, self.tokenizer, os.path.join(self.out, "best"), extra={"history": self.history})
             self._save_checkpoint()
             write_json(os.path.join(self.out, "history.json"), self.history)
         best_row = max(self.history, key=lambda r: r["dev_greedy_CIDEr"] + r.get("dev_vqa_accuracy", 0.0))
         return {"best_dev_greedy_CIDEr": best_row["dev_greedy_CIDEr"], "best_epoch": best_row["epoch"], "epochs": self.epoch, "out": os.path.join(self.out, "best")}
+
+
+def mirror_id_map(tokenizer: CaptionTokenizer) -> np.ndarray:
+    """(V,) int64 id -> the id it becomes in a mirrored photo's text ("left" <-> "right";
+    the identity for every other id, and for pairs the vocabulary lacks)."""
+    mapping = np.arange(tokenizer.vocab_size, dtype=np.int64)
+    for a, b in MIRRORED_WORDS:
+        id_a, id_b = tokenizer.tokenizer.token_to_id(a), tokenizer.tokenizer.token_to_id(b)
+        if id_a is not None and id_b is not None:
+            mapping[id_a], mapping[id_b] = id_b, id_a
+    return mapping

@@ -106,3 +106,55 @@ def test_self_critical_training_runs_from_a_trained_model(tiny_dataset, tmp_path
     assert result.exit_code == 0, result.output
     history = json.load(open(os.path.join(out, "history.json")))
     assert len(history) == 1 and np.isfinite(history[0]["train_loss"])
+
+
+def test_mirrored_text_swaps_left_and_right_only(tiny_dataset):
+    from edgevlm.tokenizer_training import train_tokenizer
+    from edgevlm.training.trainer import mirror_id_map
+
+    tokenizer = train_tokenizer(["a dog on the left", "a cat on the right", "a bird"], 1)
+    mapping = mirror_id_map(tokenizer)
+    left, right = tokenizer.encode("left")[0], tokenizer.encode("right")[0]
+    assert mapping[left] == right and mapping[right] == left
+    others = [i for i in range(tokenizer.vocab_size) if i not in (left, right)]
+    assert (mapping[others] == others).all()
+    one_sided = train_tokenizer(["a dog on the left"], 1)  # no "right": nothing to swap with
+    assert (mirror_id_map(one_sided) == np.arange(one_sided.vocab_size)).all()
+
+
+def test_flip_augment_and_moving_average(tiny_dataset, tmp_path):
+    """Mirrored features are cached beside the plain ones (and are not a copy of them); the
+    saved model is the moving average, not the raw weights; resume restores the average."""
+    from click.testing import CliRunner
+
+    from edgevlm.cli.main import cli
+    from edgevlm.model_io import load_model
+
+    out, cache = str(tmp_path / "run"), tmp_path / "cache"
+    args = ["train", "--data", tiny_dataset, "--out", out, "--cache-dir", str(cache), "--decoder-d-model", "32",
+            "--decoder-n-layers", "1", "--decoder-n-heads", "2", "--decoder-d-ff", "64", "--images-per-batch", "2",
+            "--warmup-steps", "1", "--min-word-freq", "1", "--lr", "1e-2", "--flip-augment", "true",
+            "--ema-decay", "0.5"]
+    result = CliRunner().invoke(cli, args + ["--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    train_caches = sorted(cache.glob("features-train-*.npy"))
+    assert len(train_caches) == 2 and len(list(cache.glob("features-dev-*.npy"))) == 1
+    plain, mirrored = (np.load(p).astype(np.float32) for p in train_caches)
+    assert plain.shape == mirrored.shape and not np.allclose(plain, mirrored)
+    state = torch.load(os.path.join(out, "checkpoint.pt"), weights_only=True)
+    saved, _ = load_model(os.path.join(out, "epoch-1"))
+    name = "projector.proj.0.weight"
+    averaged = state["ema"][f"module.{name}"]
+    assert torch.allclose(saved.state_dict()[name], averaged)
+    assert not torch.allclose(state["model"][name], averaged)
+    result = CliRunner().invoke(cli, args + ["--epochs", "2", "--resume"])
+    assert result.exit_code == 0, result.output
+    assert [row["epoch"] for row in json.load(open(os.path.join(out, "history.json")))] == [1, 2]
+    no_average = [a for a in args if a not in ("--ema-decay", "0.5")]
+    result = CliRunner().invoke(cli, no_average + ["--epochs", "3", "--resume", "--ema-decay", "0.9"])
+    assert result.exit_code == 0, result.output
+    torch.save({**torch.load(os.path.join(out, "checkpoint.pt"), weights_only=True), "ema": None},
+               os.path.join(out, "checkpoint.pt"))
+    result = CliRunner().invoke(cli, args + ["--epochs", "4", "--resume"])
+    assert result.exit_code == 1
+    assert "holds no moving average" in result.output
