@@ -189,9 +189,9 @@ class Trainer:
         self.optimizer = self._optimizer()
         self.ema = None
         if settings.ema_decay > 0:
-            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+            from torch.optim.swa_utils import AveragedModel
 
-            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(settings.ema_decay), use_buffers=True)
+            self.ema = AveragedModel(self.model, avg_fn=warmed_up_ema(settings.ema_decay), use_buffers=True)
         self.steps_per_epoch = math.ceil(len(self.train_items) / settings.images_per_batch)
         self.scheduler = self._scheduler(self.steps_per_epoch * settings.epochs)
         self.epoch, self.best, self.history = 0, -1.0, []
@@ -460,3 +460,18 @@ def mirror_id_map(tokenizer: CaptionTokenizer) -> np.ndarray:
         if id_a is not None and id_b is not None:
             mapping[id_a], mapping[id_b] = id_b, id_a
     return mapping
+
+
+def warmed_up_ema(decay: float):
+    """AveragedModel's ``avg_fn``: an exponential moving average whose decay grows as
+    min(decay, (1 + n) / (10 + n)) over the n updates so far (TensorFlow's
+    ExponentialMovingAverage with num_updates). torch's get_ema_multi_avg_fn keeps the decay
+    fixed from the first step, so a model trained from random weights would carry 0.998^t of
+    its random start in the average (60% after an epoch at 0.998)."""
+
+    def average(averaged: torch.Tensor, current: torch.Tensor, num_averaged) -> torch.Tensor:
+        n = int(num_averaged)
+        d = min(decay, (1 + n) / (10 + n))
+        return averaged * d + current * (1 - d)
+
+    return average

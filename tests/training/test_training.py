@@ -158,3 +158,14 @@ def test_flip_augment_and_moving_average(tiny_dataset, tmp_path):
     result = CliRunner().invoke(cli, args + ["--epochs", "4", "--resume"])
     assert result.exit_code == 1
     assert "holds no moving average" in result.output
+
+
+def test_moving_average_warms_up_from_a_random_start():
+    """Early updates follow the weights (decay (1+n)/(10+n)); later ones use the set decay."""
+    from edgevlm.training.trainer import warmed_up_ema
+
+    average = warmed_up_ema(0.998)
+    start, now = torch.zeros(3), torch.ones(3)
+    assert torch.allclose(average(start, now, torch.tensor(0)), torch.full((3,), 0.9))  # decay 1/10
+    assert torch.allclose(average(start, now, torch.tensor(90)), torch.full((3,), 1 - 91 / 100))
+    assert torch.allclose(average(start, now, torch.tensor(100_000)), torch.full((3,), 0.002))
