@@ -26,6 +26,12 @@ class Captioner(nn.Module):
         # Optional (absent from older model folders): object existence, and from it unfamiliarity.
         self.concepts = ConceptHead(cfg.vision.channels, len(c.names), c.hidden, c.sharpness) if c.names else None
 
+    def reset_decoder(self) -> None:
+        """New projector and decoder with random weights (the encoder and concept head are kept)."""
+        cfg = self.cfg
+        self.projector = Projector(cfg.vision.channels, cfg.decoder.d_model, cfg.num_visual_tokens, cfg.decoder.dropout)
+        self.decoder = TextDecoder(cfg.decoder)
+
     def encoder_features(self, pixels: torch.Tensor) -> torch.Tensor:
         """pixels (B,3,S,S) in [-1,1] -> feature map (B,C,h,w) at the configured tap."""
         return self.encoder(pixels, self.cfg.vision.feature)

@@ -139,9 +139,10 @@ def answer_loss(model: Captioner, cross_k: torch.Tensor, cross_v: torch.Tensor, 
 
 class Trainer:
     def __init__(self, data: str, out: str, cfg: ModelConfig, settings: TrainSettings, cache_dir: str,
-                 init_from: str | None = None, dropout: float | None = None):
+                 init_from: str | None = None, dropout: float | None = None, fresh_decoder: bool = False):
         """``init_from``: a model folder to start from (its config and tokenizer are kept,
-        but for ``dropout`` when given), e.g. to fine-tune the top encoder blocks after
+        but for ``dropout`` when given; ``fresh_decoder``: only its encoder and concept head,
+        the projector and decoder start from random weights), e.g. to fine-tune the top encoder blocks after
         training the decoder on frozen ones."""
         self.out, self.settings = out, settings
         torch.set_num_threads(settings.threads)
@@ -150,7 +151,11 @@ class Trainer:
         self.dev_items = load_coco_captions(resolve_split(data, "dev"))
         if not self.train_items:
             raise EdgeVLMError(f"{resolve_split(data, 'train')} has no images to train on")
+        if fresh_decoder and not init_from:
+            raise EdgeVLMError("--fresh-decoder keeps the encoder of --init-from DIR: name the model folder to start from")
         self.model, self.tokenizer = self._model_and_tokenizer(cfg, init_from, dropout)
+        if fresh_decoder:  # a decoder that memorised its training features is retrained on (fine-tuned) ones
+            self.model.reset_decoder()
         self.train_questions = self.dev_questions = []
         if settings.vqa_weight > 0:
             self.train_questions, self.dev_questions = questions_for(self.train_items), questions_for(self.dev_items)

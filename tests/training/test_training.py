@@ -169,3 +169,24 @@ def test_moving_average_warms_up_from_a_random_start():
     assert torch.allclose(average(start, now, torch.tensor(0)), torch.full((3,), 0.9))  # decay 1/10
     assert torch.allclose(average(start, now, torch.tensor(90)), torch.full((3,), 1 - 91 / 100))
     assert torch.allclose(average(start, now, torch.tensor(100_000)), torch.full((3,), 0.002))
+
+
+def test_fresh_decoder_keeps_the_encoder_and_retrains_the_rest(tiny_dataset, tmp_path):
+    from click.testing import CliRunner
+
+    from edgevlm.cli.main import cli
+    from edgevlm.model_io import load_model
+
+    base, first = _train_first_model(tiny_dataset, tmp_path)
+    out = str(tmp_path / "fresh")
+    result = CliRunner().invoke(cli, ["train", "--out", out, "--init-from", os.path.join(first, "best"),
+                                      "--fresh-decoder", *base])
+    assert result.exit_code == 0, result.output
+    before, _ = load_model(os.path.join(first, "best"))
+    after, _ = load_model(os.path.join(out, "best"))
+    b, a = before.state_dict(), after.state_dict()
+    assert all(torch.equal(b[n], a[n]) for n in b if n.startswith("encoder."))
+    # a decoder trained one epoch from random weights is not the first model's decoder moved one epoch on
+    assert not torch.allclose(b["decoder.tok_emb.weight"], a["decoder.tok_emb.weight"], atol=0.05)
+    result = CliRunner().invoke(cli, ["train", "--out", str(tmp_path / "x"), "--fresh-decoder", *base])
+    assert result.exit_code == 1 and "--fresh-decoder keeps the encoder of --init-from DIR" in result.output
