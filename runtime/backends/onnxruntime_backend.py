@@ -30,6 +30,10 @@ _ORT_PROVIDERS = {
 _CACHE_GRAPH_PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": _ORT_PROVIDERS["cuda"],
                           "tensorrt": _ORT_PROVIDERS["cuda"]}
 _DEVICES = {"cpu": Device("cpu"), "cuda": Device("cuda", 0), "tensorrt": Device("cuda", 0)}  # sessions use GPU 0
+# The single-token graph's work per run (~9 MFLOP) is smaller than what handing it to a second
+# thread costs: on one thread a caption took 7% less (greedy; beam 3 6%, 4 images x 3 beams
+# 3%) on the 2-core AVX2 box (interleaved processes, /work/runs/s22/step_threads_ab.py).
+STEP_GRAPH_THREADS = 1
 
 
 def session_options(threads: int | None, spinning: bool = False) -> ort.SessionOptions:
@@ -63,6 +67,7 @@ class OnnxRuntimeBackend(Backend):
         self._cache_graphs: CacheGraphs | None = None
         self.output_names = {graph: list(spec.output_names) for graph, spec in self.manifest.graphs.items()}
         self._session_options, self._providers = options, wanted
+        self._step_options = session_options(STEP_GRAPH_THREADS, self.options.spinning)
         self._facts = device_facts() if provider == "tensorrt" else None
         # Where decoder_step runs the tokens (CPU), "decoder" serves only question prompts: its
         # session (the slowest to make, ~0.1 s, and ~5-8 MB) is made on first use, so that a
@@ -80,7 +85,8 @@ class OnnxRuntimeBackend(Backend):
         if self._facts is not None:  # its own engine cache, keyed so it can never be stale (engine_cache.py)
             providers = [(wanted[0], tensorrt_provider_options(self.manifest, graph, self._facts)), *wanted[1:]]
         try:
-            session = ort.InferenceSession(path, self._session_options, providers=providers)
+            options = self._step_options if graph == STEP_GRAPH else self._session_options
+            session = ort.InferenceSession(path, options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types for bad files
             raise EdgeVLMError(f"onnxruntime cannot load {path}: {str(exc).splitlines()[0]}") from exc
         self._check_graph_matches_manifest(graph, session)

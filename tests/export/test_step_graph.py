@@ -128,6 +128,13 @@ def test_captioning_never_opens_the_general_decoder(tiny_engine_dir):
     assert lazily.shape == (2, engine.manifest.model.vocab_size)
 
 
+def test_the_step_graph_runs_on_one_thread(tiny_engine_dir):
+    """Its per-token work is too small to share: one intra-op thread, whatever the others get."""
+    with CaptionEngine(tiny_engine_dir, threads=2) as engine:
+        threads = {g: s.get_session_options().intra_op_num_threads for g, s in engine.backend.sessions.items()}
+    assert threads[STEP_GRAPH] == 1 and threads["vision"] == 2
+
+
 def test_an_unknown_extra_graph_is_still_refused(tiny_engine_dir):
     manifest = load_manifest(tiny_engine_dir)
     graphs = dict(manifest.graphs)
