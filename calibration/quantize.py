@@ -19,11 +19,13 @@ data, the method and the variant.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import logging
 import os
 import shutil
+import sys
 import tempfile
 
 import onnx
@@ -94,6 +96,14 @@ def static_quantize(model_path: str, out_path: str, reader, variant: str, method
     ``reader`` None = ranges from ``ranges_cache`` only. The one place the static options are
     spelled out."""
     settings = variant_settings(variant, target)
+    # onnxruntime's histogram calibrators (entropy, percentile) print progress with print():
+    # on stdout it would come before `quantize --json`'s report, which must be all of stdout.
+    with contextlib.redirect_stdout(sys.stderr):
+        _quantize_static(model_path, out_path, reader, settings, method, ranges_cache, nodes_to_exclude, nodes_to_quantize)
+
+
+def _quantize_static(model_path, out_path, reader, settings, method, ranges_cache, nodes_to_exclude,
+                     nodes_to_quantize) -> None:
     quantize_static(
         model_path, out_path, reader, quant_format=QuantFormat.QDQ, op_types_to_quantize=settings["ops"],
         per_channel=True, reduce_range=settings["reduce_range"], activation_type=settings["activation"],
@@ -124,7 +134,17 @@ def quantize_graph(fp32: CaptionEngine, graph: str, calib: CalibrationSet, out_p
     cache = _ranges_cache(cache_dir, source, calib, method, variant)
     cached = os.path.isfile(cache)
     reader = None if cached else FeedReader(graph_feeds(fp32, graph, calib))
-    static_quantize(prepared, out_path, reader, variant, method, cache, nodes_to_exclude=exclude, target=target)
+    try:
+        static_quantize(prepared, out_path, reader, variant, method, cache, nodes_to_exclude=exclude, target=target)
+    except ValueError as exc:
+        # onnxruntime's histogram collector stacks every batch's tensor into one array, so a
+        # graph whose token count varies between batches fails deep inside it (onnxruntime#18792).
+        if method == "minmax" or "inhomogeneous" not in str(exc):
+            raise
+        raise EdgeVLMError(f"--method {method} cannot calibrate the {graph} graph: onnxruntime's histogram "
+                           "calibrators need each tensor to keep one shape across calibration batches, and its "
+                           "token count varies (onnxruntime#18792); use --method minmax, or --variant cpu, "
+                           "which quantizes the decoder graphs dynamically") from exc
     return {"mode": "static", "excluded": sorted(exclude), "ranges_cache": os.path.basename(cache),
             "ranges_reused": cached}
 

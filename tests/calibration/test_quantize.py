@@ -196,3 +196,29 @@ def test_quantize_command_runs_where_torch_is_not_installed(tiny_engine_master, 
     assert report["images"] == 4 and report["passed"]
     manifest = load_manifest(out)
     assert manifest.precision == "int8" and manifest.quantization["gate"]["images"] == 4
+
+
+def test_quantize_json_is_all_of_stdout_with_a_histogram_method(tiny_engine_master, tmp_path):
+    """onnxruntime's percentile/entropy calibrators print progress; it goes to stderr, so a
+    script can parse `quantize --json`'s whole stdout as the report."""
+    import subprocess
+    import sys
+
+    root = str(tmp_path / "data")
+    make_coco_dataset(root, "train", 16, seed=3)
+    dev = make_coco_dataset(root, "dev", 3, seed=5)
+    argv = [sys.executable, "-m", "edgevlm.cli.main", "quantize", tiny_engine_master, "--calib",
+            os.path.join(root, "captions_train.json"), "--out", str(tmp_path / "int8"), "--method", "percentile",
+            "--eval", dev, "--max-cider-drop", "1", "--json"]
+    env = dict(os.environ, HOME=str(tmp_path))
+    done = subprocess.run(argv + ["--variant", "cpu"], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["images"] == 3
+    assert "percentile" in done.stderr  # onnxruntime's own progress lines, kept for the person watching
+    # The qdq variant calibrates the decoder statically, over prompts of several lengths: one line, no stack trace.
+    argv[argv.index("--out") + 1] = str(tmp_path / "int8_qdq")
+    done = subprocess.run(argv + ["--variant", "qdq"], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 1 and done.stdout == ""
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: --method percentile cannot calibrate the decoder graph") and "--method minmax" in last
+    assert "Traceback" not in done.stderr and not os.path.exists(tmp_path / "int8_qdq")
