@@ -73,10 +73,11 @@ class CacheStepper:
         """prompts (R,P) at positions 0..P-1 in one run -> logits after the last (R, V). A decoder
         with ``prefix_len`` (ours) sees the prompt as a prefix-LM prefix, both ways; one without it
         (GIT's) causally, as its model was trained."""
-        if prompts.shape[1] == 1 and self.step_graph != "decoder":  # a caption's [bos]: one token sees only
-            return self.step(np.ascontiguousarray(prompts[:, 0], np.int64), 0)  # itself, so the step graph serves,
-        return self._run(np.ascontiguousarray(prompts, np.int64), 0, prompts.shape[1])[:, -1]  # and captioning never
-        # opens "decoder" (its session is made on first use where decoder_step exists: onnxruntime_backend.py)
+        if prompts.shape[1] == 1 and self.step_graph != "decoder":
+            # A caption's [bos]: one token sees only itself, so the step graph serves and
+            # captioning never opens "decoder" (made on first use where decoder_step exists).
+            return self.step(np.ascontiguousarray(prompts[:, 0], np.int64), 0)
+        return self._run(np.ascontiguousarray(prompts, np.int64), 0, prompts.shape[1])[:, -1]
 
     def reorder(self, rows: np.ndarray) -> None:
         self.cache.reorder(rows)

@@ -289,6 +289,9 @@ class Trainer:
             if (saved.get(name, 0.0) > 0) != (getattr(self.settings, name) > 0):
                 raise EdgeVLMError(f"--resume: {path} was trained with {name}={saved.get(name, 0.0)}; resume with "
                                    f"--{name.replace('_', '-')} {saved.get(name, 0.0)} or use a new --out")
+        if self.ema is not None and state.get("ema") is None:
+            raise EdgeVLMError(f"--resume: {path} holds no moving average (it was trained without --ema-decay); "
+                               "resume without --ema-decay or use a new --out")
         if state["config"] != self.cfg.to_dict():
             raise EdgeVLMError(f"--resume: {path} was trained with another model config; use a new --out")
         try:  # the config matched, so only a hand-edited file gets here
@@ -296,8 +299,6 @@ class Trainer:
             if self.contrastive is not None:
                 self.contrastive.load_state_dict(state["contrastive"])  # present: checked above
             if self.ema is not None:
-                if state.get("ema") is None:
-                    raise KeyError("it holds no moving average (trained without --ema-decay)")
                 self.ema.load_state_dict(state["ema"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])

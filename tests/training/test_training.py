@@ -157,7 +157,7 @@ def test_flip_augment_and_moving_average(tiny_dataset, tmp_path):
                os.path.join(out, "checkpoint.pt"))
     result = CliRunner().invoke(cli, args + ["--epochs", "4", "--resume"])
     assert result.exit_code == 1
-    assert "holds no moving average" in result.output
+    assert "holds no moving average (it was trained without --ema-decay); resume without --ema-decay" in result.output
 
 
 def test_moving_average_warms_up_from_a_random_start():
