@@ -328,7 +328,11 @@ def check_engine(engine_dir: str | None, provider: str, backend: str = "onnxrunt
     try:
         from edgevlm.runtime.engine import CaptionEngine
 
-        CaptionEngine(engine_dir, provider, verify=False).close()  # files were verified just above
+        engine = CaptionEngine(engine_dir, provider, verify=False)  # files were verified just above
+        try:
+            engine.backend.open_deferred()  # every graph, also those made on first use (a question's decoder)
+        finally:
+            engine.close()
     except Exception as exc:  # onnxruntime and a broken install raise their own types
         provider_fix = _ort_fix() if provider != "cpu" else fix
         return Check("engine", False, f"{what}; cannot open on --provider {provider}: {_one_line(exc)}",

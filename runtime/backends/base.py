@@ -84,6 +84,10 @@ class Backend(ABC):
             self.is_open = True
         return self
 
+    def open_deferred(self) -> None:
+        """Make whatever this backend otherwise makes on first use (``doctor`` checks that
+        every graph loads, not only those captioning touches). Nothing to do by default."""
+
     def close(self) -> None:
         if self.is_open:
             self._close()

@@ -79,6 +79,10 @@ class OnnxRuntimeBackend(Backend):
             if graph not in self._deferred:
                 self._open_session(graph)
 
+    def open_deferred(self) -> None:
+        for graph in sorted(self._deferred - set(self.sessions)):
+            self._open_session(graph)
+
     def _open_session(self, graph: str) -> ort.InferenceSession:
         path, wanted = self.manifest.graph_path(graph), self._providers
         providers = wanted

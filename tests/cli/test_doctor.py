@@ -72,6 +72,25 @@ def test_broken_engine_fails_naming_the_missing_file(tmp_path):
     assert "engine" in errors[0] and "decoder.onnx" in errors[0] and "edgevlm export" in errors[0]
 
 
+def test_a_decoder_onnxruntime_cannot_load_fails_though_captioning_never_opens_it(tmp_path):
+    """The decoder session is made on first use (captions run on decoder_step), but doctor opens
+    every graph: a decoder.onnx whose sha256 the manifest lists yet onnxruntime refuses is found."""
+    from edgevlm.runtime.manifest import FileEntry, load_manifest, sha256_file
+
+    engine = tmp_path / "engine"
+    shutil.copytree(default_engine_dir(), engine)
+    (engine / "decoder.onnx").write_bytes(b"not an onnx graph")
+    manifest = load_manifest(str(engine), verify=False)
+    files = dict(manifest.files)
+    files["decoder"] = FileEntry("decoder.onnx", sha256_file(str(engine / "decoder.onnx")), 17)
+    manifest.replace(files=files).save(str(engine))
+    result = _doctor("--engine", str(engine))
+    assert result.exit_code == 1
+    errors = _errors(result)
+    assert len(errors) == 1, result.stderr
+    assert "cannot open" in errors[0] and "onnxruntime cannot load" in errors[0] and "decoder.onnx" in errors[0]
+
+
 CANNED_BUILD_INFO = """
   Video I/O:
     DC1394:                      NO
