@@ -45,12 +45,28 @@ def _merge(x: torch.Tensor, d_model: int) -> torch.Tensor:
 # The step modules hold the model's own submodules under the model's attribute names, so
 # exported nodes carry the same paths as the decoder graph's (/decoder/layers.0/self_attn/
 # qkv/MatMul) and a quantization --exclude pattern means the same nodes in both graphs.
-class _StepSelfAttention(nn.Module):
+class _StepAttention(nn.Module):
+    """What self- and cross-attention share at T = 1: head sizes, and softmax(q k^T / sqrt(hd)
+    + bias) v merged back and through the output projection."""
+
     def __init__(self, attn):
         super().__init__()
-        self.n_heads, self.qkv, self.out = attn.n_heads, attn.qkv, attn.out
+        self.n_heads, self.out = attn.n_heads, attn.out
         self.d_model = attn.out.in_features
         self.head_dim = self.d_model // self.n_heads
+
+    def attend(self, q, keys, values, bias=None):
+        """q (B,H,1,hd); keys/values (B,H,N,hd); bias broadcast over (B,H,1,N) or None -> (B,1,d)."""
+        scores = torch.matmul(q, keys.transpose(-1, -2)) * (1.0 / math.sqrt(self.head_dim))  # (B,H,1,N)
+        if bias is not None:
+            scores = scores + bias
+        return self.out(_merge(torch.matmul(scores.softmax(dim=-1), values), self.d_model))
+
+
+class _StepSelfAttention(_StepAttention):
+    def __init__(self, attn):
+        super().__init__(attn)
+        self.qkv = attn.qkv
 
     def forward(self, x, cache_k, cache_v, cache_bias):
         """x (B,1,d); cache_k/v (B,H,S,hd); cache_bias (S+1,): 0 for filled slots and the token
@@ -61,23 +77,17 @@ class _StepSelfAttention(nn.Module):
         # Concat per tensor instead of two score blocks, a concatenated softmax and two Slices.
         keys = torch.cat([cache_k, k_new], dim=2)  # (B,H,S+1,hd)
         values = torch.cat([cache_v, v_new], dim=2)
-        scores = torch.matmul(q, keys.transpose(-1, -2)) * (1.0 / math.sqrt(self.head_dim)) + cache_bias
-        out = torch.matmul(scores.softmax(dim=-1), values)  # (B,H,1,hd)
-        return self.out(_merge(out, self.d_model)), k_new, v_new
+        return self.attend(q, keys, values, cache_bias), k_new, v_new
 
 
-class _StepCrossAttention(nn.Module):
+class _StepCrossAttention(_StepAttention):
     def __init__(self, attn):
-        super().__init__()
-        self.n_heads, self.q, self.out = attn.n_heads, attn.q, attn.out
-        self.d_model = attn.out.in_features
-        self.head_dim = self.d_model // self.n_heads
+        super().__init__(attn)
+        self.q = attn.q
 
     def forward(self, x, k, v):
         """x (B,1,d); k/v (B,H,N,hd) -> (B,1,d)."""
-        q = _heads(self.q(x), self.n_heads, self.head_dim)
-        scores = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(self.head_dim))  # (B,H,1,N)
-        return self.out(_merge(torch.matmul(scores.softmax(dim=-1), v), self.d_model))
+        return self.attend(_heads(self.q(x), self.n_heads, self.head_dim), k, v)
 
 
 class _StepLayer(nn.Module):
