@@ -89,8 +89,7 @@ def resolve_target(target: str | None) -> str:
             raise EdgeVLMError("cannot tell this CPU's instruction set (no /proc/cpuinfo); "
                                f"pass --target {'|'.join(TARGETS)}")
         return detected
-    if target not in LAYOUTS:
-        raise EdgeVLMError(f"unknown --target {target!r}; choose auto, {', '.join(TARGETS)}")
+    layout_for(target)  # refuses an unknown one
     return target
 
 

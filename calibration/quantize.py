@@ -99,20 +99,15 @@ def static_quantize(model_path: str, out_path: str, reader, variant: str, method
     # onnxruntime's histogram calibrators (entropy, percentile) print progress with print():
     # on stdout it would come before `quantize --json`'s report, which must be all of stdout.
     with contextlib.redirect_stdout(sys.stderr):
-        _quantize_static(model_path, out_path, reader, settings, method, ranges_cache, nodes_to_exclude, nodes_to_quantize)
-
-
-def _quantize_static(model_path, out_path, reader, settings, method, ranges_cache, nodes_to_exclude,
-                     nodes_to_quantize) -> None:
-    quantize_static(
-        model_path, out_path, reader, quant_format=QuantFormat.QDQ, op_types_to_quantize=settings["ops"],
-        per_channel=True, reduce_range=settings["reduce_range"], activation_type=settings["activation"],
-        weight_type=QuantType.QInt8,
-        nodes_to_quantize=nodes_to_quantize, nodes_to_exclude=nodes_to_exclude, calibrate_method=METHODS[method],
-        calibration_cache_path=ranges_cache,
-        extra_options={"ActivationSymmetric": settings["symmetric"], "WeightSymmetric": True,
-                       "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1}},
-    )
+        quantize_static(
+            model_path, out_path, reader, quant_format=QuantFormat.QDQ, op_types_to_quantize=settings["ops"],
+            per_channel=True, reduce_range=settings["reduce_range"], activation_type=settings["activation"],
+            weight_type=QuantType.QInt8,
+            nodes_to_quantize=nodes_to_quantize, nodes_to_exclude=nodes_to_exclude, calibrate_method=METHODS[method],
+            calibration_cache_path=ranges_cache,
+            extra_options={"ActivationSymmetric": settings["symmetric"], "WeightSymmetric": True,
+                           "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1}},
+        )
 
 
 def quantize_graph(fp32: CaptionEngine, graph: str, calib: CalibrationSet, out_path: str, method: str,
