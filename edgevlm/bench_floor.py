@@ -15,7 +15,6 @@ from __future__ import annotations
 from edgevlm.graph_cost import GraphCost  # onnx: the calibrate extra
 
 CAPTION_GRAPHS = ("vision", "cross_kv", "decoder")  # what runs per caption (per image; decoder per token)
-STEP_GRAPH = "decoder_step"  # the optional one-token decoder graph, where an engine has it
 MEASURED_KEYS = {"vision": "vision_ms", "cross_kv": "cross_kv_ms", "decoder": "decoder_step_ms"}
 
 
@@ -65,11 +64,12 @@ def floor_report(engine, measured: dict, caption_ms: float, steps: float, thread
     machine's figures under "machine". Needs onnx and sympy (the calibrate extra)."""
     from edgevlm.graph_cost import engine_costs
     from edgevlm.machine_peak import copy_bandwidth_gbs, measure_machine
+    from edgevlm.runtime.steppers import step_graph as stepping_graph
 
     costs = engine_costs(engine.manifest)
-    # An engine with the optional single-token graph steps on it (runtime/steppers.py), and
-    # bench's decoder_step_ms times that: count the graph that actually runs.
-    step_graph = STEP_GRAPH if STEP_GRAPH in costs else "decoder"
+    # An engine with the optional single-token graph steps on it, and bench's
+    # decoder_step_ms times that: count the graph that actually runs.
+    step_graph = stepping_graph(engine.manifest)
     costs["decoder"] = costs[step_graph]
     peak = measure_machine(threads).to_json()
     bandwidth = {name: copy_bandwidth_gbs(costs[name].bytes) for name in CAPTION_GRAPHS}

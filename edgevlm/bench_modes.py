@@ -7,15 +7,12 @@ import time
 
 import numpy as np
 
+from edgevlm.benchmark import percentiles_ms
+
 # An existence question (the concept head answers it from the vision graph alone, where the
 # engine has one) and one only the decoder can answer (prefill + a few greedy steps).
 EXISTENCE_QUESTION = "is there a dog?"
 DECODER_QUESTION = "what is the man doing?"
-
-
-def _p50_p90(seconds: list[float]) -> tuple[float, float]:
-    ms = np.asarray(seconds) * 1000
-    return round(float(np.percentile(ms, 50)), 2), round(float(np.percentile(ms, 90)), 2)
 
 
 def beam_timing(engine, images: list[np.ndarray], rounds: int, beam: int = 3) -> dict:
@@ -29,7 +26,7 @@ def beam_timing(engine, images: list[np.ndarray], rounds: int, beam: int = 3) ->
             times.append(time.perf_counter() - t)
     sight = engine.see(np.stack([engine.preprocess(image) for image in images]))
     tokens = [len(ids) + 1 for ids in engine.generate(sight.visual, engine.settings(beam), sight.concepts)]
-    p50, p90 = _p50_p90(times)
+    p50, p90 = percentiles_ms(times)
     return {"beam": beam, "ms_p50": p50, "ms_p90": p90, "mean_tokens": round(float(np.mean(tokens)), 2)}
 
 
@@ -50,7 +47,7 @@ def ask_timing(engine, images: list[np.ndarray], rounds: int,
                 times[question].append(time.perf_counter() - t)
     out = {}
     for question in questions:
-        p50, p90 = _p50_p90(times[question])
+        p50, p90 = percentiles_ms(times[question])
         route = "concepts" if engine.answered_by_concepts(question) else "decoder"
         out[question] = {"route": route, "ms_p50": p50, "ms_p90": p90}
     return out

@@ -90,11 +90,9 @@ def main() -> None:
 
 
 def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return "unknown"
+    from edgevlm.runtime.cpu_isa import cpu_features, read_cpuinfo
+
+    return cpu_features(read_cpuinfo())[0] or "unknown"
 
 
 if __name__ == "__main__":
