@@ -60,13 +60,18 @@ VARIANTS = {
 FEEDS_VERSION = "2"  # bump when the feeds change meaning: invalidates cached ranges
 
 
+def check_target_variant(variant: str, target: str | None) -> None:
+    """Only the ``cpu`` variant is made for a CPU target: refuse ``target`` with any other."""
+    if target is not None and variant != "cpu":
+        raise EdgeVLMError(f"--target chooses the CPU layout; use it with --variant cpu, not {variant}")
+
+
 def variant_settings(variant: str, target: str | None = None) -> dict:
     """VARIANTS[variant], with the ``cpu`` variant's activation type and weight bits taken from
     ``target``'s layout (None: the variant as written, the AVX2 layout's settings)."""
+    check_target_variant(variant, target)
     settings = dict(VARIANTS[variant])
     if target is not None:
-        if variant != "cpu":
-            raise EdgeVLMError(f"--target chooses the CPU layout; use it with --variant cpu, not {variant}")
         layout = layout_for(target)
         settings.update(activation=QuantType.QInt8 if layout.symmetric else QuantType.QUInt8,
                         symmetric=layout.symmetric, reduce_range=layout.reduce_range)

@@ -33,12 +33,11 @@ def command(engine_dir, calib_source, out_dir, method, variant, target, patterns
     from edgevlm.calibration.cpu_layouts import resolve_target
     from edgevlm.calibration.gate import format_report
     from edgevlm.calibration.gated_quantize import held_out_names, load_eval_set, quantize_gated
-    from edgevlm.calibration.quantize import check_output
+    from edgevlm.calibration.quantize import check_output, check_target_variant
     from edgevlm.calibration.sources import load_calibration_set
     from edgevlm.errors import EdgeVLMError
 
-    if variant != "cpu" and target is not None:
-        raise EdgeVLMError(f"--target chooses the CPU layout; use it with --variant cpu, not {variant}")
+    check_target_variant(variant, target)
     # A plain string, not click.Choice: an unknown target is refused in one line like every error.
     target = resolve_target(target) if variant == "cpu" else None
     check_output(out_dir, engine_dir)  # before any image is read
