@@ -20,7 +20,8 @@ from edgevlm.runtime.families import runtime_family
 from edgevlm.runtime.frame_quality import assess_frame
 from edgevlm.runtime.grounding import ExistenceQuestions, caption_bias, concept_token_ids, existence_answer
 from edgevlm.runtime.cpu_variants import load_for_this_cpu
-from edgevlm.runtime.search import SearchSettings, answer_search, beam_search
+from edgevlm.runtime.caption_memory import CaptionMemory
+from edgevlm.runtime.search import SearchSettings, answer_search, beam_search, nbest_search
 from edgevlm.runtime.search_hf import HFGeneration, hf_answers, hf_generate
 from edgevlm.runtime.text import MAX_ANSWER_TOKENS
 
@@ -80,6 +81,15 @@ class CaptionEngine:
         concepts = self.manifest.concepts
         self.existence = ExistenceQuestions.from_manifest(concepts) if concepts else None
         self._concept_ids = concept_token_ids(self.tokenizer, self.existence.words) if self.existence else []
+        self._memory: CaptionMemory | None = None  # read on the first beam caption (greedy never needs it)
+
+    @property
+    def caption_memory(self) -> CaptionMemory | None:
+        """The photos and captions beam candidates are re-ranked against (None: the engine has none)."""
+        settings = self.manifest.caption_memory
+        if settings is not None and self._memory is None:
+            self._memory = CaptionMemory.load(self.manifest.path(settings.file))
+        return self._memory
 
     def close(self) -> None:
         self.backend.close()
@@ -119,10 +129,13 @@ class CaptionEngine:
         return self.manifest.generation.settings(beam_size, **overrides)
 
     def generate(self, visual: np.ndarray, settings: SearchSettings | HFGeneration,
-                 concepts: np.ndarray | None = None) -> list[list[int]]:
+                 concepts: np.ndarray | None = None, pooled: np.ndarray | None = None) -> list[list[int]]:
         """visual tokens (B,N,d) -> token ids per image (no bos/eos). With concept
         probabilities (B,K), words of concepts the head is sure are absent are never said.
-        HFGeneration settings search exactly as transformers' generate() does."""
+        With a beam, the pooled embeddings (B,C) and a caption memory in the engine, the
+        finished caption that agrees most with the nearest photos' captions is chosen
+        (runtime/caption_memory.py). HFGeneration settings search exactly as transformers'
+        generate() does."""
         self.check_captions()
         bias = None
         if concepts is not None and self.existence is not None:
@@ -137,7 +150,16 @@ class CaptionEngine:
         tokens = self.manifest.special_tokens
         if isinstance(settings, HFGeneration):
             return hf_generate(stepper, np.full((visual.shape[0], 1), tokens.bos, np.int64), settings)
-        return beam_search(stepper, visual.shape[0], tokens.bos, tokens.eos, settings, bias)
+        memory = self.manifest.caption_memory
+        if memory is None or pooled is None or settings.beam_size == 1:
+            return beam_search(stepper, visual.shape[0], tokens.bos, tokens.eos, settings, bias)
+        chosen = []
+        for image, candidates in enumerate(nbest_search(stepper, visual.shape[0], tokens.bos, tokens.eos, settings, bias)):
+            texts = [self.tokenizer.decode(ids) for _, ids in candidates]
+            best = self.caption_memory.choose(pooled[image], texts, [score for score, _ in candidates],
+                                              memory.neighbours, memory.logprob_weight)
+            chosen.append(candidates[best][1])
+        return chosen
 
     def check_captions(self) -> None:
         """Refuse, in one line, to caption with an engine that only answers questions."""
@@ -156,7 +178,7 @@ class CaptionEngine:
                        settings: SearchSettings | HFGeneration | None = None) -> list[Description]:
         """One Description per image of ``sight``: the grounded caption, hedged when the
         image is unlike anything the model was trained on."""
-        ids = self.generate(sight.visual, settings or self.settings(beam_size), sight.concepts)
+        ids = self.generate(sight.visual, settings or self.settings(beam_size), sight.concepts, sight.pooled)
         limit = self.unfamiliar_above
         out = []
         for i, row in enumerate(ids):

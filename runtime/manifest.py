@@ -163,6 +163,21 @@ class Novelty:
 
 
 @dataclass(frozen=True)
+class CaptionMemorySettings:
+    """Consensus re-ranking (runtime/caption_memory.py), written by ``edgevlm memory``: with
+    a beam, the finished caption that agrees most with the human captions of the
+    ``neighbours`` most similar memory photos is said."""
+
+    file: str  # key in files
+    images: int  # photos in the memory
+    captions: int
+    neighbours: int
+    logprob_weight: float  # x the candidate's length-normalised log-probability, added to its consensus
+    dims: int  # embedding size after the whitened projection
+    built_from: str  # the caption file's name
+
+
+@dataclass(frozen=True)
 class VQAThreshold:
     abstain_below: float  # decoder answers less probable than this: "I'm not sure"
     tuned_on: str
@@ -207,6 +222,7 @@ class Manifest:
     tasks: tuple[str, ...] = ("caption",)
     concepts: Concepts | None = None
     novelty: Novelty | None = None
+    caption_memory: CaptionMemorySettings | None = None
     source: dict[str, Any] = field(default_factory=dict)
     exporter: dict[str, Any] = field(default_factory=dict)
     quantization: dict[str, Any] | None = None
@@ -332,6 +348,12 @@ def _check_consistent(manifest: Manifest, where: str) -> None:
         refuse("generation", "needs beam_size >= 1 and max_new_tokens >= 1")
     if manifest.text is not None and manifest.text.question_format not in QUESTION_FORMATS:
         refuse("text.question_format", f"is {manifest.text.question_format!r}, not one of {list(QUESTION_FORMATS)}")
+    memory = manifest.caption_memory
+    if memory is not None:
+        if memory.file not in manifest.files:
+            refuse("caption_memory.file", f"names {memory.file!r}, which is not in files")
+        if memory.neighbours < 1 or memory.images < 1:
+            refuse("caption_memory", "needs neighbours >= 1 and images >= 1")
     if manifest.concepts is not None:
         missing = [n for n in manifest.concepts.names if n not in manifest.concepts.words]
         if missing:

@@ -113,11 +113,15 @@ def beam_search(stepper: Stepper, num_images: int, bos_id: int, eos_id: int, set
     that image, e.g. an object the concept head is sure is absent)."""
     if settings.beam_size == 1:
         return greedy_search(stepper, num_images, bos_id, eos_id, settings, bias)
-    return _beam_search(stepper, num_images, bos_id, eos_id, settings, bias)
+    return [candidates[0][1] for candidates in nbest_search(stepper, num_images, bos_id, eos_id, settings, bias)]
 
 
-def _beam_search(stepper: Stepper, num_images: int, bos_id: int, eos_id: int, settings: SearchSettings,
-                 bias: np.ndarray | None = None) -> list[list[int]]:
+def nbest_search(stepper: Stepper, num_images: int, bos_id: int, eos_id: int, settings: SearchSettings,
+                 bias: np.ndarray | None = None) -> list[list[tuple[float, list[int]]]]:
+    """Beam search's finished captions per image, best first: (score, ids without bos/eos),
+    score = sum(logp) / length ** length_penalty. At least one per image (at least
+    ``beam_size`` unless the length ran out); the first is what ``beam_search`` returns.
+    """
     k = settings.beam_size
     rows = num_images * k
     history = np.zeros((rows, settings.max_new_tokens), dtype=np.int64)  # generated tokens (bos excluded)
@@ -183,7 +187,8 @@ def _beam_search(stepper: Stepper, num_images: int, bos_id: int, eos_id: int, se
         if not finished[image]:  # ran out of length: take the best alive beam
             best = int(np.argmax(scores[image]))
             finished[image].append((0.0, history[image * k + best].tolist()))
-        results.append(max(finished[image], key=lambda item: item[0])[1])
+        # stable: among equal scores the earliest finished stays first, as max() picked it
+        results.append(sorted(finished[image], key=lambda item: -item[0]))
     return results
 
 

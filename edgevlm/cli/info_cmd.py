@@ -41,6 +41,8 @@ def command(as_json: bool):
         info["default_engine_precision"] = manifest.precision
         # Existence questions about these objects are answered by the concept head.
         info["default_engine_concepts"] = list(manifest.concepts.names) if manifest.concepts else []
+        # Beam captions are re-ranked against this many remembered photos (0: no caption memory).
+        info["default_engine_memory_photos"] = manifest.caption_memory.images if manifest.caption_memory else 0
     if as_json:
         click.echo(json.dumps(info))
     else:

@@ -86,7 +86,7 @@ def test_beams_stay_within_their_image():
 
 
 def test_greedy_fast_path_equals_beam_search_with_one_beam():
-    from edgevlm.runtime.search import _beam_search, greedy_search
+    from edgevlm.runtime.search import greedy_search, nbest_search
 
     rng = np.random.default_rng(0)
     for trial in range(20):
@@ -97,5 +97,24 @@ def test_greedy_fast_path_equals_beam_search_with_one_beam():
                                   no_repeat_word=trial % 2 == 0)
         images = 3
         fast = greedy_search(TableStepper(table, images), images, BOS, EOS, settings)
-        slow = _beam_search(TableStepper(table, images), images, BOS, EOS, settings)
+        slow = [best[0][1] for best in nbest_search(TableStepper(table, images), images, BOS, EOS, settings)]
         assert fast == slow
+
+
+def test_nbest_lists_every_finished_caption_best_first_and_beam_search_says_the_first():
+    from edgevlm.runtime.search import beam_search, nbest_search
+
+    rng = np.random.default_rng(1)
+    for trial in range(10):
+        vocab = 12
+        table = rng.normal(0, 2, size=(vocab, vocab))
+        table[:, EOS] -= rng.uniform(0, 3)
+        settings = SearchSettings(beam_size=4, max_new_tokens=8, banned_ids=(0, 1, 2), length_penalty=0.5)
+        lists = nbest_search(TableStepper(table, 2), 2, BOS, EOS, settings)
+        best = beam_search(TableStepper(table, 2), 2, BOS, EOS, settings)
+        for candidates, ids in zip(lists, best):
+            assert candidates[0][1] == ids
+            scores = [score for score, _ in candidates]
+            assert scores == sorted(scores, reverse=True)
+            assert len(candidates) >= 1
+            assert len({tuple(c) for _, c in candidates}) == len(candidates)  # distinct captions

@@ -1,0 +1,107 @@
+"""``edgevlm memory ENGINE --data CAPTIONS.json``: put a caption memory into an engine folder.
+
+The engine's own vision graph embeds every captioned photo (so an INT8 engine's keys are
+INT8 embeddings, as its queries will be); a whitened PCA shrinks them to ``dims`` (the
+training photos' embeddings, 6,091 x 1280 floats, are 31 MB; 128 dims keep the neighbours
+and cost 1.6 MB); the captions are stored as words. Torch-free: it runs where the runtime
+runs, on any engine whose vision graph gives a pooled embedding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+
+import numpy as np
+
+from edgevlm.data.coco import load_coco_captions
+from edgevlm.errors import EdgeVLMError
+from edgevlm.fileio import atomic_path
+from edgevlm.runtime.caption_memory import CaptionMemory, caption_words, document_frequencies
+from edgevlm.runtime.engine import CaptionEngine
+from edgevlm.runtime.manifest import CaptionMemorySettings, FileEntry, Manifest, update_manifest
+from edgevlm.runtime.preprocess import read_image_bgr
+
+log = logging.getLogger(__name__)
+
+FILE_KEY = "caption_memory"
+DEFAULTS = {"neighbours": 30, "beam_size": 16, "logprob_weight": 0.07, "dims": 128}  # tuned on dev: MODEL_CARD.md
+
+
+def whitened_projection(embeddings: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
+    """embeddings (M, C) -> mean (C,), projection (C, D) onto the top D principal axes, each
+    scaled to unit variance (so no single direction, e.g. brightness, decides the neighbours)."""
+    mean = embeddings.mean(axis=0)
+    _, singular, axes = np.linalg.svd(embeddings - mean, full_matrices=False)  # axes (min(M,C), C)
+    dims = min(dims, axes.shape[0])
+    scale = np.maximum(singular[:dims], 1e-6 * max(singular[0], 1e-12))
+    return mean.astype(np.float32), (axes[:dims].T / scale).astype(np.float32)
+
+
+def embed_photos(engine: CaptionEngine, paths: list[str], say=lambda line: None, batch_size: int = 16) -> np.ndarray:
+    """Image files -> the vision graph's pooled embeddings (M, C) float32; ``say`` hears the
+    progress every 1,000 photos (tqdm is not in the torch-free install this runs in)."""
+    out, report_at = [], 1000
+    for start in range(0, len(paths), batch_size):
+        if start >= report_at:
+            say(f"embedded {start} of {len(paths)} photos")
+            report_at += 1000
+        batch = paths[start : start + batch_size]
+        pixels = np.stack([engine.preprocess(read_image_bgr(path)) for path in batch])
+        out.append(engine.see(pixels).pooled.astype(np.float32))
+    return np.concatenate(out)
+
+
+def build_caption_memory(engine_dir: str, captions_path: str, images_dir: str | None = None, *,
+                         neighbours: int = DEFAULTS["neighbours"], beam_size: int = DEFAULTS["beam_size"],
+                         logprob_weight: float = DEFAULTS["logprob_weight"], dims: int = DEFAULTS["dims"],
+                         threads: int | None = None, say=lambda line: None) -> Manifest:
+    """Embed the captioned photos with ENGINE_DIR's vision graph and record the memory (and
+    ``beam_size`` as the engine's default beam) in its manifest. The memory file's name
+    carries its hash, so the manifest always lists a complete file: the new one is written,
+    then the manifest, then the old file is removed."""
+    if neighbours < 1 or beam_size < 2 or dims < 1:
+        raise EdgeVLMError("--neighbours and --dims must be >= 1 and --beam >= 2 (re-ranking needs candidates)")
+    items = [item for item in load_coco_captions(captions_path, images_dir) if item.captions]
+    if len(items) < 2:
+        raise EdgeVLMError(f"{captions_path} has {len(items)} captioned images; a caption memory needs at least 2")
+    with CaptionEngine(engine_dir, threads=threads) as engine:
+        if not engine.manifest.graph("vision").gives("pooled"):
+            raise EdgeVLMError(f"the engine {engine_dir} gives no pooled embedding (a {engine.manifest.model.family} "
+                               "model), so photos cannot be compared; caption memories work with edgevlm's own engines")
+        if "caption" not in engine.manifest.tasks:
+            raise EdgeVLMError(f"the engine {engine_dir} does not caption; a caption memory re-ranks captions")
+        embeddings = embed_photos(engine, [item.path for item in items], say)
+    mean, projection = whitened_projection(embeddings, dims)
+    captions = [[caption_words(c) for c in item.captions] for item in items]
+    memory = CaptionMemory(mean, projection, np.zeros((0, projection.shape[1]), np.float32), captions,
+                           document_frequencies(captions))
+    memory.keys = memory.embed(embeddings)
+    data = memory.to_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    name = f"caption_memory-{digest[:12]}.npz"
+    with atomic_path(os.path.join(engine_dir, name)) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+    path = os.path.join(engine_dir, name)
+    settings = CaptionMemorySettings(file=FILE_KEY, images=len(items), captions=sum(map(len, captions)),
+                                     neighbours=neighbours, logprob_weight=logprob_weight, dims=projection.shape[1],
+                                     built_from=os.path.basename(captions_path))
+    previous: list[str] = []
+
+    def record(manifest: Manifest) -> Manifest:
+        if FILE_KEY in manifest.files and manifest.files[FILE_KEY].path != name:
+            previous.append(manifest.files[FILE_KEY].path)
+        files = {**manifest.files, FILE_KEY: FileEntry(name, digest, os.path.getsize(path))}
+        return manifest.replace(files=files, caption_memory=settings,
+                                generation=dataclasses.replace(manifest.generation, beam_size=beam_size))
+
+    manifest = update_manifest(engine_dir, record, "the caption memory")
+    for stale in previous:
+        try:
+            os.remove(os.path.join(engine_dir, stale))
+        except OSError:
+            log.warning("could not remove the replaced caption memory %s", stale)
+    return manifest

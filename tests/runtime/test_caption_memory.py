@@ -1,0 +1,196 @@
+"""Consensus re-ranking: the scorer against the CIDEr-D reward it follows, the memory file's
+round trip, and an engine that says the candidate its memory agrees with."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from edgevlm.errors import EdgeVLMError
+from edgevlm.runtime.caption_memory import CaptionMemory, caption_words, consensus_scores, document_frequencies
+
+WORDS = "a dog man runs on the grass red ball boy water two in".split()
+
+
+def _random_captions(rng, images: int, per_image: int = 3) -> list[list[tuple[str, ...]]]:
+    return [[tuple(rng.choice(WORDS, size=rng.integers(3, 9))) for _ in range(per_image)] for _ in range(images)]
+
+
+def test_consensus_with_one_image_is_that_images_cider_d_reward():
+    from edgevlm.metrics.cider_reward import CiderD
+
+    rng = np.random.default_rng(0)
+    captions = _random_captions(rng, 12)
+    reference = CiderD(captions)  # document frequencies from the same images
+    df = document_frequencies(captions)
+    candidates = [tuple(rng.choice(WORDS, size=rng.integers(2, 10))) for _ in range(6)] + [captions[3][1]]
+    for image in range(len(captions)):
+        ours = consensus_scores(candidates, [captions[image]], df, len(captions))
+        theirs = [reference.score(image, c) for c in candidates]
+        np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-12)
+    # several neighbours: the mean of their scores
+    both = consensus_scores(candidates, [captions[0], captions[5]], df, len(captions))
+    np.testing.assert_allclose(both, [(reference.score(0, c) + reference.score(5, c)) / 2 for c in candidates], rtol=1e-9)
+
+
+def test_a_candidate_equal_to_the_references_wins_and_unrelated_words_score_zero():
+    captions = [[("a", "dog", "runs", "on", "the", "grass")] * 2, [("a", "man", "in", "red")] * 2]
+    df = document_frequencies(captions)
+    scores = consensus_scores([("a", "dog", "runs", "on", "the", "grass"), ("a", "dog", "in", "water"), ("boy", "ball")],
+                              [captions[0]], df, 2)
+    assert scores[0] > scores[1] > scores[2] == 0.0
+
+
+def _memory(rng, images: int = 20, dims: int = 4) -> CaptionMemory:
+    from edgevlm.export.caption_memory import whitened_projection
+
+    captions = _random_captions(rng, images)
+    embeddings = rng.normal(size=(images, 16)).astype(np.float32)
+    mean, projection = whitened_projection(embeddings, dims)
+    memory = CaptionMemory(mean, projection, np.zeros((0, dims), np.float32), captions, document_frequencies(captions))
+    memory.keys = memory.embed(embeddings)
+    return memory, embeddings
+
+
+def test_the_memory_file_round_trips_and_scores_the_same(tmp_path):
+    rng = np.random.default_rng(1)
+    memory, embeddings = _memory(rng)
+    path = tmp_path / "memory.npz"
+    path.write_bytes(memory.to_bytes())
+    loaded = CaptionMemory.load(str(path))
+    assert loaded.captions == memory.captions
+    assert all(count >= 2 for count in loaded.doc_freq.values())  # n-grams of one image are implied
+    np.testing.assert_allclose(loaded.keys, memory.keys, atol=1e-3)  # stored as float16
+    candidates = [tuple(rng.choice(WORDS, size=5)) for _ in range(5)]
+    for image in range(3):
+        np.testing.assert_allclose(consensus_scores(candidates, memory.captions[image : image + 2], loaded.doc_freq, 20),
+                                   consensus_scores(candidates, memory.captions[image : image + 2], memory.doc_freq, 20))
+        assert loaded.nearest(embeddings[image], 1)[0] == image  # a remembered photo is its own nearest
+
+
+def test_whitened_projection_gives_unit_variance_and_keeps_at_most_the_rank():
+    from edgevlm.export.caption_memory import whitened_projection
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(200, 8)) * np.array([10, 5, 1, 1, 0.5, 0.1, 0.1, 0.1])
+    mean, projection = whitened_projection(x, 3)
+    np.testing.assert_allclose(((x - mean) @ projection).std(axis=0) * np.sqrt(200), 1.0, rtol=1e-4)
+    assert whitened_projection(x[:5], 64)[1].shape == (8, 5)
+
+
+def test_a_damaged_memory_file_is_one_line_naming_the_fix(tmp_path):
+    path = tmp_path / "memory.npz"
+    path.write_bytes(b"not a zip")
+    with pytest.raises(EdgeVLMError, match="is not a caption memory.*edgevlm memory"):
+        CaptionMemory.load(str(path))
+    np.savez(str(path), mean=np.zeros(3))
+    with pytest.raises(EdgeVLMError, match="no 'projection' array"):
+        CaptionMemory.load(str(path))
+
+
+def test_choose_follows_the_neighbours_captions_unless_the_model_is_weighted_in():
+    rng = np.random.default_rng(3)
+    memory, embeddings = _memory(rng)
+    target = " ".join(memory.captions[7][0])
+    candidates = ["boy ball water", target, "two man in red"]
+    scores = [-0.1, -5.0, -0.2]  # the model prefers the others
+    assert memory.choose(embeddings[7], candidates, scores, neighbours=1, logprob_weight=0.0) == 1
+    assert memory.choose(embeddings[7], candidates, scores, neighbours=1, logprob_weight=100.0) == 0
+    assert caption_words("A dog, running!") == ("a", "dog", "running")
+
+
+class _EndingStepper:
+    """The tiny random model never says eos; this makes eos its second choice from the third
+    word on, so beams finish at varied lengths and the n-best lists hold several captions."""
+
+    def __init__(self, stepper, eos: int):
+        self.stepper, self.eos = stepper, eos
+
+    def step(self, tokens, position):
+        logits = np.array(self.stepper.step(tokens, position), np.float32)
+        masked = logits.copy()
+        masked[:, self.eos] = -np.inf
+        logits[:, self.eos] = masked.max(axis=1) - 0.3 if position >= 2 else -np.inf
+        return logits
+
+    def reorder(self, rows):
+        self.stepper.reorder(rows)
+
+    def prefill(self, prompts):
+        return self.stepper.prefill(prompts)
+
+
+def _ending(engine):
+    make = engine.backend.decoder_stepper
+    engine.backend.decoder_stepper = lambda k, v: _EndingStepper(make(k, v), engine.manifest.special_tokens.eos)
+    return engine
+
+
+def _nbest(engine, pixels, beam):
+    from edgevlm.runtime.search import nbest_search
+
+    sight = engine.see(pixels)
+    cross_k, cross_v = engine.cross_kv(sight.visual)
+    cross_k, cross_v = np.repeat(cross_k, beam, axis=1), np.repeat(cross_v, beam, axis=1)
+    tokens = engine.manifest.special_tokens
+    return nbest_search(engine.backend.decoder_stepper(cross_k, cross_v), len(pixels), tokens.bos, tokens.eos,
+                        engine.settings(beam))
+
+
+def test_an_engine_with_a_memory_says_the_candidate_its_memory_agrees_with(tiny_engine_dir, tiny_dataset):
+    """Memory caption of photo i = one of its lower-ranked beam candidates (which one varies
+    with i, so no n-gram is in every photo's captions): with one neighbour (the photo itself)
+    and no log-probability weight, the engine must say exactly that candidate."""
+    from edgevlm.data.coco import load_coco_captions
+    from edgevlm.export.caption_memory import build_caption_memory
+    from edgevlm.runtime.engine import CaptionEngine
+    from edgevlm.runtime.preprocess import read_image_bgr
+
+    captions_path = os.path.join(tiny_dataset, "captions_train.json")
+    items = load_coco_captions(captions_path)
+    beam = 4
+    with _ending(CaptionEngine(tiny_engine_dir)) as engine:
+        pixels = np.stack([engine.preprocess(read_image_bgr(item.path)) for item in items])
+        before = engine.caption_pixels(pixels, beam_size=beam)
+        lists = _nbest(engine, pixels, beam)
+        last = [engine.tokenizer.decode(candidates[1 + i % (len(candidates) - 1)][1]) for i, candidates in enumerate(lists)]
+    assert [engine.tokenizer.decode(c[0][1]) for c in lists] == before
+    with open(captions_path) as f:
+        data = json.load(f)
+    data["annotations"] = [{"id": i + 1, "image_id": item.image_id, "caption": last[i]} for i, item in enumerate(items)]
+    with open(captions_path, "w") as f:
+        json.dump(data, f)
+
+    manifest = build_caption_memory(tiny_engine_dir, captions_path, neighbours=1, beam_size=beam, logprob_weight=0.0)
+    assert manifest.generation.beam_size == beam and manifest.caption_memory.images == len(items)
+    first_file = manifest.files["caption_memory"].path
+    with _ending(CaptionEngine(tiny_engine_dir)) as engine:  # every file's sha256 verified on load
+        after = engine.caption_pixels(pixels)  # the engine's default beam is now the memory's
+        greedy = engine.caption_pixels(pixels, beam_size=1)
+    chosen = [i for i in range(len(items)) if last[i] != before[i]]
+    assert chosen, "every photo's beam gave one candidate; the test needs several"
+    for i in range(len(items)):
+        assert caption_words(after[i]) == caption_words(last[i])
+    assert all(isinstance(g, str) for g in greedy)
+
+    # built again (other settings): the manifest names the new file and the old one is gone
+    manifest = build_caption_memory(tiny_engine_dir, captions_path, neighbours=2, beam_size=beam, dims=2)
+    assert manifest.caption_memory.neighbours == 2 and manifest.caption_memory.dims == 2
+    if manifest.files["caption_memory"].path != first_file:
+        assert not os.path.exists(os.path.join(tiny_engine_dir, first_file))
+    assert not [name for name in os.listdir(tiny_engine_dir) if name.startswith(".tmp")]
+
+
+def test_memory_command_refuses_bad_input_in_one_line(tiny_engine_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from edgevlm.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["memory", tiny_engine_dir, "--data", str(tmp_path / "missing.json")])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [f"error: captions file not found: {tmp_path / 'missing.json'}"]
+    result = CliRunner().invoke(cli, ["memory", tiny_engine_dir, "--data", "x.json", "--beam", "1"])
+    assert result.exit_code == 2 and "--beam" in result.output
