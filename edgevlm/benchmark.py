@@ -258,10 +258,17 @@ def bench(engine_dir: str, paths: list[str], rounds: int, beam: int, threads: in
 
 
 def mode_timings(engine: CaptionEngine, frames: list[np.ndarray], rounds: int) -> dict:
-    """{"beam3": beam-3 caption timing, "ask": per-question timing (None: no VQA)}."""
+    """{"beam3": beam-3 caption timing, "ask": per-question timing (None: no VQA)}, and
+    "default_caption" where the engine's default beam is another (a caption memory's 16:
+    what `edgevlm caption` does, re-ranking included)."""
     from edgevlm.bench_modes import ask_timing, beam_timing
 
-    out = {"beam3": beam_timing(engine, frames, rounds, 3) if "caption" in engine.manifest.tasks else None}
+    captions = "caption" in engine.manifest.tasks
+    out = {"beam3": beam_timing(engine, frames, rounds, 3) if captions else None}
+    default = engine.manifest.generation.beam_size
+    if captions and default not in (1, 3):
+        out["default_caption"] = {**beam_timing(engine, frames, rounds, default),
+                                  "reranked": engine.manifest.caption_memory is not None}
     out["ask"] = ask_timing(engine, frames, rounds)
     return out
 

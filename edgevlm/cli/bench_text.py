@@ -26,12 +26,17 @@ def floor_lines(floor: dict) -> list[str]:
 
 
 def mode_lines(result: dict) -> list[str]:
-    """Beam-3 caption and ``ask`` timings, where measured."""
+    """Beam-3 caption, default caption (where its beam is another) and ``ask`` timings, where measured."""
     lines = []
     beam3 = result.get("beam3")
     if beam3:
         lines.append(f"beam {beam3['beam']}    p50 {beam3['ms_p50']:8.2f} ms  p90 {beam3['ms_p90']:8.2f} ms   "
                      f"mean tokens {beam3['mean_tokens']}")
+    default = result.get("default_caption")
+    if default:
+        how = ", re-ranked by the caption memory" if default["reranked"] else ""
+        lines.append(f"default   p50 {default['ms_p50']:8.2f} ms  p90 {default['ms_p90']:8.2f} ms   "
+                     f"beam {default['beam']}{how} (edgevlm caption)")
     for question, t in (result.get("ask") or {}).items():
         lines.append(f"ask       p50 {t['ms_p50']:8.2f} ms  p90 {t['ms_p90']:8.2f} ms   {question!r} ({t['route']})")
     return lines

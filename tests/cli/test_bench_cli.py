@@ -47,6 +47,15 @@ def test_bench_prints_beam_3_and_ask_timings(printed):
     assert any("(concepts)" in line for line in asks) and any("(decoder)" in line for line in asks)
 
 
+def test_bench_times_the_default_caption_of_an_engine_with_a_memory(printed):
+    """The shipped engine's default is beam 16 re-ranked by its caption memory: `edgevlm
+    caption`'s own path, timed beside beam 3."""
+    default = [line for line in printed if line.startswith("default   p50 ")]
+    assert len(default) == 1 and "beam 16, re-ranked by the caption memory" in default[0]
+    report = json.loads(printed[-1])
+    assert report["default_caption"]["beam"] == 16 and report["default_caption"]["reranked"] is True
+
+
 def test_bench_json_keeps_its_keys_and_adds_the_new_ones(printed):
     report = json.loads(printed[-1])
     assert OLD_KEYS <= set(report)
@@ -63,4 +72,4 @@ def test_bench_json_keeps_its_keys_and_adds_the_new_ones(printed):
 
 def test_the_extras_can_be_left_out():
     report = json.loads(_bench("--no-floor", "--no-modes", "--json")[-1])
-    assert OLD_KEYS <= set(report) and not {"floor", "beam3", "ask"} & set(report)
+    assert OLD_KEYS <= set(report) and not {"floor", "beam3", "ask", "default_caption"} & set(report)

@@ -194,3 +194,14 @@ def test_memory_command_refuses_bad_input_in_one_line(tiny_engine_dir, tmp_path)
     assert result.output.strip().splitlines() == [f"error: captions file not found: {tmp_path / 'missing.json'}"]
     result = CliRunner().invoke(cli, ["memory", tiny_engine_dir, "--data", "x.json", "--beam", "1"])
     assert result.exit_code == 2 and "--beam" in result.output
+
+
+def test_a_manifest_naming_a_memory_file_it_does_not_list_is_refused(tiny_engine_dir):
+    from edgevlm.runtime.manifest import load_manifest
+    from tests.support import edit_manifest
+
+    edit_manifest(tiny_engine_dir, lambda m: m.update(caption_memory={
+        "file": "caption_memory", "images": 3, "captions": 6, "neighbours": 2, "logprob_weight": 0.0, "dims": 2,
+        "built_from": "x.json"}))
+    with pytest.raises(EdgeVLMError, match="caption_memory.file names 'caption_memory', which is not in files"):
+        load_manifest(tiny_engine_dir)
