@@ -68,6 +68,10 @@ def build_caption_memory(engine_dir: str, captions_path: str, images_dir: str | 
     if len(items) < 2:
         raise EdgeVLMError(f"{captions_path} has {len(items)} captioned images; a caption memory needs at least 2")
     with CaptionEngine(engine_dir, threads=threads) as engine:
+        if engine.manifest.hf_generation is not None:
+            raise EdgeVLMError(f"the engine {engine_dir} is a Hugging Face {engine.manifest.model.family} model, which "
+                               "searches exactly as transformers' generate() does; a caption memory re-ranks edgevlm's "
+                               "own beam search (use it with edgevlm's engines)")
         if not engine.manifest.graph("vision").gives("pooled"):
             raise EdgeVLMError(f"the engine {engine_dir} gives no pooled embedding (a {engine.manifest.model.family} "
                                "model), so photos cannot be compared; caption memories work with edgevlm's own engines")

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from edgevlm.cli.main import cli
 from edgevlm.export.families import EXPORT_FAMILIES
-from tests.support import SAMPLES, write_calibration_crops
+from tests.support import SAMPLES, make_coco_dataset, write_calibration_crops
 
 VED, GIT, BLIP_VQA = "vision-encoder-decoder", "git", "blip-vqa"
 COFFEE, CHELSEA = os.path.join(SAMPLES, "coffee.jpg"), os.path.join(SAMPLES, "chelsea.jpg")
@@ -144,6 +144,16 @@ def test_caption_prints_a_caption_per_image(exported, name):
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     assert record["image"] == COFFEE and isinstance(record["caption"], str) and record["caption"]
+
+
+def test_a_caption_memory_is_refused_for_an_hf_engine_in_one_line(exported, tmp_path):
+    _, engine_dir, _ = exported(VED)
+    captions = make_coco_dataset(str(tmp_path / "data"), "train", 2)
+    result = _invoke("memory", engine_dir, "--data", captions)
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"error: the engine {engine_dir} is a Hugging Face {VED} model, which searches exactly as transformers' "
+        "generate() does; a caption memory re-ranks edgevlm's own beam search (use it with edgevlm's engines)"]
 
 
 def test_a_blip_vqa_engine_refuses_to_caption_in_one_line(exported):
