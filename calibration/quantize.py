@@ -188,16 +188,21 @@ def _quantize_engine(fp32: CaptionEngine, calib: CalibrationSet, out_dir: str, m
             details[graph] = quantize_graph(fp32, graph, calib, os.path.join(tmp, file_name), method,
                                             exclude.get(graph, []), cache_dir, work, variant, target)
         graph_files = {spec.file for spec in source.graphs.values()}
-        for key, entry in source.files.items():
+        # A caption memory's keys are the FP32 vision graph's embeddings, not the INT8 one's
+        # queries: not copied (`edgevlm memory` rebuilds it for the INT8 engine).
+        dropped = {source.caption_memory.file} if source.caption_memory else set()
+        kept = {key: entry for key, entry in source.files.items() if key not in dropped}
+        for key, entry in kept.items():
             if key not in graph_files:  # the tokenizer and any other listed file: copied as is
                 shutil.copyfile(source.path(key), os.path.join(tmp, entry.path))
         files = {key: FileEntry(entry.path, sha256_file(os.path.join(tmp, entry.path)),
                                 os.path.getsize(os.path.join(tmp, entry.path)))
-                 for key, entry in source.files.items()}
+                 for key, entry in kept.items()}
         manifest = source.replace(
             files=files,
             precision="int8",
             vqa=None,  # an abstention threshold tuned on FP32 answers: retune on INT8 (eval --vqa)
+            caption_memory=None,  # see above
             quantization={
                 "variant": variant, "consumer": VARIANTS[variant]["consumer"],
                 "format": "QDQ" if variant == "qdq" else "QDQ (vision) + dynamic MatMulInteger (cross_kv, decoder, decoder_step)",

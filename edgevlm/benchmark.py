@@ -258,17 +258,17 @@ def bench(engine_dir: str, paths: list[str], rounds: int, beam: int, threads: in
 
 
 def mode_timings(engine: CaptionEngine, frames: list[np.ndarray], rounds: int) -> dict:
-    """{"beam3": beam-3 caption timing, "ask": per-question timing (None: no VQA)}, and
-    "default_caption" where the engine's default beam is another (a caption memory's 16:
-    what `edgevlm caption` does, re-ranking included)."""
+    """{"beam3": plain beam-3 caption timing, "ask": per-question timing (None: no VQA)}, and
+    "default_caption" where the engine's default caption is another (a caption memory's beam
+    16, re-ranked: what `edgevlm caption` does)."""
     from edgevlm.bench_modes import ask_timing, beam_timing
 
     captions = "caption" in engine.manifest.tasks
     out = {"beam3": beam_timing(engine, frames, rounds, 3) if captions else None}
-    default = engine.manifest.generation.beam_size
-    if captions and default not in (1, 3):
-        out["default_caption"] = {**beam_timing(engine, frames, rounds, default),
-                                  "reranked": engine.manifest.caption_memory is not None}
+    default = engine.settings().beam_size if captions and engine.manifest.hf_generation is None else None
+    if default not in (None, 1, 3) or (captions and engine.reranks):
+        out["default_caption"] = {**beam_timing(engine, frames, rounds, default, rerank=True),
+                                  "reranked": engine.reranks and default > 1}
     out["ask"] = ask_timing(engine, frames, rounds)
     return out
 

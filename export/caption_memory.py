@@ -9,7 +9,6 @@ runs, on any engine whose vision graph gives a pooled embedding.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import os
@@ -18,10 +17,10 @@ import numpy as np
 
 from edgevlm.data.coco import load_coco_captions
 from edgevlm.errors import EdgeVLMError
-from edgevlm.fileio import atomic_path
+from edgevlm.fileio import atomic_path, check_writable
 from edgevlm.runtime.caption_memory import CaptionMemory, caption_words, document_frequencies
 from edgevlm.runtime.engine import CaptionEngine
-from edgevlm.runtime.manifest import CaptionMemorySettings, FileEntry, Manifest, update_manifest
+from edgevlm.runtime.manifest import CaptionMemorySettings, FileEntry, Manifest, load_manifest, update_manifest
 from edgevlm.runtime.preprocess import read_image_bgr
 
 log = logging.getLogger(__name__)
@@ -32,12 +31,14 @@ DEFAULTS = {"neighbours": 30, "beam_size": 16, "logprob_weight": 0.07, "dims": 1
 
 def whitened_projection(embeddings: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
     """embeddings (M, C) -> mean (C,), projection (C, D) onto the top D principal axes, each
-    scaled to unit variance (so no single direction, e.g. brightness, decides the neighbours)."""
+    divided by its singular value (so no single direction, e.g. brightness, decides the
+    neighbours). Only axes the photos actually span are kept (D <= rank <= M - 1): an empty
+    axis scaled up would make a new photo's key noise."""
     mean = embeddings.mean(axis=0)
     _, singular, axes = np.linalg.svd(embeddings - mean, full_matrices=False)  # axes (min(M,C), C)
-    dims = min(dims, axes.shape[0])
-    scale = np.maximum(singular[:dims], 1e-6 * max(singular[0], 1e-12))
-    return mean.astype(np.float32), (axes[:dims].T / scale).astype(np.float32)
+    spanned = int(np.sum(singular > 1e-4 * max(singular[0], 1e-12)))
+    dims = max(1, min(dims, spanned))
+    return mean.astype(np.float32), (axes[:dims].T / np.maximum(singular[:dims], 1e-12)).astype(np.float32)
 
 
 def embed_photos(engine: CaptionEngine, paths: list[str], say=lambda line: None, batch_size: int = 16) -> np.ndarray:
@@ -59,15 +60,19 @@ def build_caption_memory(engine_dir: str, captions_path: str, images_dir: str | 
                          logprob_weight: float = DEFAULTS["logprob_weight"], dims: int = DEFAULTS["dims"],
                          threads: int | None = None, say=lambda line: None) -> Manifest:
     """Embed the captioned photos with ENGINE_DIR's vision graph and record the memory (and
-    ``beam_size`` as the engine's default beam) in its manifest. The memory file's name
+    ``beam_size``, the default beam while it is used) in its manifest. The memory file's name
     carries its hash, so the manifest always lists a complete file: the new one is written,
     then the manifest, then the old file is removed."""
-    if neighbours < 1 or beam_size < 2 or dims < 1:
-        raise EdgeVLMError("--neighbours and --dims must be >= 1 and --beam >= 2 (re-ranking needs candidates)")
+    if neighbours < 1 or not 2 <= beam_size <= 16 or dims < 1:
+        raise EdgeVLMError("--neighbours and --dims must be >= 1 and --beam 2..16 (re-ranking needs candidates)")
+    if load_manifest(engine_dir, verify=False).cpu_variants:
+        raise EdgeVLMError(f"{engine_dir} lists engines for other CPUs (quantization.variants), which would not get "
+                           "the memory; run edgevlm memory on each variant's folder")
+    check_writable(engine_dir, inside=True, flag="ENGINE_DIR")  # before minutes of embedding, not after
     items = [item for item in load_coco_captions(captions_path, images_dir) if item.captions]
     if len(items) < 2:
         raise EdgeVLMError(f"{captions_path} has {len(items)} captioned images; a caption memory needs at least 2")
-    with CaptionEngine(engine_dir, threads=threads) as engine:
+    with CaptionEngine(engine_dir, threads=threads, use_memory=False) as engine:
         if engine.manifest.hf_generation is not None:
             raise EdgeVLMError(f"the engine {engine_dir} is a Hugging Face {engine.manifest.model.family} model, which "
                                "searches exactly as transformers' generate() does; a caption memory re-ranks edgevlm's "
@@ -86,23 +91,32 @@ def build_caption_memory(engine_dir: str, captions_path: str, images_dir: str | 
     data = memory.to_bytes()
     digest = hashlib.sha256(data).hexdigest()
     name = f"caption_memory-{digest[:12]}.npz"
-    with atomic_path(os.path.join(engine_dir, name)) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
     path = os.path.join(engine_dir, name)
+    existed = os.path.exists(path)  # the same bytes built before: the manifest may already name it
+    try:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                f.write(data)
+    except OSError as exc:
+        raise EdgeVLMError(f"cannot write the caption memory into {engine_dir}: {exc.strerror}; "
+                           "free some space or copy the engine somewhere writable") from exc
     settings = CaptionMemorySettings(file=FILE_KEY, images=len(items), captions=sum(map(len, captions)),
-                                     neighbours=neighbours, logprob_weight=logprob_weight, dims=projection.shape[1],
-                                     built_from=os.path.basename(captions_path))
+                                     neighbours=neighbours, beam_size=beam_size, logprob_weight=logprob_weight,
+                                     dims=projection.shape[1], built_from=os.path.basename(captions_path))
     previous: list[str] = []
 
     def record(manifest: Manifest) -> Manifest:
         if FILE_KEY in manifest.files and manifest.files[FILE_KEY].path != name:
             previous.append(manifest.files[FILE_KEY].path)
         files = {**manifest.files, FILE_KEY: FileEntry(name, digest, os.path.getsize(path))}
-        return manifest.replace(files=files, caption_memory=settings,
-                                generation=dataclasses.replace(manifest.generation, beam_size=beam_size))
+        return manifest.replace(files=files, caption_memory=settings)
 
-    manifest = update_manifest(engine_dir, record, "the caption memory")
+    try:
+        manifest = update_manifest(engine_dir, record, "the caption memory")
+    except EdgeVLMError:
+        if not existed:
+            os.remove(path)  # the manifest does not name it: leave no orphan
+        raise
     for stale in previous:
         try:
             os.remove(os.path.join(engine_dir, stale))

@@ -70,7 +70,8 @@ class CaptionEngine:
     (or call ``close()``; the backend's sessions are freed then)."""
 
     def __init__(self, engine_dir: str, provider: str = "cpu", threads: int | None = None, verify: bool = True,
-                 spinning: bool = False, backend: str = DEFAULT_BACKEND, io_binding: bool | None = None):
+                 spinning: bool = False, backend: str = DEFAULT_BACKEND, io_binding: bool | None = None,
+                 use_memory: bool = True):
         # The engine made for this CPU's int8 kernels: a listed variant, else ENGINE_DIR itself,
         # with one warning per process when it was made for another CPU (cpu_variants.py).
         self.manifest = load_for_this_cpu(engine_dir, verify=verify)
@@ -81,14 +82,30 @@ class CaptionEngine:
         concepts = self.manifest.concepts
         self.existence = ExistenceQuestions.from_manifest(concepts) if concepts else None
         self._concept_ids = concept_token_ids(self.tokenizer, self.existence.words) if self.existence else []
+        # use_memory False: beams are never re-ranked, and the default beam is generation's
+        self.use_memory = use_memory
         self._memory: CaptionMemory | None = None  # read on the first beam caption (greedy never needs it)
 
     @property
+    def reranks(self) -> bool:
+        """Are beam captions re-ranked by a caption memory (runtime/caption_memory.py)?"""
+        return self.use_memory and self.manifest.caption_memory is not None
+
+    @property
     def caption_memory(self) -> CaptionMemory | None:
-        """The photos and captions beam candidates are re-ranked against (None: the engine has none)."""
+        """The photos and captions beam candidates are re-ranked against (None: not used)."""
         settings = self.manifest.caption_memory
-        if settings is not None and self._memory is None:
-            self._memory = CaptionMemory.load(self.manifest.path(settings.file))
+        if self.reranks and self._memory is None:
+            path = self.manifest.path(settings.file)
+            memory = CaptionMemory.load(path)
+            pooled = self.manifest.graph("vision").outputs
+            width = next((spec.shape[-1] for spec in pooled if spec.name == "pooled"), None)
+            if (len(memory.captions), memory.keys.shape[1]) != (settings.images, settings.dims) or \
+                    memory.embedding_width != width:
+                raise EdgeVLMError(f"{path} holds {len(memory.captions)} photos of {memory.keys.shape[1]} dims from "
+                                   f"{memory.embedding_width}-wide embeddings, not the manifest's {settings.images} "
+                                   f"photos, {settings.dims} dims from {width}; rebuild it with `edgevlm memory`")
+            self._memory = memory
         return self._memory
 
     def close(self) -> None:
@@ -121,11 +138,14 @@ class CaptionEngine:
         return out["cross_k"], out["cross_v"]
 
     def settings(self, beam_size: int | None = None, **overrides) -> SearchSettings | HFGeneration:
-        """The search settings of this engine (``beam_size`` None: its default). A Hugging Face
+        """The search settings of this engine (``beam_size`` None: its default, the caption
+        memory's beam where it re-ranks). A Hugging Face
         checkpoint's are generate()'s (HFGeneration; overrides name its fields), ours SearchSettings."""
         hf = self.manifest.hf_generation
         if hf is not None:
             return dataclasses.replace(hf, **({"num_beams": beam_size} if beam_size else {}), **overrides)
+        if beam_size is None and self.reranks:  # re-ranking wants more candidates than a plain beam
+            beam_size = self.manifest.caption_memory.beam_size
         return self.manifest.generation.settings(beam_size, **overrides)
 
     def generate(self, visual: np.ndarray, settings: SearchSettings | HFGeneration,
@@ -151,7 +171,7 @@ class CaptionEngine:
         if isinstance(settings, HFGeneration):
             return hf_generate(stepper, np.full((visual.shape[0], 1), tokens.bos, np.int64), settings)
         memory = self.manifest.caption_memory
-        if memory is None or pooled is None or settings.beam_size == 1:
+        if not self.reranks or pooled is None or settings.beam_size == 1:
             return beam_search(stepper, visual.shape[0], tokens.bos, tokens.eos, settings, bias)
         chosen = []
         for image, candidates in enumerate(nbest_search(stepper, visual.shape[0], tokens.bos, tokens.eos, settings, bias)):

@@ -172,6 +172,7 @@ class CaptionMemorySettings:
     images: int  # photos in the memory
     captions: int
     neighbours: int
+    beam_size: int  # the default beam while the memory is used (generation.beam_size without it)
     logprob_weight: float  # x the candidate's length-normalised log-probability, added to its consensus
     dims: int  # embedding size after the whitened projection
     built_from: str  # the caption file's name
@@ -352,8 +353,8 @@ def _check_consistent(manifest: Manifest, where: str) -> None:
     if memory is not None:
         if memory.file not in manifest.files:
             refuse("caption_memory.file", f"names {memory.file!r}, which is not in files")
-        if memory.neighbours < 1 or memory.images < 1:
-            refuse("caption_memory", "needs neighbours >= 1 and images >= 1")
+        if memory.neighbours < 1 or memory.images < 1 or memory.beam_size < 2:
+            refuse("caption_memory", "needs neighbours >= 1, images >= 1 and beam_size >= 2")
     if manifest.concepts is not None:
         missing = [n for n in manifest.concepts.names if n not in manifest.concepts.words]
         if missing:

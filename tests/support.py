@@ -103,6 +103,7 @@ class FakeEngine:
 
     tokenizer = FakeTokenizer()
     answers_questions = False  # captions only (test_narrate_questions.py has one that answers)
+    reranks = False  # no caption memory: narration searches greedily
 
     def __init__(self):
         self.decoder_runs = 0

@@ -103,8 +103,9 @@ def _caption_source(engine, spec: str, beam, every: float, out: _Outcomes) -> No
 @click.option("--every", type=click.FloatRange(min=0.0, min_open=True), default=2.0, show_default=True,
               help="For videos and cameras: one caption per this many seconds of stream time.")
 @threads_option
+@click.option("--no-memory", is_flag=True, help="Plain beam search, not re-ranked by the engine's caption memory.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-def command(sources, engine_dir, model_dir, provider, backend, rebuild, beam, every, threads, as_json):
+def command(sources, engine_dir, model_dir, provider, backend, rebuild, beam, every, threads, no_memory, as_json):
     """Caption SOURCES: image files, folders, video files, camera indexes or /dev/videoN,
     rtsp:// or http:// URLs, GStreamer pipelines (ending in appsink). A file or source that
     fails is reported on stderr and the others go on; the exit code is then 1."""
@@ -121,7 +122,8 @@ def command(sources, engine_dir, model_dir, provider, backend, rebuild, beam, ev
 
     for spec in sources:  # a missing file fails before any output
         source_kind(spec)
-    engine = CaptionEngine(resolve_engine(engine_dir), provider, threads, backend=configured_backend(backend, rebuild))
+    engine = CaptionEngine(resolve_engine(engine_dir), provider, threads, backend=configured_backend(backend, rebuild),
+                           use_memory=not no_memory)
     engine.check_captions()  # a question-only engine (BLIP VQA) fails once, not once per image
     for spec in sources:
         _caption_source(engine, spec, beam, every, out)

@@ -48,9 +48,11 @@ MIN_TUNING_QUESTIONS = 100  # fewer, and one lucky or unlucky answer moves the t
               help="Score only the first N images (with --vqa or --pope: the first N questions; with --ood: the "
                    "first N dev photos, every OOD image).")
 @click.option("--no-meteor", is_flag=True, help="Skip METEOR (slow; needs Java).")
+@click.option("--no-memory", is_flag=True,
+              help="With --data and an engine: plain beam search, not re-ranked by the engine's caption memory.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def command(model_dir, data, vqa_file, pope_file, prior_file, engine_dir, ood_dir, no_consistency, tune_abstention,
-            images_dir, beam, limit, no_meteor, as_json):
+            images_dir, beam, limit, no_meteor, no_memory, as_json):
     """BLEU-1..4, METEOR, ROUGE-L and CIDEr of generated captions against human ones, with
     CHAIR hallucination, repeated words and self-consistency; with --vqa, VQA exact-match
     accuracy overall and per type beside a prior-only baseline, balanced yes/no accuracy and
@@ -84,10 +86,12 @@ def command(model_dir, data, vqa_file, pope_file, prior_file, engine_dir, ood_di
             raise EdgeVLMError("--ood evaluates an engine (its novelty score and hedging): give --engine DIR or "
                                "nothing for the shipped engine, not --model")
         return _eval_ood(ood_dir, data, engine_dir, images_dir, beam, limit, as_json)
-    return _eval_captions(data, model_dir, engine_dir, images_dir, beam, limit, no_meteor, no_consistency, as_json)
+    return _eval_captions(data, model_dir, engine_dir, images_dir, beam, limit, no_meteor, no_consistency, as_json,
+                          use_memory=not no_memory)
 
 
-def _eval_captions(data, model_dir, engine_dir, images_dir, beam, limit, no_meteor, no_consistency, as_json):
+def _eval_captions(data, model_dir, engine_dir, images_dir, beam, limit, no_meteor, no_consistency, as_json,
+                   use_memory=True):
     from edgevlm.data.coco import load_coco_captions
     from edgevlm.evaluation.caption_eval import caption_report
     from edgevlm.metrics.caption_metrics import java_available, score_captions
@@ -98,10 +102,12 @@ def _eval_captions(data, model_dir, engine_dir, images_dir, beam, limit, no_mete
     if engine_dir:
         from edgevlm.evaluation.caption_eval import engine_ask, engine_captions
 
-        source, engine = _open_engine(engine_dir)
+        source, engine = _open_engine(engine_dir, use_memory)
         ask = None if no_consistency else engine_ask(engine, paths)  # before captioning: fail in a second
         captions = engine_captions(engine, paths, beam, progress=not as_json)
-        beam_used = beam or engine.manifest.generation.beam_size
+        settings = engine.settings(beam)
+        beam_used = getattr(settings, "beam_size", None) or settings.num_beams  # ours, or an HF engine's
+        reranked = engine.reranks and beam_used > 1
     else:
         import torch
 
@@ -115,11 +121,12 @@ def _eval_captions(data, model_dir, engine_dir, images_dir, beam, limit, no_mete
         ask = None if no_consistency else model_ask(model, tokenizer, paths)
         captions = caption_files(model, tokenizer, paths, beam, progress=not as_json)
         beam_used = beam or model.cfg.generation.beam_size
+        reranked = False  # a model folder has no caption memory
     if not no_meteor and not java_available():
         click.echo("note: METEOR skipped: Java is not installed (apt-get install default-jre-headless)", err=True)
     scores = score_captions({i: list(it.captions) for i, it in enumerate(items)},
                             dict(enumerate(captions)), meteor=not no_meteor)
-    scores.update(beam=beam_used, seconds=round(time.time() - started, 1))
+    scores.update(beam=beam_used, reranked=reranked, seconds=round(time.time() - started, 1))
     asked = time.time()
     scores.update(caption_report(items, captions, ask, progress=not as_json))
     scores.update(source=source, consistency_seconds=None if ask is None else round(time.time() - asked, 1))
@@ -131,12 +138,12 @@ def _echo_report(report: dict, as_json: bool, render) -> None:
     click.echo(json.dumps(report) if as_json else render(report))
 
 
-def _open_engine(engine_dir):
+def _open_engine(engine_dir, use_memory: bool = True):
     """-> (the engine folder used: engine_dir or the shipped engine, its CaptionEngine)."""
     from edgevlm.runtime.engine import CaptionEngine
 
     source = resolve_engine(engine_dir)
-    return source, CaptionEngine(source)
+    return source, CaptionEngine(source, use_memory=use_memory)
 
 
 def _eval_ood(ood_dir, data, engine_dir, images_dir, beam, limit, as_json):

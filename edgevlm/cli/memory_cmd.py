@@ -17,8 +17,8 @@ from edgevlm.export.caption_memory import DEFAULTS
               help="Their images folder (default: 'images' beside the captions file).")
 @click.option("--neighbours", type=click.IntRange(1), default=DEFAULTS["neighbours"], show_default=True,
               help="Most similar photos whose captions vote.")
-@click.option("--beam", "beam_size", type=click.IntRange(2), default=DEFAULTS["beam_size"], show_default=True,
-              help="The engine's default beam from now on: the candidates re-ranked.")
+@click.option("--beam", "beam_size", type=click.IntRange(2, 16), default=DEFAULTS["beam_size"], show_default=True,
+              help="The engine's default beam while the memory is used: the candidates re-ranked.")
 @click.option("--logprob-weight", type=click.FloatRange(0), default=DEFAULTS["logprob_weight"], show_default=True,
               help="Weight of a candidate's own length-normalised log-probability beside its consensus.")
 @click.option("--dims", type=click.IntRange(1), default=DEFAULTS["dims"], show_default=True,
@@ -35,5 +35,5 @@ def command(engine_dir, captions_path, images_dir, neighbours, beam_size, logpro
                                     say=lambda line: click.echo(line, err=True))
     memory = manifest.caption_memory
     click.echo(f"wrote {manifest.files['caption_memory'].path} into {engine_dir}: {memory.images} photos, "
-               f"{memory.captions} captions, {memory.dims} dims; default beam {manifest.generation.beam_size}, "
+               f"{memory.captions} captions, {memory.dims} dims; default beam {memory.beam_size}, "
                f"{memory.neighbours} neighbours vote")

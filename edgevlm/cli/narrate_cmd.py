@@ -21,7 +21,8 @@ from edgevlm.runtime.narration.scene_gate import GateSettings
 @provider_option
 @backend_option
 @threads_option
-@click.option("--beam", type=click.IntRange(1, 16), default=1, show_default=True, help="Beam size (1: lowest latency).")
+@click.option("--beam", type=click.IntRange(1, 16), default=None,
+              help="Beam size (1: lowest latency). Default: 4 re-ranked by the engine's caption memory, 1 without one.")
 @click.option("--tts", type=click.Choice(["espeak", "none"]), default="espeak", show_default=True)
 @click.option("--speak/--no-speak", default=True, show_default=True, help="Play speech on the audio device.")
 @click.option("--voice", default="en-us", show_default=True, help="espeak-ng voice.")

@@ -50,6 +50,9 @@ def command(engine_dir, calib_source, out_dir, method, variant, target, patterns
     report = quantize_gated(engine_dir, calib, out_dir, method, variant, list(patterns), eval_set, max_cider_drop,
                             auto_exclude, {"calibration_source": os.path.abspath(calib_source)},
                             say=lambda line: click.echo(line, err=True), target=target)
+    if _has_caption_memory(engine_dir):
+        click.echo(f"the caption memory of {engine_dir} was not copied (its keys are FP32 embeddings); rebuild it: "
+                   f"edgevlm memory {out_dir} --data CAPTIONS.json", err=True)
     if report is None:
         click.echo(f"wrote {out_dir} (not gated: pass --eval CAPTIONS.json to check accuracy)", err=True)
         return
@@ -58,3 +61,9 @@ def command(engine_dir, calib_source, out_dir, method, variant, target, patterns
         click.echo("returned to float: " + ", ".join(item["node"] for item in report["auto_excluded"]), err=True)
     if not report["passed"]:
         raise SystemExit(1)
+
+
+def _has_caption_memory(engine_dir: str) -> bool:
+    from edgevlm.runtime.manifest import load_manifest
+
+    return load_manifest(engine_dir, verify=False).caption_memory is not None

@@ -36,7 +36,7 @@ class StreamSpec:
     source: str
     realtime: bool = True  # a video file is paced like a camera (newest frame wins)
     read_timeout: float = 5.0
-    beam: int = 1
+    beam: int | None = None  # narration's default (NarrateOptions.beam)
 
 
 def check_source(source) -> str:

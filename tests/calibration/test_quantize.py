@@ -222,3 +222,18 @@ def test_quantize_json_is_all_of_stdout_with_a_histogram_method(tiny_engine_mast
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("error: --method percentile cannot calibrate the decoder graph") and "--method minmax" in last
     assert "Traceback" not in done.stderr and not os.path.exists(tmp_path / "int8_qdq")
+
+
+def test_a_caption_memory_is_not_carried_into_the_int8_engine(tiny_engine_dir, calib_dir, tmp_path):
+    """Its keys are the FP32 vision graph's embeddings: the INT8 engine gets none (and says
+    to rebuild it) rather than one that does not match its own queries."""
+    from edgevlm.export.caption_memory import build_caption_memory
+
+    captions = make_coco_dataset(str(tmp_path / "data"), "train", 4)
+    build_caption_memory(tiny_engine_dir, captions, beam_size=4)
+    out = str(tmp_path / "int8")
+    manifest = quantize_engine(tiny_engine_dir, load_calibration_set(calib_dir), out, "minmax",
+                               cache_dir=str(tmp_path / "ranges"))
+    assert manifest.caption_memory is None and "caption_memory" not in manifest.files
+    assert not [name for name in os.listdir(out) if name.startswith("caption_memory")]
+    assert not CaptionEngine(out).reranks

@@ -3,6 +3,7 @@ round trip, and an engine that says the candidate its memory agrees with."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 
@@ -78,17 +79,53 @@ def test_whitened_projection_gives_unit_variance_and_keeps_at_most_the_rank():
     x = rng.normal(size=(200, 8)) * np.array([10, 5, 1, 1, 0.5, 0.1, 0.1, 0.1])
     mean, projection = whitened_projection(x, 3)
     np.testing.assert_allclose(((x - mean) @ projection).std(axis=0) * np.sqrt(200), 1.0, rtol=1e-4)
-    assert whitened_projection(x[:5], 64)[1].shape == (8, 5)
+    # 5 photos span 4 axes (after centring): no empty fifth axis, scaled up into noise
+    assert whitened_projection(x[:5], 64)[1].shape == (8, 4)
+
+
+def test_a_small_memory_finds_a_photo_from_a_slightly_different_view_of_it():
+    """With fewer photos than dims, a noisy copy of a remembered photo must still find it."""
+    from edgevlm.export.caption_memory import whitened_projection
+
+    rng = np.random.default_rng(4)
+    for photos in (5, 20, 50, 128):
+        embeddings = rng.normal(size=(photos, 256)).astype(np.float32)
+        mean, projection = whitened_projection(embeddings, 128)
+        memory = CaptionMemory(mean, projection, np.zeros((0, projection.shape[1]), np.float32),
+                               [[("a",)]] * photos, {})
+        memory.keys = memory.embed(embeddings)
+        for i in range(photos):
+            noisy = embeddings[i] + rng.normal(scale=0.05, size=256).astype(np.float32)
+            assert memory.nearest(noisy, 1)[0] == i, (photos, i)
 
 
 def test_a_damaged_memory_file_is_one_line_naming_the_fix(tmp_path):
+    rng = np.random.default_rng(5)
+    memory, _ = _memory(rng)
+    good = memory.to_bytes()
     path = tmp_path / "memory.npz"
-    path.write_bytes(b"not a zip")
-    with pytest.raises(EdgeVLMError, match="is not a caption memory.*edgevlm memory"):
-        CaptionMemory.load(str(path))
-    np.savez(str(path), mean=np.zeros(3))
-    with pytest.raises(EdgeVLMError, match="no 'projection' array"):
-        CaptionMemory.load(str(path))
+    cases = {
+        b"not a zip": "is not a valid caption memory",
+        good[: len(good) // 2]: "is not a valid caption memory",  # cut short
+        good[:-30] + bytes(30): "is not a valid caption memory",  # its end overwritten
+    }
+    for data, message in cases.items():
+        path.write_bytes(data)
+        with pytest.raises(EdgeVLMError, match=f"{message} .*; rebuild it with `edgevlm memory`"):
+            CaptionMemory.load(str(path))
+    arrays = dict(np.load(io.BytesIO(good)))
+    for change, message in (
+        (lambda a: a.pop("projection"), "no 'projection' array"),
+        (lambda a: a.update(keys=a["keys"][:, :2]), "inconsistent shapes"),
+        (lambda a: a.update(caption_start=a["caption_start"] + 1), "caption_start does not index"),
+        (lambda a: a.update(ngram_df=a["ngram_df"][:-1]), "n-grams but"),
+        (lambda a: a.update(captions=a["captions"].astype(np.int32)), "must be uint8 text"),
+    ):
+        broken = dict(arrays)
+        change(broken)
+        np.savez(str(path), **broken)
+        with pytest.raises(EdgeVLMError, match=message):
+            CaptionMemory.load(str(path))
 
 
 def test_choose_follows_the_neighbours_captions_unless_the_model_is_weighted_in():
@@ -165,11 +202,14 @@ def test_an_engine_with_a_memory_says_the_candidate_its_memory_agrees_with(tiny_
         json.dump(data, f)
 
     manifest = build_caption_memory(tiny_engine_dir, captions_path, neighbours=1, beam_size=beam, logprob_weight=0.0)
-    assert manifest.generation.beam_size == beam and manifest.caption_memory.images == len(items)
+    assert manifest.caption_memory.beam_size == beam and manifest.caption_memory.images == len(items)
+    assert manifest.generation.beam_size != beam  # the plain default stays for --no-memory
     first_file = manifest.files["caption_memory"].path
     with _ending(CaptionEngine(tiny_engine_dir)) as engine:  # every file's sha256 verified on load
         after = engine.caption_pixels(pixels)  # the engine's default beam is now the memory's
         greedy = engine.caption_pixels(pixels, beam_size=1)
+    with _ending(CaptionEngine(tiny_engine_dir, use_memory=False)) as engine:  # caption --no-memory
+        assert engine.caption_pixels(pixels, beam_size=beam) == before
     chosen = [i for i in range(len(items)) if last[i] != before[i]]
     assert chosen, "every photo's beam gave one candidate; the test needs several"
     for i in range(len(items)):
@@ -179,8 +219,8 @@ def test_an_engine_with_a_memory_says_the_candidate_its_memory_agrees_with(tiny_
     # built again (other settings): the manifest names the new file and the old one is gone
     manifest = build_caption_memory(tiny_engine_dir, captions_path, neighbours=2, beam_size=beam, dims=2)
     assert manifest.caption_memory.neighbours == 2 and manifest.caption_memory.dims == 2
-    if manifest.files["caption_memory"].path != first_file:
-        assert not os.path.exists(os.path.join(tiny_engine_dir, first_file))
+    assert manifest.files["caption_memory"].path != first_file  # other dims: other bytes, other name
+    assert not os.path.exists(os.path.join(tiny_engine_dir, first_file))
     assert not [name for name in os.listdir(tiny_engine_dir) if name.startswith(".tmp")]
 
 
@@ -196,12 +236,34 @@ def test_memory_command_refuses_bad_input_in_one_line(tiny_engine_dir, tmp_path)
     assert result.exit_code == 2 and "--beam" in result.output
 
 
+def test_memory_refuses_an_engine_with_cpu_variants(tiny_engine_dir, tiny_dataset):
+    from edgevlm.export.caption_memory import build_caption_memory
+    from tests.support import edit_manifest
+
+    edit_manifest(tiny_engine_dir, lambda m: m.update(quantization={"variants": {"avx512-vnni": "vnni"}}))
+    with pytest.raises(EdgeVLMError, match="lists engines for other CPUs .*run edgevlm memory on each variant's folder"):
+        build_caption_memory(tiny_engine_dir, os.path.join(tiny_dataset, "captions_train.json"))
+
+
+def test_a_memory_that_does_not_match_its_manifest_is_refused_when_read(tiny_engine_dir, tiny_dataset):
+    from edgevlm.export.caption_memory import build_caption_memory
+    from edgevlm.runtime.engine import CaptionEngine
+    from tests.support import edit_manifest
+
+    build_caption_memory(tiny_engine_dir, os.path.join(tiny_dataset, "captions_train.json"), beam_size=4)
+    edit_manifest(tiny_engine_dir, lambda m: m["caption_memory"].update(images=99))
+    with CaptionEngine(tiny_engine_dir) as engine:
+        with pytest.raises(EdgeVLMError, match="holds 6 photos .* not the manifest's 99 photos"):
+            engine.caption_memory
+
+
 def test_a_manifest_naming_a_memory_file_it_does_not_list_is_refused(tiny_engine_dir):
     from edgevlm.runtime.manifest import load_manifest
     from tests.support import edit_manifest
 
     edit_manifest(tiny_engine_dir, lambda m: m.update(caption_memory={
-        "file": "caption_memory", "images": 3, "captions": 6, "neighbours": 2, "logprob_weight": 0.0, "dims": 2,
+        "file": "caption_memory", "images": 3, "captions": 6, "neighbours": 2, "beam_size": 4, "logprob_weight": 0.0,
+        "dims": 2,
         "built_from": "x.json"}))
     with pytest.raises(EdgeVLMError, match="caption_memory.file names 'caption_memory', which is not in files"):
         load_manifest(tiny_engine_dir)
