@@ -56,8 +56,8 @@ log = logging.getLogger(__name__)
 # days keeps its memory flat (the soak run, edgevlm.scripts.soak, measures it).
 LATENCY_WINDOW = 10_000
 # With a caption memory, 4 candidates re-ranked against the nearest photos' captions: dev CIDEr
-# 0.463 (greedy) -> 0.539, BLEU-4 0.172 -> 0.199, at ~55 ms more per spoken caption on a 2-core
-# AVX2 CPU (beam 8: 0.567 at ~100 ms more; MODEL_CARD.md). The decoder runs only on a scene
+# 0.463 (greedy) -> 0.539, BLEU-4 0.172 -> 0.199, at ~40 ms more per spoken caption on a 2-core
+# AVX2 CPU (beam 8: 0.567 at ~75 ms more; MODEL_CARD.md). The decoder runs only on a scene
 # change, and speaking the caption takes seconds: the better sentence is worth it.
 NARRATION_MEMORY_BEAM = 4
 
