@@ -266,9 +266,8 @@ def mode_timings(engine: CaptionEngine, frames: list[np.ndarray], rounds: int) -
     captions = "caption" in engine.manifest.tasks
     out = {"beam3": beam_timing(engine, frames, rounds, 3) if captions else None}
     default = engine.settings().beam_size if captions and engine.manifest.hf_generation is None else None
-    if default not in (None, 1, 3) or (captions and engine.reranks):
-        out["default_caption"] = {**beam_timing(engine, frames, rounds, default, rerank=True),
-                                  "reranked": engine.reranks and default > 1}
+    if default is not None and (default not in (1, 3) or engine.reranks):
+        out["default_caption"] = {**beam_timing(engine, frames, rounds, default, rerank=True), "reranked": engine.reranks}
     out["ask"] = ask_timing(engine, frames, rounds)
     return out
 

@@ -18,7 +18,7 @@ import numpy as np
 from edgevlm.data.coco import load_coco_captions
 from edgevlm.errors import EdgeVLMError
 from edgevlm.fileio import atomic_path, check_writable
-from edgevlm.runtime.caption_memory import CaptionMemory, caption_words, document_frequencies
+from edgevlm.runtime.caption_memory import CaptionMemory, caption_words
 from edgevlm.runtime.engine import CaptionEngine
 from edgevlm.runtime.manifest import CaptionMemorySettings, FileEntry, Manifest, load_manifest, update_manifest
 from edgevlm.runtime.preprocess import read_image_bgr
@@ -39,6 +39,24 @@ def whitened_projection(embeddings: np.ndarray, dims: int) -> tuple[np.ndarray, 
     spanned = int(np.sum(singular > 1e-4 * max(singular[0], 1e-12)))
     dims = max(1, min(dims, spanned))
     return mean.astype(np.float32), (axes[:dims].T / np.maximum(singular[:dims], 1e-12)).astype(np.float32)
+
+
+def check_memory_target(manifest: Manifest, engine_dir: str) -> None:
+    """Refuse, in one line, an engine a caption memory cannot serve (from its manifest alone,
+    before any photo is read or session made)."""
+    family = manifest.model.family
+    if manifest.cpu_variants:
+        raise EdgeVLMError(f"{engine_dir} lists engines for other CPUs (quantization.variants), which would not get "
+                           "the memory; run edgevlm memory on each variant's folder")
+    if manifest.hf_generation is not None:
+        raise EdgeVLMError(f"the engine {engine_dir} is a Hugging Face {family} model, which searches exactly as "
+                           "transformers' generate() does; a caption memory re-ranks edgevlm's own beam search (use it "
+                           "with edgevlm's engines)")
+    if not manifest.graph("vision").gives("pooled"):
+        raise EdgeVLMError(f"the engine {engine_dir} gives no pooled embedding (a {family} model), so photos cannot be "
+                           "compared; caption memories work with edgevlm's own engines")
+    if "caption" not in manifest.tasks:
+        raise EdgeVLMError(f"the engine {engine_dir} does not caption; a caption memory re-ranks captions")
 
 
 def embed_photos(engine: CaptionEngine, paths: list[str], say=lambda line: None, batch_size: int = 16) -> np.ndarray:
@@ -65,30 +83,16 @@ def build_caption_memory(engine_dir: str, captions_path: str, images_dir: str | 
     then the manifest, then the old file is removed."""
     if neighbours < 1 or not 2 <= beam_size <= 16 or dims < 1:
         raise EdgeVLMError("--neighbours and --dims must be >= 1 and --beam 2..16 (re-ranking needs candidates)")
-    if load_manifest(engine_dir, verify=False).cpu_variants:
-        raise EdgeVLMError(f"{engine_dir} lists engines for other CPUs (quantization.variants), which would not get "
-                           "the memory; run edgevlm memory on each variant's folder")
+    check_memory_target(load_manifest(engine_dir, verify=False), engine_dir)
     check_writable(engine_dir, inside=True, flag="ENGINE_DIR")  # before minutes of embedding, not after
     items = [item for item in load_coco_captions(captions_path, images_dir) if item.captions]
     if len(items) < 2:
         raise EdgeVLMError(f"{captions_path} has {len(items)} captioned images; a caption memory needs at least 2")
     with CaptionEngine(engine_dir, threads=threads, use_memory=False) as engine:
-        if engine.manifest.hf_generation is not None:
-            raise EdgeVLMError(f"the engine {engine_dir} is a Hugging Face {engine.manifest.model.family} model, which "
-                               "searches exactly as transformers' generate() does; a caption memory re-ranks edgevlm's "
-                               "own beam search (use it with edgevlm's engines)")
-        if not engine.manifest.graph("vision").gives("pooled"):
-            raise EdgeVLMError(f"the engine {engine_dir} gives no pooled embedding (a {engine.manifest.model.family} "
-                               "model), so photos cannot be compared; caption memories work with edgevlm's own engines")
-        if "caption" not in engine.manifest.tasks:
-            raise EdgeVLMError(f"the engine {engine_dir} does not caption; a caption memory re-ranks captions")
         embeddings = embed_photos(engine, [item.path for item in items], say)
     mean, projection = whitened_projection(embeddings, dims)
     captions = [[caption_words(c) for c in item.captions] for item in items]
-    memory = CaptionMemory(mean, projection, np.zeros((0, projection.shape[1]), np.float32), captions,
-                           document_frequencies(captions))
-    memory.keys = memory.embed(embeddings)
-    data = memory.to_bytes()
+    data = CaptionMemory.remembering(embeddings, captions, mean, projection).to_bytes()
     digest = hashlib.sha256(data).hexdigest()
     name = f"caption_memory-{digest[:12]}.npz"
     path = os.path.join(engine_dir, name)

@@ -24,6 +24,7 @@ import math
 import re
 import zipfile
 import zlib
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,13 +56,19 @@ def document_frequencies(captions_per_image: list[list[tuple[str, ...]]]) -> dic
     return counts
 
 
+def unit_keys(pooled: np.ndarray, mean: np.ndarray, projection: np.ndarray) -> np.ndarray:
+    """pooled (B, C) -> (B, D) unit rows of the projected embedding: what the memory compares."""
+    keys = (pooled.astype(np.float32) - mean) @ projection
+    return keys / np.maximum(np.linalg.norm(keys, axis=1, keepdims=True), 1e-12)
+
+
 ReferenceVector = tuple[list[dict[tuple[str, ...], int]], np.ndarray, int]  # per-n counts, per-n norms (4,), words
 
 
 def reference_vector(words: tuple[str, ...], doc_freq: dict[tuple[str, ...], int], log_images: float) -> ReferenceVector:
     """One human caption as CIDEr-D sees it: its n-gram counts per n, the norm of each
     tf-idf vector, and its length (made once per memory caption and cached)."""
-    counts = [_counter(ngrams(words, n)) for n in range(1, MAX_N + 1)]
+    counts = [Counter(ngrams(words, n)) for n in range(1, MAX_N + 1)]
     norms = np.array([math.sqrt(sum((c * _idf(g, doc_freq, log_images)) ** 2 for g, c in grams.items()))
                       for grams in counts])
     return counts, norms, len(words)
@@ -83,7 +90,7 @@ def consensus_scores(candidates: list[tuple[str, ...]], references: list[list[tu
     owner = np.repeat(np.arange(len(vectors)), [len(c) for c in vectors])  # (R,)
     total = np.zeros((len(candidates), len(flat)))  # (C, R)
     for n in range(1, MAX_N + 1):
-        cand_counts = [_counter(ngrams(words, n)) for words in candidates]
+        cand_counts = [Counter(ngrams(words, n)) for words in candidates]
         index: dict[tuple[str, ...], int] = {}
         for grams in cand_counts:
             for g in grams:
@@ -120,13 +127,6 @@ def consensus_scores(candidates: list[tuple[str, ...]], references: list[list[tu
     return per_image.mean(axis=1)
 
 
-def _counter(grams: list[tuple[str, ...]]) -> dict[tuple[str, ...], int]:
-    out: dict[tuple[str, ...], int] = {}
-    for g in grams:
-        out[g] = out.get(g, 0) + 1
-    return out
-
-
 def _idf(gram: tuple[str, ...], doc_freq: dict[tuple[str, ...], int], log_images: float) -> float:
     return log_images - math.log(max(1.0, doc_freq.get(gram, 0)))
 
@@ -147,6 +147,13 @@ class CaptionMemory:
 
     def __post_init__(self):
         self._vectors: dict[int, list[ReferenceVector]] = {}  # image -> its captions' vectors, as neighbours recur
+
+    @classmethod
+    def remembering(cls, embeddings: np.ndarray, captions: list[list[tuple[str, ...]]], mean: np.ndarray,
+                    projection: np.ndarray) -> "CaptionMemory":
+        """The memory of photos with pooled embeddings (M, C) and these captions, keyed by the
+        projection (mean (C,), projection (C, D))."""
+        return cls(mean, projection, unit_keys(embeddings, mean, projection), captions, document_frequencies(captions))
 
     @classmethod
     def load(cls, path: str) -> "CaptionMemory":
@@ -208,8 +215,7 @@ class CaptionMemory:
 
     def embed(self, pooled: np.ndarray) -> np.ndarray:
         """pooled (B, C) -> unit keys (B, D)."""
-        keys = (pooled.astype(np.float32) - self.mean) @ self.projection
-        return keys / np.maximum(np.linalg.norm(keys, axis=1, keepdims=True), 1e-12)
+        return unit_keys(pooled, self.mean, self.projection)
 
     def nearest(self, pooled: np.ndarray, k: int) -> np.ndarray:
         """pooled (C,) -> indices (k,) of the most similar memory images, nearest first."""

@@ -51,9 +51,7 @@ def _memory(rng, images: int = 20, dims: int = 4) -> CaptionMemory:
     captions = _random_captions(rng, images)
     embeddings = rng.normal(size=(images, 16)).astype(np.float32)
     mean, projection = whitened_projection(embeddings, dims)
-    memory = CaptionMemory(mean, projection, np.zeros((0, dims), np.float32), captions, document_frequencies(captions))
-    memory.keys = memory.embed(embeddings)
-    return memory, embeddings
+    return CaptionMemory.remembering(embeddings, captions, mean, projection), embeddings
 
 
 def test_the_memory_file_round_trips_and_scores_the_same(tmp_path):
@@ -91,9 +89,7 @@ def test_a_small_memory_finds_a_photo_from_a_slightly_different_view_of_it():
     for photos in (5, 20, 50, 128):
         embeddings = rng.normal(size=(photos, 256)).astype(np.float32)
         mean, projection = whitened_projection(embeddings, 128)
-        memory = CaptionMemory(mean, projection, np.zeros((0, projection.shape[1]), np.float32),
-                               [[("a",)]] * photos, {})
-        memory.keys = memory.embed(embeddings)
+        memory = CaptionMemory.remembering(embeddings, [[("a",)]] * photos, mean, projection)
         for i in range(photos):
             noisy = embeddings[i] + rng.normal(scale=0.05, size=256).astype(np.float32)
             assert memory.nearest(noisy, 1)[0] == i, (photos, i)
