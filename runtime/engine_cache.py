@@ -17,7 +17,6 @@ and refuses with one line saying what changed. Nothing here imports TensorRT.
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import re
 from dataclasses import asdict, dataclass
@@ -40,6 +39,8 @@ class DeviceFacts:
 
 
 def installed_version(distribution: str) -> str | None:
+    import importlib.metadata  # ~45 ms to import: only TensorRT's cache keys need it, not a CPU start
+
     try:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
@@ -90,12 +91,16 @@ def cache_key(onnx_sha256: str, facts: DeviceFacts) -> str:
             f"-sm{_slug(gpu)}")
 
 
-def cache_root() -> str:
+def user_cache_root() -> str:
     """``$EDGEVLM_CACHE_DIR``, else ``$XDG_CACHE_HOME/edgevlm``, else ``~/.cache/edgevlm``: never the
     engine folder, which may be read-only (the shipped engine inside the package)."""
-    root = os.environ.get(CACHE_ENV) or os.path.join(
+    return os.environ.get(CACHE_ENV) or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "edgevlm")
-    return os.path.join(root, "tensorrt")
+
+
+def cache_root() -> str:
+    """Where the TensorRT engine caches live, inside the user cache."""
+    return os.path.join(user_cache_root(), "tensorrt")
 
 
 def graph_cache_dir(onnx_sha256: str, facts: DeviceFacts) -> str:

@@ -5,6 +5,7 @@ what they need. Helpers that are not fixtures live in tests/support.py."""
 from __future__ import annotations
 
 import importlib
+import os
 import shutil
 
 import pytest
@@ -59,6 +60,18 @@ def pytest_collection_modifyitems(config, items):
 
 
 # --------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="session", autouse=True)
+def private_user_cache(tmp_path_factory):
+    """Engines opened by tests (and the CLI processes they start) keep their optimized graphs in
+    a folder of this run, not in the user's ~/.cache."""
+    if "EDGEVLM_CACHE_DIR" in os.environ:
+        yield os.environ["EDGEVLM_CACHE_DIR"]
+        return
+    os.environ["EDGEVLM_CACHE_DIR"] = str(tmp_path_factory.mktemp("user-cache"))
+    yield os.environ["EDGEVLM_CACHE_DIR"]
+    del os.environ["EDGEVLM_CACHE_DIR"]
+
+
 @pytest.fixture()
 def tiny_dataset(tmp_path):
     root = str(tmp_path / "data")

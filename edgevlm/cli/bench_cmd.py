@@ -47,7 +47,8 @@ def command(engine_dir, vs_engine_dir, compare_spinning, model_dir, images, roun
         click.echo(f"runtime   p50 {p50:8.2f} ms  p90 {p90:8.2f} ms   graphs {result['runtime_graphs']}")
         click.echo(f"{peer:<9} p50 {peer_p50:8.2f} ms  p90 {peer_p90:8.2f} ms")
         click.echo(f"speedup ({peer} / runtime): {result['speedup']}x   tokens identical: {result['tokens_identical']}")
-        click.echo(f"runtime-only process: cold start {result['cold_start_s']} s, peak RSS {result['runtime_peak_rss_mb']} MB")
+        click.echo(f"runtime-only process: cold start {result['cold_start_s']} s (first start on this machine, "
+                   f"optimizing its graphs: {result['first_start_s']} s), peak RSS {result['runtime_peak_rss_mb']} MB")
         if compare_spinning:
             click.echo(f"intra-op spinning: off {result['spinning_off_ms_p50']} ms, on {result['spinning_on_ms_p50']} ms "
                        f"({result['spinning_cost']}x)")

@@ -15,6 +15,7 @@ from edgevlm.runtime.backends.base import Backend
 from edgevlm.runtime.backends.ort_device_cache import CacheGraphs, Device, DeviceKVCache
 from edgevlm.runtime.backends.ort_device_stepper import DecodeState, DeviceCacheStepper
 from edgevlm.runtime.engine_cache import device_facts, tensorrt_provider_options
+from edgevlm.runtime.optimized_graphs import open_cpu_session
 from edgevlm.runtime.steppers import STEP_GRAPH
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64",
@@ -89,8 +90,14 @@ class OnnxRuntimeBackend(Backend):
         if self._facts is not None:  # its own engine cache, keyed so it can never be stale (engine_cache.py)
             providers = [(wanted[0], tensorrt_provider_options(self.manifest, graph, self._facts)), *wanted[1:]]
         try:
-            options = self._step_options if graph == STEP_GRAPH else self._session_options
-            session = ort.InferenceSession(path, options, providers=providers)
+            if self.options.provider == "cpu":
+                threads = STEP_GRAPH_THREADS if graph == STEP_GRAPH else self.options.threads
+                sha256 = self.manifest.files[self.manifest.graphs[graph].file].sha256
+                session = open_cpu_session(path, sha256, lambda: session_options(threads, self.options.spinning),
+                                           providers)
+            else:
+                options = self._step_options if graph == STEP_GRAPH else self._session_options
+                session = ort.InferenceSession(path, options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types for bad files
             raise EdgeVLMError(f"onnxruntime cannot load {path}: {str(exc).splitlines()[0]}") from exc
         self._check_graph_matches_manifest(graph, session)

@@ -16,7 +16,7 @@ from tests.support import SAMPLES
 
 CHELSEA = os.path.join(SAMPLES, "chelsea.jpg")
 OLD_KEYS = {"engine", "images", "rounds", "beam", "threads", "runtime_ms_p50", "runtime_ms_p90", "runtime_graphs",
-            "mean_tokens", "tokens_identical", "token_agreement", "speedup", "cold_start_s", "runtime_peak_rss_mb",
+            "mean_tokens", "tokens_identical", "token_agreement", "speedup", "cold_start_s", "first_start_s", "runtime_peak_rss_mb",
             "runtime_imported_torch", "vs_engine_ms_p50"}
 
 

@@ -1,0 +1,96 @@
+"""onnxruntime graphs optimized once per machine, then loaded as they are (issue 12's cold start).
+
+An ``InferenceSession`` made at ``ORT_ENABLE_ALL`` re-runs onnxruntime's graph optimizers on
+every start. On the shipped INT8 engine that was ~115 ms of a ~0.45 s cold start (vision 68,
+cross_kv 17, decoder_step 31 ms, 2-core AVX2 EPYC), against ~40 ms to load the same graphs
+already optimized, with optimization off (``/work/runs/s24/sess_time.py``). onnxruntime can
+save the graph it optimized (its documented "offline mode", ``SessionOptions.
+optimized_model_filepath``), but warns that the result may hold layouts made for this CPU
+(NCHWc blocks sized by its vector width) and must only run where it was made.
+
+So the saved graphs are a per-machine cache, not part of the engine. Each file is named by
+everything its content depends on: the source graph's sha256 (the manifest's, checked when
+the engine loaded), onnxruntime's version, the optimization level, and the CPU (machine,
+model and every flag). A change in any of them is a new name, never a stale graph. Files are
+written beside their final name and renamed into place, so a killed process never leaves a
+half-written graph under a real name; a cached file onnxruntime cannot read is deleted and
+the source graph loaded instead. The cache lives in the user cache folder (the engine folder
+may be read-only); ``EDGEVLM_GRAPH_CACHE=0`` turns it off.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import platform
+from typing import Callable
+
+import onnxruntime as ort
+
+from edgevlm.runtime.cpu_isa import parse_cpuinfo, read_cpuinfo
+from edgevlm.runtime.engine_cache import user_cache_root
+
+SWITCH_ENV = "EDGEVLM_GRAPH_CACHE"
+# Bigger graphs (Hugging Face checkpoints of hundreds of MB) spend their start reading weights,
+# not optimizing: a second copy of them would cost more disk than it saves time.
+MAX_CACHED_BYTES = 256 * 1024 * 1024
+
+
+def cache_enabled() -> bool:
+    return os.environ.get(SWITCH_ENV, "1").strip().lower() not in ("0", "off", "no", "false")
+
+
+@functools.lru_cache(maxsize=1)
+def machine_fingerprint() -> str:
+    """What an optimized graph's layouts may depend on: machine type, CPU model and flags."""
+    model, flags = parse_cpuinfo(read_cpuinfo())
+    return f"{platform.machine()}|{model}|{' '.join(sorted(flags))}"
+
+
+def optimized_graph_path(source_sha256: str, level: ort.GraphOptimizationLevel) -> str:
+    """Where the optimized copy of the graph with this sha256 lives for this machine."""
+    key = hashlib.sha256(
+        f"{source_sha256}|ort {ort.__version__}|{int(level)}|{machine_fingerprint()}".encode()).hexdigest()
+    return os.path.join(user_cache_root(), "optimized-graphs", f"{source_sha256[:16]}-{key[:16]}.onnx")
+
+
+def open_cpu_session(path: str, source_sha256: str, make_options: Callable[[], ort.SessionOptions],
+                     providers: list) -> ort.InferenceSession:
+    """An InferenceSession for the graph at ``path`` on the CPU provider: from this machine's
+    optimized copy when there is one (optimization off: it is done), else from ``path``, saving
+    the optimized copy on the way. ``make_options`` gives fresh options (this sets fields on them)."""
+    options = make_options()
+    if not cache_enabled() or os.path.getsize(path) > MAX_CACHED_BYTES:
+        return ort.InferenceSession(path, options, providers=providers)
+    cached = optimized_graph_path(source_sha256, options.graph_optimization_level)
+    if os.path.isfile(cached):
+        optimized = make_options()
+        optimized.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        try:
+            return ort.InferenceSession(cached, optimized, providers=providers)
+        except Exception:  # truncated or corrupt by some other hand: drop it, optimize again
+            _remove(cached)
+    staging = f"{cached}.{os.getpid()}.partial"
+    try:
+        os.makedirs(os.path.dirname(cached), exist_ok=True)
+        options.optimized_model_filepath = staging
+    except OSError:  # no writable cache: optimize in memory, as without the cache
+        return ort.InferenceSession(path, options, providers=providers)
+    try:
+        session = ort.InferenceSession(path, options, providers=providers)
+    except Exception:  # perhaps only the copy could not be written (a full disk): once more without it
+        _remove(staging)
+        return ort.InferenceSession(path, make_options(), providers=providers)
+    try:
+        os.replace(staging, cached)
+    except OSError:  # the session is made; only its copy could not be kept
+        _remove(staging)
+    return session
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass

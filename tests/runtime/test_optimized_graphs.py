@@ -1,0 +1,107 @@
+"""This machine's optimized copies of an engine's graphs (runtime/optimized_graphs.py): made on
+the first start, loaded as they are afterwards, keyed so they cannot go stale, and never in the
+way when the cache is broken, switched off or unwritable."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from edgevlm.runtime.backends.onnxruntime_backend import session_options
+from edgevlm.runtime.engine import CaptionEngine
+from edgevlm.runtime.manifest import load_manifest
+from edgevlm.runtime.optimized_graphs import open_cpu_session, optimized_graph_path
+import edgevlm.runtime.optimized_graphs as optimized_graphs
+
+
+@pytest.fixture()
+def cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEVLM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("EDGEVLM_GRAPH_CACHE", raising=False)
+    return tmp_path / "cache" / "optimized-graphs"
+
+
+def _vision(engine_dir):
+    manifest = load_manifest(engine_dir)
+    return manifest.graph_path("vision"), manifest.files[manifest.graphs["vision"].file].sha256
+
+
+def _pixels(engine_dir):
+    size = load_manifest(engine_dir).preprocess.image_size
+    return np.random.default_rng(0).uniform(-1, 1, (1, 3, size, size)).astype(np.float32)
+
+
+def test_the_first_start_keeps_an_optimized_copy_and_the_next_loads_it_with_equal_outputs(tiny_engine_dir, cache_dir):
+    path, sha = _vision(tiny_engine_dir)
+    first = open_cpu_session(path, sha, lambda: session_options(1), ["CPUExecutionProvider"])
+    cached = optimized_graph_path(sha, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+    assert os.path.isfile(cached) and os.path.dirname(cached) == str(cache_dir)
+    assert os.listdir(cache_dir) == [os.path.basename(cached)]  # no staging file left behind
+    stamp = os.stat(cached).st_mtime_ns
+    second = open_cpu_session(path, sha, lambda: session_options(1), ["CPUExecutionProvider"])
+    assert os.stat(cached).st_mtime_ns == stamp  # loaded, not written again
+    feeds = {"pixels": _pixels(tiny_engine_dir)}
+    for a, b in zip(first.run(None, feeds), second.run(None, feeds)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_engine_captions_are_identical_with_and_without_the_cache(tiny_engine_dir, cache_dir, monkeypatch):
+    image = (np.random.default_rng(1).uniform(0, 255, (40, 50, 3))).astype(np.uint8)
+    monkeypatch.setenv("EDGEVLM_GRAPH_CACHE", "0")
+    plain = CaptionEngine(tiny_engine_dir, threads=1).caption_images([image], 2)
+    assert not cache_dir.exists()  # switched off: nothing written
+    monkeypatch.delenv("EDGEVLM_GRAPH_CACHE")
+    making = CaptionEngine(tiny_engine_dir, threads=1).caption_images([image], 2)
+    assert len(os.listdir(cache_dir)) == 3  # vision, cross_kv, decoder_step ("decoder" is made on first use)
+    loading = CaptionEngine(tiny_engine_dir, threads=1).caption_images([image], 2)
+    assert plain == making == loading
+
+
+def test_a_damaged_copy_is_replaced_not_used(tiny_engine_dir, cache_dir):
+    path, sha = _vision(tiny_engine_dir)
+    open_cpu_session(path, sha, lambda: session_options(1), ["CPUExecutionProvider"])
+    cached = optimized_graph_path(sha, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+    whole = os.path.getsize(cached)
+    with open(cached, "r+b") as f:
+        f.truncate(whole // 3)
+    session = open_cpu_session(path, sha, lambda: session_options(1), ["CPUExecutionProvider"])
+    assert session.run(None, {"pixels": _pixels(tiny_engine_dir)})
+    assert os.path.getsize(cached) == whole
+
+
+def test_copies_are_named_by_graph_onnxruntime_level_and_cpu(monkeypatch, cache_dir):
+    level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    name = optimized_graph_path("a" * 64, level)
+    assert optimized_graph_path("a" * 64, level) == name
+    others = {optimized_graph_path("b" * 64, level), optimized_graph_path("a" * 64, ort.GraphOptimizationLevel.ORT_ENABLE_BASIC)}
+    monkeypatch.setattr(ort, "__version__", "0.0.1")
+    others.add(optimized_graph_path("a" * 64, level))
+    monkeypatch.undo()
+    monkeypatch.setenv("EDGEVLM_CACHE_DIR", str(cache_dir.parent))
+    monkeypatch.setattr(optimized_graphs, "machine_fingerprint", lambda: "x86_64|another CPU|avx2 fma")
+    others.add(optimized_graph_path("a" * 64, level))
+    assert name not in others and len(others) == 4
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_an_unwritable_cache_still_gives_a_session(tiny_engine_dir, tmp_path, monkeypatch):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    monkeypatch.setenv("EDGEVLM_CACHE_DIR", str(locked))
+    path, sha = _vision(tiny_engine_dir)
+    session = open_cpu_session(path, sha, lambda: session_options(1), ["CPUExecutionProvider"])
+    assert session.run(None, {"pixels": _pixels(tiny_engine_dir)})
+    assert os.listdir(locked) == []
+
+
+def test_a_cache_path_that_is_a_file_still_gives_a_session(tiny_engine_dir, tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    monkeypatch.setenv("EDGEVLM_CACHE_DIR", str(blocker))
+    path, sha = _vision(tiny_engine_dir)
+    session = open_cpu_session(path, sha, lambda: session_options(1), ["CPUExecutionProvider"])
+    assert session.run(None, {"pixels": _pixels(tiny_engine_dir)})
