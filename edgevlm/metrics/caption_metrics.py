@@ -35,11 +35,13 @@ def _tokenize(captions: dict[int, list[str]]) -> dict[int, list[str]]:
 
 
 def score_captions(references: dict[int, list[str]], hypotheses: dict[int, str], meteor: bool = True,
-                   only: tuple[str, ...] | None = None) -> dict:
+                   only: tuple[str, ...] | None = None, per_image: bool = False) -> dict:
     """references: image id -> human captions; hypotheses: image id -> one generated caption.
 
     Returns {"BLEU-1".."BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "mean_length", "distinct_words",
-    "images"}; ``only`` restricts to a subset of metric families ("BLEU", "CIDEr", ...).
+    "images"}; ``only`` restricts to a subset of metric families ("BLEU", "CIDEr", ...). With
+    ``per_image``, also "CIDEr_per_image": each image's CIDEr in sorted-id order (their mean is
+    "CIDEr"), for paired comparisons of two caption sets.
     """
     from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
@@ -66,7 +68,10 @@ def score_captions(references: dict[int, list[str]], hypotheses: dict[int, str],
     if wanted("ROUGE"):
         result["ROUGE-L"] = float(Rouge().compute_score(refs, hyps)[0])
     if wanted("CIDEr"):
-        result["CIDEr"] = float(Cider().compute_score(refs, hyps)[0])
+        corpus, each = Cider().compute_score(refs, hyps)
+        result["CIDEr"] = float(corpus)
+        if per_image:
+            result["CIDEr_per_image"] = [float(x) for x in each]
     words = [h.split() for h in (hyps[i][0] for i in ids)]
     result["mean_length"] = sum(map(len, words)) / max(len(words), 1)
     result["distinct_words"] = len({w for ws in words for w in ws})
