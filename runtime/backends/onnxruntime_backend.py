@@ -15,6 +15,7 @@ from edgevlm.runtime.backends.base import Backend
 from edgevlm.runtime.backends.ort_device_cache import CacheGraphs, Device, DeviceKVCache
 from edgevlm.runtime.backends.ort_device_stepper import DecodeState, DeviceCacheStepper
 from edgevlm.runtime.engine_cache import device_facts, tensorrt_provider_options
+from edgevlm.runtime.heap_release import release_freed_heap
 from edgevlm.runtime.optimized_graphs import open_cpu_session
 from edgevlm.runtime.steppers import STEP_GRAPH
 
@@ -79,10 +80,12 @@ class OnnxRuntimeBackend(Backend):
                 continue  # the device stepper runs every token on "decoder": no session (nor TensorRT build) for it
             if graph not in self._deferred:
                 self._open_session(graph)
+        release_freed_heap()  # the graphs' parse buffers, freed by now (heap_release.py)
 
     def open_deferred(self) -> None:
         for graph in sorted(self._deferred - set(self.sessions)):
             self._open_session(graph)
+        release_freed_heap()
 
     def _open_session(self, graph: str) -> ort.InferenceSession:
         path, wanted = self.manifest.graph_path(graph), self._providers
