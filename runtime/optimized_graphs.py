@@ -24,6 +24,7 @@ import functools
 import hashlib
 import os
 import platform
+import time
 from typing import Callable
 
 import onnxruntime as ort
@@ -74,19 +75,34 @@ def open_cpu_session(path: str, source_sha256: str, make_options: Callable[[], o
     staging = f"{cached}.{os.getpid()}.partial"
     try:
         os.makedirs(os.path.dirname(cached), exist_ok=True)
+        _remove_stale_partials(os.path.dirname(cached))
         options.optimized_model_filepath = staging
     except OSError:  # no writable cache: optimize in memory, as without the cache
         return ort.InferenceSession(path, options, providers=providers)
     try:
-        session = ort.InferenceSession(path, options, providers=providers)
-    except Exception:  # perhaps only the copy could not be written (a full disk): once more without it
+        try:
+            session = ort.InferenceSession(path, options, providers=providers)
+        except Exception:  # perhaps only the copy could not be written (a full disk): once more without it
+            return ort.InferenceSession(path, make_options(), providers=providers)
+        try:
+            os.replace(staging, cached)
+        except OSError:  # the session is made; only its copy could not be kept
+            pass
+        return session
+    finally:  # whatever happened, SIGTERM's SystemExit included, no partial copy stays
         _remove(staging)
-        return ort.InferenceSession(path, make_options(), providers=providers)
-    try:
-        os.replace(staging, cached)
-    except OSError:  # the session is made; only its copy could not be kept
-        _remove(staging)
-    return session
+
+
+def _remove_stale_partials(folder: str, older_than_s: float = 3600.0) -> None:
+    """Partial copies a killed process (SIGKILL, power loss) left more than an hour ago."""
+    now = time.time()
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        try:
+            if name.endswith(".partial") and now - os.path.getmtime(path) > older_than_s:
+                os.remove(path)
+        except OSError:  # another process removed or replaced it first
+            pass
 
 
 def _remove(path: str) -> None:

@@ -105,3 +105,28 @@ def test_a_cache_path_that_is_a_file_still_gives_a_session(tiny_engine_dir, tmp_
     path, sha = _vision(tiny_engine_dir)
     session = open_cpu_session(path, sha, lambda: session_options(1), ["CPUExecutionProvider"])
     assert session.run(None, {"pixels": _pixels(tiny_engine_dir)})
+
+
+def test_an_interrupted_first_start_leaves_no_partial_copy(tiny_engine_dir, cache_dir, monkeypatch):
+    path, sha = _vision(tiny_engine_dir)
+    real = ort.InferenceSession
+
+    def made_then_terminated(*args, **kwargs):
+        real(*args, **kwargs)  # the optimized copy is written here ...
+        raise SystemExit(143)  # ... and SIGTERM's handler exits before it is renamed into place
+
+    monkeypatch.setattr(optimized_graphs.ort, "InferenceSession", made_then_terminated)
+    with pytest.raises(SystemExit):
+        open_cpu_session(path, sha, lambda: session_options(1), ["CPUExecutionProvider"])
+    assert os.listdir(cache_dir) == []
+
+
+def test_partial_copies_a_killed_process_left_are_removed_after_an_hour(tiny_engine_dir, cache_dir):
+    cache_dir.mkdir(parents=True)
+    old, fresh = cache_dir / "abc-def.onnx.999.partial", cache_dir / "abc-def.onnx.998.partial"
+    old.write_bytes(b"half a graph")
+    fresh.write_bytes(b"being written")
+    os.utime(old, (1, 1))
+    path, sha = _vision(tiny_engine_dir)
+    open_cpu_session(path, sha, lambda: session_options(1), ["CPUExecutionProvider"])
+    assert not old.exists() and fresh.exists()  # a live process may still be writing the fresh one
