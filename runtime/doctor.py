@@ -306,6 +306,31 @@ def check_audio() -> Check:
 
 
 # --------------------------------------------------------------------------- the engine
+def check_graph_cache(provider: str) -> Check:
+    """Where CPU engines keep their optimized graphs between starts (optimized_graphs.py);
+    without a writable folder every start optimizes them again (~0.1 s for the shipped engine)."""
+    from edgevlm.runtime.engine_cache import GRAPH_CACHE_SWITCH, graph_cache_enabled, graph_cache_folder
+
+    if provider != "cpu":
+        return Check("graph-cache", None, "kept for the CPU provider only")
+    if not graph_cache_enabled():
+        return Check("graph-cache", None, f"off ({GRAPH_CACHE_SWITCH}={os.environ.get(GRAPH_CACHE_SWITCH)})")
+    folder = graph_cache_folder()
+    try:
+        names = [n for n in os.listdir(folder) if n.endswith(".onnx")]
+        size = sum(os.path.getsize(os.path.join(folder, n)) for n in names) / 1e6
+        state = f"{len(names)} optimized graph(s), {size:.1f} MB"
+    except OSError:  # not made yet (or a copy replaced while we looked): nothing to count
+        state = "empty (the first engine start fills it)"
+    probe = folder
+    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+        probe = os.path.dirname(probe)  # the nearest folder that exists is where it would be made
+    if not (os.path.isdir(probe) and os.access(probe, os.W_OK | os.X_OK)):
+        return Check("graph-cache", False, f"{folder} cannot be written: every start optimizes its graphs again",
+                     "set EDGEVLM_CACHE_DIR to a writable folder")
+    return Check("graph-cache", True, f"{folder}: {state}")
+
+
 def check_engine(engine_dir: str | None, provider: str, backend: str = "onnxruntime") -> Check:
     """The engine's manifest and files (sha256 verified), then its onnxruntime sessions
     actually opened on ``provider``: the only proof that it runs here. With the native
@@ -403,7 +428,7 @@ def run_checks(engine_dir: str | None, provider: str, backend: str = "onnxruntim
     trt = check_tensorrt(gpu_need)
     checks = [check_python(), check_cpu(), check_onnxruntime(provider), trt,
               check_gpu(gpu_need), check_cuda(gpu_need), check_opencv(), check_cameras(), check_csi_camera(),
-              check_espeak(), check_audio(), check_engine(engine_dir, provider, backend)]
+              check_espeak(), check_audio(), check_engine(engine_dir, provider, backend), check_graph_cache(provider)]
     if backend == "tensorrt":
         checks.append(check_plans(engine_dir, tensorrt_found=trt.ok is True))
     return checks

@@ -103,6 +103,18 @@ def cache_root() -> str:
     return os.path.join(user_cache_root(), "tensorrt")
 
 
+GRAPH_CACHE_SWITCH = "EDGEVLM_GRAPH_CACHE"
+
+
+def graph_cache_folder() -> str:
+    """Where this machine's optimized onnxruntime graphs live (runtime/optimized_graphs.py)."""
+    return os.path.join(user_cache_root(), "optimized-graphs")
+
+
+def graph_cache_enabled() -> bool:
+    return os.environ.get(GRAPH_CACHE_SWITCH, "1").strip().lower() not in ("0", "off", "no", "false")
+
+
 def graph_cache_dir(onnx_sha256: str, facts: DeviceFacts) -> str:
     return os.path.join(cache_root(), cache_key(onnx_sha256, facts))
 

@@ -30,16 +30,10 @@ from typing import Callable
 import onnxruntime as ort
 
 from edgevlm.runtime.cpu_isa import parse_cpuinfo, read_cpuinfo
-from edgevlm.runtime.engine_cache import user_cache_root
-
-SWITCH_ENV = "EDGEVLM_GRAPH_CACHE"
+from edgevlm.runtime.engine_cache import graph_cache_enabled, graph_cache_folder
 # Bigger graphs (Hugging Face checkpoints of hundreds of MB) spend their start reading weights,
 # not optimizing: a second copy of them would cost more disk than it saves time.
 MAX_CACHED_BYTES = 256 * 1024 * 1024
-
-
-def cache_enabled() -> bool:
-    return os.environ.get(SWITCH_ENV, "1").strip().lower() not in ("0", "off", "no", "false")
 
 
 @functools.lru_cache(maxsize=1)
@@ -53,7 +47,7 @@ def optimized_graph_path(source_sha256: str, level: ort.GraphOptimizationLevel) 
     """Where the optimized copy of the graph with this sha256 lives for this machine."""
     key = hashlib.sha256(
         f"{source_sha256}|ort {ort.__version__}|{int(level)}|{machine_fingerprint()}".encode()).hexdigest()
-    return os.path.join(user_cache_root(), "optimized-graphs", f"{source_sha256[:16]}-{key[:16]}.onnx")
+    return os.path.join(graph_cache_folder(), f"{source_sha256[:16]}-{key[:16]}.onnx")
 
 
 def open_cpu_session(path: str, source_sha256: str, make_options: Callable[[], ort.SessionOptions],
@@ -62,7 +56,7 @@ def open_cpu_session(path: str, source_sha256: str, make_options: Callable[[], o
     optimized copy when there is one (optimization off: it is done), else from ``path``, saving
     the optimized copy on the way. ``make_options`` gives fresh options (this sets fields on them)."""
     options = make_options()
-    if not cache_enabled() or os.path.getsize(path) > MAX_CACHED_BYTES:
+    if not graph_cache_enabled() or os.path.getsize(path) > MAX_CACHED_BYTES:
         return ort.InferenceSession(path, options, providers=providers)
     cached = optimized_graph_path(source_sha256, options.graph_optimization_level)
     if os.path.isfile(cached):

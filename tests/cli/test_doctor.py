@@ -174,3 +174,37 @@ def test_plans_check_reports_missing_stale_and_current_plans(tmp_path, monkeypat
     stale = doctor.check_plans(engine, tensorrt_found=True)
     assert stale.ok is False and stale.needed and "TensorRT changed (10.3.0 when built, 10.7.0 now)" in stale.detail
     assert "edgevlm build" in stale.fix
+
+
+def _graph_cache_line(*args):
+    result = _doctor(*args)
+    return next(line for line in result.stdout.splitlines() if line.split()[1] == "graph-cache")
+
+
+def test_graph_cache_line_says_where_the_optimized_graphs_are_and_how_many(tmp_path, monkeypatch):
+    from edgevlm.runtime.doctor import check_graph_cache
+
+    monkeypatch.setenv("EDGEVLM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("EDGEVLM_GRAPH_CACHE", raising=False)
+    assert check_graph_cache("cpu").ok is True and "empty" in check_graph_cache("cpu").detail
+    line = _graph_cache_line()  # its engine check opened every graph of the default engine first
+    assert line.startswith("OK") and str(tmp_path / "cache" / "optimized-graphs") in line
+    assert "4 optimized graph(s)" in line
+
+
+def test_graph_cache_that_cannot_be_written_warns_with_the_fix(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    monkeypatch.setenv("EDGEVLM_CACHE_DIR", str(blocker))
+    monkeypatch.delenv("EDGEVLM_GRAPH_CACHE", raising=False)
+    result = _doctor("--json")
+    assert result.exit_code == 0  # a slower start, not a blocker
+    check = {c["name"]: c for c in json.loads(result.stdout)["checks"]}["graph-cache"]
+    assert check["ok"] is False and "EDGEVLM_CACHE_DIR" in check["fix"] and not check["needed"]
+
+
+def test_graph_cache_switched_off_or_on_a_gpu_provider_is_not_applicable(monkeypatch):
+    monkeypatch.setenv("EDGEVLM_GRAPH_CACHE", "0")
+    assert _graph_cache_line().startswith("n/a") and "EDGEVLM_GRAPH_CACHE=0" in _graph_cache_line()
+    monkeypatch.delenv("EDGEVLM_GRAPH_CACHE")
+    assert _graph_cache_line("--provider", "cuda").startswith("n/a")
