@@ -34,6 +34,9 @@ from edgevlm.runtime.engine_cache import graph_cache_enabled, graph_cache_folder
 # Bigger graphs (Hugging Face checkpoints of hundreds of MB) spend their start reading weights,
 # not optimizing: a second copy of them would cost more disk than it saves time.
 MAX_CACHED_BYTES = 256 * 1024 * 1024
+# Every engine opened leaves copies (quantize --auto-exclude opens one per candidate): past this
+# total the copies used least recently are deleted. Loading a copy marks it used.
+CACHE_LIMIT_BYTES = 1024 * 1024 * 1024
 
 
 @functools.lru_cache(maxsize=1)
@@ -63,9 +66,12 @@ def open_cpu_session(path: str, source_sha256: str, make_options: Callable[[], o
         optimized = make_options()
         optimized.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         try:
-            return ort.InferenceSession(cached, optimized, providers=providers)
+            session = ort.InferenceSession(cached, optimized, providers=providers)
         except Exception:  # truncated or corrupt by some other hand: drop it, optimize again
             _remove(cached)
+        else:
+            _mark_used(cached)
+            return session
     staging = f"{cached}.{os.getpid()}.partial"
     try:
         os.makedirs(os.path.dirname(cached), exist_ok=True)
@@ -80,6 +86,7 @@ def open_cpu_session(path: str, source_sha256: str, make_options: Callable[[], o
             return ort.InferenceSession(path, make_options(), providers=providers)
         try:
             os.replace(staging, cached)
+            _prune(os.path.dirname(cached), keep=cached)
         except OSError:  # the session is made; only its copy could not be kept
             pass
         return session
@@ -97,6 +104,33 @@ def _remove_stale_partials(folder: str, older_than_s: float = 3600.0) -> None:
                 os.remove(path)
         except OSError:  # another process removed or replaced it first
             pass
+
+
+def _mark_used(path: str) -> None:
+    try:
+        os.utime(path)
+    except OSError:  # a read-only cache still serves its copies
+        pass
+
+
+def _prune(folder: str, keep: str, limit: int | None = None) -> None:
+    """Delete the least recently used copies until the folder holds at most ``limit`` bytes."""
+    limit = CACHE_LIMIT_BYTES if limit is None else limit
+    copies = []
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if name.endswith(".onnx") and path != keep:
+            try:
+                info = os.stat(path)
+            except OSError:  # removed by another process meanwhile
+                continue
+            copies.append((info.st_mtime, info.st_size, path))
+    total = sum(size for _, size, _ in copies) + os.path.getsize(keep)
+    for _, size, path in sorted(copies):
+        if total <= limit:
+            break
+        _remove(path)
+        total -= size
 
 
 def _remove(path: str) -> None:

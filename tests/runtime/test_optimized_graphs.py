@@ -40,9 +40,9 @@ def test_the_first_start_keeps_an_optimized_copy_and_the_next_loads_it_with_equa
     cached = optimized_graph_path(sha, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
     assert os.path.isfile(cached) and os.path.dirname(cached) == str(cache_dir)
     assert os.listdir(cache_dir) == [os.path.basename(cached)]  # no staging file left behind
-    stamp = os.stat(cached).st_mtime_ns
+    inode = os.stat(cached).st_ino
     second = open_cpu_session(path, sha, lambda: session_options(1), ["CPUExecutionProvider"])
-    assert os.stat(cached).st_mtime_ns == stamp  # loaded, not written again
+    assert os.stat(cached).st_ino == inode  # loaded, not written again (a new copy is renamed in)
     feeds = {"pixels": _pixels(tiny_engine_dir)}
     for a, b in zip(first.run(None, feeds), second.run(None, feeds)):
         np.testing.assert_array_equal(a, b)
@@ -130,3 +130,35 @@ def test_partial_copies_a_killed_process_left_are_removed_after_an_hour(tiny_eng
     path, sha = _vision(tiny_engine_dir)
     open_cpu_session(path, sha, lambda: session_options(1), ["CPUExecutionProvider"])
     assert not old.exists() and fresh.exists()  # a live process may still be writing the fresh one
+
+
+def test_the_least_recently_used_copies_go_when_the_cache_outgrows_its_limit(tmp_path):
+    copies = {}
+    for name, used_at in (("a-oldest", 100), ("b-older", 200), ("c-recent", 300), ("d-new", 400)):
+        copies[name] = tmp_path / f"{name}.onnx"
+        copies[name].write_bytes(b"x" * 1000)
+        os.utime(copies[name], (used_at, used_at))
+    (tmp_path / "e-other.onnx.7.partial").write_bytes(b"x" * 5000)  # not a copy: never counted
+    optimized_graphs._prune(str(tmp_path), keep=str(copies["d-new"]), limit=2500)
+    assert [n for n in sorted(copies) if copies[n].exists()] == ["c-recent", "d-new"]
+    optimized_graphs._prune(str(tmp_path), keep=str(copies["d-new"]), limit=500)
+    assert [n for n in sorted(copies) if copies[n].exists()] == ["d-new"]  # the new copy always stays
+
+
+def test_a_new_copy_prunes_the_cache(tiny_engine_dir, cache_dir, monkeypatch):
+    cache_dir.mkdir(parents=True)
+    stale = cache_dir / "0000-stale.onnx"
+    stale.write_bytes(b"x" * 1000)
+    monkeypatch.setattr(optimized_graphs, "CACHE_LIMIT_BYTES", 1)
+    path, sha = _vision(tiny_engine_dir)
+    open_cpu_session(path, sha, lambda: session_options(1), ["CPUExecutionProvider"])
+    assert os.listdir(cache_dir) == [os.path.basename(optimized_graph_path(sha, ort.GraphOptimizationLevel.ORT_ENABLE_ALL))]
+
+
+def test_loading_a_copy_marks_it_used(tiny_engine_dir, cache_dir):
+    path, sha = _vision(tiny_engine_dir)
+    open_cpu_session(path, sha, lambda: session_options(1), ["CPUExecutionProvider"])
+    cached = optimized_graph_path(sha, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+    os.utime(cached, (100, 100))
+    open_cpu_session(path, sha, lambda: session_options(1), ["CPUExecutionProvider"])
+    assert os.path.getmtime(cached) > 100
