@@ -22,7 +22,7 @@ import functools
 def _malloc_trim():
     try:  # the process's own symbols: glibc's, without find_library's ~4 ms of ldconfig
         return ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):  # a C library without malloc_trim (musl, macOS)
+    except (OSError, AttributeError, TypeError):  # no malloc_trim (musl, macOS); Windows: CDLL(None) is a TypeError
         return None
 
 

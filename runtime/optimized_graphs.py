@@ -25,6 +25,7 @@ import hashlib
 import os
 import platform
 import time
+import uuid
 from typing import Callable
 
 import onnxruntime as ort
@@ -37,6 +38,8 @@ MAX_CACHED_BYTES = 256 * 1024 * 1024
 # Every engine opened leaves copies (quantize --auto-exclude opens one per candidate): past this
 # total the copies used least recently are deleted. Loading a copy marks it used.
 CACHE_LIMIT_BYTES = 1024 * 1024 * 1024
+# Beside a copy's name: its copy failed to load once (rewritten), or twice (no more copies).
+FAILED, REFUSED = ".failed", ".refused"
 
 
 @functools.lru_cache(maxsize=1)
@@ -57,28 +60,47 @@ def open_cpu_session(path: str, source_sha256: str, make_options: Callable[[], o
                      providers: list) -> ort.InferenceSession:
     """An InferenceSession for the graph at ``path`` on the CPU provider: from this machine's
     optimized copy when there is one (optimization off: it is done), else from ``path``, saving
-    the optimized copy on the way. ``make_options`` gives fresh options (this sets fields on them)."""
+    the optimized copy on the way. ``make_options`` gives fresh options (this sets fields on them).
+
+    A copy that fails to load is deleted and written again (a damaged file), but a second
+    failure marks its key ``.refused``: a graph whose weights live in a separate file (the
+    copy would reference it relative to the cache folder) or an onnxruntime that cannot read
+    what it wrote then optimizes in memory, as without the cache, instead of writing and
+    failing at every start."""
     options = make_options()
     if not graph_cache_enabled() or os.path.getsize(path) > MAX_CACHED_BYTES:
         return ort.InferenceSession(path, options, providers=providers)
     cached = optimized_graph_path(source_sha256, options.graph_optimization_level)
+    folder = os.path.dirname(cached)
+    if os.path.exists(cached + REFUSED):
+        return ort.InferenceSession(path, options, providers=providers)
     if os.path.isfile(cached):
         optimized = make_options()
         optimized.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         try:
             session = ort.InferenceSession(cached, optimized, providers=providers)
-        except Exception:  # truncated or corrupt by some other hand: drop it, optimize again
+        except MemoryError:
+            raise
+        except Exception:  # damaged (rewrite it, once), or this machine cannot load its copies back
             _remove(cached)
+            if os.path.exists(cached + FAILED):
+                _mark(cached + REFUSED)
+                return ort.InferenceSession(path, options, providers=providers)
+            _mark(cached + FAILED)
         else:
             _mark_used(cached)
+            _remove(cached + FAILED)
             return session
-    staging = f"{cached}.{os.getpid()}.partial"
     try:
-        os.makedirs(os.path.dirname(cached), exist_ok=True)
-        _remove_stale_partials(os.path.dirname(cached))
-        options.optimized_model_filepath = staging
+        os.makedirs(folder, exist_ok=True)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(folder)
+        _remove_stale_partials(folder)
     except OSError:  # no writable cache: optimize in memory, as without the cache
         return ort.InferenceSession(path, options, providers=providers)
+    # unique per process and thread (and per container sharing the folder with the same pid)
+    staging = f"{cached}.{os.getpid()}-{uuid.uuid4().hex[:12]}.partial"
+    options.optimized_model_filepath = staging
     try:
         try:
             session = ort.InferenceSession(path, options, providers=providers)
@@ -86,12 +108,20 @@ def open_cpu_session(path: str, source_sha256: str, make_options: Callable[[], o
             return ort.InferenceSession(path, make_options(), providers=providers)
         try:
             os.replace(staging, cached)
-            _prune(os.path.dirname(cached), keep=cached)
+            _prune(folder, keep=cached)
         except OSError:  # the session is made; only its copy could not be kept
             pass
         return session
     finally:  # whatever happened, SIGTERM's SystemExit included, no partial copy stays
         _remove(staging)
+
+
+def _mark(path: str) -> None:
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("this machine's onnxruntime could not load its optimized copy of this graph\n")
+    except OSError:
+        pass
 
 
 def _remove_stale_partials(folder: str, older_than_s: float = 3600.0) -> None:

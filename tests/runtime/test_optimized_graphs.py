@@ -162,3 +162,27 @@ def test_loading_a_copy_marks_it_used(tiny_engine_dir, cache_dir):
     os.utime(cached, (100, 100))
     open_cpu_session(path, sha, lambda: session_options(1), ["CPUExecutionProvider"])
     assert os.path.getmtime(cached) > 100
+
+
+def test_a_copy_that_never_loads_back_is_given_up_after_its_second_failure(tmp_path, cache_dir):
+    """A graph whose weights live in a separate file: onnxruntime's copy refers to that file
+    relative to the cache folder, where it is not, so the copy cannot be loaded back."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = str(tmp_path / "m.onnx")
+    onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="m.onnx.data", size_threshold=0)
+    feeds = {"x": np.ones((1, 64), np.float32)}
+    expected = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    cached = optimized_graph_path("e" * 64, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+    for start in range(4):
+        session = open_cpu_session(path, "e" * 64, lambda: session_options(1), ["CPUExecutionProvider"])
+        np.testing.assert_allclose(session.run(None, feeds)[0], expected, rtol=1e-6)
+    assert os.path.exists(cached + ".refused") and not os.path.exists(cached)
+    assert not [n for n in os.listdir(cache_dir) if n.endswith(".partial")]
