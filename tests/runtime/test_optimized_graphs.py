@@ -186,3 +186,23 @@ def test_a_copy_that_never_loads_back_is_given_up_after_its_second_failure(tmp_p
         np.testing.assert_allclose(session.run(None, feeds)[0], expected, rtol=1e-6)
     assert os.path.exists(cached + ".refused") and not os.path.exists(cached)
     assert not [n for n in os.listdir(cache_dir) if n.endswith(".partial")]
+
+
+def _shares_the_arena(session) -> bool:
+    try:
+        return session.get_session_options().get_session_config_entry("session.use_env_allocators") == "1"
+    except RuntimeError:  # never set
+        return False
+
+
+def test_cpu_sessions_share_one_arena_and_caption_as_with_their_own(tiny_engine_dir, cache_dir, monkeypatch):
+    import edgevlm.runtime.backends.onnxruntime_backend as backend
+
+    engine = CaptionEngine(tiny_engine_dir, threads=1)
+    assert engine.backend.sessions and all(map(_shares_the_arena, engine.backend.sessions.values()))
+    image = (np.random.default_rng(2).uniform(0, 255, (40, 50, 3))).astype(np.uint8)
+    shared = engine.caption_images([image], 2)
+    monkeypatch.setattr(backend, "shared_cpu_arena", lambda: False)
+    own = CaptionEngine(tiny_engine_dir, threads=1)
+    assert not any(map(_shares_the_arena, own.backend.sessions.values()))
+    assert own.caption_images([image], 2) == shared
