@@ -116,8 +116,11 @@ def check_replaceable(path: str, marker: str, what: str, inputs: tuple[str, ...]
 
 def probe_writable(folder: str) -> None:
     """Create and remove a temp folder in ``folder``; OSError when that cannot be done. A real
-    probe, since permission bits say nothing of root, read-only mounts, ACLs or a full quota."""
-    os.rmdir(tempfile.mkdtemp(prefix=".tmp-probe-", dir=folder))
+    probe, since permission bits say nothing of root, read-only mounts, ACLs or a full quota.
+    Signals wait until the probe is gone: Ctrl-C between the two calls left it in the user's
+    folder (seen in CI: tests/export/test_export_outputs.py)."""
+    with _signals_deferred():
+        os.rmdir(tempfile.mkdtemp(prefix=".tmp-probe-", dir=folder))
 
 
 def check_writable(path: str, inside: bool = False, flag: str = "--out") -> None:

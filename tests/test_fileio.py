@@ -96,3 +96,22 @@ def test_an_interrupt_while_staging_removes_the_staged_file_or_folder(tmp_path):
         _write(tmp, {"model.safetensors": "half"})
         raise KeyboardInterrupt()
     assert os.listdir(tmp_path) == ["checkpoint.pt"] and (tmp_path / "checkpoint.pt").read_text() == "old"
+
+
+def test_a_signal_during_the_writability_probe_leaves_no_probe_folder(tmp_path, monkeypatch):
+    import signal
+    import tempfile
+
+    from edgevlm import fileio
+
+    real_mkdtemp = tempfile.mkdtemp
+
+    def mkdtemp_then_signal(*args, **kwargs):
+        made = real_mkdtemp(*args, **kwargs)
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C between making the probe and removing it
+        return made
+
+    monkeypatch.setattr(fileio.tempfile, "mkdtemp", mkdtemp_then_signal)
+    with pytest.raises(KeyboardInterrupt):
+        fileio.probe_writable(str(tmp_path))
+    assert os.listdir(tmp_path) == []

@@ -24,7 +24,13 @@ def _digests(folder) -> dict:
 
 
 def _staged(parent) -> list[str]:
+    """Staging folders and writability probes (both ``.tmp-*``)."""
     return [name for name in os.listdir(parent) if name.startswith(".tmp-")]
+
+
+def _exporting(parent) -> bool:
+    """The export's own staging folder exists (``.tmp-engine*``), not just a writability probe."""
+    return any(name.startswith(".tmp-engine") for name in os.listdir(parent))
 
 
 @pytest.mark.parametrize("signum, code, said", [(signal.SIGTERM, 143, "stopped: SIGTERM"),
@@ -38,7 +44,7 @@ def test_a_signal_mid_export_removes_the_staging_folder_and_keeps_the_old_engine
     process = subprocess.Popen([sys.executable, "-m", "edgevlm.cli.main", "export", tiny_model_master, "--out", str(out)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + GUARD_S
-    while not _staged(tmp_path):  # the export has begun writing its graphs
+    while not _exporting(tmp_path):  # the export has begun writing its graphs
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "no staging folder appeared"
         time.sleep(0.005)
