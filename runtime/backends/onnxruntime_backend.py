@@ -58,16 +58,17 @@ def shared_cpu_arena() -> bool:
     between sessions": an allocator registered on the environment, used by sessions that set
     ``session.use_env_allocators``). With an arena per session, memory the cross K/V graph
     frees (its per-layer K/V before they are stacked) stays with that session and cannot hold
-    the decoder's buffers. Measured over 12 captions (/work/runs/s24/shared_arena.py, 2-core
-    AVX2 EPYC): the 239M-parameter race engine peaks at 434-441 MB against 482 MB, the shipped
-    engine at 123 MB against 126 MB; greedy captions equal in time (41.8 against 42.0 ms, one
-    process, interleaved: /work/runs/s24/shared_arena3.py) and in ids. False when this
-    onnxruntime cannot register one (the sessions then keep their own arenas)."""
+    the decoder's buffers. Peak RSS (2-core AVX2 EPYC, /work/runs/s24/arena_strategy.py and
+    bench_child_ab2.py): the 239M-parameter race engine 440 MB against 481-483 MB over 8
+    captions; the shipped engine, bench's child (4 sample photos), 125.7 MB against 127.6 MB.
+    Growing by what is asked instead of the next power of two saved 7 MB more on the race but
+    cost the shipped engine 4 MB. Greedy captions equal in time (41.8 against 42.0 ms, one
+    process, interleaved: shared_arena3.py) and in ids. False when this onnxruntime cannot
+    register one (the sessions then keep their own arenas)."""
     info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
     try:
-        # max_mem 0: no limit; extend strategy 1 (kSameAsRequested): grow by what is asked,
-        # not to the next power of two (434 MB against 439 MB on the race engine)
-        ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, 1, -1, -1))
+        # max_mem 0: no limit; extend strategy 0: kNextPowerOfTwo; chunk sizes: onnxruntime's defaults
+        ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, 0, -1, -1))
     except Exception as exc:  # noqa: BLE001 - registered already by the host application, or unsupported
         return "already" in str(exc).lower()
     return True
