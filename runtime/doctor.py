@@ -309,6 +309,7 @@ def check_audio() -> Check:
 def check_graph_cache(provider: str) -> Check:
     """Where CPU engines keep their optimized graphs between starts (optimized_graphs.py);
     without a writable folder every start optimizes them again (~0.1 s for the shipped engine)."""
+    from edgevlm.fileio import check_writable
     from edgevlm.runtime.engine_cache import GRAPH_CACHE_SWITCH, graph_cache_enabled, graph_cache_folder
 
     if provider != "cpu":
@@ -322,10 +323,9 @@ def check_graph_cache(provider: str) -> Check:
         state = f"{len(names)} optimized graph(s), {size:.1f} MB"
     except OSError:  # not made yet (or a copy replaced while we looked): nothing to count
         state = "empty (the first engine start fills it)"
-    probe = folder
-    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
-        probe = os.path.dirname(probe)  # the nearest folder that exists is where it would be made
-    if not (os.path.isdir(probe) and os.access(probe, os.W_OK | os.X_OK)):
+    try:  # the folder, or the nearest existing folder above it where it would be made
+        check_writable(folder, inside=True, flag="the graph cache")
+    except EdgeVLMError:
         return Check("graph-cache", False, f"{folder} cannot be written: every start optimizes its graphs again",
                      "set EDGEVLM_CACHE_DIR to a writable folder")
     return Check("graph-cache", True, f"{folder}: {state}")

@@ -7,9 +7,9 @@ sessions are made returns them (not after each one: the next session would fault
 back in). Measured over a load and 12 captions (``/work/runs/s24/trim_ab.py``, 2-core AVX2
 EPYC, 3 interleaved runs each): the 239M-parameter race engine peaks at 481-483 MB against
 519-521 MB, the shipped engine at 125-126 MB against 127 MB; load and caption times equal
-within noise. Lowering glibc's mmap threshold instead
-saved as much but made loading 40% and captions ~6% slower. Other C libraries (musl, macOS)
-have no ``malloc_trim``: there it does nothing.
+within noise. Lowering glibc's mmap threshold instead saved as much but made loading 40% and
+captions ~6% slower. Other C libraries (musl, macOS) have no ``malloc_trim``: there it does
+nothing.
 """
 
 from __future__ import annotations

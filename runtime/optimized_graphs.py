@@ -13,9 +13,10 @@ everything its content depends on: the source graph's sha256 (the manifest's, ch
 the engine loaded), onnxruntime's version, the optimization level, and the CPU (machine,
 model and every flag). A change in any of them is a new name, never a stale graph. Files are
 written beside their final name and renamed into place, so a killed process never leaves a
-half-written graph under a real name; a cached file onnxruntime cannot read is deleted and
-the source graph loaded instead. The cache lives in the user cache folder (the engine folder
-may be read-only); ``EDGEVLM_GRAPH_CACHE=0`` turns it off.
+half-written graph under a real name; a cached file onnxruntime cannot read is rewritten once,
+then given up (``open_cpu_session``). The cache lives in the user cache folder (the engine
+folder may be read-only), keeps at most ``CACHE_LIMIT_BYTES``; ``EDGEVLM_GRAPH_CACHE=0``
+turns it off.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import onnxruntime as ort
 
 from edgevlm.runtime.cpu_isa import parse_cpuinfo, read_cpuinfo
 from edgevlm.runtime.engine_cache import graph_cache_enabled, graph_cache_folder
+
 # Bigger graphs (Hugging Face checkpoints of hundreds of MB) spend their start reading weights,
 # not optimizing: a second copy of them would cost more disk than it saves time.
 MAX_CACHED_BYTES = 256 * 1024 * 1024

@@ -94,13 +94,11 @@ class OnnxRuntimeBackend(Backend):
                 f"provider {provider!r} needs onnxruntime's {wanted[0]}, which this install lacks "
                 f"(available: {', '.join(available)}); install onnxruntime-gpu or use --provider cpu"
             )
-        options = session_options(self.options.threads, self.options.spinning)
         self.sessions: dict[str, ort.InferenceSession] = {}
         self._decode_states: dict[int, DecodeState] = {}  # rows -> device cache + buffers (io_binding)
         self._cache_graphs: CacheGraphs | None = None
         self.output_names = {graph: list(spec.output_names) for graph, spec in self.manifest.graphs.items()}
-        self._session_options, self._providers = options, wanted
-        self._step_options = session_options(STEP_GRAPH_THREADS, self.options.spinning)
+        self._providers = wanted
         self._facts = device_facts() if provider == "tensorrt" else None
         # Where decoder_step runs the tokens (CPU), "decoder" serves only question prompts: its
         # session (the slowest to make, ~0.1 s, and ~5-8 MB) is made on first use, so that a
@@ -123,15 +121,15 @@ class OnnxRuntimeBackend(Backend):
         providers = wanted
         if self._facts is not None:  # its own engine cache, keyed so it can never be stale (engine_cache.py)
             providers = [(wanted[0], tensorrt_provider_options(self.manifest, graph, self._facts)), *wanted[1:]]
+        threads = STEP_GRAPH_THREADS if graph == STEP_GRAPH else self.options.threads
         try:
             if self.options.provider == "cpu":
-                threads = STEP_GRAPH_THREADS if graph == STEP_GRAPH else self.options.threads
                 sha256 = self.manifest.files[self.manifest.graphs[graph].file].sha256
                 session = open_cpu_session(path, sha256, lambda: cpu_session_options(threads, self.options.spinning),
                                            providers)
             else:
-                options = self._step_options if graph == STEP_GRAPH else self._session_options
-                session = ort.InferenceSession(path, options, providers=providers)
+                session = ort.InferenceSession(path, session_options(threads, self.options.spinning),
+                                               providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types for bad files
             raise EdgeVLMError(f"onnxruntime cannot load {path}: {str(exc).splitlines()[0]}") from exc
         self._check_graph_matches_manifest(graph, session)
