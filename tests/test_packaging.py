@@ -34,3 +34,21 @@ def test_shipped_engine_is_int8_and_passed_its_gate():
     assert quantization["gate"]["passed"] and quantization["gate"]["images"] >= 1000
     assert quantization["gate"]["cider_drop_relative"] <= quantization["gate"]["max_cider_drop"]
     assert len(quantization["calibration"]["sha256"]) == 64 and quantization["calibration"]["images"] >= 100
+
+
+def test_shipped_cpu_variants_are_whole_same_model_and_gated_on_their_cpu():
+    from edgevlm.paths import default_engine_dir
+    from edgevlm.runtime.cpu_isa import same_layout
+    from edgevlm.runtime.manifest import load_manifest
+
+    top = load_manifest(default_engine_dir())
+    assert top.cpu_variants, "the shipped engine carries an engine per int8 layout (issue 12)"
+    for target, folder in top.cpu_variants.items():
+        variant = load_manifest(os.path.join(top.root, folder))  # every sha256 verified
+        gate = variant.quantization["gate"]
+        assert variant.cpu_target == target and not same_layout(target, top.cpu_target)
+        assert gate["passed"] and gate["images"] >= 1000 and same_layout(gate["measured_on"], target)
+        assert gate["cider_drop_relative"] <= gate["max_cider_drop"] <= 0.01
+        assert variant.source["checkpoint_sha256"] == top.source["checkpoint_sha256"]
+        assert variant.files["tokenizer"].sha256 == top.files["tokenizer"].sha256
+        assert variant.concepts.tuned_on and variant.vqa and variant.caption_memory

@@ -43,6 +43,13 @@ def command(as_json: bool):
         info["default_engine_concepts"] = list(manifest.concepts.names) if manifest.concepts else []
         # Beam captions are re-ranked against this many remembered photos (0: no caption memory).
         info["default_engine_memory_photos"] = manifest.caption_memory.images if manifest.caption_memory else 0
+        # Which INT8 layout this CPU gets: the top engine's target, or the variant listed for it.
+        from edgevlm.runtime.cpu_isa import this_cpu_target
+        from edgevlm.runtime.cpu_variants import variant_dir
+
+        info["cpu_target"] = this_cpu_target()
+        info["default_engine_targets"] = [t for t in [manifest.cpu_target, *manifest.cpu_variants] if t]
+        info["engine_for_this_cpu"] = variant_dir(manifest, info["cpu_target"]) or info["default_engine"]
     if as_json:
         click.echo(json.dumps(info))
     else:

@@ -86,9 +86,10 @@ def cli(ctx, debug: bool, verbose: bool):
 
 
 def _register():
-    from edgevlm.cli import ask_cmd, bench_cmd, build_cmd, caption_cmd, doctor_cmd, eval_cmd, export_cmd, info_cmd, memory_cmd, narrate_cmd, quantize_cmd, serve_cmd, train_cmd, train_concepts_cmd
+    from edgevlm.cli import add_variant_cmd, ask_cmd, bench_cmd, build_cmd, caption_cmd, doctor_cmd, eval_cmd, export_cmd, info_cmd, memory_cmd, narrate_cmd, quantize_cmd, serve_cmd, train_cmd, train_concepts_cmd
 
-    for module in (train_cmd, train_concepts_cmd, eval_cmd, caption_cmd, ask_cmd, narrate_cmd, quantize_cmd, info_cmd, bench_cmd, serve_cmd, doctor_cmd, build_cmd, memory_cmd):
+    for module in (train_cmd, train_concepts_cmd, eval_cmd, caption_cmd, ask_cmd, narrate_cmd, quantize_cmd, info_cmd, bench_cmd, serve_cmd, doctor_cmd, build_cmd, memory_cmd,
+                   add_variant_cmd):
         cli.add_command(module.command)
     cli.add_command(export_cmd.export_command)
     cli.add_command(export_cmd.validate_command)
