@@ -26,9 +26,9 @@ import os
 import shutil
 
 from edgevlm.errors import EdgeVLMError
-from edgevlm.fileio import atomic_dir, check_replaceable
+from edgevlm.fileio import atomic_dir
 from edgevlm.runtime.cpu_isa import same_layout
-from edgevlm.runtime.manifest import MANIFEST_FILE, Manifest, load_manifest, update_manifest
+from edgevlm.runtime.manifest import Manifest, check_engine_out, engine_file_names, load_manifest, update_manifest
 
 
 def variant_folder(target: str) -> str:
@@ -113,11 +113,10 @@ def add_variant(engine_dir: str, variant_dir: str) -> tuple[Manifest, str, dict]
     folder = variant_folder(target)
     destination = os.path.join(top.root, folder)
     if os.path.realpath(variant.root) != os.path.realpath(destination):
-        check_replaceable(destination, MANIFEST_FILE, "an engine variant")
+        check_engine_out(destination)
         with atomic_dir(destination) as staging:
-            for entry in variant.files.values():
-                shutil.copyfile(os.path.join(variant.root, entry.path), os.path.join(staging, entry.path))
-            shutil.copyfile(os.path.join(variant.root, MANIFEST_FILE), os.path.join(staging, MANIFEST_FILE))
+            for name in engine_file_names(variant):
+                shutil.copyfile(os.path.join(variant.root, name), os.path.join(staging, name))
         load_manifest(destination, verify=True)  # the copy is whole before it is listed
 
     def listed(manifest: Manifest) -> Manifest:

@@ -9,9 +9,11 @@ import, or a subprocess with a short timeout) and their absence is a result, not
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import importlib.util
 import json
+import logging
 import os
 import platform
 import re
@@ -331,6 +333,17 @@ def check_graph_cache(provider: str) -> Check:
     return Check("graph-cache", True, f"{folder}: {state}")
 
 
+@contextlib.contextmanager
+def _quiet(logger_name: str):
+    """Silence one logger for the duration."""
+    logger = logging.getLogger(logger_name)
+    was, logger.disabled = logger.disabled, True
+    try:
+        yield
+    finally:
+        logger.disabled = was
+
+
 def check_engine(engine_dir: str | None, provider: str, backend: str = "onnxruntime") -> Check:
     """The engine's manifest and files (sha256 verified), then its onnxruntime sessions
     actually opened on ``provider``: the only proof that it runs here. With the native
@@ -350,19 +363,28 @@ def check_engine(engine_dir: str | None, provider: str, backend: str = "onnxrunt
     if backend == "tensorrt":
         return Check("engine", True, f"{what}; files verified (--backend tensorrt runs its plans: see plans)",
                      needed=True)
-    try:
-        from edgevlm.runtime.engine import CaptionEngine
-
-        engine = CaptionEngine(engine_dir, provider, verify=False)  # files were verified just above
+    # Every engine in the folder, not only the one this CPU runs: the folder is copied to
+    # machines with other CPUs, which run its variants (runtime/cpu_variants.py).
+    folders = {manifest.cpu_target or "top": engine_dir}
+    folders |= {target: os.path.join(engine_dir, folder) for target, folder in manifest.cpu_variants.items()}
+    for target, folder in folders.items():
         try:
-            engine.backend.open_deferred()  # every graph, also those made on first use (a question's decoder)
-        finally:
-            engine.close()
-    except Exception as exc:  # onnxruntime and a broken install raise their own types
-        provider_fix = _ort_fix() if provider != "cpu" else fix
-        return Check("engine", False, f"{what}; cannot open on --provider {provider}: {_one_line(exc)}",
-                     provider_fix, needed=True)
-    return Check("engine", True, f"{what}; sessions open on {PROVIDER_EP[provider]}", needed=True)
+            from edgevlm.runtime.engine import CaptionEngine
+
+            verify = folder != engine_dir  # the top engine's files were verified just above
+            with _quiet("edgevlm.runtime.cpu_variants"):  # "made for another CPU": expected for all but one here
+                engine = CaptionEngine(folder, provider, verify=verify, pick_variant=False)
+            try:
+                engine.backend.open_deferred()  # every graph, also those made on first use (a question's decoder)
+            finally:
+                engine.close()
+        except Exception as exc:  # onnxruntime and a broken install raise their own types
+            provider_fix = _ort_fix() if provider != "cpu" else fix
+            where = "" if folder == engine_dir else f" (the {target} variant, {folder})"
+            return Check("engine", False, f"{what}; cannot open{where} on --provider {provider}: {_one_line(exc)}",
+                         provider_fix, needed=True)
+    variants = f" and its {', '.join(manifest.cpu_variants)} variant" if manifest.cpu_variants else ""
+    return Check("engine", True, f"{what}; sessions open on {PROVIDER_EP[provider]}{variants}", needed=True)
 
 
 def check_plans(engine_dir: str | None, tensorrt_found: bool) -> Check:

@@ -71,10 +71,11 @@ class CaptionEngine:
 
     def __init__(self, engine_dir: str, provider: str = "cpu", threads: int | None = None, verify: bool = True,
                  spinning: bool = False, backend: str = DEFAULT_BACKEND, io_binding: bool | None = None,
-                 use_memory: bool = True):
+                 use_memory: bool = True, pick_variant: bool = True):
         # The engine made for this CPU's int8 kernels: a listed variant, else ENGINE_DIR itself,
         # with one warning per process when it was made for another CPU (cpu_variants.py).
-        self.manifest = load_for_this_cpu(engine_dir, verify=verify)
+        # pick_variant False: ENGINE_DIR itself (doctor opens each engine of a folder).
+        self.manifest = load_for_this_cpu(engine_dir, verify=verify, pick=pick_variant)
         self.family = runtime_family(self.manifest.model.family)
         self.family.check(self.manifest)
         self.tokenizer = self.family.load_tokenizer(self.manifest)

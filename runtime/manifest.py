@@ -442,6 +442,12 @@ def update_manifest(engine_dir: str, change, what: str = "the manifest") -> Mani
     return manifest
 
 
+def engine_file_names(manifest: Manifest) -> list[str]:
+    """What makes up the engine at ``manifest.root``: the files its manifest lists, then the
+    manifest itself (copy them in this order and the copy is an engine only once whole)."""
+    return [entry.path for entry in manifest.files.values()] + [MANIFEST_FILE]
+
+
 def check_engine_out(out_dir: str, inputs: tuple[str, ...] = ()) -> None:
     """Refuse to write an engine over a folder that is not one (see fileio.check_replaceable)."""
     from edgevlm.fileio import check_replaceable

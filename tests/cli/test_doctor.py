@@ -72,23 +72,28 @@ def test_broken_engine_fails_naming_the_missing_file(tmp_path):
     assert "engine" in errors[0] and "decoder.onnx" in errors[0] and "edgevlm export" in errors[0]
 
 
-def test_a_decoder_onnxruntime_cannot_load_fails_though_captioning_never_opens_it(tmp_path):
+@pytest.mark.parametrize("broken", ["top", "variant"])
+def test_a_decoder_onnxruntime_cannot_load_fails_though_captioning_never_opens_it(tmp_path, broken):
     """The decoder session is made on first use (captions run on decoder_step), but doctor opens
-    every graph: a decoder.onnx whose sha256 the manifest lists yet onnxruntime refuses is found."""
+    every graph of every engine in the folder (the top one and each CPU variant, whichever this
+    CPU runs): a decoder.onnx whose sha256 the manifest lists yet onnxruntime refuses is found."""
     from edgevlm.runtime.manifest import FileEntry, load_manifest, sha256_file
 
     engine = tmp_path / "engine"
     shutil.copytree(default_engine_dir(), engine)
-    (engine / "decoder.onnx").write_bytes(b"not an onnx graph")
-    manifest = load_manifest(str(engine), verify=False)
+    target, folder = next(iter(load_manifest(str(engine), verify=False).cpu_variants.items()))
+    where = engine if broken == "top" else engine / folder
+    (where / "decoder.onnx").write_bytes(b"not an onnx graph")
+    manifest = load_manifest(str(where), verify=False)
     files = dict(manifest.files)
-    files["decoder"] = FileEntry("decoder.onnx", sha256_file(str(engine / "decoder.onnx")), 17)
-    manifest.replace(files=files).save(str(engine))
+    files["decoder"] = FileEntry("decoder.onnx", sha256_file(str(where / "decoder.onnx")), 17)
+    manifest.replace(files=files).save(str(where))
     result = _doctor("--engine", str(engine))
     assert result.exit_code == 1
     errors = _errors(result)
     assert len(errors) == 1, result.stderr
     assert "cannot open" in errors[0] and "onnxruntime cannot load" in errors[0] and "decoder.onnx" in errors[0]
+    assert (f"the {target} variant" in errors[0]) == (broken == "variant")
 
 
 CANNED_BUILD_INFO = """
@@ -189,7 +194,10 @@ def test_graph_cache_line_says_where_the_optimized_graphs_are_and_how_many(tmp_p
     assert check_graph_cache("cpu").ok is True and "empty" in check_graph_cache("cpu").detail
     line = _graph_cache_line()  # its engine check opened every graph of the default engine first
     assert line.startswith("OK") and str(tmp_path / "cache" / "optimized-graphs") in line
-    assert "4 optimized graph(s)" in line
+    from edgevlm.runtime.manifest import load_manifest
+
+    engines = 1 + len(load_manifest(default_engine_dir(), verify=False).cpu_variants)  # doctor opens each
+    assert f"{4 * engines} optimized graph(s)" in line
 
 
 def test_graph_cache_that_cannot_be_written_warns_with_the_fix(tmp_path, monkeypatch):
