@@ -19,6 +19,7 @@ from edgevlm.runtime.backends import DEFAULT_BACKEND, BackendOptions, create_bac
 from edgevlm.runtime.families import runtime_family
 from edgevlm.runtime.frame_quality import assess_frame
 from edgevlm.runtime.grounding import ExistenceQuestions, caption_bias, concept_token_ids, existence_answer
+from edgevlm.runtime.blas_threads import single_thread_numpy_blas
 from edgevlm.runtime.cpu_variants import load_for_this_cpu
 from edgevlm.runtime.caption_memory import CaptionMemory
 from edgevlm.runtime.search import SearchSettings, answer_search, beam_search, nbest_search
@@ -76,6 +77,7 @@ class CaptionEngine:
         # with one warning per process when it was made for another CPU (cpu_variants.py).
         # pick_variant False: ENGINE_DIR itself (doctor opens each engine of a folder).
         self.manifest = load_for_this_cpu(engine_dir, verify=verify, pick=pick_variant)
+        single_thread_numpy_blas()  # its idle threads would spin on the cores the graphs need (blas_threads.py)
         self.family = runtime_family(self.manifest.model.family)
         self.family.check(self.manifest)
         self.tokenizer = self.family.load_tokenizer(self.manifest)

@@ -13,6 +13,7 @@ import onnxruntime as ort
 
 from edgevlm.errors import EdgeVLMError
 from edgevlm.runtime.backends.base import Backend
+from edgevlm.runtime.backends.graph_threads import graph_threading
 from edgevlm.runtime.backends.ort_device_cache import CacheGraphs, Device, DeviceKVCache
 from edgevlm.runtime.backends.ort_device_stepper import DecodeState, DeviceCacheStepper
 from edgevlm.runtime.engine_cache import device_facts, tensorrt_provider_options
@@ -33,13 +34,11 @@ _ORT_PROVIDERS = {
 _CACHE_GRAPH_PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": _ORT_PROVIDERS["cuda"],
                           "tensorrt": _ORT_PROVIDERS["cuda"]}
 _DEVICES = {"cpu": Device("cpu"), "cuda": Device("cuda", 0), "tensorrt": Device("cuda", 0)}  # sessions use GPU 0
-# The single-token graph's work per run (~9 MFLOP) is smaller than what handing it to a second
-# thread costs: on one thread a caption took 7% less (greedy; beam 3 6%, 4 images x 3 beams
-# 3%) on the 2-core AVX2 box (interleaved processes, /work/runs/s22/step_threads_ab.py).
-STEP_GRAPH_THREADS = 1
 
 
-def session_options(threads: int | None, spinning: bool = False) -> ort.SessionOptions:
+def session_options(threads: int | None, spinning: bool = False, spin_only_in_runs: bool = False) -> ort.SessionOptions:
+    """``spin_only_in_runs``: with ``spinning``, the workers stop spinning when a run ends
+    (onnxruntime's session.force_spinning_stop), so nothing burns a core between frames."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -48,6 +47,8 @@ def session_options(threads: int | None, spinning: bool = False) -> ort.SessionO
     # Spinning threads burn the cores between the many tiny per-token runs, and the camera,
     # speech and Python threads need those cores: off unless a benchmark shows otherwise.
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    if spinning and spin_only_in_runs:
+        options.add_session_config_entry("session.force_spinning_stop", "1")
     options.log_severity_level = 3
     return options
 
@@ -74,9 +75,9 @@ def shared_cpu_arena() -> bool:
     return True
 
 
-def cpu_session_options(threads: int | None, spinning: bool = False) -> ort.SessionOptions:
+def cpu_session_options(threads: int | None, spinning: bool = False, spin_only_in_runs: bool = False) -> ort.SessionOptions:
     """``session_options`` for the CPU provider, on the process's shared CPU arena."""
-    options = session_options(threads, spinning)
+    options = session_options(threads, spinning, spin_only_in_runs)
     if shared_cpu_arena():
         options.add_session_config_entry("session.use_env_allocators", "1")
     return options
@@ -121,14 +122,16 @@ class OnnxRuntimeBackend(Backend):
         providers = wanted
         if self._facts is not None:  # its own engine cache, keyed so it can never be stale (engine_cache.py)
             providers = [(wanted[0], tensorrt_provider_options(self.manifest, graph, self._facts)), *wanted[1:]]
-        threads = STEP_GRAPH_THREADS if graph == STEP_GRAPH else self.options.threads
         try:
             if self.options.provider == "cpu":
+                # threads and spinning per graph (graph_threads.py)
+                plan = graph_threading(self.manifest, graph, self.options.threads, self.options.spinning)
                 sha256 = self.manifest.files[self.manifest.graphs[graph].file].sha256
-                session = open_cpu_session(path, sha256, lambda: cpu_session_options(threads, self.options.spinning),
-                                           providers)
+                session = open_cpu_session(
+                    path, sha256, lambda: cpu_session_options(plan.threads, plan.spinning, plan.spin_only_in_runs),
+                    providers)
             else:
-                session = ort.InferenceSession(path, session_options(threads, self.options.spinning),
+                session = ort.InferenceSession(path, session_options(self.options.threads, self.options.spinning),
                                                providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types for bad files
             raise EdgeVLMError(f"onnxruntime cannot load {path}: {str(exc).splitlines()[0]}") from exc

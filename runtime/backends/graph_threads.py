@@ -1,0 +1,59 @@
+"""How many threads each graph's CPU session gets, and whether its threads spin.
+
+onnxruntime hands each parallel op to its pool's worker threads. Without spinning a worker
+sleeps between ops and must be woken for the next (a futex round trip, tens of
+microseconds), so a graph of many small ops gains little or loses from a second thread.
+With spinning a worker busy-waits a short while for the next op: the wake-up is gone, at
+the price of a core burnt while it waits. Per graph, as measured (2-core AVX-512 VNNI EPYC,
+INT8 shipped engine, median of 40-60 runs 5-10 ms apart as in captioning, separate
+processes; /work/runs/s25/graph_spin.py and vis_spin.py):
+
+| graph | 2 threads | 2 threads, spinning | 1 thread |
+|---|---|---|---|
+| vision (49 QLinearConv) | 6.7-7.4 ms | 4.4-5.4 ms | 7.0-7.3 ms |
+| cross_kv (~26M MACs) | 0.84 ms | 0.75-0.77 ms | 0.78-0.81 ms |
+| decoder_step (~4.5M MACs) | 0.69 ms | | 0.42 ms (decoder_step_bench) |
+
+So: the image graph spins (its ops run back to back, once per frame) and its workers stop
+spinning when the run ends (without that stop they spun on between frames: CPU time per
+greedy caption 54 ms against 22 ms); small per-image and per-token graphs run on the calling
+thread alone, where no worker waits and none needs waking. Per greedy caption, this against
+the former choice (decoder_step alone on one thread), 6-10 alternating processes: 1.02x,
+1.095x, 1.095x faster, at 3-5% more CPU time. Larger models (a ViT-base/GPT-2 cross K/V: ~2.8G MACs)
+keep every thread. ``spinning`` (the backend option, for benchmarks) turns it on everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgevlm.runtime.steppers import STEP_GRAPH
+
+VISION_GRAPH, CROSS_KV_GRAPH = "vision", "cross_kv"
+# Under this many multiply-adds per run a second (non-spinning) thread costs more than it
+# brings: the shipped cross_kv has ~26M (above); 64M leaves room for a model twice its width.
+SINGLE_THREAD_MACS = 64_000_000
+
+
+def cross_kv_macs(manifest) -> int:
+    """Multiply-adds of one image's cross K/V: K and V of every layer over the visual tokens."""
+    model = manifest.model
+    return 2 * model.n_layers * model.num_visual_tokens * model.d_model * model.n_heads * model.head_dim
+
+
+@dataclass(frozen=True)
+class SessionThreading:
+    threads: int | None  # intra-op threads; None: onnxruntime's choice
+    spinning: bool
+    spin_only_in_runs: bool = False  # workers stop spinning when a run ends (session.force_spinning_stop)
+
+
+def graph_threading(manifest, graph: str, threads: int | None, spinning: bool) -> SessionThreading:
+    """Threads and spinning for ``graph``'s CPU session, given the backend's options."""
+    if graph == STEP_GRAPH:
+        return SessionThreading(1, spinning)
+    if graph == CROSS_KV_GRAPH and cross_kv_macs(manifest) < SINGLE_THREAD_MACS:
+        return SessionThreading(1, spinning)
+    if graph == VISION_GRAPH and threads != 1 and not spinning:
+        return SessionThreading(threads, True, spin_only_in_runs=True)
+    return SessionThreading(threads, spinning)
