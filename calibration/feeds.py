@@ -160,10 +160,19 @@ def answer_decoder_feeds(engine: CaptionEngine, calib: CalibrationSet) -> Iterat
 
 def decoder_step_feeds(engine: CaptionEngine, calib: CalibrationSet) -> Iterator[dict]:
     """The single-token step graph's feeds (export/step_graph.py): the decoder's one-token
-    feeds, which are its inputs less ``prefix_len`` (0 at every step)."""
+    feeds, which are its inputs less ``prefix_len`` (0 at every step), the cache and cross K/V
+    split per layer where the graph takes them so."""
+    from edgevlm.runtime.steppers import LAYERED_STEP_INPUTS, layer_input, takes_layers
+
+    layered = takes_layers(engine.manifest)
     for feed in decoder_feeds(engine, calib):
         if feed["input_ids"].shape[1] == 1:
-            yield {name: value for name, value in feed.items() if name != "prefix_len"}
+            step = {name: value for name, value in feed.items() if name != "prefix_len"}
+            if layered:
+                for name in LAYERED_STEP_INPUTS:
+                    stacked = step.pop(name)
+                    step |= {layer_input(name, i): np.ascontiguousarray(stacked[i]) for i in range(len(stacked))}
+            yield step
 
 
 # model family -> graph -> feeds(engine, calib); the family registry's calibration side. Every

@@ -16,7 +16,9 @@ The modules and weights are the model's own (``edgevlm/models/decoder.py``); ``e
 validate`` checks the logits and proves the ids identical to PyTorch. Measured on the
 shared 2-core AVX2 EPYC, one thread (edgevlm/scripts/decoder_step_bench.py): 166 nodes after
 ORT_ENABLE_ALL against 358; INT8 step 0.64 against 0.99 ms, FP32 2.0 against 2.6 ms.
-Inputs and outputs are the decoder graph's, less ``prefix_len``, with ``tokens`` = 1.
+Inputs and outputs are the decoder graph's, less ``prefix_len``, with ``tokens`` = 1, and the
+cache and cross K/V one input per layer (the stacked inputs were copied whole at every step
+by the Split that indexed them; runtime/steppers.py).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgevlm.models.decoder import TextDecoder
+from edgevlm.runtime.steppers import LAYERED_STEP_INPUTS, layer_input
 
 
 # Sizes below are Python ints, never ``x.shape``: the tracer records a read shape as
@@ -128,23 +131,37 @@ class _StepDecoder(nn.Module):
         return logits, torch.stack(new_k), torch.stack(new_v)
 
 
+def split_layers(layered: tuple, layers: int) -> tuple[tuple, tuple, tuple, tuple]:
+    """The step graph's per-layer inputs, in spec order (cache_k_0..L-1, cache_v_*, cross_k_*,
+    cross_v_*), as four tuples of L tensors each: what ``cache_k[i]`` indexes in the modules."""
+    return tuple(tuple(layered[j * layers:(j + 1) * layers]) for j in range(len(LAYERED_STEP_INPUTS)))
+
+
 class DecoderStepGraph(nn.Module):
-    """input_ids (B,1) int64, position () int64, cache_k/v (L,B,H,S,hd), cross_k/v (L,B,H,N,hd)
-    -> logits (B,1,V), new_k/v (L,B,H,1,hd): the decoder graph at T = 1, prefix_len 0."""
+    """input_ids (B,1) int64, position () int64, then per layer i cache_k_i/cache_v_i (B,H,S,hd)
+    and cross_k_i/cross_v_i (B,H,N,hd) -> logits (B,1,V), new_k/v (L,B,H,1,hd): the decoder
+    graph at T = 1, prefix_len 0."""
 
     def __init__(self, model):
         super().__init__()
         # the exporter's capacity for this family (export/families/captioner.py): max_len slots
         self.decoder = _StepDecoder(model.decoder, model.cfg.decoder.max_len)
 
-    def forward(self, input_ids, position, cache_k, cache_v, cross_k, cross_v):
+    def forward(self, input_ids, position, *layered):
+        cache_k, cache_v, cross_k, cross_v = split_layers(layered, len(self.decoder.layers))
         return self.decoder(input_ids, cross_k, cross_v, cache_k, cache_v, position)
 
 
 def step_graph_specs(decoder_specs: dict) -> dict:
-    """The decoder graph's specs at T = 1 without ``prefix_len``: {"inputs", "outputs"}."""
+    """The decoder graph's specs at T = 1 without ``prefix_len``, its stacked (L,...) cache and
+    cross K/V given one input per layer (runtime/steppers.py says why): {"inputs", "outputs"}."""
     def fix(spec):
         return type(spec)(spec.name, spec.dtype, tuple(1 if dim == "tokens" else dim for dim in spec.shape))
 
-    return {"inputs": [fix(s) for s in decoder_specs["inputs"] if s.name != "prefix_len"],
-            "outputs": [fix(s) for s in decoder_specs["outputs"]]}
+    specs = {spec.name: spec for spec in decoder_specs["inputs"]}
+    inputs = [fix(specs["input_ids"]), fix(specs["position"])]
+    for name in LAYERED_STEP_INPUTS:  # (L,B,H,S,hd) -> L inputs of (B,H,S,hd), in split_layers' order
+        stacked = specs[name]
+        inputs += [type(stacked)(layer_input(name, i), stacked.dtype, tuple(stacked.shape[1:]))
+                   for i in range(stacked.shape[0])]
+    return {"inputs": inputs, "outputs": [fix(s) for s in decoder_specs["outputs"]]}

@@ -17,6 +17,20 @@ from edgevlm.runtime.kv_cache import KVCache
 
 
 STEP_GRAPH = "decoder_step"  # the optional single-token graph; "decoder" runs everything else
+# The step graph takes these one layer at a time ("cross_k_0" ... "cross_k_{L-1}"): indexing a
+# stacked (L,...) input inside the graph copied all of it every step (onnxruntime's Split: for
+# a ViT-GPT-2 engine 14.5 MB of cross K/V per token). Engines exported before take them stacked.
+LAYERED_STEP_INPUTS = ("cache_k", "cache_v", "cross_k", "cross_v")
+
+
+def layer_input(name: str, layer: int) -> str:
+    """The step graph's input for one layer of a stacked tensor: ("cross_k", 3) -> "cross_k_3"."""
+    return f"{name}_{layer}"
+
+
+def takes_layers(manifest, graph: str = STEP_GRAPH) -> bool:
+    """Does ``graph`` take the cache and cross K/V one layer at a time (else stacked)?"""
+    return manifest.graph(graph).takes(layer_input("cache_k", 0))
 
 
 def device_graphs(manifest) -> list[str]:
@@ -43,6 +57,13 @@ class CacheStepper:
         self.takes_prefix_len = takes_prefix_len
         self.step_graph = step_graph
         self._step_feeds = {"position": np.zeros((), np.int64), "cross_k": cross_k, "cross_v": cross_v}
+        self._layered = step_graph != "decoder" and takes_layers(backend.manifest, step_graph)
+        if self._layered:  # views, no copies: (L,R,...)[i] is contiguous
+            self._step_feeds = {"position": np.zeros((), np.int64)}
+            for i in range(cross_k.shape[0]):
+                self._step_feeds[layer_input("cross_k", i)] = cross_k[i]
+                self._step_feeds[layer_input("cross_v", i)] = cross_v[i]
+            self._cache_names = [(layer_input("cache_k", i), layer_input("cache_v", i)) for i in range(cross_k.shape[0])]
         self._position = np.zeros((), np.int64)  # reused 0-d feeds
         self._prefix_len = np.zeros((), np.int64)
 
@@ -64,7 +85,13 @@ class CacheStepper:
             return self._run(tokens.reshape(-1, 1), position, 0)[:, 0]
         feeds = self._step_feeds  # no prefix_len: at T = 1 the token sees itself either way
         feeds["position"][()] = position
-        feeds["input_ids"], feeds["cache_k"], feeds["cache_v"] = tokens.reshape(-1, 1), self.cache.k, self.cache.v
+        feeds["input_ids"] = tokens.reshape(-1, 1)
+        if self._layered:  # views of the cache as it is now (reorder may have replaced its arrays)
+            k, v = self.cache.k, self.cache.v
+            for i, (k_name, v_name) in enumerate(self._cache_names):
+                feeds[k_name], feeds[v_name] = k[i], v[i]
+        else:
+            feeds["cache_k"], feeds["cache_v"] = self.cache.k, self.cache.v
         out = self.backend.run(self.step_graph, feeds)
         self.cache.write(position, out["new_k"], out["new_v"])
         return out["logits"][:, 0]

@@ -23,7 +23,7 @@ import onnxruntime as ort
 
 from edgevlm.runtime.backends.onnxruntime_backend import session_options
 from edgevlm.runtime.manifest import load_manifest
-from edgevlm.runtime.steppers import STEP_GRAPH
+from edgevlm.runtime.steppers import LAYERED_STEP_INPUTS, STEP_GRAPH, layer_input
 
 
 def _feeds(manifest, graph: str, rows: int, position: int, rng) -> dict[str, np.ndarray]:
@@ -35,6 +35,8 @@ def _feeds(manifest, graph: str, rows: int, position: int, rng) -> dict[str, np.
              "prefix_len": np.array(0, np.int64),
              "cache_k": rng.standard_normal(cache, np.float32), "cache_v": rng.standard_normal(cache, np.float32),
              "cross_k": rng.standard_normal(cross, np.float32), "cross_v": rng.standard_normal(cross, np.float32)}
+    for name in LAYERED_STEP_INPUTS:  # the step graph's per-layer inputs, where it has them
+        feeds |= {layer_input(name, i): feeds[name][i] for i in range(m.n_layers)}
     return {k: v for k, v in feeds.items() if manifest.graph(graph).takes(k)}
 
 

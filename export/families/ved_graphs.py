@@ -56,9 +56,16 @@ def num_visual_tokens(model) -> int:
 
 
 def ved_graph_specs(model, capacity: int) -> dict[str, dict[str, list[TensorSpec]]]:
+    """The three contract graphs, + the single-token ``decoder_step`` for a GPT-2 decoder
+    (ved_step_graph.py; BERT decoders step on ``decoder``)."""
+    from edgevlm.export.step_graph import step_graph_specs
+
     layers, heads, hd, d, vocab = decoder_shape(model)
     s, n = model.encoder.config.image_size, num_visual_tokens(model)
-    return caption_specs(s, n, d, model.encoder.config.hidden_size, layers, heads, hd, vocab, capacity)
+    specs = caption_specs(s, n, d, model.encoder.config.hidden_size, layers, heads, hd, vocab, capacity)
+    if decoder_type(model) == "gpt2":
+        specs["decoder_step"] = step_graph_specs(specs["decoder"])
+    return specs
 
 
 def _heads(x: torch.Tensor, split: tuple) -> torch.Tensor:
@@ -193,7 +200,17 @@ def ved_decoder_graph(model) -> nn.Module:
     return _decoder_graphs(model)[1](model)
 
 
-VED_GRAPH_MODULES = {"vision": VEDVisionGraph, "cross_kv": ved_cross_kv_graph, "decoder": ved_decoder_graph}
+def ved_decoder_step_graph(model) -> nn.Module:
+    """(input_ids (B,1), position, cache_k/v, cross_k/v) -> (logits, new_k, new_v): GPT-2 only
+    (ved_graph_specs lists the graph for GPT-2 decoders alone)."""
+    from edgevlm.export.families.ved_step_graph import GPT2DecoderStepGraph
+
+    return GPT2DecoderStepGraph(model)
+
+
+# "decoder_step" is made only where ved_graph_specs lists it (onnx_export skips the rest)
+VED_GRAPH_MODULES = {"vision": VEDVisionGraph, "cross_kv": ved_cross_kv_graph, "decoder": ved_decoder_graph,
+                     "decoder_step": ved_decoder_step_graph}
 
 
 TINY_BERT_IDS = {"pad": 0, "cls": 1, "sep": 2, "unk": 3}  # where the tiny BERT decoder's tokenizer puts them

@@ -20,7 +20,9 @@ greedy caption 54 ms against 22 ms); small per-image and per-token graphs run on
 thread alone, where no worker waits and none needs waking. Per greedy caption, this against
 the former choice (decoder_step alone on one thread), 6-10 alternating processes: 1.02x,
 1.095x, 1.095x faster, at 3-5% more CPU time. Larger models (a ViT-base/GPT-2 cross K/V: ~2.8G MACs)
-keep every thread. ``spinning`` (the backend option, for benchmarks) turns it on everywhere.
+keep every thread: a GPT-2-small step (~138M multiply-adds, 140 MB of int8 weights read per
+token) took 16.2 ms on one thread against 13.1 ms on two (race engine, `edgevlm bench`).
+``spinning`` (the backend option, for benchmarks) turns it on everywhere.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from edgevlm.runtime.steppers import STEP_GRAPH
 
 VISION_GRAPH, CROSS_KV_GRAPH = "vision", "cross_kv"
 # Under this many multiply-adds per run a second (non-spinning) thread costs more than it
-# brings: the shipped cross_kv has ~26M (above); 64M leaves room for a model twice its width.
+# brings: the shipped cross_kv has ~26M, its step ~4.5M (above); 64M leaves room for a model
+# twice its width, and a GPT-2-small step (~138M) is far above it.
 SINGLE_THREAD_MACS = 64_000_000
 
 
@@ -48,9 +51,17 @@ class SessionThreading:
     spin_only_in_runs: bool = False  # workers stop spinning when a run ends (session.force_spinning_stop)
 
 
+def step_macs(manifest) -> int:
+    """Multiply-adds of one token's step, estimated from the model section: per layer
+    self-attention q/k/v/out 4d^2, cross-attention q/out 2d^2, a 4d-wide MLP 8d^2; then the
+    LM head d x vocab (the MLP width is not in the manifest: 4d is GPT-2's and ours)."""
+    model = manifest.model
+    return model.n_layers * 14 * model.d_model ** 2 + model.d_model * model.vocab_size
+
+
 def graph_threading(manifest, graph: str, threads: int | None, spinning: bool) -> SessionThreading:
     """Threads and spinning for ``graph``'s CPU session, given the backend's options."""
-    if graph == STEP_GRAPH:
+    if graph == STEP_GRAPH and step_macs(manifest) < SINGLE_THREAD_MACS:
         return SessionThreading(1, spinning)
     if graph == CROSS_KV_GRAPH and cross_kv_macs(manifest) < SINGLE_THREAD_MACS:
         return SessionThreading(1, spinning)

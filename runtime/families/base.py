@@ -16,6 +16,23 @@ class GraphIO:
     outputs: tuple[str, ...]
     optional_inputs: tuple[str, ...] = ()
     optional_outputs: tuple[str, ...] = ()
+    # stacked (L,...) inputs the graph may instead take one per layer, "name_0".."name_{L-1}"
+    layered_inputs: tuple[str, ...] = ()
+
+    def expected_inputs(self, have: tuple[str, ...], layers: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(required, optional) input names for a graph whose inputs are ``have``: each layered
+        input stacked where the graph takes it so, else per layer."""
+        required = list(self.inputs)
+        for name in self.layered_inputs:
+            required += [name] if name in have else [f"{name}_{i}" for i in range(layers)]
+        return tuple(required), self.optional_inputs
+
+
+# The optional single-token step graph (export/step_graph.py for ours, export/families/
+# ved_step_graph.py for GPT-2 VisionEncoderDecoders): the decoder's I/O less prefix_len, tokens = 1.
+# Its cache and cross K/V one input per layer (runtime/steppers.py), or stacked (older engines).
+STEP_GRAPH_IO = GraphIO(inputs=("input_ids", "position"), outputs=("logits", "new_k", "new_v"),
+                        layered_inputs=("cache_k", "cache_v", "cross_k", "cross_v"))
 
 
 @dataclass(frozen=True)
@@ -52,7 +69,8 @@ class RuntimeFamily:
             if name not in manifest.graphs:
                 continue  # an optional graph this engine lacks
             spec = manifest.graph(name)
-            for kind, required, optional, have in (("input", io.inputs, io.optional_inputs, spec.input_names),
+            inputs, optional_inputs = io.expected_inputs(spec.input_names, manifest.model.n_layers)
+            for kind, required, optional, have in (("input", inputs, optional_inputs, spec.input_names),
                                                    ("output", io.outputs, io.optional_outputs, spec.output_names)):
                 missing = [n for n in required if n not in have]
                 unknown = [n for n in have if n not in required + optional]

@@ -3,7 +3,7 @@ decoder on a fixed-capacity self-attention cache (see DESIGN.md)."""
 
 from __future__ import annotations
 
-from edgevlm.runtime.families.base import GraphIO, RuntimeFamily
+from edgevlm.runtime.families.base import STEP_GRAPH_IO, GraphIO, RuntimeFamily
 from edgevlm.runtime.preprocess import preprocess_with
 from edgevlm.runtime.text import CaptionTokenizer
 
@@ -64,8 +64,7 @@ CAPTIONER = RuntimeFamily(
     },
     optional_graphs={
         # one token per row, static shapes but the batch: the CPU step (export/step_graph.py)
-        "decoder_step": GraphIO(inputs=("input_ids", "position", "cache_k", "cache_v", "cross_k", "cross_v"),
-                                outputs=("logits", "new_k", "new_v")),
+        "decoder_step": STEP_GRAPH_IO,
     },
     tokenizer_kind="wordlevel",
     preprocess=lambda image_bgr, manifest: preprocess_with(image_bgr, manifest.preprocess),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgevlm.runtime.families.base import GraphIO, RuntimeFamily
+from edgevlm.runtime.families.base import STEP_GRAPH_IO, GraphIO, RuntimeFamily
 from edgevlm.runtime.families.captioner import shapes_match_model
 from edgevlm.runtime.hf_preprocess import hf_preprocess
 from edgevlm.runtime.hf_text import HFTokenizer
@@ -63,15 +63,17 @@ def _tokenizer(manifest) -> HFTokenizer:
     return HFTokenizer.load(manifest.path("tokenizer"), manifest.special_tokens, manifest.text)
 
 
-def _hf_family(name: str, shapes=shapes_match_model, graphs=_CAPTION_GRAPHS, answer_context=None) -> RuntimeFamily:
+def _hf_family(name: str, shapes=shapes_match_model, graphs=_CAPTION_GRAPHS, answer_context=None,
+               optional_graphs=None) -> RuntimeFamily:
     """A Hugging Face family: the checkpoint's image processor and tokenizer, its sections checked.
     ``shapes``: the shape rule (BLIP's visual width may differ from its text width)."""
     return RuntimeFamily(name=name, graphs=graphs, tokenizer_kind="huggingface", preprocess=_preprocess,
                          load_tokenizer=_tokenizer, consistency=(_has_hf_sections, _generation_fits_cache, shapes),
-                         answer_context=answer_context)
+                         answer_context=answer_context, optional_graphs=optional_graphs or {})
 
 
-VED = _hf_family(VED_NAME)
+# GPT-2 decoders get the single-token step graph (export/families/ved_step_graph.py); BERT ones do not
+VED = _hf_family(VED_NAME, optional_graphs={"decoder_step": STEP_GRAPH_IO})
 # GIT: the "cross" K/V are each layer's image-token K/V (one softmax with the text's own)
 GIT = _hf_family(GIT_NAME)
 BLIP = _hf_family(BLIP_NAME, shapes=cache_shapes_match_model)

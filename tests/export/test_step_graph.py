@@ -1,5 +1,6 @@
 """The optional single-token ``decoder_step`` graph (export/step_graph.py): the same logits,
-cache rows and token ids as the general decoder graph and PyTorch; engines without it run."""
+cache rows and token ids as the general decoder graph and PyTorch; engines without it, or
+with its older stacked-input form, run with the same ids."""
 
 import os
 import shutil
@@ -84,7 +85,7 @@ def test_step_module_matches_the_model_in_torch(tiny_model_master):
         for position in (0, 5, cfg.max_len - 1):
             want = model.decoder(ids, cross, cross, cache, cache * 2, position=torch.tensor(position),
                                  prefix_len=torch.tensor(0))
-            got = step(ids, torch.tensor(position), cache, cache * 2, cross, cross)
+            got = step(ids, torch.tensor(position), *cache, *(cache * 2), *cross, *cross)  # one input per layer
             for a, b in zip(got, want):
                 torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
@@ -108,6 +109,53 @@ def test_ids_identical_with_and_without_the_step_graph(tiny_engine_dir, tiny_mod
     theirs = generate_from_pixels(model, torch.from_numpy(pixels), search_settings(model.cfg, beam))
     assert ids["new"] == ids["old"] == theirs
     assert any(len(i) > 1 for i in theirs)
+
+
+class _StackedStep(torch.nn.Module):
+    """The step graph as engines exported before per-layer inputs have it: stacked (L,...) cache
+    and cross K/V, indexed inside the graph."""
+
+    def __init__(self, step):
+        super().__init__()
+        self.step = step
+
+    def forward(self, input_ids, position, cache_k, cache_v, cross_k, cross_v):
+        return self.step(input_ids, position, *cache_k.unbind(0), *cache_v.unbind(0), *cross_k.unbind(0),
+                         *cross_v.unbind(0))
+
+
+def _with_stacked_step_graph(engine_dir: str, model) -> None:
+    """Replace ENGINE_DIR's step graph by the stacked one, as an older export wrote it."""
+    from edgevlm.export.onnx_export import _export_graph, _file_entry
+    from edgevlm.runtime.manifest import GraphSpec
+
+    manifest = load_manifest(engine_dir)
+    decoder = manifest.graph("decoder")
+    fixed = lambda s: type(s)(s.name, s.dtype, tuple(1 if d == "tokens" else d for d in s.shape))  # noqa: E731
+    specs = {"inputs": [fixed(s) for s in decoder.inputs if s.name != "prefix_len"],
+             "outputs": [fixed(s) for s in decoder.outputs]}
+    _export_graph(_StackedStep(DecoderStepGraph(model)).eval(), specs, manifest.graph_path(STEP_GRAPH), 17)
+    graphs = dict(manifest.graphs, **{STEP_GRAPH: GraphSpec(STEP_GRAPH, tuple(specs["inputs"]),
+                                                              tuple(specs["outputs"]))})
+    files = dict(manifest.files, **{STEP_GRAPH: _file_entry(engine_dir, manifest.files[STEP_GRAPH].path)})
+    manifest.replace(graphs=graphs, files=files).save(engine_dir)
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_an_engine_with_the_stacked_step_graph_still_runs_with_the_same_ids(tiny_engine_dir, tiny_model_master,
+                                                                             tmp_path, beam):
+    old = str(tmp_path / "stacked")
+    shutil.copytree(tiny_engine_dir, old)
+    model, _ = load_model(tiny_model_master)
+    with torch.no_grad():
+        _with_stacked_step_graph(old, model)
+    ids = {}
+    for folder in (tiny_engine_dir, old):
+        with CaptionEngine(folder) as engine:
+            assert engine.manifest.graph(STEP_GRAPH).takes("cache_k") == (folder == old)
+            pixels = np.stack([engine.preprocess(read_image_bgr(p)) for p in PHOTOS])
+            ids[folder] = engine.generate(engine.encode(pixels)[0], engine.settings(beam))
+    assert ids[old] == ids[tiny_engine_dir] and any(len(i) > 1 for i in ids[old])
 
 
 def test_captioning_never_opens_the_general_decoder(tiny_engine_dir):

@@ -1,0 +1,68 @@
+"""GPT-2's single-token step as a graph of its own (``decoder_step``), for VisionEncoderDecoder
+engines: what export/step_graph.py is for our own decoder.
+
+Why: the general ``decoder`` graph (ved_graphs.GPT2DecoderGraph) takes T new tokens, so its
+head splits, masks and score blocks are written for any T: per layer a view+transpose per
+head tensor, a (T,T) causal mask, two score blocks with their Where/Concat/Slice. At T = 1:
+- heads split by one constant Reshape of the fused qkv projection, then one Split: (B,1,3d)
+  and (B,3H,1,hd) hold the same elements in the same order, so no Transpose;
+- the token attends to itself unmasked: its own K/V join the cache as slot C, so
+  self-attention is one MatMul pair over [cache; self] under one (C+1,) additive mask built
+  once for every layer (the same softmax as the general graph's two blocks: float rounding
+  only);
+- no (T,T) mask, no position range.
+The weights are the model's own modules (Conv1D projections as one MatMul + Add, the tied
+LM head read from the embedding's one stored table, as ved_graphs does). ``edgevlm validate``
+proves the ids identical to ``generate()`` with the engine stepping on this graph. Inputs
+and outputs: the decoder graph's with ``tokens`` = 1 (step_graph.step_graph_specs).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from edgevlm.export.families.ved_graphs import GPT2DecoderGraph, _conv1d, decoder_shape
+from edgevlm.export.step_graph import split_layers
+
+
+class GPT2DecoderStepGraph(nn.Module):
+    """input_ids (B,1), position (), then per layer i cache_k_i/cache_v_i (B,H,C,hd) and
+    cross_k_i/cross_v_i (B,H,N,hd) -> logits (B,1,V), new_k/v (L,B,H,1,hd): GPT2DecoderGraph at T = 1."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.general = GPT2DecoderGraph(model)  # its modules, embedding and tied head
+        _, self.heads, self.hd, self.d, _ = decoder_shape(model)
+
+    def _split_heads(self, x: torch.Tensor, parts: int) -> torch.Tensor:
+        """(B,1,parts*d) -> (B,parts*H,1,hd): a constant Reshape, no Transpose."""
+        return x.reshape(-1, parts * self.heads, 1, self.hd)
+
+    def forward(self, input_ids, position, *layered):
+        g = self.general
+        cache_k, cache_v, cross_k, cross_v = split_layers(layered, len(g.blocks))  # per layer (B,H,*,hd)
+        x = g._embed(input_ids) + g.wpe(position)  # (B,1,d) + (d,)
+        capacity = cache_k[0].shape[-2]  # a constant of the graph: the cache inputs' shape is fixed
+        slots = torch.arange(capacity, device=x.device)
+        # (C+1,): 0 for filled slots and for the token itself (the last), -inf for the rest
+        bias = torch.zeros(slots.shape, dtype=x.dtype).masked_fill(slots >= position, float("-inf"))
+        bias = torch.cat([bias, torch.zeros(1, dtype=x.dtype)])
+        new_ks, new_vs = [], []
+        for i, block in enumerate(g.blocks):
+            q, k, v = self._split_heads(_conv1d(block.attn.c_attn, block.ln_1(x)), 3).split(self.heads, dim=1)
+            new_ks.append(k)
+            new_vs.append(v)
+            keys = torch.cat([cache_k[i], k], dim=2)  # (B,H,C+1,hd)
+            values = torch.cat([cache_v[i], v], dim=2)
+            scores = torch.matmul(q, keys.transpose(-1, -2)) * block.attn.scaling + bias  # (B,H,1,C+1)
+            out = torch.matmul(torch.softmax(scores, dim=-1), values).reshape(-1, 1, self.d)
+            x = x + _conv1d(block.attn.c_proj, out)
+
+            cross = block.crossattention
+            cq = self._split_heads(_conv1d(cross.q_attn, block.ln_cross_attn(x)), 1)
+            cprobs = torch.softmax(torch.matmul(cq, cross_k[i].transpose(-1, -2)) * cross.scaling, dim=-1)
+            x = x + _conv1d(cross.c_proj, torch.matmul(cprobs, cross_v[i]).reshape(-1, 1, self.d))
+            mlp = block.mlp  # dropout is identity in eval
+            x = x + _conv1d(mlp.c_proj, mlp.act(_conv1d(mlp.c_fc, block.ln_2(x))))
+        return g._logits(g.ln_f(x)), torch.stack(new_ks), torch.stack(new_vs)

@@ -1,0 +1,69 @@
+"""GPT-2 VisionEncoderDecoder engines carry the single-token ``decoder_step`` graph
+(export/families/ved_step_graph.py): the same logits and cache rows as the general decoder
+graph at every position, fewer nodes, the cache and cross K/V one input per layer; BERT
+decoders do without it."""
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from edgevlm.runtime.manifest import load_manifest
+from edgevlm.runtime.steppers import STEP_GRAPH
+
+
+@pytest.fixture(scope="module")
+def gpt2_engine(tmp_path_factory):
+    from edgevlm.export.families.vision_encoder_decoder import write_tiny_ved
+    from edgevlm.export.onnx_export import export_engine
+
+    root = tmp_path_factory.mktemp("ved")
+    export_engine(write_tiny_ved(str(root / "model")), str(root / "engine"))
+    return str(root / "engine")
+
+
+def test_the_step_graph_is_listed_static_and_smaller(gpt2_engine):
+    manifest = load_manifest(gpt2_engine)
+    spec = manifest.graph(STEP_GRAPH)
+    layers = manifest.model.n_layers
+    assert spec.input_names == ("input_ids", "position", *(f"{name}_{i}" for name in ("cache_k", "cache_v", "cross_k",
+                                                                                     "cross_v") for i in range(layers)))
+    assert "Split" not in [n.op_type for n in onnx.load(manifest.graph_path(STEP_GRAPH)).graph.node if
+                           n.input and n.input[0].startswith(("cache", "cross"))]  # no copy of a stacked input
+    assert spec.inputs[0].shape == ("batch", 1)
+    step = [n.op_type for n in onnx.load(manifest.graph_path(STEP_GRAPH)).graph.node]
+    general = [n.op_type for n in onnx.load(manifest.graph_path("decoder")).graph.node]
+    assert step.count("Transpose") < general.count("Transpose") and step.count("Where") <= 1 < general.count("Where")
+    assert len(step) < len(general)
+
+
+def test_step_logits_and_cache_rows_equal_the_general_graphs_at_every_position(gpt2_engine):
+    manifest = load_manifest(gpt2_engine)
+    m = manifest.model
+    general = ort.InferenceSession(manifest.graph_path("decoder"), providers=["CPUExecutionProvider"])
+    step = ort.InferenceSession(manifest.graph_path(STEP_GRAPH), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    rows = 2
+    cache = (m.n_layers, rows, m.n_heads, m.cache_capacity, m.head_dim)
+    cross = (m.n_layers, rows, m.n_heads, m.num_visual_tokens, m.head_dim)
+    cache_k, cache_v = np.zeros(cache, np.float32), np.zeros(cache, np.float32)
+    cross_k, cross_v = (rng.standard_normal(cross).astype(np.float32) for _ in range(2))
+    for position in range(m.cache_capacity - 1):
+        feeds = {"input_ids": rng.integers(0, m.vocab_size, (rows, 1)), "position": np.array(position),
+                 "cache_k": cache_k, "cache_v": cache_v, "cross_k": cross_k, "cross_v": cross_v}
+        layered = {f"{name}_{i}": feeds[name][i] for name in ("cache_k", "cache_v", "cross_k", "cross_v")
+                   for i in range(m.n_layers)}
+        want = general.run(None, feeds)
+        got = step.run(None, {"input_ids": feeds["input_ids"], "position": feeds["position"], **layered})
+        for a, b in zip(want, got):
+            np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+        cache_k[:, :, :, position] = want[1][:, :, :, 0]  # the caller writes the new row, as KVCache does
+        cache_v[:, :, :, position] = want[2][:, :, :, 0]
+
+
+def test_a_bert_decoder_engine_has_no_step_graph(tmp_path):
+    from edgevlm.export.families.vision_encoder_decoder import write_tiny_ved
+    from edgevlm.export.onnx_export import export_engine
+
+    manifest = export_engine(write_tiny_ved(str(tmp_path / "model"), decoder="bert"), str(tmp_path / "engine"))
+    assert STEP_GRAPH not in manifest.graphs and STEP_GRAPH not in manifest.files
