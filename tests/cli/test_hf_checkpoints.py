@@ -263,7 +263,8 @@ def test_quantize_to_int8_and_caption_with_it(exported, tmp_path, monkeypatch):
         manifest = json.load(f)
     assert manifest["precision"] == "int8" and manifest["model"]["family"] == VED
     assert manifest["quantization"]["calibration"]["images"] == 16
-    assert set(manifest["quantization"]["graphs"]) == {"vision", "cross_kv", "decoder"}
+    # a GPT-2 decoder's engine has the single-token step graph too, calibrated on per-layer feeds
+    assert set(manifest["quantization"]["graphs"]) == {"vision", "cross_kv", "decoder", "decoder_step"}
     for section in HF_SECTIONS:
         assert manifest.get(section), f"INT8 manifest lost section {section}"
     result = _invoke("caption", COFFEE, CHELSEA, "--engine", int8)
