@@ -59,8 +59,8 @@ class Timers:
 
 
 def instrument(engine: CaptionEngine) -> Timers:
-    """Timing wrappers on ``engine``'s backend (run: checks + ORT; _run: ORT alone, per
-    graph) and on every stepper it hands out (step, prefill, reorder)."""
+    """Timing wrappers on ``engine``'s backend (run and run_prechecked: checks + ORT; _run:
+    ORT alone, per graph) and on every stepper it hands out (step, prefill, reorder)."""
     timers = Timers()
     backend = engine.backend
     inner_run = backend._run
@@ -75,6 +75,7 @@ def instrument(engine: CaptionEngine) -> Timers:
 
     backend._run = ort_run
     timers.wrap(backend, "run", "backend_run")
+    timers.wrap(backend, "run_prechecked", "backend_run")  # later steps: their feeds were checked once
     inner_stepper = backend.decoder_stepper
 
     def stepper(cross_k, cross_v):
