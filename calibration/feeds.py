@@ -162,16 +162,15 @@ def decoder_step_feeds(engine: CaptionEngine, calib: CalibrationSet) -> Iterator
     """The single-token step graph's feeds (export/step_graph.py): the decoder's one-token
     feeds, which are its inputs less ``prefix_len`` (0 at every step), the cache and cross K/V
     split per layer where the graph takes them so."""
-    from edgevlm.runtime.steppers import LAYERED_STEP_INPUTS, layer_input, takes_layers
+    from edgevlm.runtime.steppers import LAYERED_STEP_INPUTS, per_layer, takes_layers
 
     layered = takes_layers(engine.manifest)
     for feed in decoder_feeds(engine, calib):
         if feed["input_ids"].shape[1] == 1:
             step = {name: value for name, value in feed.items() if name != "prefix_len"}
             if layered:
-                for name in LAYERED_STEP_INPUTS:
-                    stacked = step.pop(name)
-                    step |= {layer_input(name, i): np.ascontiguousarray(stacked[i]) for i in range(len(stacked))}
+                for name in LAYERED_STEP_INPUTS:  # the recorded copies are contiguous: so are their layers
+                    step |= per_layer(name, step.pop(name))
             yield step
 
 

@@ -35,9 +35,18 @@ from edgevlm.runtime.steppers import LAYERED_STEP_INPUTS, layer_input
 
 # Sizes below are Python ints, never ``x.shape``: the tracer records a read shape as
 # Shape/Gather nodes, and dropping those is this graph's reason to exist.
-def _heads(x: torch.Tensor, heads: int, head_dim: int) -> torch.Tensor:
+def step_heads(x: torch.Tensor, heads: int, head_dim: int) -> torch.Tensor:
     """(B,1,d) -> (B,H,1,hd): one token, so a constant Reshape, no Transpose."""
     return x.reshape(-1, heads, 1, head_dim)
+
+
+def step_cache_bias(capacity: int, position: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(S+1,) additive mask, built once for every layer: 0 for the filled slots (< position)
+    and for the last, the token itself (always seen), -inf for the rest. The same softmax as
+    masked_fill(-inf), since exp(-inf) = 0. ``like``: its dtype and device."""
+    slots = torch.arange(capacity, device=like.device)
+    bias = torch.zeros(slots.shape, dtype=like.dtype).masked_fill(slots >= position, float("-inf"))
+    return torch.cat([bias, torch.zeros(1, dtype=like.dtype)])
 
 
 def _merge(x: torch.Tensor, d_model: int) -> torch.Tensor:
@@ -90,7 +99,7 @@ class _StepCrossAttention(_StepAttention):
 
     def forward(self, x, k, v):
         """x (B,1,d); k/v (B,H,N,hd) -> (B,1,d)."""
-        return self.attend(_heads(self.q(x), self.n_heads, self.head_dim), k, v)
+        return self.attend(step_heads(self.q(x), self.n_heads, self.head_dim), k, v)
 
 
 class _StepLayer(nn.Module):
@@ -117,11 +126,7 @@ class _StepDecoder(nn.Module):
 
     def forward(self, input_ids, cross_k, cross_v, cache_k, cache_v, position):
         x = self.tok_emb(input_ids) + self.pos_emb(position)  # (B,1,d) + (d,)
-        slots = torch.arange(self.capacity, device=input_ids.device)
-        # additive mask: the same softmax as masked_fill(-inf) (exp(-inf) = 0), built once
-        # (S+1,): the last slot is the token itself, always seen
-        cache_bias = torch.zeros(slots.shape, dtype=x.dtype).masked_fill(slots >= position, float("-inf"))
-        cache_bias = torch.cat([cache_bias, torch.zeros(1, dtype=x.dtype)])
+        cache_bias = step_cache_bias(self.capacity, position, x)
         new_k, new_v = [], []
         for i, layer in enumerate(self.layers):
             x, k, v = layer(x, cross_k[i], cross_v[i], cache_k[i], cache_v[i], cache_bias)

@@ -369,7 +369,7 @@ def check_engine(engine_dir: str | None, provider: str, backend: str = "onnxrunt
     folders |= {target: os.path.join(engine_dir, folder) for target, folder in manifest.cpu_variants.items()}
     for target, folder in folders.items():
         try:
-            from edgevlm.runtime.engine import CaptionEngine
+            from edgevlm.runtime.engine import CaptionEngine  # inside: a broken install is this check's result
 
             verify = folder != engine_dir  # the top engine's files were verified just above
             with _quiet("edgevlm.runtime.cpu_variants"):  # "made for another CPU": expected for all but one here

@@ -28,6 +28,11 @@ def layer_input(name: str, layer: int) -> str:
     return f"{name}_{layer}"
 
 
+def per_layer(name: str, stacked) -> dict:
+    """A stacked (L,...) tensor as the step graph's L inputs: {"name_i": stacked[i]} (views)."""
+    return {layer_input(name, i): stacked[i] for i in range(len(stacked))}
+
+
 def takes_layers(manifest, graph: str = STEP_GRAPH) -> bool:
     """Does ``graph`` take the cache and cross K/V one layer at a time (else stacked)?"""
     return manifest.graph(graph).takes(layer_input("cache_k", 0))
@@ -56,14 +61,12 @@ class CacheStepper:
         self.cross_k, self.cross_v = cross_k, cross_v
         self.takes_prefix_len = takes_prefix_len
         self.step_graph = step_graph
-        self._step_feeds = {"position": np.zeros((), np.int64), "cross_k": cross_k, "cross_v": cross_v}
         self._layered = step_graph != "decoder" and takes_layers(backend.manifest, step_graph)
-        if self._layered:  # views, no copies: (L,R,...)[i] is contiguous
-            self._step_feeds = {"position": np.zeros((), np.int64)}
-            for i in range(cross_k.shape[0]):
-                self._step_feeds[layer_input("cross_k", i)] = cross_k[i]
-                self._step_feeds[layer_input("cross_v", i)] = cross_v[i]
-            self._cache_names = [(layer_input("cache_k", i), layer_input("cache_v", i)) for i in range(cross_k.shape[0])]
+        # cross K/V as the step graph takes them: per layer (views, no copies: (L,R,...)[i] is
+        # contiguous) or stacked (older engines)
+        cross = (per_layer("cross_k", cross_k) | per_layer("cross_v", cross_v) if self._layered
+                 else {"cross_k": cross_k, "cross_v": cross_v})
+        self._step_feeds = {"position": np.zeros((), np.int64), **cross}
         self._checked_rows: tuple | None = None  # input_ids' shape when the step feeds were last checked
         self._position = np.zeros((), np.int64)  # reused 0-d feeds
         self._prefix_len = np.zeros((), np.int64)
@@ -88,9 +91,7 @@ class CacheStepper:
         feeds["position"][()] = position
         feeds["input_ids"] = tokens.reshape(-1, 1)
         if self._layered:  # views of the cache as it is now (reorder may have replaced its arrays)
-            k, v = self.cache.k, self.cache.v
-            for i, (k_name, v_name) in enumerate(self._cache_names):
-                feeds[k_name], feeds[v_name] = k[i], v[i]
+            feeds |= per_layer("cache_k", self.cache.k) | per_layer("cache_v", self.cache.v)
         else:
             feeds["cache_k"], feeds["cache_v"] = self.cache.k, self.cache.v
         ids = feeds["input_ids"]

@@ -23,7 +23,7 @@ import onnxruntime as ort
 
 from edgevlm.runtime.backends.onnxruntime_backend import session_options
 from edgevlm.runtime.manifest import load_manifest
-from edgevlm.runtime.steppers import LAYERED_STEP_INPUTS, STEP_GRAPH, layer_input
+from edgevlm.runtime.steppers import LAYERED_STEP_INPUTS, STEP_GRAPH, per_layer
 
 
 def _feeds(manifest, graph: str, rows: int, position: int, rng) -> dict[str, np.ndarray]:
@@ -36,7 +36,7 @@ def _feeds(manifest, graph: str, rows: int, position: int, rng) -> dict[str, np.
              "cache_k": rng.standard_normal(cache, np.float32), "cache_v": rng.standard_normal(cache, np.float32),
              "cross_k": rng.standard_normal(cross, np.float32), "cross_v": rng.standard_normal(cross, np.float32)}
     for name in LAYERED_STEP_INPUTS:  # the step graph's per-layer inputs, where it has them
-        feeds |= {layer_input(name, i): feeds[name][i] for i in range(m.n_layers)}
+        feeds |= per_layer(name, feeds[name])
     return {k: v for k, v in feeds.items() if manifest.graph(graph).takes(k)}
 
 

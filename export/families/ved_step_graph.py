@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from edgevlm.export.families.ved_graphs import GPT2DecoderGraph, _conv1d, decoder_shape
-from edgevlm.export.step_graph import split_layers
+from edgevlm.export.step_graph import split_layers, step_cache_bias, step_heads
 
 
 class GPT2DecoderStepGraph(nn.Module):
@@ -35,22 +35,16 @@ class GPT2DecoderStepGraph(nn.Module):
         self.general = GPT2DecoderGraph(model)  # its modules, embedding and tied head
         _, self.heads, self.hd, self.d, _ = decoder_shape(model)
 
-    def _split_heads(self, x: torch.Tensor, parts: int) -> torch.Tensor:
-        """(B,1,parts*d) -> (B,parts*H,1,hd): a constant Reshape, no Transpose."""
-        return x.reshape(-1, parts * self.heads, 1, self.hd)
-
     def forward(self, input_ids, position, *layered):
         g = self.general
         cache_k, cache_v, cross_k, cross_v = split_layers(layered, len(g.blocks))  # per layer (B,H,*,hd)
         x = g._embed(input_ids) + g.wpe(position)  # (B,1,d) + (d,)
-        capacity = cache_k[0].shape[-2]  # a constant of the graph: the cache inputs' shape is fixed
-        slots = torch.arange(capacity, device=x.device)
-        # (C+1,): 0 for filled slots and for the token itself (the last), -inf for the rest
-        bias = torch.zeros(slots.shape, dtype=x.dtype).masked_fill(slots >= position, float("-inf"))
-        bias = torch.cat([bias, torch.zeros(1, dtype=x.dtype)])
+        # (C+1,); the capacity is a constant of the graph: the cache inputs' shape is fixed
+        bias = step_cache_bias(cache_k[0].shape[-2], position, x)
         new_ks, new_vs = [], []
         for i, block in enumerate(g.blocks):
-            q, k, v = self._split_heads(_conv1d(block.attn.c_attn, block.ln_1(x)), 3).split(self.heads, dim=1)
+            # (B,1,3d) -> (B,3H,1,hd): a constant Reshape, no Transpose; then q, k, v (B,H,1,hd)
+            q, k, v = step_heads(_conv1d(block.attn.c_attn, block.ln_1(x)), 3 * self.heads, self.hd).split(self.heads, dim=1)
             new_ks.append(k)
             new_vs.append(v)
             keys = torch.cat([cache_k[i], k], dim=2)  # (B,H,C+1,hd)
@@ -60,7 +54,7 @@ class GPT2DecoderStepGraph(nn.Module):
             x = x + _conv1d(block.attn.c_proj, out)
 
             cross = block.crossattention
-            cq = self._split_heads(_conv1d(cross.q_attn, block.ln_cross_attn(x)), 1)
+            cq = step_heads(_conv1d(cross.q_attn, block.ln_cross_attn(x)), self.heads, self.hd)
             cprobs = torch.softmax(torch.matmul(cq, cross_k[i].transpose(-1, -2)) * cross.scaling, dim=-1)
             x = x + _conv1d(cross.c_proj, torch.matmul(cprobs, cross_v[i]).reshape(-1, 1, self.d))
             mlp = block.mlp  # dropout is identity in eval

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from edgevlm.errors import EdgeVLMError
+from edgevlm.runtime.steppers import LAYERED_STEP_INPUTS, layer_input
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class GraphIO:
         input stacked where the graph takes it so, else per layer."""
         required = list(self.inputs)
         for name in self.layered_inputs:
-            required += [name] if name in have else [f"{name}_{i}" for i in range(layers)]
+            required += [name] if name in have else [layer_input(name, i) for i in range(layers)]
         return tuple(required), self.optional_inputs
 
 
@@ -32,7 +33,7 @@ class GraphIO:
 # ved_step_graph.py for GPT-2 VisionEncoderDecoders): the decoder's I/O less prefix_len, tokens = 1.
 # Its cache and cross K/V one input per layer (runtime/steppers.py), or stacked (older engines).
 STEP_GRAPH_IO = GraphIO(inputs=("input_ids", "position"), outputs=("logits", "new_k", "new_v"),
-                        layered_inputs=("cache_k", "cache_v", "cross_k", "cross_v"))
+                        layered_inputs=LAYERED_STEP_INPUTS)
 
 
 @dataclass(frozen=True)
