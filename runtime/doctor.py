@@ -313,6 +313,7 @@ def check_graph_cache(provider: str) -> Check:
     without a writable folder every start optimizes them again (~0.1 s for the shipped engine)."""
     from edgevlm.fileio import check_writable
     from edgevlm.runtime.engine_cache import GRAPH_CACHE_SWITCH, graph_cache_enabled, graph_cache_folder
+    from edgevlm.runtime.optimized_graphs import WEIGHTS_SUFFIX
 
     if provider != "cpu":
         return Check("graph-cache", None, "kept for the CPU provider only")
@@ -321,7 +322,8 @@ def check_graph_cache(provider: str) -> Check:
     folder = graph_cache_folder()
     try:
         names = [n for n in os.listdir(folder) if n.endswith(".onnx")]
-        size = sum(os.path.getsize(os.path.join(folder, n)) for n in names) / 1e6
+        size = sum(os.path.getsize(os.path.join(folder, n)) for n in os.listdir(folder)
+                   if n.endswith((".onnx", WEIGHTS_SUFFIX))) / 1e6  # graphs and their weights files
         state = f"{len(names)} optimized graph(s), {size:.1f} MB"
     except OSError:  # not made yet (or a copy replaced while we looked): nothing to count
         state = "empty (the first engine start fills it)"

@@ -21,7 +21,11 @@ thread alone, where no worker waits and none needs waking. Per greedy caption, t
 the former choice (decoder_step alone on one thread), 6-10 alternating processes: 1.02x,
 1.095x, 1.095x faster, at 3-5% more CPU time. Larger models (a ViT-base/GPT-2 cross K/V: ~2.8G MACs)
 keep every thread: a GPT-2-small step (~138M multiply-adds, 140 MB of int8 weights read per
-token) took 16.2 ms on one thread against 13.1 ms on two (race engine, `edgevlm bench`).
+token) took 16.2 ms on one thread against 13.1 ms on two (race engine, `edgevlm bench`), and
+their threads spin within each run as the image graph's do: race captions (ViT-GPT-2 INT8,
+20 tokens) 385 against 318 ms, 1.21x, at equal CPU time (616 against 601 ms), 6 alternating
+process pairs (/work/runs/s27/ab_spin_all.py, AVX-512 VNNI EPYC). Without spinning each of
+the step's ~150 ops woke a sleeping worker.
 ``spinning`` (the backend option, for benchmarks) turns it on everywhere.
 """
 
@@ -31,7 +35,7 @@ from dataclasses import dataclass
 
 from edgevlm.runtime.steppers import STEP_GRAPH
 
-VISION_GRAPH, CROSS_KV_GRAPH = "vision", "cross_kv"
+VISION_GRAPH, CROSS_KV_GRAPH, DECODER_GRAPH = "vision", "cross_kv", "decoder"
 # Under this many multiply-adds per run a second (non-spinning) thread costs more than it
 # brings: the shipped cross_kv has ~26M, its step ~4.5M (above); 64M leaves room for a model
 # twice its width, and a GPT-2-small step (~138M) is far above it.
@@ -65,6 +69,9 @@ def graph_threading(manifest, graph: str, threads: int | None, spinning: bool) -
         return SessionThreading(1, spinning)
     if graph == CROSS_KV_GRAPH and cross_kv_macs(manifest) < SINGLE_THREAD_MACS:
         return SessionThreading(1, spinning)
-    if graph == VISION_GRAPH and threads != 1 and not spinning:
+    small_decoder = graph == DECODER_GRAPH and step_macs(manifest) < SINGLE_THREAD_MACS
+    if threads != 1 and not spinning and not small_decoder:
+        # the image graph, and a large model's cross K/V and decoder: enough work per op to keep
+        # every thread busy, so the workers spin through the run's ops and stop when it ends
         return SessionThreading(threads, True, spin_only_in_runs=True)
     return SessionThreading(threads, spinning)

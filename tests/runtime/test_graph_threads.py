@@ -14,18 +14,19 @@ def test_small_graphs_run_on_one_thread_and_the_image_graph_spins_only_within_it
     assert graph_threading(manifest, "cross_kv", 2, False) == SessionThreading(1, False)
     assert graph_threading(manifest, "vision", 2, False) == SessionThreading(2, True, spin_only_in_runs=True)
     assert graph_threading(manifest, "vision", 1, False) == SessionThreading(1, False)  # nobody to spin
-    assert graph_threading(manifest, "decoder", 2, False) == SessionThreading(2, False)
+    assert graph_threading(manifest, "decoder", 2, False) == SessionThreading(2, False)  # a question's prefill
     assert graph_threading(manifest, "vision", 2, True) == SessionThreading(2, True)  # --spinning: everywhere
 
 
-def test_a_large_models_cross_kv_and_step_keep_every_thread(tiny_engine_dir):
+def test_a_large_models_cross_kv_and_decoders_keep_every_thread_spinning_within_runs(tiny_engine_dir):
     manifest = load_manifest(tiny_engine_dir)
     vit_gpt2 = dataclasses.replace(manifest.model, n_layers=12, num_visual_tokens=197, d_model=768, n_heads=12,
                                    head_dim=64)
     big = manifest.replace(model=vit_gpt2)
     assert cross_kv_macs(big) == 2 * 12 * 197 * 768 * 768
-    assert graph_threading(big, "cross_kv", 2, False) == SessionThreading(2, False)
-    assert graph_threading(big, "decoder_step", 2, False) == SessionThreading(2, False)
+    for graph in ("cross_kv", "decoder_step", "decoder"):
+        assert graph_threading(big, graph, 2, False) == SessionThreading(2, True, spin_only_in_runs=True)
+        assert graph_threading(big, graph, 1, False) == SessionThreading(1, False)
 
 
 def test_spinning_within_runs_is_what_the_session_is_told():

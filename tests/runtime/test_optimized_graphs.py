@@ -39,7 +39,9 @@ def test_the_first_start_keeps_an_optimized_copy_and_the_next_loads_it_with_equa
     first = open_cpu_session(path, sha, lambda: session_options(1), ["CPUExecutionProvider"])
     cached = optimized_graph_path(sha, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
     assert os.path.isfile(cached) and os.path.dirname(cached) == str(cache_dir)
-    assert os.listdir(cache_dir) == [os.path.basename(cached)]  # no staging file left behind
+    # the copy and its weights file, no staging folder left behind
+    assert sorted(os.listdir(cache_dir)) == [os.path.basename(cached), os.path.basename(cached) + ".data"]
+    assert os.path.getsize(cached + ".data") > os.path.getsize(cached)  # the weights live outside the graph
     inode = os.stat(cached).st_ino
     second = open_cpu_session(path, sha, lambda: session_options(1), ["CPUExecutionProvider"])
     assert os.stat(cached).st_ino == inode  # loaded, not written again (a new copy is renamed in)
@@ -55,7 +57,9 @@ def test_engine_captions_are_identical_with_and_without_the_cache(tiny_engine_di
     assert not cache_dir.exists()  # switched off: nothing written
     monkeypatch.delenv("EDGEVLM_GRAPH_CACHE")
     making = CaptionEngine(tiny_engine_dir, threads=1).caption_images([image], 2)
-    assert len(os.listdir(cache_dir)) == 3  # vision, cross_kv, decoder_step ("decoder" is made on first use)
+    # vision, cross_kv, decoder_step ("decoder" is made on first use), each with its weights file
+    assert len([n for n in os.listdir(cache_dir) if n.endswith(".onnx")]) == 3
+    assert len([n for n in os.listdir(cache_dir) if n.endswith(".onnx.data")]) == 3
     loading = CaptionEngine(tiny_engine_dir, threads=1).caption_images([image], 2)
     assert plain == making == loading
 
@@ -70,6 +74,20 @@ def test_a_damaged_copy_is_replaced_not_used(tiny_engine_dir, cache_dir):
     session = open_cpu_session(path, sha, lambda: session_options(1), ["CPUExecutionProvider"])
     assert session.run(None, {"pixels": _pixels(tiny_engine_dir)})
     assert os.path.getsize(cached) == whole
+
+
+def test_a_copy_with_a_damaged_weights_file_is_replaced_not_used(tiny_engine_dir, cache_dir):
+    path, sha = _vision(tiny_engine_dir)
+    feeds = {"pixels": _pixels(tiny_engine_dir)}
+    expected = open_cpu_session(path, sha, lambda: session_options(1), ["CPUExecutionProvider"]).run(None, feeds)
+    weights = optimized_graph_path(sha, ort.GraphOptimizationLevel.ORT_ENABLE_ALL) + ".data"
+    whole = os.path.getsize(weights)
+    with open(weights, "r+b") as f:
+        f.truncate(whole // 2)
+    session = open_cpu_session(path, sha, lambda: session_options(1), ["CPUExecutionProvider"])
+    for a, b in zip(session.run(None, feeds), expected):
+        np.testing.assert_array_equal(a, b)
+    assert os.path.getsize(weights) == whole
 
 
 def test_copies_are_named_by_graph_onnxruntime_level_and_cpu(monkeypatch, cache_dir):
@@ -127,9 +145,14 @@ def test_partial_copies_a_killed_process_left_are_removed_after_an_hour(tiny_eng
     old.write_bytes(b"half a graph")
     fresh.write_bytes(b"being written")
     os.utime(old, (1, 1))
+    old_folder = cache_dir / "abc-def.onnx.997-1a2b.partial"  # this version stages a graph and its weights here
+    old_folder.mkdir()
+    (old_folder / "abc-def.onnx.data").write_bytes(b"half the weights")
+    os.utime(old_folder, (1, 1))
     path, sha = _vision(tiny_engine_dir)
     open_cpu_session(path, sha, lambda: session_options(1), ["CPUExecutionProvider"])
-    assert not old.exists() and fresh.exists()  # a live process may still be writing the fresh one
+    assert not old.exists() and not old_folder.exists()
+    assert fresh.exists()  # a live process may still be writing the fresh one
 
 
 def test_the_least_recently_used_copies_go_when_the_cache_outgrows_its_limit(tmp_path):
@@ -152,7 +175,18 @@ def test_a_new_copy_prunes_the_cache(tiny_engine_dir, cache_dir, monkeypatch):
     monkeypatch.setattr(optimized_graphs, "CACHE_LIMIT_BYTES", 1)
     path, sha = _vision(tiny_engine_dir)
     open_cpu_session(path, sha, lambda: session_options(1), ["CPUExecutionProvider"])
-    assert os.listdir(cache_dir) == [os.path.basename(optimized_graph_path(sha, ort.GraphOptimizationLevel.ORT_ENABLE_ALL))]
+    kept = os.path.basename(optimized_graph_path(sha, ort.GraphOptimizationLevel.ORT_ENABLE_ALL))
+    assert sorted(os.listdir(cache_dir)) == [kept, kept + ".data"]
+
+
+def test_a_pruned_copy_takes_its_weights_file_and_orphan_weights_go(tmp_path):
+    for name, used_at in (("a-old", 100), ("b-new", 200)):
+        (tmp_path / f"{name}.onnx").write_bytes(b"g" * 100)
+        (tmp_path / f"{name}.onnx.data").write_bytes(b"w" * 1000)
+        os.utime(tmp_path / f"{name}.onnx", (used_at, used_at))
+    (tmp_path / "c-gone.onnx.data").write_bytes(b"w" * 10)  # its graph was removed
+    optimized_graphs._prune(str(tmp_path), keep=str(tmp_path / "b-new.onnx"), limit=1500)  # the weights count
+    assert sorted(os.listdir(tmp_path)) == ["b-new.onnx", "b-new.onnx.data"]
 
 
 def test_loading_a_copy_marks_it_used(tiny_engine_dir, cache_dir):
@@ -164,9 +198,38 @@ def test_loading_a_copy_marks_it_used(tiny_engine_dir, cache_dir):
     assert os.path.getmtime(cached) > 100
 
 
-def test_a_copy_that_never_loads_back_is_given_up_after_its_second_failure(tmp_path, cache_dir):
-    """A graph whose weights live in a separate file: onnxruntime's copy refers to that file
-    relative to the cache folder, where it is not, so the copy cannot be loaded back."""
+def test_a_graph_with_its_weights_in_a_separate_file_is_copied_whole(tmp_path, cache_dir):
+    """The copy's weights go to its own weights file: it never refers to the source's, which
+    is not in the cache folder."""
+    path, feeds, expected = _external_weights_graph(tmp_path)
+    cached = optimized_graph_path("e" * 64, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+    for start in range(2):
+        session = open_cpu_session(path, "e" * 64, lambda: session_options(1), ["CPUExecutionProvider"])
+        np.testing.assert_allclose(session.run(None, feeds)[0], expected, rtol=1e-6)
+    assert os.path.isfile(cached) and os.path.isfile(cached + ".data") and not os.path.exists(cached + ".failed")
+
+
+def test_a_copy_that_never_loads_back_is_given_up_after_its_second_failure(tmp_path, cache_dir, monkeypatch):
+    """An onnxruntime that cannot read the copies it writes: rewritten once, then refused."""
+    path, feeds, expected = _external_weights_graph(tmp_path)
+    cached = optimized_graph_path("e" * 64, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+    real = ort.InferenceSession
+
+    def cannot_read_copies(model, *args, **kwargs):
+        if model == cached:
+            raise RuntimeError("this onnxruntime cannot load it")
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(optimized_graphs.ort, "InferenceSession", cannot_read_copies)
+    for start in range(4):
+        session = open_cpu_session(path, "e" * 64, lambda: session_options(1), ["CPUExecutionProvider"])
+        np.testing.assert_allclose(session.run(None, feeds)[0], expected, rtol=1e-6)
+    assert os.path.exists(cached + ".refused") and not os.path.exists(cached) and not os.path.exists(cached + ".data")
+    assert not [n for n in os.listdir(cache_dir) if n.endswith(".partial")]
+
+
+def _external_weights_graph(tmp_path):
+    """A one-MatMul graph whose weight lives in m.onnx.data: (path, feeds, expected output)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -179,13 +242,7 @@ def test_a_copy_that_never_loads_back_is_given_up_after_its_second_failure(tmp_p
     onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
                     location="m.onnx.data", size_threshold=0)
     feeds = {"x": np.ones((1, 64), np.float32)}
-    expected = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
-    cached = optimized_graph_path("e" * 64, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
-    for start in range(4):
-        session = open_cpu_session(path, "e" * 64, lambda: session_options(1), ["CPUExecutionProvider"])
-        np.testing.assert_allclose(session.run(None, feeds)[0], expected, rtol=1e-6)
-    assert os.path.exists(cached + ".refused") and not os.path.exists(cached)
-    assert not [n for n in os.listdir(cache_dir) if n.endswith(".partial")]
+    return path, feeds, ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
 
 
 def _shares_the_arena(session) -> bool:
