@@ -263,3 +263,16 @@ def test_cpu_sessions_share_one_arena_and_caption_as_with_their_own(tiny_engine_
     own = CaptionEngine(tiny_engine_dir, threads=1)
     assert not any(map(_shares_the_arena, own.backend.sessions.values()))
     assert own.caption_images([image], 2) == shared
+
+
+def test_two_writes_of_one_copy_are_byte_identical(tiny_engine_dir, cache_dir):
+    """Processes making the same copy at once rename their weights files over each other
+    before their graphs: safe only because onnxruntime writes the same bytes each time."""
+    path, sha = _vision(tiny_engine_dir)
+    cached = optimized_graph_path(sha, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+    written = []
+    for start in range(2):
+        open_cpu_session(path, sha, lambda: session_options(1), ["CPUExecutionProvider"])
+        written.append([open(name, "rb").read() for name in (cached, cached + ".data")])
+        optimized_graphs._remove(cached)
+    assert written[0] == written[1]
