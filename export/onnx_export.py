@@ -64,7 +64,7 @@ def export_engine(model_dir: str, out_dir: str, opset: int = OPSET) -> Manifest:
     with atomic_dir(out_dir) as tmp:
         files, graphs = {}, {}
         for name, module_cls in family.graph_modules.items():
-            if name not in specs:  # an optional graph this model does not get (VED + BERT: no decoder_step)
+            if name not in specs:  # an optional graph this model's specs leave out
                 continue
             file_name = f"{name}.onnx"
             log.info("exporting %s", file_name)

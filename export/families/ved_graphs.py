@@ -56,15 +56,13 @@ def num_visual_tokens(model) -> int:
 
 
 def ved_graph_specs(model, capacity: int) -> dict[str, dict[str, list[TensorSpec]]]:
-    """The three contract graphs, + the single-token ``decoder_step`` for a GPT-2 decoder
-    (ved_step_graph.py; BERT decoders step on ``decoder``)."""
+    """The three contract graphs, + the single-token ``decoder_step`` (ved_step_graph.py)."""
     from edgevlm.export.step_graph import step_graph_specs
 
     layers, heads, hd, d, vocab = decoder_shape(model)
     s, n = model.encoder.config.image_size, num_visual_tokens(model)
     specs = caption_specs(s, n, d, model.encoder.config.hidden_size, layers, heads, hd, vocab, capacity)
-    if decoder_type(model) == "gpt2":
-        specs["decoder_step"] = step_graph_specs(specs["decoder"])
+    specs["decoder_step"] = step_graph_specs(specs["decoder"])
     return specs
 
 
@@ -201,11 +199,11 @@ def ved_decoder_graph(model) -> nn.Module:
 
 
 def ved_decoder_step_graph(model) -> nn.Module:
-    """(input_ids (B,1), position, cache_k/v, cross_k/v) -> (logits, new_k, new_v): GPT-2 only
-    (ved_graph_specs lists the graph for GPT-2 decoders alone)."""
-    from edgevlm.export.families.ved_step_graph import GPT2DecoderStepGraph
+    """(input_ids (B,1), position, per-layer cache_k/v, cross_k/v) -> (logits, new_k, new_v),
+    for either decoder."""
+    from edgevlm.export.families.ved_step_graph import BertDecoderStepGraph, GPT2DecoderStepGraph
 
-    return GPT2DecoderStepGraph(model)
+    return (GPT2DecoderStepGraph if decoder_type(model) == "gpt2" else BertDecoderStepGraph)(model)
 
 
 # "decoder_step" is made only where ved_graph_specs lists it (onnx_export skips the rest)

@@ -1,5 +1,6 @@
-"""GPT-2's single-token step as a graph of its own (``decoder_step``), for VisionEncoderDecoder
-engines: what export/step_graph.py is for our own decoder.
+"""The decoder's single-token step as a graph of its own (``decoder_step``), for
+VisionEncoderDecoder engines with a GPT-2 or a BERT decoder: what export/step_graph.py is for
+our own decoder.
 
 Why: the general ``decoder`` graph (ved_graphs.GPT2DecoderGraph) takes T new tokens, so its
 head splits, masks and score blocks are written for any T: per layer a view+transpose per
@@ -15,6 +16,10 @@ The weights are the model's own modules (Conv1D projections as one MatMul + Add,
 LM head read from the embedding's one stored table, as ved_graphs does). ``edgevlm validate``
 proves the ids identical to ``generate()`` with the engine stepping on this graph. Inputs
 and outputs: the decoder graph's with ``tokens`` = 1 (step_graph.step_graph_specs).
+
+BERT's step (BertDecoderStepGraph) is the same at T = 1 over ved_bert_graphs' general graph:
+post-LayerNorm blocks, separate query/key/value Linears (each a constant Reshape to heads), the
+embedding's LayerNorm over word + token type 0 + position.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from edgevlm.export.families.ved_bert_graphs import BertDecoderGraph
 from edgevlm.export.families.ved_graphs import GPT2DecoderGraph, _conv1d, decoder_shape
 from edgevlm.export.step_graph import split_layers, step_cache_bias, step_heads
 
@@ -60,3 +66,38 @@ class GPT2DecoderStepGraph(nn.Module):
             mlp = block.mlp  # dropout is identity in eval
             x = x + _conv1d(mlp.c_proj, mlp.act(_conv1d(mlp.c_fc, block.ln_2(x))))
         return g._logits(g.ln_f(x)), torch.stack(new_ks), torch.stack(new_vs)
+
+
+class BertDecoderStepGraph(nn.Module):
+    """input_ids (B,1), position (), then per layer i cache_k_i/cache_v_i (B,H,C,hd) and
+    cross_k_i/cross_v_i (B,H,N,hd) -> logits (B,1,V), new_k/v (L,B,H,1,hd): BertDecoderGraph at T = 1."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.general = BertDecoderGraph(model)  # its modules, embeddings and (tied) head
+        _, self.heads, self.hd, self.d, _ = decoder_shape(model)
+
+    def forward(self, input_ids, position, *layered):
+        g = self.general
+        cache_k, cache_v, cross_k, cross_v = split_layers(layered, len(g.layer))  # per layer (B,H,*,hd)
+        x = g._embed(input_ids, position.reshape(1))  # (B,1,d)
+        bias = step_cache_bias(cache_k[0].shape[-2], position, x)  # (C+1,): filled slots and the token itself
+        new_ks, new_vs = [], []
+        for i, layer in enumerate(g.layer):
+            attn = layer.attention.self
+            q, k, v = (step_heads(attn.query(x), self.heads, self.hd), step_heads(attn.key(x), self.heads, self.hd),
+                       step_heads(attn.value(x), self.heads, self.hd))  # (B,H,1,hd) each
+            new_ks.append(k)
+            new_vs.append(v)
+            keys = torch.cat([cache_k[i], k], dim=2)  # (B,H,C+1,hd)
+            values = torch.cat([cache_v[i], v], dim=2)
+            scores = torch.matmul(q, keys.transpose(-1, -2)) * attn.scaling + bias  # (B,H,1,C+1)
+            out = torch.matmul(torch.softmax(scores, dim=-1), values).reshape(-1, 1, self.d)
+            x = layer.attention.output(out, x)  # LN(x + dense(ctx))
+
+            cross = layer.crossattention.self  # no mask: the image tokens are all attended
+            cq = step_heads(cross.query(x), self.heads, self.hd)
+            cprobs = torch.softmax(torch.matmul(cq, cross_k[i].transpose(-1, -2)) * cross.scaling, dim=-1)
+            x = layer.crossattention.output(torch.matmul(cprobs, cross_v[i]).reshape(-1, 1, self.d), x)
+            x = layer.output(layer.intermediate(x), x)  # LN(x + FFN(x))
+        return g._logits(x), torch.stack(new_ks), torch.stack(new_vs)

@@ -30,7 +30,7 @@ class GraphIO:
 
 
 # The optional single-token step graph (export/step_graph.py for ours, export/families/
-# ved_step_graph.py for GPT-2 VisionEncoderDecoders): the decoder's I/O less prefix_len, tokens = 1.
+# ved_step_graph.py for VisionEncoderDecoders): the decoder's I/O less prefix_len, tokens = 1.
 # Its cache and cross K/V one input per layer (runtime/steppers.py), or stacked (older engines).
 STEP_GRAPH_IO = GraphIO(inputs=("input_ids", "position"), outputs=("logits", "new_k", "new_v"),
                         layered_inputs=LAYERED_STEP_INPUTS)

@@ -1,7 +1,7 @@
-"""GPT-2 VisionEncoderDecoder engines carry the single-token ``decoder_step`` graph
-(export/families/ved_step_graph.py): the same logits and cache rows as the general decoder
-graph at every position, fewer nodes, the cache and cross K/V one input per layer; BERT
-decoders do without it."""
+"""VisionEncoderDecoder engines, GPT-2 and BERT decoders alike, carry the single-token
+``decoder_step`` graph (export/families/ved_step_graph.py): the same logits and cache rows as
+the general decoder graph at every position, fewer nodes, the cache and cross K/V one input
+per layer."""
 
 import numpy as np
 import onnx
@@ -12,18 +12,18 @@ from edgevlm.runtime.manifest import load_manifest
 from edgevlm.runtime.steppers import STEP_GRAPH
 
 
-@pytest.fixture(scope="module")
-def gpt2_engine(tmp_path_factory):
+@pytest.fixture(scope="module", params=["gpt2", "bert"])
+def ved_engine(request, tmp_path_factory):
     from edgevlm.export.families.vision_encoder_decoder import write_tiny_ved
     from edgevlm.export.onnx_export import export_engine
 
-    root = tmp_path_factory.mktemp("ved")
-    export_engine(write_tiny_ved(str(root / "model")), str(root / "engine"))
+    root = tmp_path_factory.mktemp(f"ved_{request.param}")
+    export_engine(write_tiny_ved(str(root / "model"), decoder=request.param), str(root / "engine"))
     return str(root / "engine")
 
 
-def test_the_step_graph_is_listed_static_and_smaller(gpt2_engine):
-    manifest = load_manifest(gpt2_engine)
+def test_the_step_graph_is_listed_static_and_smaller(ved_engine):
+    manifest = load_manifest(ved_engine)
     spec = manifest.graph(STEP_GRAPH)
     layers = manifest.model.n_layers
     assert spec.input_names == ("input_ids", "position", *(f"{name}_{i}" for name in ("cache_k", "cache_v", "cross_k",
@@ -37,8 +37,8 @@ def test_the_step_graph_is_listed_static_and_smaller(gpt2_engine):
     assert len(step) < len(general)
 
 
-def test_step_logits_and_cache_rows_equal_the_general_graphs_at_every_position(gpt2_engine):
-    manifest = load_manifest(gpt2_engine)
+def test_step_logits_and_cache_rows_equal_the_general_graphs_at_every_position(ved_engine):
+    manifest = load_manifest(ved_engine)
     m = manifest.model
     general = ort.InferenceSession(manifest.graph_path("decoder"), providers=["CPUExecutionProvider"])
     step = ort.InferenceSession(manifest.graph_path(STEP_GRAPH), providers=["CPUExecutionProvider"])
@@ -59,11 +59,3 @@ def test_step_logits_and_cache_rows_equal_the_general_graphs_at_every_position(g
             np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
         cache_k[:, :, :, position] = want[1][:, :, :, 0]  # the caller writes the new row, as KVCache does
         cache_v[:, :, :, position] = want[2][:, :, :, 0]
-
-
-def test_a_bert_decoder_engine_has_no_step_graph(tmp_path):
-    from edgevlm.export.families.vision_encoder_decoder import write_tiny_ved
-    from edgevlm.export.onnx_export import export_engine
-
-    manifest = export_engine(write_tiny_ved(str(tmp_path / "model"), decoder="bert"), str(tmp_path / "engine"))
-    assert STEP_GRAPH not in manifest.graphs and STEP_GRAPH not in manifest.files
