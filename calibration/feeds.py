@@ -163,11 +163,15 @@ def decoder_step_feeds(engine: CaptionEngine, calib: CalibrationSet) -> Iterator
     feeds, which are its inputs less ``prefix_len`` (0 at every step), the cache and cross K/V
     split per layer where the graph takes them so."""
     from edgevlm.runtime.steppers import LAYERED_STEP_INPUTS, per_layer, takes_layers
+    from edgevlm.runtime.token_embeddings import STEP_EMBEDS_INPUT
 
     layered = takes_layers(engine.manifest)
+    embeds = engine.manifest.graph("decoder_step").takes(STEP_EMBEDS_INPUT)
     for feed in decoder_feeds(engine, calib):
         if feed["input_ids"].shape[1] == 1:
             step = {name: value for name, value in feed.items() if name != "prefix_len"}
+            if embeds:  # the token's row, as the stepper feeds it (runtime/token_embeddings.py)
+                step[STEP_EMBEDS_INPUT] = engine.backend.token_embeddings().rows(step.pop("input_ids"))
             if layered:
                 for name in LAYERED_STEP_INPUTS:  # the recorded copies are contiguous: so are their layers
                     step |= per_layer(name, step.pop(name))

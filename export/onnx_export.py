@@ -78,6 +78,8 @@ def export_engine(model_dir: str, out_dir: str, opset: int = OPSET) -> Manifest:
         else:
             shutil.copyfile(os.path.join(model_dir, family.tokenizer_file), os.path.join(tmp, TOKENIZER_NAME))
         files["tokenizer"] = _file_entry(tmp, TOKENIZER_NAME)
+        if family.write_files is not None:  # e.g. the rows a step graph takes as input (token_embeddings.py)
+            files |= {key: _file_entry(tmp, name) for key, name in family.write_files(model, tmp).items()}
         manifest = Manifest(
             schema_version=SCHEMA_VERSION,
             files=files,

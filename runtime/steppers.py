@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgevlm.runtime.kv_cache import KVCache
+from edgevlm.runtime.token_embeddings import STEP_EMBEDS_INPUT
 
 
 STEP_GRAPH = "decoder_step"  # the optional single-token graph; "decoder" runs everything else
@@ -67,7 +68,12 @@ class CacheStepper:
         cross = (per_layer("cross_k", cross_k) | per_layer("cross_v", cross_v) if self._layered
                  else {"cross_k": cross_k, "cross_v": cross_v})
         self._step_feeds = {"position": np.zeros((), np.int64), **cross}
-        self._checked_rows: tuple | None = None  # input_ids' shape when the step feeds were last checked
+        # a step graph that takes the token's embedding row instead of its id (VED engines:
+        # runtime/token_embeddings.py), read here from the engine's rows file
+        self._embeddings = (backend.token_embeddings()
+                            if step_graph != "decoder" and backend.manifest.graph(step_graph).takes(STEP_EMBEDS_INPUT)
+                            else None)
+        self._checked_rows: tuple | None = None  # the token rows' shape when the step feeds were last checked
         self._position = np.zeros((), np.int64)  # reused 0-d feeds
         self._prefix_len = np.zeros((), np.int64)
 
@@ -89,12 +95,15 @@ class CacheStepper:
             return self._run(tokens.reshape(-1, 1), position, 0)[:, 0]
         feeds = self._step_feeds  # no prefix_len: at T = 1 the token sees itself either way
         feeds["position"][()] = position
-        feeds["input_ids"] = tokens.reshape(-1, 1)
+        ids = tokens.reshape(-1, 1)
+        if self._embeddings is not None:
+            feeds[STEP_EMBEDS_INPUT] = self._embeddings.rows(ids)
+        else:
+            feeds["input_ids"] = ids
         if self._layered:  # views of the cache as it is now (reorder may have replaced its arrays)
             feeds |= per_layer("cache_k", self.cache.k) | per_layer("cache_v", self.cache.v)
         else:
             feeds["cache_k"], feeds["cache_v"] = self.cache.k, self.cache.v
-        ids = feeds["input_ids"]
         if ids.dtype == np.int64 and ids.shape == self._checked_rows:
             # the arrays the first step's check passed, or views of the same cache: same dtypes and shapes
             out = self.backend.run_prechecked(self.step_graph, feeds)

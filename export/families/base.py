@@ -22,3 +22,4 @@ class ExportFamily:
     write_tiny: Callable  # (out_dir) -> a tiny random-init model folder: tests round-trip every family
     fix_graph: dict = field(default_factory=dict)  # graph -> (onnx path) -> None, run after export
     write_tokenizer: Callable | None = None  # (parts, out path): writes the engine's tokenizer.json
+    write_files: Callable | None = None  # (model, out folder) -> {manifest file key: name}: files beside the graphs

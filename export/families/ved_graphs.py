@@ -13,12 +13,16 @@ tied LM head); parity with ``generate()`` is checked by ``edgevlm validate``.
 
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import nn
 
 from edgevlm.export.families.tied_embedding import embed_from_table
 from edgevlm.export.families.contract_specs import caption_specs
 from edgevlm.runtime.manifest import TensorSpec
+from edgevlm.runtime.token_embeddings import (STEP_EMBEDS_INPUT, TOKEN_EMBEDDINGS, TOKEN_EMBEDDINGS_FILE,
+                                              write_token_embeddings)
 
 
 DECODERS = ("gpt2", "bert")  # decoder model_type values whose graphs are written here and in ved_bert_graphs
@@ -62,8 +66,25 @@ def ved_graph_specs(model, capacity: int) -> dict[str, dict[str, list[TensorSpec
     layers, heads, hd, d, vocab = decoder_shape(model)
     s, n = model.encoder.config.image_size, num_visual_tokens(model)
     specs = caption_specs(s, n, d, model.encoder.config.hidden_size, layers, heads, hd, vocab, capacity)
-    specs["decoder_step"] = step_graph_specs(specs["decoder"])
+    step = step_graph_specs(specs["decoder"])
+    # the step reads the token's embedding row from the runtime, not from the tied table
+    # (runtime/token_embeddings.py says why)
+    step["inputs"][0] = TensorSpec(STEP_EMBEDS_INPUT, "float32", ("batch", 1, d))
+    specs["decoder_step"] = step
     return specs
+
+
+def word_embedding_table(model) -> torch.Tensor:
+    """The decoder's (V,d) word embedding: GPT-2's wte, BERT's word_embeddings."""
+    if decoder_type(model) == "gpt2":
+        return model.decoder.transformer.wte.weight
+    return model.decoder.bert.embeddings.word_embeddings.weight
+
+
+def write_token_embeddings_file(model, folder: str) -> dict[str, str]:
+    """The step graph's word-embedding rows as ``token_embeddings.npy`` in ``folder``."""
+    write_token_embeddings(os.path.join(folder, TOKEN_EMBEDDINGS_FILE), word_embedding_table(model).detach().numpy())
+    return {TOKEN_EMBEDDINGS: TOKEN_EMBEDDINGS_FILE}
 
 
 def _heads(x: torch.Tensor, split: tuple) -> torch.Tensor:

@@ -13,7 +13,10 @@ head tensor, a (T,T) causal mask, two score blocks with their Where/Concat/Slice
   only);
 - no (T,T) mask, no position range.
 The weights are the model's own modules (Conv1D projections as one MatMul + Add, the tied
-LM head read from the embedding's one stored table, as ved_graphs does). ``edgevlm validate``
+LM head read from the embedding's one stored table, as ved_graphs does), but the token's
+embedding row comes in as ``word_embeds`` (B,1,d), read by the runtime from the engine's
+``token_embeddings.npy``: a lookup inside the graph kept the whole table resident beside the
+head's packed copy (runtime/token_embeddings.py). ``edgevlm validate``
 proves the ids identical to ``generate()`` with the engine stepping on this graph. Inputs
 and outputs: the decoder graph's with ``tokens`` = 1 (step_graph.step_graph_specs).
 
@@ -33,18 +36,19 @@ from edgevlm.export.step_graph import split_layers, step_cache_bias, step_heads
 
 
 class GPT2DecoderStepGraph(nn.Module):
-    """input_ids (B,1), position (), then per layer i cache_k_i/cache_v_i (B,H,C,hd) and
-    cross_k_i/cross_v_i (B,H,N,hd) -> logits (B,1,V), new_k/v (L,B,H,1,hd): GPT2DecoderGraph at T = 1."""
+    """word_embeds (B,1,d) (the token's row of wte: runtime/token_embeddings.py), position (),
+    then per layer i cache_k_i/cache_v_i (B,H,C,hd) and cross_k_i/cross_v_i (B,H,N,hd) ->
+    logits (B,1,V), new_k/v (L,B,H,1,hd): GPT2DecoderGraph at T = 1."""
 
     def __init__(self, model):
         super().__init__()
         self.general = GPT2DecoderGraph(model)  # its modules, embedding and tied head
         _, self.heads, self.hd, self.d, _ = decoder_shape(model)
 
-    def forward(self, input_ids, position, *layered):
+    def forward(self, word_embeds, position, *layered):
         g = self.general
         cache_k, cache_v, cross_k, cross_v = split_layers(layered, len(g.blocks))  # per layer (B,H,*,hd)
-        x = g._embed(input_ids) + g.wpe(position)  # (B,1,d) + (d,)
+        x = word_embeds + g.wpe(position)  # (B,1,d) + (d,)
         # (C+1,); the capacity is a constant of the graph: the cache inputs' shape is fixed
         bias = step_cache_bias(cache_k[0].shape[-2], position, x)
         new_ks, new_vs = [], []
@@ -69,18 +73,20 @@ class GPT2DecoderStepGraph(nn.Module):
 
 
 class BertDecoderStepGraph(nn.Module):
-    """input_ids (B,1), position (), then per layer i cache_k_i/cache_v_i (B,H,C,hd) and
-    cross_k_i/cross_v_i (B,H,N,hd) -> logits (B,1,V), new_k/v (L,B,H,1,hd): BertDecoderGraph at T = 1."""
+    """word_embeds (B,1,d) (the token's row of word_embeddings), position (), then per layer i
+    cache_k_i/cache_v_i (B,H,C,hd) and cross_k_i/cross_v_i (B,H,N,hd) -> logits (B,1,V),
+    new_k/v (L,B,H,1,hd): BertDecoderGraph at T = 1."""
 
     def __init__(self, model):
         super().__init__()
         self.general = BertDecoderGraph(model)  # its modules, embeddings and (tied) head
         _, self.heads, self.hd, self.d, _ = decoder_shape(model)
 
-    def forward(self, input_ids, position, *layered):
+    def forward(self, word_embeds, position, *layered):
         g = self.general
         cache_k, cache_v, cross_k, cross_v = split_layers(layered, len(g.layer))  # per layer (B,H,*,hd)
-        x = g._embed(input_ids, position.reshape(1))  # (B,1,d)
+        emb = g.embeddings  # LN(word + token type 0 + position), as BertDecoderGraph._embed
+        x = emb.LayerNorm(word_embeds + emb.token_type_embeddings.weight[0] + emb.position_embeddings(position))
         bias = step_cache_bias(cache_k[0].shape[-2], position, x)  # (C+1,): filled slots and the token itself
         new_ks, new_vs = [], []
         for i, layer in enumerate(g.layer):

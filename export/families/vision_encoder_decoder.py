@@ -9,7 +9,8 @@ from edgevlm.export.families.hf_folder import architectures, load_pretrained
 from edgevlm.export.families.hf_sections import (HF_FOLDER_FILES, HFParts, capacity_for, processing_sections,
                                                  read_parts, require_token, special_tokens)
 from edgevlm.export.families.ved_graphs import (DECODERS, TINY_BERT_IDS, VED_GRAPH_MODULES, decoder_shape,
-                                                max_positions, num_visual_tokens, tiny_ved, ved_graph_specs)
+                                                max_positions, num_visual_tokens, tiny_ved, ved_graph_specs,
+                                                write_token_embeddings_file)
 from edgevlm.runtime.families.hf import VED_NAME
 from edgevlm.runtime.manifest import ModelInfo
 
@@ -87,5 +88,6 @@ VED_EXPORT = ExportFamily(
     sections=_sections,
     validate=_validate,
     write_tiny=write_tiny_ved,  # the GPT-2 one; tests build the BERT one by name
+    write_files=write_token_embeddings_file,  # the rows decoder_step takes as input
     **HF_FOLDER_FILES,
 )

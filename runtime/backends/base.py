@@ -19,6 +19,7 @@ from edgevlm.errors import EdgeVLMError
 from edgevlm.runtime.kv_cache import KVCache
 from edgevlm.runtime.manifest import Manifest, TensorSpec
 from edgevlm.runtime.steppers import CacheStepper, step_graph
+from edgevlm.runtime.token_embeddings import TOKEN_EMBEDDINGS, TokenEmbeddings
 
 PROVIDERS = ("cpu", "cuda", "tensorrt")  # onnxruntime execution providers (an ORT backend option)
 
@@ -75,6 +76,7 @@ class Backend(ABC):
         self.options = options or BackendOptions()
         self._checks = {graph: _FeedCheck(graph, spec.inputs) for graph, spec in manifest.graphs.items()}
         self._caches: dict[int, KVCache] = {}  # rows -> self-attention cache, reused across searches
+        self._token_embeddings: TokenEmbeddings | None = None
         self.is_open = False
 
     # --- lifecycle --------------------------------------------------------------------
@@ -92,7 +94,20 @@ class Backend(ABC):
         if self.is_open:
             self._close()
             self._caches.clear()
+            if self._token_embeddings is not None:
+                self._token_embeddings.close()
+                self._token_embeddings = None
             self.is_open = False
+
+    def token_embeddings(self) -> TokenEmbeddings:
+        """The rows a step graph that takes ``word_embeds`` is fed (the engine's
+        token_embeddings file), opened on first use."""
+        if self._token_embeddings is None:
+            if TOKEN_EMBEDDINGS not in self.manifest.files:
+                raise EdgeVLMError(f"{self.manifest.root}: its step graph takes word embeddings but the engine lists "
+                                   f"no {TOKEN_EMBEDDINGS} file; re-export the engine")
+            self._token_embeddings = TokenEmbeddings(self.manifest.path(TOKEN_EMBEDDINGS))
+        return self._token_embeddings
 
     def __enter__(self) -> "Backend":
         return self.open()

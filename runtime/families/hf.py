@@ -11,6 +11,8 @@ from edgevlm.runtime.families.base import STEP_GRAPH_IO, GraphIO, RuntimeFamily
 from edgevlm.runtime.families.captioner import shapes_match_model
 from edgevlm.runtime.hf_preprocess import hf_preprocess
 from edgevlm.runtime.hf_text import HFTokenizer
+from edgevlm.runtime.steppers import STEP_GRAPH
+from edgevlm.runtime.token_embeddings import STEP_EMBEDS_INPUT, TOKEN_EMBEDDINGS
 
 VED_NAME = "vision-encoder-decoder"
 GIT_NAME = "git"
@@ -64,16 +66,37 @@ def _tokenizer(manifest) -> HFTokenizer:
 
 
 def _hf_family(name: str, shapes=shapes_match_model, graphs=_CAPTION_GRAPHS, answer_context=None,
-               optional_graphs=None) -> RuntimeFamily:
+               optional_graphs=None, checks=()) -> RuntimeFamily:
     """A Hugging Face family: the checkpoint's image processor and tokenizer, its sections checked.
-    ``shapes``: the shape rule (BLIP's visual width may differ from its text width)."""
+    ``shapes``: the shape rule (BLIP's visual width may differ from its text width); ``checks``:
+    the family's own rules besides."""
     return RuntimeFamily(name=name, graphs=graphs, tokenizer_kind="huggingface", preprocess=_preprocess,
-                         load_tokenizer=_tokenizer, consistency=(_has_hf_sections, _generation_fits_cache, shapes),
+                         load_tokenizer=_tokenizer, consistency=(_has_hf_sections, _generation_fits_cache, shapes, *checks),
                          answer_context=answer_context, optional_graphs=optional_graphs or {})
 
 
-# GPT-2 decoders get the single-token step graph (export/families/ved_step_graph.py); BERT ones do not
-VED = _hf_family(VED_NAME, optional_graphs={"decoder_step": STEP_GRAPH_IO})
+# The single-token step graph (export/families/ved_step_graph.py) takes the token's embedding row
+# (word_embeds, from the engine's token_embeddings file: runtime/token_embeddings.py); GPT-2
+# engines exported before take its id (input_ids). One of the two, checked by _step_reads_one_token.
+VED_STEP_IO = GraphIO(inputs=("position",), outputs=STEP_GRAPH_IO.outputs,
+                      optional_inputs=("input_ids", STEP_EMBEDS_INPUT), layered_inputs=STEP_GRAPH_IO.layered_inputs)
+
+
+def _step_reads_one_token(manifest) -> str | None:
+    """A VED step graph takes the token as its id or as its row, not both or neither; rows need
+    the engine's token_embeddings file."""
+    if STEP_GRAPH not in manifest.graphs:
+        return None
+    spec = manifest.graph(STEP_GRAPH)
+    token_inputs = [name for name in ("input_ids", STEP_EMBEDS_INPUT) if spec.takes(name)]
+    if len(token_inputs) != 1:
+        return f"{STEP_GRAPH} must take one of input_ids or {STEP_EMBEDS_INPUT}, it takes {token_inputs or 'neither'}"
+    if token_inputs == [STEP_EMBEDS_INPUT] and TOKEN_EMBEDDINGS not in manifest.files:
+        return f"{STEP_GRAPH} takes {STEP_EMBEDS_INPUT} but the engine lists no {TOKEN_EMBEDDINGS} file"
+    return None
+
+
+VED = _hf_family(VED_NAME, optional_graphs={STEP_GRAPH: VED_STEP_IO}, checks=(_step_reads_one_token,))
 # GIT: the "cross" K/V are each layer's image-token K/V (one softmax with the text's own)
 GIT = _hf_family(GIT_NAME)
 BLIP = _hf_family(BLIP_NAME, shapes=cache_shapes_match_model)

@@ -10,6 +10,7 @@ import pytest
 
 from edgevlm.runtime.manifest import load_manifest
 from edgevlm.runtime.steppers import STEP_GRAPH
+from edgevlm.runtime.token_embeddings import TOKEN_EMBEDDINGS, TokenEmbeddings
 
 
 @pytest.fixture(scope="module", params=["gpt2", "bert"])
@@ -26,11 +27,17 @@ def test_the_step_graph_is_listed_static_and_smaller(ved_engine):
     manifest = load_manifest(ved_engine)
     spec = manifest.graph(STEP_GRAPH)
     layers = manifest.model.n_layers
-    assert spec.input_names == ("input_ids", "position", *(f"{name}_{i}" for name in ("cache_k", "cache_v", "cross_k",
-                                                                                     "cross_v") for i in range(layers)))
+    assert spec.input_names == ("word_embeds", "position", *(f"{name}_{i}" for name in ("cache_k", "cache_v",
+                                                                                       "cross_k", "cross_v")
+                                                             for i in range(layers)))
     assert "Split" not in [n.op_type for n in onnx.load(manifest.graph_path(STEP_GRAPH)).graph.node if
                            n.input and n.input[0].startswith(("cache", "cross"))]  # no copy of a stacked input
-    assert spec.inputs[0].shape == ("batch", 1)
+    assert spec.inputs[0].shape == ("batch", 1, manifest.model.d_model)
+    # no token lookup in the step: the tied table is read by the head alone (token_embeddings.py)
+    assert "Gather" not in {n.op_type for n in onnx.load(manifest.graph_path(STEP_GRAPH)).graph.node
+                            if n.input and n.input[0] == "word_embeds"}
+    assert not [n for n in onnx.load(manifest.graph_path(STEP_GRAPH)).graph.node
+                if n.op_type == "Gather" and "input_ids" in n.input]
     step = [n.op_type for n in onnx.load(manifest.graph_path(STEP_GRAPH)).graph.node]
     general = [n.op_type for n in onnx.load(manifest.graph_path("decoder")).graph.node]
     assert step.count("Transpose") < general.count("Transpose") and step.count("Where") <= 1 < general.count("Where")
@@ -48,14 +55,32 @@ def test_step_logits_and_cache_rows_equal_the_general_graphs_at_every_position(v
     cross = (m.n_layers, rows, m.n_heads, m.num_visual_tokens, m.head_dim)
     cache_k, cache_v = np.zeros(cache, np.float32), np.zeros(cache, np.float32)
     cross_k, cross_v = (rng.standard_normal(cross).astype(np.float32) for _ in range(2))
+    embeddings = TokenEmbeddings(manifest.path(TOKEN_EMBEDDINGS))
     for position in range(m.cache_capacity - 1):
         feeds = {"input_ids": rng.integers(0, m.vocab_size, (rows, 1)), "position": np.array(position),
                  "cache_k": cache_k, "cache_v": cache_v, "cross_k": cross_k, "cross_v": cross_v}
         layered = {f"{name}_{i}": feeds[name][i] for name in ("cache_k", "cache_v", "cross_k", "cross_v")
                    for i in range(m.n_layers)}
         want = general.run(None, feeds)
-        got = step.run(None, {"input_ids": feeds["input_ids"], "position": feeds["position"], **layered})
+        rows_of = embeddings.rows(feeds["input_ids"])  # what the stepper feeds (runtime/token_embeddings.py)
+        got = step.run(None, {"word_embeds": rows_of, "position": feeds["position"], **layered})
         for a, b in zip(want, got):
             np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
         cache_k[:, :, :, position] = want[1][:, :, :, 0]  # the caller writes the new row, as KVCache does
         cache_v[:, :, :, position] = want[2][:, :, :, 0]
+
+
+def test_the_token_rows_file_is_the_decoders_word_embedding(ved_engine):
+    """token_embeddings.npy holds the model's (V,d) table, rows read one token at a time; an id
+    outside the vocabulary is one line, not a read past the end."""
+    from edgevlm.errors import EdgeVLMError
+
+    manifest = load_manifest(ved_engine)
+    table = np.load(manifest.path(TOKEN_EMBEDDINGS))
+    assert table.shape == (manifest.model.vocab_size, manifest.model.d_model) and table.dtype == np.float32
+    embeddings = TokenEmbeddings(manifest.path(TOKEN_EMBEDDINGS))
+    ids = np.array([[3], [0], [manifest.model.vocab_size - 1]])
+    np.testing.assert_array_equal(embeddings.rows(ids), table[ids[:, 0]][:, None, :])
+    with pytest.raises(EdgeVLMError, match=f"token id {manifest.model.vocab_size} is outside the vocabulary"):
+        embeddings.rows(np.array([manifest.model.vocab_size]))
+    embeddings.close()
