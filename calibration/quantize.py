@@ -28,6 +28,7 @@ import shutil
 import sys
 import tempfile
 
+import numpy as np
 import onnx
 from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -36,6 +37,7 @@ from edgevlm.errors import EdgeVLMError
 from edgevlm.fileio import atomic_dir, check_writable
 from edgevlm.runtime.engine import CaptionEngine
 from edgevlm.runtime.manifest import FileEntry, Manifest, check_engine_out, sha256_file
+from edgevlm.runtime.token_embeddings import HALF, TOKEN_EMBEDDINGS, write_token_embeddings
 
 from .cpu_layouts import layout_for
 from .feeds import FeedReader, graph_feeds
@@ -214,7 +216,9 @@ def _quantize_engine(fp32: CaptionEngine, calib: CalibrationSet, out_dir: str, m
         dropped = {source.caption_memory.file} if source.caption_memory else set()
         kept = {key: entry for key, entry in source.files.items() if key not in dropped}
         for key, entry in kept.items():
-            if key not in graph_files:  # the tokenizer and any other listed file: copied as is
+            if key == TOKEN_EMBEDDINGS:  # the step's word rows, at half the bytes (token_embeddings.py)
+                write_token_embeddings(os.path.join(tmp, entry.path), np.load(source.path(key)), HALF)
+            elif key not in graph_files:  # the tokenizer and any other listed file: copied as is
                 shutil.copyfile(source.path(key), os.path.join(tmp, entry.path))
         files = {key: FileEntry(entry.path, sha256_file(os.path.join(tmp, entry.path)),
                                 os.path.getsize(os.path.join(tmp, entry.path)))

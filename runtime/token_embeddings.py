@@ -24,12 +24,13 @@ from edgevlm.errors import EdgeVLMError
 TOKEN_EMBEDDINGS = "token_embeddings"  # the manifest's file key
 TOKEN_EMBEDDINGS_FILE = "token_embeddings.npy"
 STEP_EMBEDS_INPUT = "word_embeds"  # the step graph's (B,1,d) float32 input that replaces input_ids
-_DTYPES = (np.dtype("<f4"), np.dtype("<f2"))
+FULL, HALF = np.dtype("<f4"), np.dtype("<f2")  # FP32 engines keep the model's rows; INT8 engines half of each
+_DTYPES = (FULL, HALF)
 
 
-def write_token_embeddings(path: str, table: np.ndarray) -> None:
-    """Write the (V,d) table as a little-endian float32 .npy file."""
-    np.save(path, np.ascontiguousarray(table, dtype="<f4"))
+def write_token_embeddings(path: str, table: np.ndarray, dtype: np.dtype = FULL) -> None:
+    """Write the (V,d) table as a little-endian .npy file of ``dtype`` (float32 or float16)."""
+    np.save(path, np.ascontiguousarray(table, dtype=dtype))
 
 
 class TokenEmbeddings:

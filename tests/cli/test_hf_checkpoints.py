@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -267,6 +268,10 @@ def test_quantize_to_int8_and_caption_with_it(exported, tmp_path, monkeypatch):
     assert set(manifest["quantization"]["graphs"]) == {"vision", "cross_kv", "decoder", "decoder_step"}
     for section in HF_SECTIONS:
         assert manifest.get(section), f"INT8 manifest lost section {section}"
+    # the step's word rows (token_embeddings.py) at half the bytes
+    rows, full = np.load(os.path.join(int8, "token_embeddings.npy")), np.load(os.path.join(engine_dir, "token_embeddings.npy"))
+    assert rows.dtype == np.float16 and full.dtype == np.float32
+    np.testing.assert_allclose(rows, full, rtol=1e-3, atol=1e-4)
     result = _invoke("caption", COFFEE, CHELSEA, "--engine", int8)
     assert result.exit_code == 0, result.output
     assert [line.split(": ", 1)[0] for line in result.stdout.splitlines()] == [COFFEE, CHELSEA]
