@@ -25,9 +25,15 @@ def test_labels_are_present_absent_or_unknown():
 def test_bias_shift_makes_half_mean_even_odds():
     """A head that learned nothing but the base rate scores ~0.5 after the prior shift
     (exactly 0.5 but for the shrinkage of rare categories towards even odds)."""
+    import torch
+
     from edgevlm.models.concept_head import ConceptHead
     from edgevlm.training.concept_training import predict, train_head
 
+    # The head's initial weights come from torch's global generator: seeded here, or the result
+    # depends on what earlier tests drew from it (a head fit to pure noise can overfit it: the
+    # mean drifted 0.004-0.07 from the shifted base rate over seeds 0-7, and 0.15 in one order).
+    torch.manual_seed(0)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 8, 2, 2)).astype(np.float16)  # no signal at all
     y = (rng.random((200, 2)) < np.array([0.1, 0.7])).astype(np.int8)  # rare and common concept
