@@ -38,6 +38,7 @@ class TokenEmbeddings:
     (``close``, or the garbage collector, releases it)."""
 
     def __init__(self, path: str):
+        self._fd = None  # set last: a file refused below leaves nothing to close
         try:
             with open(path, "rb") as f:
                 major, _ = np.lib.format.read_magic(f)
