@@ -55,6 +55,8 @@ FAILED, REFUSED = ".failed", ".refused"
 # A copy's weights (initializers of at least WEIGHTS_MIN_BYTES) live in "<copy>.data" beside it.
 WEIGHTS_SUFFIX, WEIGHTS_MIN_BYTES = ".data", 1024
 PARTIAL = ".partial"  # a staging folder (or, from earlier versions, a file) being written
+COPY_FORMAT = "weights-file"  # part of each copy's name: the copy's layout on disk
+ORPHAN_AGE_S = 3600.0  # a weights file without its graph for this long is removed (as stale partials are)
 
 
 @functools.lru_cache(maxsize=1)
@@ -66,8 +68,10 @@ def machine_fingerprint() -> str:
 
 def optimized_graph_path(source_sha256: str, level: ort.GraphOptimizationLevel) -> str:
     """Where the optimized copy of the graph with this sha256 lives for this machine."""
+    # COPY_FORMAT: copies made before weights files (embedded weights) get other names, so they
+    # are not loaded (and kept in use) forever; the pruning removes them as they age out
     key = hashlib.sha256(
-        f"{source_sha256}|ort {ort.__version__}|{int(level)}|{machine_fingerprint()}".encode()).hexdigest()
+        f"{source_sha256}|ort {ort.__version__}|{int(level)}|{machine_fingerprint()}|{COPY_FORMAT}".encode()).hexdigest()
     return os.path.join(graph_cache_folder(), f"{source_sha256[:16]}-{key[:16]}.onnx")
 
 
@@ -183,7 +187,10 @@ def _prune(folder: str, keep: str, limit: int | None = None) -> None:
     for name in names:
         path = os.path.join(folder, name)
         if name.endswith(WEIGHTS_SUFFIX) and name[:-len(WEIGHTS_SUFFIX)] not in names:
-            _remove(path)  # its graph was removed by an earlier version, or by hand
+            # its graph was removed by hand, or is about to be renamed in by another process
+            # (weights go first): only an hour-old orphan is one for sure
+            if _age_s(path) > ORPHAN_AGE_S:
+                _remove(path)
         elif name.endswith(".onnx") and path != keep:
             try:
                 info = os.stat(path)
@@ -196,6 +203,13 @@ def _prune(folder: str, keep: str, limit: int | None = None) -> None:
             break
         _remove(path)
         total -= size
+
+
+def _age_s(path: str) -> float:
+    try:
+        return time.time() - os.path.getmtime(path)
+    except OSError:  # removed meanwhile
+        return 0.0
 
 
 def _size(path: str) -> int:

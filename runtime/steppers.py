@@ -54,7 +54,8 @@ def step_graph(manifest) -> str:
 class CacheStepper:
     """Stepper over the decoder graph; rows = images x beams, image-major. ``step_graph``:
     the graph single-token steps run ("decoder", or "decoder_step": the same inputs less
-    ``prefix_len``, tokens = 1)."""
+    ``prefix_len``, tokens = 1, or, in VED engines, the token's embedding row in place of its
+    id: runtime/token_embeddings.py)."""
 
     def __init__(self, backend, cache: KVCache, cross_k: np.ndarray, cross_v: np.ndarray, takes_prefix_len: bool,
                  step_graph: str = "decoder"):

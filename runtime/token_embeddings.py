@@ -48,7 +48,7 @@ class TokenEmbeddings:
         except (OSError, ValueError) as exc:
             raise EdgeVLMError(f"cannot read the token embeddings {path}: {exc}; re-export the engine") from exc
         if len(shape) != 2 or fortran_order or np.dtype(dtype) not in _DTYPES:
-            raise EdgeVLMError(f"{path} holds a {shape} {dtype} array, not (vocab, d) float32 rows; re-export the engine")
+            raise EdgeVLMError(f"{path} holds a {shape} {dtype} array, not (vocab, d) float32 or float16 rows; re-export the engine")
         self.path, self.vocab_size, self.d = path, int(shape[0]), int(shape[1])
         self.dtype = np.dtype(dtype)
         self.row_bytes = self.d * self.dtype.itemsize
@@ -56,6 +56,8 @@ class TokenEmbeddings:
 
     def rows(self, ids: np.ndarray) -> np.ndarray:
         """ids (R,) or (R,1) int -> their rows (R,1,d) float32."""
+        if self._fd is None:
+            raise EdgeVLMError(f"the token embeddings {self.path} were closed with their engine; open the engine again")
         flat = np.asarray(ids).reshape(-1)
         out = np.empty((flat.size, 1, self.d), np.float32)
         for r, token in enumerate(flat.tolist()):

@@ -24,6 +24,7 @@ import onnxruntime as ort
 from edgevlm.runtime.backends.onnxruntime_backend import session_options
 from edgevlm.runtime.manifest import load_manifest
 from edgevlm.runtime.steppers import LAYERED_STEP_INPUTS, STEP_GRAPH, per_layer
+from edgevlm.runtime.token_embeddings import STEP_EMBEDS_INPUT
 
 
 def _feeds(manifest, graph: str, rows: int, position: int, rng) -> dict[str, np.ndarray]:
@@ -32,7 +33,7 @@ def _feeds(manifest, graph: str, rows: int, position: int, rng) -> dict[str, np.
     cache = (m.n_layers, rows, m.n_heads, m.cache_capacity, m.head_dim)
     cross = (m.n_layers, rows, m.n_heads, m.num_visual_tokens, m.head_dim)
     feeds = {"input_ids": np.full((rows, 1), 5, np.int64), "position": np.array(position, np.int64),
-             "word_embeds": rng.standard_normal((rows, 1, m.d_model), np.float32),  # VED step graphs take rows
+             STEP_EMBEDS_INPUT: rng.standard_normal((rows, 1, m.d_model), np.float32),  # VED steps take rows
              "prefix_len": np.array(0, np.int64),
              "cache_k": rng.standard_normal(cache, np.float32), "cache_v": rng.standard_normal(cache, np.float32),
              "cross_k": rng.standard_normal(cross, np.float32), "cross_v": rng.standard_normal(cross, np.float32)}

@@ -220,14 +220,14 @@ def ved_decoder_graph(model) -> nn.Module:
 
 
 def ved_decoder_step_graph(model) -> nn.Module:
-    """(input_ids (B,1), position, per-layer cache_k/v, cross_k/v) -> (logits, new_k, new_v),
+    """(word_embeds (B,1,d), position, per-layer cache_k/v, cross_k/v) -> (logits, new_k, new_v),
     for either decoder."""
     from edgevlm.export.families.ved_step_graph import BertDecoderStepGraph, GPT2DecoderStepGraph
 
     return (GPT2DecoderStepGraph if decoder_type(model) == "gpt2" else BertDecoderStepGraph)(model)
 
 
-# "decoder_step" is made only where ved_graph_specs lists it (onnx_export skips the rest)
+# every VED engine gets "decoder_step" (ved_graph_specs lists it for both decoders)
 VED_GRAPH_MODULES = {"vision": VEDVisionGraph, "cross_kv": ved_cross_kv_graph, "decoder": ved_decoder_graph,
                      "decoder_step": ved_decoder_step_graph}
 

@@ -18,7 +18,8 @@ embedding row comes in as ``word_embeds`` (B,1,d), read by the runtime from the 
 ``token_embeddings.npy``: a lookup inside the graph kept the whole table resident beside the
 head's packed copy (runtime/token_embeddings.py). ``edgevlm validate``
 proves the ids identical to ``generate()`` with the engine stepping on this graph. Inputs
-and outputs: the decoder graph's with ``tokens`` = 1 (step_graph.step_graph_specs).
+and outputs: the decoder graph's with ``tokens`` = 1 (step_graph.step_graph_specs), but
+``word_embeds`` (B,1,d) in place of ``input_ids``.
 
 BERT's step (BertDecoderStepGraph) is the same at T = 1 over ved_bert_graphs' general graph:
 post-LayerNorm blocks, separate query/key/value Linears (each a constant Reshape to heads), the

@@ -94,10 +94,10 @@ class Backend(ABC):
         if self.is_open:
             self._close()
             self._caches.clear()
-            if self._token_embeddings is not None:
-                self._token_embeddings.close()
-                self._token_embeddings = None
             self.is_open = False
+        if self._token_embeddings is not None:
+            self._token_embeddings.close()
+            self._token_embeddings = None
 
     def token_embeddings(self) -> TokenEmbeddings:
         """The rows a step graph that takes ``word_embeds`` is fed (the engine's
@@ -106,7 +106,12 @@ class Backend(ABC):
             if TOKEN_EMBEDDINGS not in self.manifest.files:
                 raise EdgeVLMError(f"{self.manifest.root}: its step graph takes word embeddings but the engine lists "
                                    f"no {TOKEN_EMBEDDINGS} file; re-export the engine")
-            self._token_embeddings = TokenEmbeddings(self.manifest.path(TOKEN_EMBEDDINGS))
+            rows, m = TokenEmbeddings(self.manifest.path(TOKEN_EMBEDDINGS)), self.manifest.model
+            if (rows.vocab_size, rows.d) != (m.vocab_size, m.d_model):
+                rows.close()
+                raise EdgeVLMError(f"{rows.path} holds {rows.vocab_size} x {rows.d} rows, the model {m.vocab_size} x "
+                                   f"{m.d_model}; re-export the engine")
+            self._token_embeddings = rows
         return self._token_embeddings
 
     def __enter__(self) -> "Backend":

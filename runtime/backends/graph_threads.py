@@ -69,9 +69,11 @@ def graph_threading(manifest, graph: str, threads: int | None, spinning: bool) -
         return SessionThreading(1, spinning)
     if graph == CROSS_KV_GRAPH and cross_kv_macs(manifest) < SINGLE_THREAD_MACS:
         return SessionThreading(1, spinning)
-    small_decoder = graph == DECODER_GRAPH and step_macs(manifest) < SINGLE_THREAD_MACS
-    if threads != 1 and not spinning and not small_decoder:
+    large_decoder = graph in (DECODER_GRAPH, STEP_GRAPH) and step_macs(manifest) >= SINGLE_THREAD_MACS
+    if threads != 1 and not spinning and (graph in (VISION_GRAPH, CROSS_KV_GRAPH) or large_decoder):
         # the image graph, and a large model's cross K/V and decoder: enough work per op to keep
         # every thread busy, so the workers spin through the run's ops and stop when it ends
+        # (a small cross K/V or step runs on one thread, above; other graphs, BLIP VQA's question
+        # encoder, keep the backend's setting)
         return SessionThreading(threads, True, spin_only_in_runs=True)
     return SessionThreading(threads, spinning)

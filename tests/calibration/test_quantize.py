@@ -238,3 +238,33 @@ def test_a_caption_memory_is_not_carried_into_the_int8_engine(tiny_engine_dir, c
     assert manifest.caption_memory is None and "caption_memory" not in manifest.files
     assert not [name for name in os.listdir(out) if name.startswith("caption_memory")]
     assert not CaptionEngine(out).reranks
+
+
+def test_the_format_names_each_graphs_mode():
+    from edgevlm.calibration.quantize import quantization_format
+
+    assert quantization_format({"vision": {"mode": "static"}, "decoder": {"mode": "static"}}) == "QDQ"
+    assert quantization_format({"vision": {"mode": "dynamic"}, "decoder": {"mode": "dynamic"}}) == \
+        "dynamic MatMulInteger (vision, decoder)"
+    assert quantization_format({"vision": {"mode": "static"}, "cross_kv": {"mode": "dynamic"}}) == \
+        "QDQ (vision) + dynamic MatMulInteger (cross_kv)"
+
+
+def test_a_transformer_encoder_is_told_from_a_convolutional_one(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgevlm.calibration.quantize import is_transformer_encoder
+
+    def graph(ops, name):
+        nodes = [helper.make_node(op, ["x", "x"] if op == "MatMul" else ["x"], [f"y{i}"]) for i, op in enumerate(ops)]
+        g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 2])],
+                              [helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, None) for i in range(len(ops))])
+        path = str(tmp_path / name)
+        onnx.save(helper.make_model(g), path)
+        return path
+
+    assert is_transformer_encoder(graph(["Conv", "MatMul", "MatMul"], "vit.onnx"))  # a patch embedding
+    assert is_transformer_encoder(graph(["MatMul"], "no_conv.onnx"))
+    assert not is_transformer_encoder(graph(["Conv", "Conv", "MatMul"], "cnn.onnx"))
+    assert not is_transformer_encoder(graph(["Conv"], "conv_only.onnx"))

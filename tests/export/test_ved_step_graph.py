@@ -84,3 +84,27 @@ def test_the_token_rows_file_is_the_decoders_word_embedding(ved_engine):
     with pytest.raises(EdgeVLMError, match=f"token id {manifest.model.vocab_size} is outside the vocabulary"):
         embeddings.rows(np.array([manifest.model.vocab_size]))
     embeddings.close()
+
+
+def test_a_step_taking_both_or_neither_token_inputs_or_rows_without_their_file_is_refused(ved_engine):
+    """runtime/families/hf.py: a VED step takes its token as an id (older engines) or as a row."""
+    import dataclasses
+
+    from edgevlm.runtime.families.hf import _step_reads_one_token
+    from edgevlm.runtime.manifest import TensorSpec
+
+    manifest = load_manifest(ved_engine)
+    assert _step_reads_one_token(manifest) is None
+    spec = manifest.graph(STEP_GRAPH)
+
+    def with_inputs(inputs, files=manifest.files):
+        graphs = dict(manifest.graphs) | {STEP_GRAPH: dataclasses.replace(spec, inputs=tuple(inputs))}
+        return manifest.replace(graphs=graphs, files=files)
+
+    ids = TensorSpec("input_ids", "int64", ("batch", 1))
+    older = with_inputs([ids, *spec.inputs[1:]])  # an engine exported before: its id
+    assert _step_reads_one_token(older) is None
+    assert "it takes ['input_ids', 'word_embeds']" in _step_reads_one_token(with_inputs([ids, *spec.inputs]))
+    assert "it takes neither" in _step_reads_one_token(with_inputs(spec.inputs[1:]))
+    no_file = {k: v for k, v in manifest.files.items() if k != TOKEN_EMBEDDINGS}
+    assert "lists no token_embeddings file" in _step_reads_one_token(with_inputs(spec.inputs, no_file))

@@ -27,6 +27,7 @@ def test_a_large_models_cross_kv_and_decoders_keep_every_thread_spinning_within_
     for graph in ("cross_kv", "decoder_step", "decoder"):
         assert graph_threading(big, graph, 2, False) == SessionThreading(2, True, spin_only_in_runs=True)
         assert graph_threading(big, graph, 1, False) == SessionThreading(1, False)
+    assert graph_threading(big, "question", 2, False) == SessionThreading(2, False)  # BLIP VQA's: as the backend says
 
 
 def test_spinning_within_runs_is_what_the_session_is_told():

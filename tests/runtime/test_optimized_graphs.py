@@ -184,9 +184,11 @@ def test_a_pruned_copy_takes_its_weights_file_and_orphan_weights_go(tmp_path):
         (tmp_path / f"{name}.onnx").write_bytes(b"g" * 100)
         (tmp_path / f"{name}.onnx.data").write_bytes(b"w" * 1000)
         os.utime(tmp_path / f"{name}.onnx", (used_at, used_at))
-    (tmp_path / "c-gone.onnx.data").write_bytes(b"w" * 10)  # its graph was removed
+    (tmp_path / "c-gone.onnx.data").write_bytes(b"w" * 10)  # its graph was removed an hour ago
+    os.utime(tmp_path / "c-gone.onnx.data", (1, 1))
+    (tmp_path / "d-coming.onnx.data").write_bytes(b"w" * 10)  # renamed in first: its graph comes next
     optimized_graphs._prune(str(tmp_path), keep=str(tmp_path / "b-new.onnx"), limit=1500)  # the weights count
-    assert sorted(os.listdir(tmp_path)) == ["b-new.onnx", "b-new.onnx.data"]
+    assert sorted(os.listdir(tmp_path)) == ["b-new.onnx", "b-new.onnx.data", "d-coming.onnx.data"]
 
 
 def test_loading_a_copy_marks_it_used(tiny_engine_dir, cache_dir):

@@ -27,7 +27,7 @@ def test_a_file_that_is_not_rows_is_refused_in_one_line(tmp_path):
     np.save(cube, np.zeros((2, 3, 4), np.float32))
     with pytest.raises(EdgeVLMError, match=r"cannot read the token embeddings .*x\.npy: .*; re-export the engine"):
         TokenEmbeddings(str(not_numpy))
-    with pytest.raises(EdgeVLMError, match=r"holds a \(2, 3, 4\) float32 array, not \(vocab, d\) float32 rows"):
+    with pytest.raises(EdgeVLMError, match=r"holds a \(2, 3, 4\) float32 array, not \(vocab, d\) float32 or float16 rows"):
         TokenEmbeddings(str(cube))
 
 
