@@ -3,7 +3,8 @@
 Every target keeps the ``cpu`` variant's shape (calibration/quantize.py): a convolutional
 vision graph (ours) static QDQ with Conv/MatMul/Gemm/Clip/Add quantized and per-channel int8
 weights; a transformer vision graph (the HF families' ViTs), the cross-K/V and decoder graphs
-dynamic int8 MatMuls (DynamicQuantizeLinear gives them uint8 activations on every target). What changes per target is what the int8 kernels need:
+dynamic int8 MatMuls (DynamicQuantizeLinear gives them uint8 activations on every target).
+What changes per target is what the int8 kernels need:
 
 | target | static activations | weights | encoder blocks kept float | why |
 |---|---|---|---|---|

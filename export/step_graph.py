@@ -54,12 +54,30 @@ def _merge(x: torch.Tensor, d_model: int) -> torch.Tensor:
     return x.reshape(-1, 1, d_model)
 
 
+def step_attend(q, keys, values, scale: float, d_model: int, bias=None) -> torch.Tensor:
+    """softmax(q k^T * scale + bias) v, heads merged: q (B,H,1,hd); keys/values (B,H,N,hd);
+    bias broadcast over (B,H,1,N) or None -> (B,1,d), before the output projection. Our step
+    and the VisionEncoderDecoder steps (export/families/ved_step_graph.py) all attend here."""
+    scores = torch.matmul(q, keys.transpose(-1, -2)) * scale  # (B,H,1,N)
+    if bias is not None:
+        scores = scores + bias
+    return _merge(torch.matmul(scores.softmax(dim=-1), values), d_model)
+
+
+def step_self_attend(q, k_new, v_new, cache_k, cache_v, scale: float, d_model: int, cache_bias) -> torch.Tensor:
+    """Self-attention of one token: its own K/V (B,H,1,hd) join the cache (B,H,S,hd) as slot S
+    (``cache_bias`` (S+1,) 0 there: itself, always seen), one Concat per tensor instead of two
+    score blocks, a concatenated softmax and two Slices -> (B,1,d), before the output projection."""
+    return step_attend(q, torch.cat([cache_k, k_new], dim=2), torch.cat([cache_v, v_new], dim=2), scale, d_model,
+                       cache_bias)
+
+
 # The step modules hold the model's own submodules under the model's attribute names, so
 # exported nodes carry the same paths as the decoder graph's (/decoder/layers.0/self_attn/
 # qkv/MatMul) and a quantization --exclude pattern means the same nodes in both graphs.
 class _StepAttention(nn.Module):
-    """What self- and cross-attention share at T = 1: head sizes, and softmax(q k^T / sqrt(hd)
-    + bias) v merged back and through the output projection."""
+    """What self- and cross-attention share at T = 1: head sizes, the 1/sqrt(hd) scale and the
+    output projection (the attention itself: step_attend)."""
 
     def __init__(self, attn):
         super().__init__()
@@ -67,12 +85,9 @@ class _StepAttention(nn.Module):
         self.d_model = attn.out.in_features
         self.head_dim = self.d_model // self.n_heads
 
-    def attend(self, q, keys, values, bias=None):
-        """q (B,H,1,hd); keys/values (B,H,N,hd); bias broadcast over (B,H,1,N) or None -> (B,1,d)."""
-        scores = torch.matmul(q, keys.transpose(-1, -2)) * (1.0 / math.sqrt(self.head_dim))  # (B,H,1,N)
-        if bias is not None:
-            scores = scores + bias
-        return self.out(_merge(torch.matmul(scores.softmax(dim=-1), values), self.d_model))
+    @property
+    def scale(self) -> float:
+        return 1.0 / math.sqrt(self.head_dim)
 
 
 class _StepSelfAttention(_StepAttention):
@@ -85,11 +100,8 @@ class _StepSelfAttention(_StepAttention):
         itself, -inf for the rest -> (out (B,1,d), k_new, v_new (B,H,1,hd))."""
         # (B,1,3d) -> (B,3H,1,hd) -> q, k, v (B,H,1,hd): one Reshape and one Split
         q, k_new, v_new = self.qkv(x).reshape(-1, 3 * self.n_heads, 1, self.head_dim).split(self.n_heads, dim=1)
-        # The token's own K/V join the cache as slot S (its bias 0: itself, always seen): one
-        # Concat per tensor instead of two score blocks, a concatenated softmax and two Slices.
-        keys = torch.cat([cache_k, k_new], dim=2)  # (B,H,S+1,hd)
-        values = torch.cat([cache_v, v_new], dim=2)
-        return self.attend(q, keys, values, cache_bias), k_new, v_new
+        attended = step_self_attend(q, k_new, v_new, cache_k, cache_v, self.scale, self.d_model, cache_bias)
+        return self.out(attended), k_new, v_new
 
 
 class _StepCrossAttention(_StepAttention):
@@ -99,7 +111,7 @@ class _StepCrossAttention(_StepAttention):
 
     def forward(self, x, k, v):
         """x (B,1,d); k/v (B,H,N,hd) -> (B,1,d)."""
-        return self.attend(step_heads(self.q(x), self.n_heads, self.head_dim), k, v)
+        return self.out(step_attend(step_heads(self.q(x), self.n_heads, self.head_dim), k, v, self.scale, self.d_model))
 
 
 class _StepLayer(nn.Module):

@@ -33,7 +33,7 @@ from torch import nn
 
 from edgevlm.export.families.ved_bert_graphs import BertDecoderGraph
 from edgevlm.export.families.ved_graphs import GPT2DecoderGraph, _conv1d, decoder_shape
-from edgevlm.export.step_graph import split_layers, step_cache_bias, step_heads
+from edgevlm.export.step_graph import split_layers, step_attend, step_cache_bias, step_heads, step_self_attend
 
 
 class GPT2DecoderStepGraph(nn.Module):
@@ -58,16 +58,12 @@ class GPT2DecoderStepGraph(nn.Module):
             q, k, v = step_heads(_conv1d(block.attn.c_attn, block.ln_1(x)), 3 * self.heads, self.hd).split(self.heads, dim=1)
             new_ks.append(k)
             new_vs.append(v)
-            keys = torch.cat([cache_k[i], k], dim=2)  # (B,H,C+1,hd)
-            values = torch.cat([cache_v[i], v], dim=2)
-            scores = torch.matmul(q, keys.transpose(-1, -2)) * block.attn.scaling + bias  # (B,H,1,C+1)
-            out = torch.matmul(torch.softmax(scores, dim=-1), values).reshape(-1, 1, self.d)
+            out = step_self_attend(q, k, v, cache_k[i], cache_v[i], block.attn.scaling, self.d, bias)
             x = x + _conv1d(block.attn.c_proj, out)
 
             cross = block.crossattention
             cq = step_heads(_conv1d(cross.q_attn, block.ln_cross_attn(x)), self.heads, self.hd)
-            cprobs = torch.softmax(torch.matmul(cq, cross_k[i].transpose(-1, -2)) * cross.scaling, dim=-1)
-            x = x + _conv1d(cross.c_proj, torch.matmul(cprobs, cross_v[i]).reshape(-1, 1, self.d))
+            x = x + _conv1d(cross.c_proj, step_attend(cq, cross_k[i], cross_v[i], cross.scaling, self.d))
             mlp = block.mlp  # dropout is identity in eval
             x = x + _conv1d(mlp.c_proj, mlp.act(_conv1d(mlp.c_fc, block.ln_2(x))))
         return g._logits(g.ln_f(x)), torch.stack(new_ks), torch.stack(new_vs)
@@ -96,15 +92,11 @@ class BertDecoderStepGraph(nn.Module):
                        step_heads(attn.value(x), self.heads, self.hd))  # (B,H,1,hd) each
             new_ks.append(k)
             new_vs.append(v)
-            keys = torch.cat([cache_k[i], k], dim=2)  # (B,H,C+1,hd)
-            values = torch.cat([cache_v[i], v], dim=2)
-            scores = torch.matmul(q, keys.transpose(-1, -2)) * attn.scaling + bias  # (B,H,1,C+1)
-            out = torch.matmul(torch.softmax(scores, dim=-1), values).reshape(-1, 1, self.d)
+            out = step_self_attend(q, k, v, cache_k[i], cache_v[i], attn.scaling, self.d, bias)
             x = layer.attention.output(out, x)  # LN(x + dense(ctx))
 
             cross = layer.crossattention.self  # no mask: the image tokens are all attended
             cq = step_heads(cross.query(x), self.heads, self.hd)
-            cprobs = torch.softmax(torch.matmul(cq, cross_k[i].transpose(-1, -2)) * cross.scaling, dim=-1)
-            x = layer.crossattention.output(torch.matmul(cprobs, cross_v[i]).reshape(-1, 1, self.d), x)
+            x = layer.crossattention.output(step_attend(cq, cross_k[i], cross_v[i], cross.scaling, self.d), x)
             x = layer.output(layer.intermediate(x), x)  # LN(x + FFN(x))
         return g._logits(x), torch.stack(new_ks), torch.stack(new_vs)

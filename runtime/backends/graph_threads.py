@@ -65,11 +65,12 @@ def step_macs(manifest) -> int:
 
 def graph_threading(manifest, graph: str, threads: int | None, spinning: bool) -> SessionThreading:
     """Threads and spinning for ``graph``'s CPU session, given the backend's options."""
-    if graph == STEP_GRAPH and step_macs(manifest) < SINGLE_THREAD_MACS:
+    small_decoder = step_macs(manifest) < SINGLE_THREAD_MACS
+    if graph == STEP_GRAPH and small_decoder:
         return SessionThreading(1, spinning)
     if graph == CROSS_KV_GRAPH and cross_kv_macs(manifest) < SINGLE_THREAD_MACS:
         return SessionThreading(1, spinning)
-    large_decoder = graph in (DECODER_GRAPH, STEP_GRAPH) and step_macs(manifest) >= SINGLE_THREAD_MACS
+    large_decoder = graph in (DECODER_GRAPH, STEP_GRAPH) and not small_decoder
     if threads != 1 and not spinning and (graph in (VISION_GRAPH, CROSS_KV_GRAPH) or large_decoder):
         # the image graph, and a large model's cross K/V and decoder: enough work per op to keep
         # every thread busy, so the workers spin through the run's ops and stop when it ends
