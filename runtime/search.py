@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 
 class Stepper(Protocol):
@@ -55,22 +56,32 @@ def _ban_immediate_repeats(logprobs: np.ndarray, history: np.ndarray, step: int)
             logprobs[rows, history[:, step - back]] = -np.inf
 
 
-def _apply_bias(logprobs: np.ndarray, bias: np.ndarray | None, per_image: int) -> None:
-    """In place: add a per-image logit bias (num_images, V) to rows image-major (R, V)."""
+def _apply_bias(logprobs: np.ndarray, bias: np.ndarray | None) -> None:
+    """In place: add a logit bias with one row per search row (R, V) (beams: repeated per image once)."""
     if bias is not None:
-        logprobs += np.repeat(bias, per_image, axis=0) if per_image > 1 else bias
+        logprobs += bias
 
 
 def _ban_repeated_ngrams(logprobs: np.ndarray, history: np.ndarray, length: int, n: int) -> None:
-    """In place: for each row, forbid tokens that would complete an n-gram already in it."""
-    if n <= 0 or length < n - 1:
+    """In place: for each row, forbid tokens that would complete an n-gram already in it
+    (history (R, T), ``length`` tokens generated so far). One row (greedy, the per-token hot
+    path) is a short Python loop; beams compare every row's (n-1)-grams at once, a flat
+    ~0.04 ms where the loop grows with rows x length (16 beams at 14 tokens: 0.21 ms)."""
+    if n <= 0 or length < n:  # fewer than n tokens: no n-gram to repeat yet
         return
-    for row in range(history.shape[0]):
-        seq = history[row, :length]
-        prefix = tuple(seq[length - (n - 1) :])
-        for start in range(length - n + 1):
-            if tuple(seq[start : start + n - 1]) == prefix:
-                logprobs[row, seq[start + n - 1]] = -np.inf
+    if history.shape[0] == 1 or n == 1:
+        for row in range(history.shape[0]):
+            seq = history[row, :length]
+            prefix = tuple(seq[length - (n - 1) :])
+            for start in range(length - n + 1):
+                if tuple(seq[start : start + n - 1]) == prefix:
+                    logprobs[row, seq[start + n - 1]] = -np.inf
+        return
+    seen = history[:, :length]
+    grams = sliding_window_view(seen[:, :-1], n - 1, axis=1)  # (R, length-n+1, n-1): each one a next token follows
+    repeats = (grams == seen[:, None, length - n + 1 :]).all(axis=2)  # equal to the row's last n-1 tokens
+    rows, starts = np.nonzero(repeats)
+    logprobs[rows, seen[rows, starts + n - 1]] = -np.inf
 
 
 def greedy_search(stepper: Stepper, num_images: int, bos_id: int, eos_id: int, settings: SearchSettings,
@@ -88,7 +99,7 @@ def greedy_search(stepper: Stepper, num_images: int, bos_id: int, eos_id: int, s
         logits = np.array(stepper.step(tokens, step), dtype=np.float64)  # a copy we may mask
         if banned:
             logits[:, banned] = -np.inf
-        _apply_bias(logits, bias, 1)
+        _apply_bias(logits, bias)
         if settings.no_repeat_word:
             _ban_immediate_repeats(logits, history, step)
         _ban_repeated_ngrams(logits, history, step, settings.no_repeat_ngram)
@@ -130,11 +141,12 @@ def nbest_search(stepper: Stepper, num_images: int, bos_id: int, eos_id: int, se
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(num_images)]
     done = np.zeros(num_images, dtype=bool)
     tokens = np.full(rows, bos_id, dtype=np.int64)
+    row_bias = None if bias is None else np.repeat(bias, k, axis=0)  # (R, V), once, not every step
     for step in range(settings.max_new_tokens):
         logprobs = _log_softmax(stepper.step(tokens, step).astype(np.float64))  # (R, V)
         if settings.banned_ids:
             logprobs[:, list(settings.banned_ids)] = -np.inf
-        _apply_bias(logprobs, bias, k)
+        _apply_bias(logprobs, row_bias)
         if settings.no_repeat_word:
             _ban_immediate_repeats(logprobs, history, step)
         _ban_repeated_ngrams(logprobs, history, step, settings.no_repeat_ngram)

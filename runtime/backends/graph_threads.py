@@ -27,6 +27,16 @@ their threads spin within each run as the image graph's do: race captions (ViT-G
 process pairs (/work/runs/s27/ab_spin_all.py, AVX-512 VNNI EPYC). Without spinning each of
 the step's ~150 ops woke a sleeping worker.
 ``spinning`` (the backend option, for benchmarks) turns it on everywhere.
+
+A beam multiplies the step's work by its rows: 16 beams of the shipped model are ~72M
+multiply-adds a token, past the single-thread line below, so such a step runs on a second
+session of the same graph with every thread, spinning within its runs (``wide_step_threading``;
+a session's threads are fixed when it is made). Shipped INT8 engine, one process, engines
+interleaved, 4 sample photos x 12 (2-core AVX2 EPYC; /work/runs/s30/ab_thr.py): all steps on
+two spinning threads against one thread, wall / CPU ms per caption: greedy 18.4 / 29.9 against
+17.0 / 22.9, beam 4 44.1 / 68.0 against 42.8 / 49.9, beam 8 75.1 / 113 against 79.7 / 87.2,
+beam 16 (the caption memory's) 94.0 / 144 against 110.9 / 117 (1.18x); same captions. So
+only the 16-row steps go wide.
 """
 
 from __future__ import annotations
@@ -61,6 +71,17 @@ def step_macs(manifest) -> int:
     LM head d x vocab (the MLP width is not in the manifest: 4d is GPT-2's and ours)."""
     model = manifest.model
     return model.n_layers * 14 * model.d_model ** 2 + model.d_model * model.vocab_size
+
+
+def wide_step_threading(manifest, rows: int, threads: int | None, spinning: bool) -> SessionThreading | None:
+    """The threading of a step of ``rows`` rows where it differs from the step session's (then
+    it runs on a session of its own), else None: a small decoder steps on one thread, but
+    rows x its multiply-adds past SINGLE_THREAD_MACS keep every thread busy (above)."""
+    if threads == 1 or rows * step_macs(manifest) < SINGLE_THREAD_MACS:
+        return None
+    if graph_threading(manifest, STEP_GRAPH, threads, spinning).threads != 1:
+        return None  # a large decoder's step session has every thread already
+    return SessionThreading(threads, True, spin_only_in_runs=not spinning)
 
 
 def graph_threading(manifest, graph: str, threads: int | None, spinning: bool) -> SessionThreading:

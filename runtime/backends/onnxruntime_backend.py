@@ -13,13 +13,14 @@ import onnxruntime as ort
 
 from edgevlm.errors import EdgeVLMError
 from edgevlm.runtime.backends.base import Backend
-from edgevlm.runtime.backends.graph_threads import graph_threading
+from edgevlm.runtime.backends.graph_threads import SessionThreading, graph_threading, wide_step_threading
 from edgevlm.runtime.backends.ort_device_cache import CacheGraphs, Device, DeviceKVCache
 from edgevlm.runtime.backends.ort_device_stepper import DecodeState, DeviceCacheStepper
 from edgevlm.runtime.engine_cache import device_facts, tensorrt_provider_options
 from edgevlm.runtime.heap_release import release_freed_heap
 from edgevlm.runtime.optimized_graphs import open_cpu_session
 from edgevlm.runtime.steppers import STEP_GRAPH
+from edgevlm.runtime.token_embeddings import STEP_EMBEDS_INPUT
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64",
               "tensor(int32)": "int32", "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(bool)": "bool"}
@@ -97,6 +98,8 @@ class OnnxRuntimeBackend(Backend):
             )
         self.sessions: dict[str, ort.InferenceSession] = {}
         self._decode_states: dict[int, DecodeState] = {}  # rows -> device cache + buffers (io_binding)
+        self._wide_rows: dict[int, bool] = {}  # step rows -> do they run on the wide step session?
+        self._wide_step: ort.InferenceSession | None = None
         self._cache_graphs: CacheGraphs | None = None
         self.output_names = {graph: list(spec.output_names) for graph, spec in self.manifest.graphs.items()}
         self._providers = wanted
@@ -117,7 +120,10 @@ class OnnxRuntimeBackend(Backend):
             self._open_session(graph)
         release_freed_heap()
 
-    def _open_session(self, graph: str) -> ort.InferenceSession:
+    def _open_session(self, graph: str, plan: SessionThreading | None = None) -> ort.InferenceSession:
+        """``graph``'s session, kept in ``sessions``; with a threading ``plan`` (CPU), one
+        more session of it with those threads, returned but not kept (the caller keeps it)."""
+        kept = plan is None
         path, wanted = self.manifest.graph_path(graph), self._providers
         providers = wanted
         if self._facts is not None:  # its own engine cache, keyed so it can never be stale (engine_cache.py)
@@ -125,7 +131,7 @@ class OnnxRuntimeBackend(Backend):
         try:
             if self.options.provider == "cpu":
                 # threads and spinning per graph (graph_threads.py)
-                plan = graph_threading(self.manifest, graph, self.options.threads, self.options.spinning)
+                plan = plan or graph_threading(self.manifest, graph, self.options.threads, self.options.spinning)
                 sha256 = self.manifest.files[self.manifest.graphs[graph].file].sha256
                 session = open_cpu_session(
                     path, sha256, lambda: cpu_session_options(plan.threads, plan.spinning, plan.spin_only_in_runs),
@@ -136,7 +142,8 @@ class OnnxRuntimeBackend(Backend):
         except Exception as exc:  # onnxruntime raises its own exception types for bad files
             raise EdgeVLMError(f"onnxruntime cannot load {path}: {str(exc).splitlines()[0]}") from exc
         self._check_graph_matches_manifest(graph, session)
-        self.sessions[graph] = session
+        if kept:
+            self.sessions[graph] = session
         return session
 
     def _check_graph_matches_manifest(self, graph: str, session: ort.InferenceSession) -> None:
@@ -153,6 +160,8 @@ class OnnxRuntimeBackend(Backend):
 
     def _close(self) -> None:
         self.sessions.clear()
+        self._wide_rows.clear()
+        self._wide_step = None
         self._decode_states.clear()
         self._cache_graphs = None
 
@@ -204,7 +213,23 @@ class OnnxRuntimeBackend(Backend):
             feeds["prefix_len"] = state.prefix_len
         self.check_feeds("decoder", feeds)
 
+    def _step_session(self, feeds: dict[str, np.ndarray]) -> ort.InferenceSession | None:
+        """The session for a CPU step of this many rows where it is not the step graph's own:
+        a wide beam's steps run on every thread (graph_threads.wide_step_threading), on a
+        second session of the graph made on first use; None: the step graph's session."""
+        rows = len(feeds["input_ids"] if "input_ids" in feeds else feeds[STEP_EMBEDS_INPUT])
+        wide = self._wide_rows.get(rows)
+        if wide is None:
+            plan = None
+            if self.options.provider == "cpu" and not self.io_binding:
+                plan = wide_step_threading(self.manifest, rows, self.options.threads, self.options.spinning)
+            wide = self._wide_rows[rows] = plan is not None
+            if wide and self._wide_step is None:
+                self._wide_step = self._open_session(STEP_GRAPH, plan)
+        return self._wide_step if wide else None
+
     def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        session = self.sessions.get(graph) or self._open_session(graph)  # deferred ones open on first use
+        session = self._step_session(feeds) if graph == STEP_GRAPH else None
+        session = session or self.sessions.get(graph) or self._open_session(graph)  # deferred ones open on first use
         outputs = session.run(self.output_names[graph], feeds)
         return dict(zip(self.output_names[graph], outputs))

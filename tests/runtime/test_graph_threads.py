@@ -2,6 +2,8 @@
 
 import dataclasses
 
+import numpy as np
+
 from edgevlm.runtime.backends.graph_threads import SessionThreading, cross_kv_macs, graph_threading, step_macs
 from edgevlm.runtime.backends.onnxruntime_backend import cpu_session_options
 from edgevlm.runtime.manifest import load_manifest
@@ -35,3 +37,36 @@ def test_spinning_within_runs_is_what_the_session_is_told():
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
     assert options.get_session_config_entry("session.force_spinning_stop") == "1"
     assert cpu_session_options(1, False).get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+def test_only_a_step_with_many_rows_of_a_small_decoder_runs_wide(tiny_engine_dir):
+    from edgevlm.runtime.backends.graph_threads import SINGLE_THREAD_MACS, wide_step_threading
+
+    manifest = load_manifest(tiny_engine_dir)
+    shipped = manifest.replace(model=dataclasses.replace(manifest.model, n_layers=4, d_model=256, vocab_size=2579))
+    assert 8 * step_macs(shipped) < SINGLE_THREAD_MACS <= 16 * step_macs(shipped)  # beam 16: the caption memory's
+    assert wide_step_threading(shipped, 8, 2, False) is None
+    assert wide_step_threading(shipped, 16, 2, False) == SessionThreading(2, True, spin_only_in_runs=True)
+    assert wide_step_threading(shipped, 16, 1, False) is None  # one thread: nothing to widen
+    assert wide_step_threading(shipped, 16, 2, True) == SessionThreading(2, True)  # --spinning: between runs too
+    big = manifest.replace(model=dataclasses.replace(manifest.model, n_layers=12, d_model=768, vocab_size=50257))
+    assert wide_step_threading(big, 16, 2, False) is None  # its step session has every thread already
+
+
+def test_wide_steps_run_on_a_second_session_with_every_thread_and_the_same_ids(tiny_engine_dir, monkeypatch):
+    import edgevlm.runtime.backends.graph_threads as graph_threads
+    from edgevlm.runtime.engine import CaptionEngine
+
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (64, 80, 3), np.uint8) for _ in range(2)]
+    with CaptionEngine(tiny_engine_dir, threads=2, use_memory=False) as narrow:
+        expected = [narrow.caption_images([image], 3) for image in images]
+        assert narrow.backend._wide_step is None
+    monkeypatch.setattr(graph_threads, "SINGLE_THREAD_MACS", 3 * step_macs(load_manifest(tiny_engine_dir)))
+    with CaptionEngine(tiny_engine_dir, threads=2, use_memory=False) as engine:
+        assert [engine.caption_images([image], 3) for image in images] == expected
+        wide = engine.backend._wide_step
+        assert wide is not None and wide.get_session_options().intra_op_num_threads == 2
+        assert engine.backend.sessions["decoder_step"].get_session_options().intra_op_num_threads == 1
+        engine.caption_images([images[0]], 1)
+        assert engine.backend._wide_rows == {3: True, 1: False}  # greedy stays on the one-thread session

@@ -118,3 +118,25 @@ def test_nbest_lists_every_finished_caption_best_first_and_beam_search_says_the_
             assert scores == sorted(scores, reverse=True)
             assert len(candidates) >= 1
             assert len({tuple(c) for _, c in candidates}) == len(candidates)  # distinct captions
+
+
+def test_the_ngram_guard_bans_the_same_tokens_for_many_rows_as_row_by_row():
+    from edgevlm.runtime.search import _ban_repeated_ngrams
+
+    # "a dog and a dog" (ids 4 5 6 4 5): completing "4 5 ?" again must not say 6
+    handmade = np.array([[4, 5, 6, 4, 5, 0], [4, 5, 6, 7, 5, 0]])
+    banned = np.zeros((2, 8))
+    _ban_repeated_ngrams(banned, handmade, 5, 3)
+    assert np.isneginf(banned[0, 6]) and np.isfinite(banned[0]).sum() == 7
+    assert np.isfinite(banned[1]).all()  # row 1 ends "7 5": seen nowhere before
+    # the beams' vectorised guard against the one-row loop, on random histories and lengths
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        rows, length, n = int(rng.integers(2, 6)), int(rng.integers(0, 12)), int(rng.integers(0, 5))
+        history = rng.integers(0, 5, (rows, 12))
+        together = np.zeros((rows, 5))
+        _ban_repeated_ngrams(together, history, length, n)
+        for row in range(rows):
+            alone = np.zeros((1, 5))
+            _ban_repeated_ngrams(alone, history[row : row + 1], length, n)
+            assert np.array_equal(alone[0], together[row]), (rows, length, n, history[row])
