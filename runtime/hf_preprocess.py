@@ -34,7 +34,6 @@ from dataclasses import dataclass, fields
 from functools import lru_cache
 
 import numpy as np
-from PIL import Image
 
 from edgevlm.errors import EdgeVLMError
 
@@ -183,6 +182,8 @@ def hf_preprocess(image_bgr: np.ndarray, spec: HFImageSpec) -> np.ndarray:
     pixels, bgr = _prepared(image_bgr, spec.convert_rgb)  # (H, W, 3) or (H, W) uint8
     target = _resize_target(pixels.shape[0], pixels.shape[1], spec)
     if target is not None and target != pixels.shape[:2]:  # Pillow returns an unchanged copy at equal size
+        from PIL import Image  # here, not at import: a process running our own captioner never loads Pillow
+
         resized = Image.fromarray(pixels).resize((target[1], target[0]), resample=RESAMPLE_CODES[spec.resample])
         pixels = np.asarray(resized)
     if spec.crop is not None:
@@ -204,6 +205,8 @@ def _prepared(image: np.ndarray, convert_rgb: bool) -> tuple[np.ndarray, bool]:
     if not convert_rgb:
         return image[:, :, :3], True
     # BGRA: HF's convert_to_rgb on a PIL RGBA image, done with the same Pillow calls.
+    from PIL import Image
+
     rgba = Image.fromarray(np.ascontiguousarray(image[:, :, [2, 1, 0, 3]]))
     white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
     return np.asarray(Image.alpha_composite(white, rgba).convert("RGB")), False

@@ -1,33 +1,32 @@
 """Photo -> encoder input, in numpy + OpenCV. Training uses this same code, so the runtime's
 preprocessing is identical to training's by construction.
 
-A file's width and height are read from its header (Pillow, which never decodes pixels
-there) and checked against a pixel limit before OpenCV decodes it: a 20000 x 20000 PNG is
-1.2 MB on disk and 1.2 GB decoded (2.4 GB peak RSS measured), enough to kill a 4 GB Jetson.
+A file's width and height are read from its header (runtime/image_header.py: JPEG and PNG
+by hand, other formats with Pillow; no pixels decoded) and checked against a pixel limit
+before OpenCV decodes it: a 20000 x 20000 PNG is 1.2 MB on disk and 1.2 GB decoded (2.4 GB
+peak RSS measured), enough to kill a 4 GB Jetson.
 """
 
 from __future__ import annotations
 
 import os
-import warnings
-from typing import BinaryIO
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from edgevlm.errors import EdgeVLMError
+from edgevlm.runtime.image_header import image_header_size
 
 _INTERPOLATION = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR}
 
 MAX_PIXELS_ENV = "EDGEVLM_MAX_IMAGE_PIXELS"
 DEFAULT_MAX_PIXELS = 50_000_000  # 50 MP: above any phone camera (~48 MP); 150 MB decoded as BGR
-# The header is read with Pillow, not limited with OpenCV's OPENCV_IO_MAX_IMAGE_PIXELS. Measured,
+# The header is read first (with Pillow, then), not limited with OpenCV's OPENCV_IO_MAX_IMAGE_PIXELS. Measured,
 # `edgevlm caption` of a 20000x20000 PNG (AMD EPYC, 2 cores): before, 2399 MB peak RSS and 9.0 s
 # decoding it; with this check, 112 MB and 0.9 s (Pillow's header read alone: 45 MB, 0.07 s).
 # OpenCV's variable gave the same saving but is read once when the library loads (setting it
 # after `import cv2` changes nothing), is process-wide, and its error names neither file nor
-# size. A file whose header Pillow cannot read is refused rather than decoded unchecked.
+# size. A file whose header neither reader can read is refused rather than decoded unchecked.
 
 
 def max_image_pixels() -> int:
@@ -42,41 +41,6 @@ def max_image_pixels() -> int:
     if limit <= 0:
         raise EdgeVLMError(f"{MAX_PIXELS_ENV}={value!r} is not a positive number of pixels; e.g. {MAX_PIXELS_ENV}=100000000")
     return limit
-
-
-def image_header_size(source: str | BinaryIO) -> tuple[int, int] | None:
-    """(width, height) from the header of an image file (a path, or a binary file such as an
-    upload in ``io.BytesIO``), or None when Pillow does not know the format or the header is
-    broken. Reads a few KB; never decodes pixels."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Pillow's DecompressionBombWarning: ours is the check
-            with Image.open(source) as image:
-                return image.size
-    except Image.DecompressionBombError:
-        # Pillow refuses past twice its own limit before it hands the size back: read the header
-        # through the format's plugin, as Image.open does, without that check.
-        if isinstance(source, str):
-            with open(source, "rb") as f:
-                return _plugin_header_size(f, source)
-        return _plugin_header_size(source, "")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        return None
-
-
-def _plugin_header_size(f: BinaryIO, filename: str) -> tuple[int, int] | None:
-    f.seek(0)
-    prefix = f.read(16)
-    for name in Image.ID:
-        factory, accept = Image.OPEN[name]
-        if accept and not accept(prefix):
-            continue
-        try:
-            f.seek(0)
-            return factory(f, filename).size
-        except Exception:  # noqa: BLE001 - not this format: try the next, as Image.open does
-            continue
-    return None
 
 
 def check_image_pixels(path: str, max_pixels: int | None = None) -> tuple[int, int]:
