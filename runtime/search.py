@@ -71,10 +71,10 @@ def _ban_repeated_ngrams(logprobs: np.ndarray, history: np.ndarray, length: int,
         return
     if history.shape[0] == 1 or n == 1:
         for row in range(history.shape[0]):
-            seq = history[row, :length]
-            prefix = tuple(seq[length - (n - 1) :])
+            seq = history[row, :length].tolist()  # Python ints: slices compare without numpy calls
+            prefix = seq[length - (n - 1) :]
             for start in range(length - n + 1):
-                if tuple(seq[start : start + n - 1]) == prefix:
+                if seq[start : start + n - 1] == prefix:
                     logprobs[row, seq[start + n - 1]] = -np.inf
         return
     seen = history[:, :length]
@@ -94,17 +94,19 @@ def greedy_search(stepper: Stepper, num_images: int, bos_id: int, eos_id: int, s
     lengths = np.full(num_images, settings.max_new_tokens)
     done = np.zeros(num_images, dtype=bool)
     tokens = np.full(num_images, bos_id, dtype=np.int64)
-    banned = list(settings.banned_ids)
+    banned = np.array(settings.banned_ids, dtype=np.int64)  # an index array: a list is converted at every step
+    rows = np.arange(num_images)
     for step in range(settings.max_new_tokens):
         logits = np.array(stepper.step(tokens, step), dtype=np.float64)  # a copy we may mask
-        if banned:
+        if banned.size:
             logits[:, banned] = -np.inf
         _apply_bias(logits, bias)
         if settings.no_repeat_word:
             _ban_immediate_repeats(logits, history, step)
         _ban_repeated_ngrams(logits, history, step, settings.no_repeat_ngram)
         chosen = logits.argmax(axis=1)
-        chosen[~np.isfinite(logits.max(axis=1))] = eos_id  # nothing allowed: end the caption
+        # the chosen one not finite: everything is banned (or NaN): end the caption
+        chosen[~np.isfinite(logits[rows, chosen])] = eos_id
         chosen[done] = eos_id
         ended = (chosen == eos_id) & ~done
         lengths[ended] = step
