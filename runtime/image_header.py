@@ -29,12 +29,15 @@ def image_header_size(source: str | BinaryIO) -> tuple[int, int] | None:
     """(width, height) from the header of an image file (a path, or a binary file such as an
     upload in ``io.BytesIO``), or None when neither this reader nor Pillow knows the format
     or the header is broken. Reads a few KB."""
-    if isinstance(source, str):
-        with open(source, "rb") as f:
-            size = jpeg_or_png_size(f)
-    else:
-        size = jpeg_or_png_size(source)
-        source.seek(0)
+    try:
+        if isinstance(source, str):
+            with open(source, "rb") as f:
+                size = jpeg_or_png_size(f)
+        else:
+            size = jpeg_or_png_size(source)
+            source.seek(0)
+    except OSError:  # unreadable (no permission, an I/O error): None, as Pillow's reader answered
+        return None
     return size if size is not None else pillow_header_size(source)
 
 

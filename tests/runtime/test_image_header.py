@@ -103,3 +103,9 @@ def test_captioning_a_jpeg_and_a_png_never_imports_pillow(tmp_path, tiny_engine_
               "print(sorted(m for m in sys.modules if m.split('.')[0] in ('PIL', 'subprocess', 'locale')))")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_file_that_cannot_be_opened_is_no_image_for_the_header_reader(tmp_path):
+    """None, as Pillow's reader answered: the caller's one-line error names the file."""
+    assert image_header_size(str(tmp_path / "gone.jpg")) is None
+    assert image_header_size(str(tmp_path)) is None  # a folder: IsADirectoryError
