@@ -13,6 +13,7 @@ are the ones libjpeg and libpng, which decode the file after this check, read fi
 
 from __future__ import annotations
 
+import os
 import struct
 import warnings
 from typing import BinaryIO
@@ -21,14 +22,22 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Start-of-frame markers (SOF0-SOF15): all of 0xC0-0xCF but DHT (C4), JPG (C8) and DAC (CC)
 _JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _JPEG_STANDALONE = frozenset(range(0xD0, 0xD8)) | {0x01}  # RSTn and TEM: no length field
-_JPEG_NO_FRAME = {0xD9, 0xDA}  # EOI, SOS: the frame header should have come before
+# The segments libjpeg reads by their length before a frame header (jdmarker.c read_markers):
+# APP0-15, COM, DQT, DHT, DAC, DRI. Any other code (0x00 above all: to libjpeg "FF 00" is not a
+# marker, so it scans on byte by byte and would find a frame header this reader skipped) is
+# left to Pillow, which scans as libjpeg does.
+_JPEG_SEGMENTS = frozenset(range(0xE0, 0xF0)) | {0xFE, 0xDB, 0xC4, 0xCC, 0xDD}
 _MAX_SEGMENTS = 512  # a JPEG with more marker segments before its frame is left to Pillow
 
 
-def image_header_size(source: str | BinaryIO) -> tuple[int, int] | None:
+def image_header_size(source: str | os.PathLike | BinaryIO) -> tuple[int, int] | None:
     """(width, height) from the header of an image file (a path, or a binary file such as an
     upload in ``io.BytesIO``), or None when neither this reader nor Pillow knows the format
     or the header is broken. Reads a few KB."""
+    if isinstance(source, os.PathLike):
+        source = os.fspath(source)
+    if not isinstance(source, str) and not (hasattr(source, "seekable") and source.seekable()):
+        return pillow_header_size(source)  # a stream read once: Pillow buffers it
     try:
         if isinstance(source, str):
             with open(source, "rb") as f:
@@ -46,7 +55,7 @@ def jpeg_or_png_size(f: BinaryIO) -> tuple[int, int] | None:
     f.seek(0)
     head = f.read(24)
     if head.startswith(_PNG_SIGNATURE):
-        if head[12:16] != b"IHDR":
+        if len(head) < 24 or head[12:16] != b"IHDR":
             return None
         width, height = struct.unpack(">II", head[16:24])
         return (width, height) if width and height else None
@@ -64,8 +73,8 @@ def jpeg_or_png_size(f: BinaryIO) -> tuple[int, int] | None:
         code = marker[0]
         if code in _JPEG_STANDALONE:
             continue
-        if code in _JPEG_NO_FRAME:
-            return None
+        if code not in _JPEG_FRAMES and code not in _JPEG_SEGMENTS:
+            return None  # EOI or SOS before a frame, FF 00, a reserved code: Pillow decides
         segment = f.read(2)
         if len(segment) < 2:
             return None

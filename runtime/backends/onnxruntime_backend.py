@@ -223,9 +223,10 @@ class OnnxRuntimeBackend(Backend):
             plan = None
             if self.options.provider == "cpu" and not self.io_binding:
                 plan = wide_step_threading(self.manifest, rows, self.options.threads, self.options.spinning)
-            wide = self._wide_rows[rows] = plan is not None
+            wide = plan is not None
             if wide and self._wide_step is None:
-                self._wide_step = self._open_session(STEP_GRAPH, plan)
+                self._wide_step = self._open_session(STEP_GRAPH, plan)  # raises before anything is remembered
+            self._wide_rows[rows] = wide
         return self._wide_step if wide else None
 
     def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -109,3 +109,41 @@ def test_a_file_that_cannot_be_opened_is_no_image_for_the_header_reader(tmp_path
     """None, as Pillow's reader answered: the caller's one-line error names the file."""
     assert image_header_size(str(tmp_path / "gone.jpg")) is None
     assert image_header_size(str(tmp_path)) is None  # a folder: IsADirectoryError
+
+
+def test_ff00_is_not_a_marker_so_a_fake_small_frame_header_cannot_hide_the_real_one():
+    """libjpeg scans past "FF 00" byte by byte: the bytes this reader would skip as a segment
+    are, to libjpeg, stray bytes and an APP1 holding a fake 8x8 frame header; it decodes the
+    real 9000x6000 frame behind them. The reader must not answer 8x8 (found in review)."""
+    real = cv2.imencode(".jpg", np.zeros((600, 900, 3), np.uint8))[1].tobytes()
+    fake_frame = b"\xff\xc0\x00\x0b\x08\x00\x08\x00\x08\x01\x01\x11\x00"
+    content = b"\0" * 10 + fake_frame + b"\0" * 4
+    crafted = (b"\xff\xd8\xff\x00\x00\x10" + b"\xff\xe1" + (2 + len(content)).to_bytes(2, "big") + content
+               + real[2:])
+    assert cv2.imdecode(np.frombuffer(crafted, np.uint8), cv2.IMREAD_COLOR).shape == (600, 900, 3)
+    assert jpeg_or_png_size(io.BytesIO(crafted)) is None
+    assert image_header_size(io.BytesIO(crafted)) == (900, 600)
+
+
+def test_a_png_cut_inside_its_header_is_no_image():
+    assert image_header_size(io.BytesIO(b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x00\x00")) is None
+
+
+def test_path_objects_and_unseekable_streams_are_read(tmp_path):
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(PLAIN["baseline jpeg"])
+    assert image_header_size(path) == (53, 37)
+
+    class OnePass(io.RawIOBase):
+        def __init__(self, data):
+            self.data = io.BytesIO(data)
+
+        def readable(self):
+            return True
+
+        def readinto(self, buffer):
+            chunk = self.data.read(len(buffer))
+            buffer[: len(chunk)] = chunk
+            return len(chunk)
+
+    assert image_header_size(io.BufferedReader(OnePass(PLAIN["rgb png"]))) == (53, 37)
