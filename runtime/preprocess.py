@@ -21,7 +21,7 @@ _INTERPOLATION = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR}
 
 MAX_PIXELS_ENV = "EDGEVLM_MAX_IMAGE_PIXELS"
 DEFAULT_MAX_PIXELS = 50_000_000  # 50 MP: above any phone camera (~48 MP); 150 MB decoded as BGR
-# The header is read first (with Pillow, then), not limited with OpenCV's OPENCV_IO_MAX_IMAGE_PIXELS. Measured,
+# The header is read first, not limited with OpenCV's OPENCV_IO_MAX_IMAGE_PIXELS. Measured (Pillow read it then),
 # `edgevlm caption` of a 20000x20000 PNG (AMD EPYC, 2 cores): before, 2399 MB peak RSS and 9.0 s
 # decoding it; with this check, 112 MB and 0.9 s (Pillow's header read alone: 45 MB, 0.07 s).
 # OpenCV's variable gave the same saving but is read once when the library loads (setting it

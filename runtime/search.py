@@ -144,10 +144,11 @@ def nbest_search(stepper: Stepper, num_images: int, bos_id: int, eos_id: int, se
     done = np.zeros(num_images, dtype=bool)
     tokens = np.full(rows, bos_id, dtype=np.int64)
     row_bias = None if bias is None else np.repeat(bias, k, axis=0)  # (R, V), once, not every step
+    banned = np.array(settings.banned_ids, dtype=np.int64)  # as in greedy_search
     for step in range(settings.max_new_tokens):
         logprobs = _log_softmax(stepper.step(tokens, step).astype(np.float64))  # (R, V)
-        if settings.banned_ids:
-            logprobs[:, list(settings.banned_ids)] = -np.inf
+        if banned.size:
+            logprobs[:, banned] = -np.inf
         _apply_bias(logprobs, row_bias)
         if settings.no_repeat_word:
             _ban_immediate_repeats(logprobs, history, step)
