@@ -18,7 +18,8 @@ from edgevlm.errors import EdgeVLMError
 from edgevlm.runtime.backends import DEFAULT_BACKEND, BackendOptions, create_backend
 from edgevlm.runtime.families import runtime_family
 from edgevlm.runtime.frame_quality import assess_frame
-from edgevlm.runtime.grounding import ExistenceQuestions, caption_bias, concept_token_ids, existence_answer
+from edgevlm.runtime.grounding import (ExistenceQuestions, caption_bias, concept_token_ids, count_answer,
+                                      existence_answer)
 from edgevlm.runtime.blas_threads import single_thread_numpy_blas
 from edgevlm.runtime.cpu_variants import load_for_this_cpu
 from edgevlm.runtime.caption_memory import CaptionMemory
@@ -255,16 +256,33 @@ class CaptionEngine:
         """One image's Sight -> an answer per question: existence questions from the concept
         head (when the engine has one), the rest from the decoder."""
         answers: list[VQAAnswer | None] = [None] * len(questions)
+        counted: dict[int, int] = {}  # question index -> the concept a "how many" question counts
         if self.existence is not None and sight.concepts is not None:
             for i, question in enumerate(questions):
                 k = self.existence.concept_of(question)
                 if k is not None:
                     answers[i] = self._existence_answer(float(sight.concepts[0, k]), abstain_below)
+                elif (k := self.existence.counted_concept(question)) is not None:
+                    counted[i] = k
         rest = [i for i, a in enumerate(answers) if a is None]
         if rest:
             for i, answer in zip(rest, self.answer_visual(sight.visual, [questions[i] for i in rest], abstain_below)):
-                answers[i] = answer
+                answers[i] = (self._count_answer(float(sight.concepts[0, counted[i]]), answer, abstain_below)
+                              if i in counted else answer)
         return answers
+
+    def _count_answer(self, p_present: float, decoded: VQAAnswer, abstain_below: float | None) -> VQAAnswer:
+        """A "how many" answer: the decoder's count against the concept head's "none"
+        (grounding.count_answer), each below its own threshold "I'm not sure" (the
+        existence threshold for "none", the decoder's for a count; ``abstain_below`` for
+        both when given)."""
+        answer, probability, source = count_answer(p_present, decoded.answer, decoded.probability)
+        if source == "concepts":
+            threshold = self.existence_abstain_below if abstain_below is None else abstain_below
+        else:
+            threshold = self.abstain_below if abstain_below is None else abstain_below
+        abstained = probability < threshold or not answer
+        return VQAAnswer(NOT_SURE if abstained else answer, answer, probability, abstained, source)
 
     def _existence_answer(self, p_present: float, abstain_below: float | None) -> VQAAnswer:
         """P(concept present) -> "yes"/"no" with the probability of that answer; below the

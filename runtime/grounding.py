@@ -3,6 +3,10 @@
 - ``ExistenceQuestions`` tells whether a question only asks whether something is in view
   ("is there a car?", "do you see any dogs?", "is a bench visible?") and about which
   concept; such questions are answered from the head, everything else by the decoder.
+- ``counted_concept`` finds the concept a "how many" question counts, and ``count_answer``
+  weighs the decoder's count against the head's "none": the decoder only ever learnt counts
+  where a caption counted something, so on its own it answers "two" to "how many dogs are
+  there?" about a photo without a dog.
 - ``caption_bias`` bans, per image, the words of concepts the head is sure are absent, so
   a caption cannot name a dog the picture gives no evidence of.
 
@@ -56,8 +60,24 @@ class ExistenceQuestions:
             return None  # "is the dog black?": presupposed, not asked about
         if any(t not in EXISTENCE_WORDS for i, t in enumerate(tokens) if i != index):
             return None
+        return self._narrowest(tokens[index], candidates)
+
+    def counted_concept(self, question: str) -> int | None:
+        """The concept a "how many" question counts ("how many black dogs are in the snow?"
+        -> dog), or None for any other question: the first of the three words after "how
+        many" that names a concept (past a colour or size word)."""
+        tokens = re.findall(r"[a-z]+", question.lower())
+        if tokens[:2] != ["how", "many"]:
+            return None
+        for token in tokens[2:5]:
+            candidates = self._concepts_named(token)
+            if candidates:
+                return self._narrowest(token, candidates)
+        return None
+
+    def _narrowest(self, token: str, candidates: list[int]) -> int:
         # "man" names both "person" and "man": the narrowest group is what was asked.
-        return min(candidates, key=lambda k: (self.names[k] != tokens[index], len(self.words[k])))
+        return min(candidates, key=lambda k: (self.names[k] != token, len(self.words[k])))
 
     def _concepts_named(self, token: str) -> list[int]:
         return [k for k, group in enumerate(self.words) if token in group]
@@ -74,6 +94,23 @@ def concept_token_ids(tokenizer, words: tuple[tuple[str, ...], ...]) -> list[lis
 def existence_answer(p_present: float) -> tuple[str, float]:
     """P(concept present) -> ("yes" or "no", the probability of that answer)."""
     return ("yes", p_present) if p_present >= 0.5 else ("no", 1.0 - p_present)
+
+
+NONE_ANSWER = "none"
+
+
+def count_answer(p_present: float, count: str, count_probability: float) -> tuple[str, float, str]:
+    """P(the counted concept is present) and the decoder's count with its probability ->
+    (answer, probability, source): "none" from the concept head, or the count.
+
+    The decoder's count presupposes the things are there (it was only trained on photos
+    whose captions counted them), so it is P(count | present): P(count) = P(present) x
+    P(count | present), against P(none) = 1 - P(present). A count the head doubts thus
+    also comes with a lower probability, and may fall below the "I'm not sure" threshold."""
+    counted = p_present * count_probability
+    if 1.0 - p_present > counted:
+        return NONE_ANSWER, 1.0 - p_present, "concepts"
+    return count, counted, "decoder"
 
 
 def caption_bias(probs: np.ndarray, ban_below: float, concept_token_ids: list[list[int]], vocab_size: int) -> np.ndarray:

@@ -176,10 +176,11 @@ def _answers(entries, model_dir, engine_dir, flag, progress):
     if model_dir:
         return model_answers(model_dir, entries), None, None, model_dir
     source, engine = _open_engine(engine_dir)
-    # Existence questions the concept head answers have its own threshold; the rest the decoder's.
-    per_question = {e["question_id"]: engine.existence_abstain_below for e in entries
-                    if engine.answered_by_concepts(e["question"])}
-    return engine_answers(engine, entries, progress=progress), engine.abstain_below, per_question, source
+    answers, sources = engine_answers(engine, entries, progress=progress)
+    # Answers from the concept head (existence, and "none" to "how many") have its own
+    # threshold; the rest the decoder's.
+    per_question = {qid: engine.existence_abstain_below for qid, by in sources.items() if by == "concepts"}
+    return answers, engine.abstain_below, per_question, source
 
 
 def _eval_vqa(vqa_file, prior_file, model_dir, engine_dir, tune_abstention, images_dir, limit, as_json):

@@ -84,6 +84,12 @@ def vqa_text(report: dict, tuned: bool) -> str:
     lines += [f"{kind + ' accuracy':>24}: {value:.4f}  ({report['count_by_type'][kind]} questions)  "
               f"prior-only {prior['by_type'][kind]:.4f}  margin {prior['margin_by_type'][kind]:+.4f}"
               for kind, value in report["by_type"].items()]
+    split, prior_split = report["number_split"], prior["number_split"]
+    if split["questions"]["count"] and split["questions"]["none"]:
+        # Counting and seeing that nothing is there are different skills: each beside the guesser.
+        lines += [f"{label:>24}: {split[kind]:.4f}  ({split['questions'][kind]} questions)  "
+                  f"prior-only {prior_split[kind]:.4f}  margin {split[kind] - prior_split[kind]:+.4f}"
+                  for kind, label in (("count", "number, to count"), ("none", "number, none there"))]
     lines += [f"{'yes/no balanced accuracy':>24}: {report['yesno_balanced_accuracy']:.4f}  "
               f"prior-only {prior['yesno_balanced_accuracy']:.4f}",
               f"{'abstention rate':>24}: {report['abstention_rate']:.4f}  (below p={a['threshold']:.3f}"

@@ -93,7 +93,7 @@ def prior_answers(entries: list[dict], pool: list[dict], leave_image_out: bool) 
 def prior_report(entries: list[dict], model_report: dict, pool: list[dict], leave_image_out: bool,
                  source: str) -> dict:
     """The prior's exact-match accuracy beside the model's (``vqa_report``'s, every question
-    answered): {"source", "accuracy", "by_type", "yesno_balanced_accuracy",
+    answered): {"source", "accuracy", "by_type", "yesno_balanced_accuracy", "number_split",
     "question_text_seen" (share of questions answered from their own text), "margin" and
     "margin_by_type" (model minus prior, in accuracy points of [0, 1])}."""
     answers, seen = prior_answers(entries, pool, leave_image_out)
@@ -101,6 +101,7 @@ def prior_report(entries: list[dict], model_report: dict, pool: list[dict], leav
     return {
         "source": source, "accuracy": scores["accuracy"], "by_type": scores["by_type"],
         "yesno_balanced_accuracy": scores["yesno_balanced_accuracy"], "question_text_seen": seen,
+        "number_split": scores["number_split"],
         "margin": model_report["accuracy"] - scores["accuracy"],
         "margin_by_type": {t: model_report["by_type"][t] - v for t, v in scores["by_type"].items()},
     }

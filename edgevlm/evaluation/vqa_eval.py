@@ -27,9 +27,10 @@ def load_qa(path: str, images_dir: str | None) -> list[dict]:
     return entries
 
 
-def engine_answers(engine, entries: list[dict], progress: bool = False) -> dict:
-    """question_id -> (answer text, probability), never abstaining (thresholds are applied
-    when scoring, so one pass serves every threshold)."""
+def engine_answers(engine, entries: list[dict], progress: bool = False) -> tuple[dict, dict]:
+    """-> (question_id -> (answer text, probability), question_id -> the answer's source,
+    "decoder" or "concepts": which abstention threshold applies), never abstaining
+    (thresholds are applied when scoring, so one pass serves every threshold)."""
     from edgevlm.runtime.question_file import answer_entries
 
     pairs = answer_entries(engine, entries, abstain_below=0.0)
@@ -37,13 +38,18 @@ def engine_answers(engine, entries: list[dict], progress: bool = False) -> dict:
         from tqdm import tqdm
 
         pairs = tqdm(pairs, total=len(entries), desc="answering", unit="question")
-    return {entry["question_id"]: (answer.answer, answer.probability) for entry, answer in pairs}
+    answers, sources = {}, {}
+    for entry, answer in pairs:
+        answers[entry["question_id"]] = (answer.answer, answer.probability)
+        sources[entry["question_id"]] = answer.source
+    return answers, sources
 
 
 class ModelAnswerer:
     """The PyTorch model answering questions about one photo, routed as the engine routes
     them: existence questions ("is there a dog?") from the concept head where the model has
-    one, everything else from the decoder. Never abstains: thresholds are the caller's."""
+    one, "how many" questions from the decoder's count weighed against the head's "none",
+    everything else from the decoder. Never abstains: thresholds are the caller's."""
 
     def __init__(self, model, tokenizer):
         from edgevlm.generate import search_settings
@@ -60,7 +66,7 @@ class ModelAnswerer:
         import torch
 
         from edgevlm.generate import answer_from_visual, concept_probs
-        from edgevlm.runtime.grounding import existence_answer
+        from edgevlm.runtime.grounding import count_answer, existence_answer
 
         with torch.no_grad():
             features = self.model.encoder_features(torch.from_numpy(pixels[None]))  # once per photo
@@ -76,7 +82,10 @@ class ModelAnswerer:
                     visual = self.model.projector(features)  # (1, N, d)
                 prompt = self.tokenizer.question_prompt(question, self.model.cfg.decoder.max_len)
                 found = answer_from_visual(self.model, visual, np.array([prompt], np.int64), self.banned)[0]
-                out.append((self.tokenizer.decode(found.ids), found.probability, "decoder"))
+                counted = self.existence.counted_concept(question) if self.existence is not None else None
+                text = self.tokenizer.decode(found.ids)
+                out.append(count_answer(float(probs[0, counted]), text, found.probability) if counted is not None
+                           else (text, found.probability, "decoder"))
         return out
 
 
@@ -107,6 +116,7 @@ def vqa_report(entries: list[dict], answers: dict, threshold: float, per_questio
     return {
         "questions": raw["questions"], "accuracy": raw["accuracy"], "by_type": raw["by_type"],
         "count_by_type": raw["count_by_type"], "yesno_balanced_accuracy": raw["yesno_balanced_accuracy"],
+        "number_split": raw["number_split"],
         "abstention_rate": abstaining["abstention_rate"],
         "with_abstention": {k: abstaining[k] for k in ("threshold", "coverage", "answered_accuracy", "accuracy",
                                                         "yesno_balanced_accuracy", "by_type")},

@@ -28,10 +28,13 @@ def score_answers(questions: list[dict], answers: dict, threshold: float = 0.0,
     threshold in ``per_question``: existence answers have the concept head's) is abstained.
 
     Returns accuracy, answered_accuracy, coverage, abstention_rate, yesno_balanced_accuracy
-    (mean of accuracy on "yes" and on "no" questions), by_type {type: accuracy}, counts.
+    (mean of accuracy on "yes" and on "no" questions), by_type {type: accuracy}, counts,
+    and number_split {"count": accuracy where something is there to count, "none": where
+    nothing is, and their "questions"} (counting and seeing absence are different skills).
     """
     by_type: dict[str, list[bool]] = {}
     yes_no: dict[str, list[bool]] = {"yes": [], "no": []}
+    number: dict[str, list[bool]] = {"count": [], "none": []}
     answered = correct_answered = 0
     for q in questions:
         text, probability = answers[q["question_id"]]
@@ -43,6 +46,8 @@ def score_answers(questions: list[dict], answers: dict, threshold: float = 0.0,
         truth = normalize_answer(q["answers"][0])
         if q["type"] == "yesno" and truth in yes_no:
             yes_no[truth].append(right)
+        if q["type"] == "number":
+            number["none" if truth == "none" else "count"].append(right)
     total = len(questions)
     flat = [r for rows in by_type.values() for r in rows]
     return {
@@ -55,6 +60,8 @@ def score_answers(questions: list[dict], answers: dict, threshold: float = 0.0,
         "questions": total,
         "by_type": {t: _mean(rows) for t, rows in sorted(by_type.items())},
         "count_by_type": {t: len(rows) for t, rows in sorted(by_type.items())},
+        "number_split": {kind: _mean(rows) for kind, rows in number.items()}
+                        | {"questions": {kind: len(rows) for kind, rows in number.items()}},
     }
 
 

@@ -74,3 +74,34 @@ def test_the_wording_probe_recovers_every_generated_object():
         for _ in range(10):
             _, noun, _ = recover_object(_ask_existence(category, rng))
             assert noun == category
+
+
+def _counting_images():
+    """Two photos with two dogs, one with three men, two with balloons (no concept), and
+    photos without: a cat, an "animal" (which may be a dog: never asked), a bench."""
+    rows = [["two dogs play in the grass"] * 5, ["two dogs run on the beach"] * 5,
+            ["three men stand on a street"] * 5, ["two balloons float in the sky"] * 5,
+            ["two balloons on a table"] * 5, ["a cat sleeps on a chair"] * 5,
+            ["an animal runs through a field"] * 5, ["an empty bench in a park"] * 5,
+            ["a cat on a wall"] * 5, ["a boat on the water"] * 5]
+    return [_image(captions, image_id=i + 1) for i, captions in enumerate(rows)]
+
+
+def test_absent_counts_balance_each_counted_noun_with_photos_without_it():
+    from edgevlm.data.object_lexicon import image_labels
+
+    images = _counting_images()
+    questions = generate_questions(images, absent_counts=True)
+    by_image = {image["file_name"] + str(image["image_id"]): image for image in images}
+    counts = [q for q in questions if q["type"] == "number" and q["answers"] != ["none"]]
+    nones = [q for q in questions if q["answers"] == ["none"]]
+    assert all(q["type"] == "number" and q["question"].endswith(" are there?") for q in nones)
+    for noun, concept in (("dogs", "dog"), ("men", "man")):
+        asked = [q for q in nones if q["question"] == f"how many {noun} are there?"]
+        assert len(asked) == sum(q["question"].split()[2] == noun for q in counts)  # as many as counted
+        for q in asked:  # each about a photo whose captions say the concept is absent (not "an animal")
+            assert image_labels(by_image["x.jpg" + str(q["image_id"])]["captions"]).get(concept) is False
+    assert not [q for q in nones if "balloons" in q["question"]]  # no concept could say they are absent
+    assert generate_questions(images, absent_counts=True) == questions  # deterministic
+    assert [q for q in generate_questions(images) if q["answers"] == ["none"]] == []  # training: none
+    assert [q["question_id"] for q in questions] == list(range(1, len(questions) + 1))

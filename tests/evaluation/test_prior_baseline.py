@@ -109,3 +109,22 @@ def test_eval_vqa_with_a_bad_prior_file_fails_before_answering(tmp_path):
     path = _vqa_file(tmp_path)
     result = CliRunner().invoke(cli, ["eval", "--vqa", path, "--prior-from", str(tmp_path / "none.json")])
     assert result.exit_code == 1 and "error: --prior-from file not found" in result.output
+
+
+def test_number_questions_are_scored_apart_where_there_is_something_to_count_and_where_not():
+    from edgevlm.cli.eval_report_text import vqa_text
+    from edgevlm.evaluation.vqa_eval import vqa_report
+
+    entries = [_q(1, "a.jpg", "how many dogs are there?", "two", "number"),
+               _q(2, "b.jpg", "how many dogs are there?", "none", "number"),
+               _q(3, "c.jpg", "how many dogs are there?", "none", "number"),
+               _q(4, "d.jpg", "how many dogs are there?", "three", "number")]
+    answers = {1: ("2", 0.9), 2: ("none", 0.9), 3: ("two", 0.9), 4: ("two", 0.9)}
+    report = vqa_report(entries, answers, 0.5)
+    assert report["number_split"] == {"count": 0.5, "none": 0.5, "questions": {"count": 2, "none": 2}}
+    # The guesser: the other photos' most frequent answer, "none" for all four (ties: alphabetical).
+    prior = prior_report(entries, report, entries, True, "leave-one-image-out on qa.json")
+    assert prior["number_split"] == {"count": 0.0, "none": 1.0, "questions": {"count": 2, "none": 2}}
+    text = vqa_text(dict(report, prior=prior, source="e", seconds=0.1), tuned=False)
+    assert "number, to count: 0.5000  (2 questions)  prior-only 0.0000  margin +0.5000" in text
+    assert "number, none there: 0.5000  (2 questions)  prior-only 1.0000  margin -0.5000" in text

@@ -105,6 +105,25 @@ def test_engine_answers_existence_from_the_head_and_grounds_captions(concept_mod
     p = float(sight.concepts[0, dog])
     assert existence.answer == ("yes" if p >= 0.5 else "no")
     assert existence.probability == pytest.approx(max(p, 1 - p), abs=1e-6)
+    # "how many dogs": the decoder's count (as it answers alone) weighed against the head's "none".
+    count = engine.answer_visual(sight.visual, ["how many dogs are there?"], abstain_below=0.0)[0]
+    counted = engine.answer_sight(sight, ["how many dogs are there?"], abstain_below=0.0)[0]
+    if 1 - p > p * count.probability:
+        assert (counted.answer, counted.source) == ("none", "concepts")
+        assert counted.probability == pytest.approx(1 - p, abs=1e-6)
+    else:
+        assert (counted.answer, counted.source) == (count.answer, "decoder")
+        assert counted.probability == pytest.approx(p * count.probability, abs=1e-6)
+    # The same image with the head made sure there is no dog / a dog: "none" / the count.
+    for p_dog, expected in ((0.01, "none"), (1.0, count.answer)):
+        sure = dataclasses.replace(sight, concepts=np.where(np.arange(len(CATEGORIES)) == dog, p_dog, sight.concepts))
+        assert engine.answer_sight(sure, ["how many dogs are there?"], abstain_below=0.0)[0].answer == expected
+    # "none" at 0.55 is below an existence threshold of 0.6: not said.
+    engine.manifest = engine.manifest.replace(concepts=dataclasses.replace(engine.manifest.concepts, abstain_below=0.6))
+    below = engine.answer_sight(dataclasses.replace(sight, concepts=np.full_like(sight.concepts, 0.45)),
+                                ["how many dogs are there?"])[0]
+    assert below.abstained and below.text == "I'm not sure" and below.answer == "none"
+    assert below.probability == pytest.approx(0.55, abs=1e-6)
     # Every concept banned: the caption cannot name any of them.
     engine.manifest = engine.manifest.replace(concepts=dataclasses.replace(engine.manifest.concepts, ban_below=1.01))
     caption = engine.describe_sight(sight)[0].caption

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edgevlm.data.object_lexicon import CATEGORIES
-from edgevlm.runtime.grounding import ExistenceQuestions, caption_bias
+from edgevlm.runtime.grounding import ExistenceQuestions, caption_bias, count_answer
 from edgevlm.runtime.search import SearchSettings, beam_search
 
 NAMES = ("person", "man", "dog", "water", "car", "bench")
@@ -34,6 +34,37 @@ def test_existence_questions_are_routed_to_their_concept(question, concept):
 ])
 def test_other_questions_go_to_the_decoder(question):
     assert ROUTER.concept_of(question) is None
+
+
+@pytest.mark.parametrize("question, concept", [
+    ("how many dogs are there?", "dog"), ("How many black dogs are in the snow?", "dog"),
+    ("how many men are there?", "man"),  # the narrowest group, as existence questions
+    ("how many people are in the water?", "person"), ("how many cars are on the street?", "car"),
+    ("how many puppies are there?", "dog"),
+])
+def test_how_many_questions_name_the_concept_they_count(question, concept):
+    assert NAMES[ROUTER.counted_concept(question)] == concept
+    assert ROUTER.concept_of(question) is None  # not an existence question
+
+
+@pytest.mark.parametrize("question", [
+    "how many are there?", "how many unicorns are there?", "what color is the dog?", "is there a dog?",
+    "how much water is there?",
+])
+def test_other_questions_count_nothing(question):
+    assert ROUTER.counted_concept(question) is None
+
+
+@pytest.mark.parametrize("p_present, count, q, expected", [
+    (0.1, "two", 0.9, ("none", 0.9, "concepts")),  # the head is sure nothing is there
+    (0.9, "two", 0.8, ("two", 0.72, "decoder")),  # P(two) = P(present) x P(two | present)
+    (0.6, "three", 0.5, ("none", 0.4, "concepts")),  # 0.4 against 0.3: "none", but below any threshold
+    (0.5, "two", 1.0, ("two", 0.5, "decoder")),  # a tie keeps the decoder's answer
+    (1.0, "two two", 0.0, ("two two", 0.0, "decoder")),  # an unfinished count (no eos) is no "none"
+])
+def test_count_answers_weigh_the_decoder_count_against_the_head(p_present, count, q, expected):
+    answer, probability, source = count_answer(p_present, count, q)
+    assert (answer, source) == (expected[0], expected[2]) and probability == pytest.approx(expected[1])
 
 
 def test_caption_bias_bans_the_words_of_absent_concepts_per_image():
