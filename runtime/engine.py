@@ -40,7 +40,7 @@ class VQAAnswer:
     answer: str  # the model's best answer, even when it abstained
     probability: float  # P(answer | image, question), 0..1
     abstained: bool
-    source: str = "decoder"  # "decoder", "concepts" (existence head) or "frame" (nothing to see)
+    source: str = "decoder"  # "decoder", "concepts" (the concept head: existence, "none") or "frame" (nothing to see)
 
 
 def nothing_to_see(quality) -> VQAAnswer:
@@ -249,26 +249,28 @@ class CaptionEngine:
         return self.manifest.concepts.abstain_below
 
     def answered_by_concepts(self, question: str) -> bool:
-        """Does the concept head (not the decoder) answer ``question``?"""
+        """Does the concept head (not the decoder) answer ``question`` whatever the image
+        (an existence question)? A "how many" question depends on the image: its answer's
+        ``source`` says which answered."""
         return self.existence is not None and self.existence.concept_of(question) is not None
 
     def answer_sight(self, sight: Sight, questions: list[str], abstain_below: float | None = None) -> list[VQAAnswer]:
         """One image's Sight -> an answer per question: existence questions from the concept
-        head (when the engine has one), the rest from the decoder."""
+        head (when the engine has one), "how many" questions from the decoder's count weighed
+        against the head's "none" (grounding.count_answer), the rest from the decoder."""
         answers: list[VQAAnswer | None] = [None] * len(questions)
-        counted: dict[int, int] = {}  # question index -> the concept a "how many" question counts
+        counted: dict[int, float] = {}  # "how many" question index -> P(what it counts is there)
         if self.existence is not None and sight.concepts is not None:
             for i, question in enumerate(questions):
                 k = self.existence.concept_of(question)
                 if k is not None:
                     answers[i] = self._existence_answer(float(sight.concepts[0, k]), abstain_below)
-                elif (k := self.existence.counted_concept(question)) is not None:
-                    counted[i] = k
+                elif concepts := self.existence.counted_concepts(question):
+                    counted[i] = float(sight.concepts[0, list(concepts)].max())  # any group naming the word
         rest = [i for i, a in enumerate(answers) if a is None]
         if rest:
             for i, answer in zip(rest, self.answer_visual(sight.visual, [questions[i] for i in rest], abstain_below)):
-                answers[i] = (self._count_answer(float(sight.concepts[0, counted[i]]), answer, abstain_below)
-                              if i in counted else answer)
+                answers[i] = self._count_answer(counted[i], answer, abstain_below) if i in counted else answer
         return answers
 
     def _count_answer(self, p_present: float, decoded: VQAAnswer, abstain_below: float | None) -> VQAAnswer:

@@ -3,7 +3,7 @@
 - ``ExistenceQuestions`` tells whether a question only asks whether something is in view
   ("is there a car?", "do you see any dogs?", "is a bench visible?") and about which
   concept; such questions are answered from the head, everything else by the decoder.
-- ``counted_concept`` finds the concept a "how many" question counts, and ``count_answer``
+- ``counted_concepts`` finds what a "how many" question counts, and ``count_answer``
   weighs the decoder's count against the head's "none": the decoder only ever learnt counts
   where a caption counted something, so on its own it answers "two" to "how many dogs are
   there?" about a photo without a dog.
@@ -31,6 +31,13 @@ EXISTENCE_WORDS = frozenset("""
     i you we me my us in on at of front around near nearby visible see seeing seen spot notice find show shows showing
     picture image photo photograph frame scene view shot camera sight look looking somewhere anywhere please tell
     if whether there's theres in it its one ones at all
+""".split())
+
+
+# Words between "how many" and the counted noun that only describe it.
+COUNT_MODIFIERS = frozenset("""
+    black white brown red blue green yellow orange pink purple gray grey tan dark light colored coloured and
+    little small big large tiny young old older other different more
 """.split())
 
 
@@ -62,18 +69,33 @@ class ExistenceQuestions:
             return None
         return self._narrowest(tokens[index], candidates)
 
-    def counted_concept(self, question: str) -> int | None:
-        """The concept a "how many" question counts ("how many black dogs are in the snow?"
-        -> dog), or None for any other question: the first of the three words after "how
-        many" that names a concept (past a colour or size word)."""
-        tokens = re.findall(r"[a-z]+", question.lower())
-        if tokens[:2] != ["how", "many"]:
-            return None
-        for token in tokens[2:5]:
-            candidates = self._concepts_named(token)
-            if candidates:
-                return self._narrowest(token, candidates)
-        return None
+    def counted_concepts(self, question: str) -> tuple[int, ...]:
+        """The concepts that name what a "how many" question counts ("can you tell me how
+        many black and white dogs are in the snow?" -> (dog,); "how many men" -> (person,
+        man): every group naming the word, so that "none" needs all of them absent), or ()
+        for any other question, for a counted word no concept names ("how many balloons"),
+        and for two things counted at once ("how many dogs and cats")."""
+        tokens = re.findall(r"[a-z]+", question.lower().replace("'s", "s"))
+        starts = [i for i in range(len(tokens) - 1) if tokens[i : i + 2] == ["how", "many"]]
+        if not starts:
+            return ()
+        words = tokens[starts[0] + 2 :]
+        while words and words[0] in COUNT_MODIFIERS:  # "black and white", "little", "other"
+            words = words[1:]
+        if not words:
+            return ()
+        if len(words) > 2 and words[1] in ("and", "or") and self._concepts_of_word(words[2]):
+            return ()  # "how many dogs and cats": one count of two things; the decoder's
+        return tuple(self._concepts_of_word(words[0]))
+
+    def _concepts_of_word(self, word: str) -> list[int]:
+        """Concepts naming ``word``, or else its singular ("greyhounds" -> "greyhound")."""
+        for form in (word, word[:-3] + "y" if word.endswith("ies") else None,
+                     word[:-2] if word.endswith("es") else None, word[:-1] if word.endswith("s") else None):
+            found = self._concepts_named(form) if form else []
+            if found:
+                return found
+        return []
 
     def _narrowest(self, token: str, candidates: list[int]) -> int:
         # "man" names both "person" and "man": the narrowest group is what was asked.
@@ -100,17 +122,18 @@ NONE_ANSWER = "none"
 
 
 def count_answer(p_present: float, count: str, count_probability: float) -> tuple[str, float, str]:
-    """P(the counted concept is present) and the decoder's count with its probability ->
+    """P(the counted thing is present) and the decoder's count with its probability ->
     (answer, probability, source): "none" from the concept head, or the count.
 
     The decoder's count presupposes the things are there (it was only trained on photos
-    whose captions counted them), so it is P(count | present): P(count) = P(present) x
-    P(count | present), against P(none) = 1 - P(present). A count the head doubts thus
-    also comes with a lower probability, and may fall below the "I'm not sure" threshold."""
-    counted = p_present * count_probability
-    if 1.0 - p_present > counted:
+    whose captions counted them), so it is P(count | present), and P(count) = P(present) x
+    P(count | present): a count the head doubts comes with a lower probability and may fall
+    below the "I'm not sure" threshold. "none" (probability 1 - P(present)) exactly where
+    "is there a ...?" says "no" (P(present) < 0.5), so the two answers never disagree; there
+    1 - P(present) > 0.5 > P(count) anyway."""
+    if p_present < 0.5:
         return NONE_ANSWER, 1.0 - p_present, "concepts"
-    return count, counted, "decoder"
+    return count, p_present * count_probability, "decoder"
 
 
 def caption_bias(probs: np.ndarray, ban_below: float, concept_token_ids: list[list[int]], vocab_size: int) -> np.ndarray:

@@ -173,12 +173,15 @@ def _answers(entries, model_dir, engine_dir, flag, progress):
 
     if model_dir and engine_dir:
         raise EdgeVLMError(f"{flag} evaluates either --engine DIR or --model DIR, not both")
+    # Answers from the concept head (existence, and "none" to "how many") have its own
+    # threshold; the rest the decoder's (a model folder's: DEFAULT_ABSTAIN_BELOW, as its
+    # engine before any tuning).
     if model_dir:
-        return model_answers(model_dir, entries), None, None, model_dir
+        answers, sources, existence = model_answers(model_dir, entries)
+        per_question = {qid: existence for qid, by in sources.items() if by == "concepts"}
+        return answers, None, per_question, model_dir
     source, engine = _open_engine(engine_dir)
     answers, sources = engine_answers(engine, entries, progress=progress)
-    # Answers from the concept head (existence, and "none" to "how many") have its own
-    # threshold; the rest the decoder's.
     per_question = {qid: engine.existence_abstain_below for qid, by in sources.items() if by == "concepts"}
     return answers, engine.abstain_below, per_question, source
 

@@ -208,16 +208,18 @@ EXTRACTORS = {"object": object_questions, "number": number_questions, "color": c
               "location": location_questions}
 
 
-def absent_count_questions(images: list[dict], counts: list[dict]) -> list[tuple[dict, str, str]]:
+def absent_count_questions(images: list[dict], counts: list[dict]) -> list[tuple[dict, str, list[str]]]:
     """images (as generate_questions takes them) and their "how many" questions ``counts``
-    -> (image, "how many dogs are there?", "none") for as many other images per counted
-    noun as it has count questions, each an image where that noun's concept (the runtime's
-    rule: object_lexicon's narrowest group naming it) is absent (object_lexicon.image_labels).
+    -> (image, "how many dogs are there?", ["none", "zero"]) for as many other images per
+    counted noun as it has count questions, each an image where every concept naming the
+    noun (the runtime's rule, ``ExistenceQuestions.counted_concepts``) is absent
+    (object_lexicon.image_labels). "zero" is right too: VQAv2-trained models say "0".
 
     Without them every "how many dogs" question has a dog to count, and "two" for everything
     scores 77% on Flickr8k: a number a blind guesser reaches. Nouns no concept names
-    ("flags") get none: nothing at run time could say they are absent either. Deterministic:
-    each noun's images are drawn by a generator seeded with the noun."""
+    ("balloons") get none: nothing at run time could say they are absent either.
+    Deterministic: each noun's images are drawn by a generator seeded with the noun (string
+    seeds are hashed with SHA-512, not Python's per-process hash)."""
     from edgevlm.data.object_lexicon import CATEGORIES as CONCEPTS, image_labels
     from edgevlm.runtime.grounding import ExistenceQuestions
 
@@ -225,15 +227,16 @@ def absent_count_questions(images: list[dict], counts: list[dict]) -> list[tuple
     per_noun: dict[str, int] = {}
     for question in counts:
         noun = question["question"].split()[2]
-        if lexicon.counted_concept(f"how many {noun}") is not None:
-            per_noun[noun] = per_noun.get(noun, 0) + 1
+        per_noun[noun] = per_noun.get(noun, 0) + 1
     labels = [image_labels(image["captions"]) for image in images]
     out = []
     for noun, wanted in sorted(per_noun.items()):
-        concept = lexicon.names[lexicon.counted_concept(f"how many {noun}")]
-        candidates = [i for i, known in enumerate(labels) if known.get(concept) is False]
+        concepts = [lexicon.names[k] for k in lexicon.counted_concepts(f"how many {noun} are there?")]
+        if not concepts:
+            continue
+        candidates = [i for i, known in enumerate(labels) if all(known.get(c) is False for c in concepts)]
         for i in sorted(random.Random(f"none {noun}").sample(candidates, min(wanted, len(candidates)))):
-            out.append((images[i], f"how many {noun} are there?", "none"))
+            out.append((images[i], f"how many {noun} are there?", ["none", "zero"]))
     return out
 
 
@@ -253,14 +256,17 @@ def generate_questions(images: list[dict], absent_counts: bool = False) -> list[
             for kind, extract in EXTRACTORS.items():
                 for question, answer in dict(extract(caption)).items():
                     per_question.setdefault((kind, question), []).append(answer)
-        pairs = [(kind, q, max(set(answers), key=answers.count)) for (kind, q), answers in sorted(per_question.items())
+        # sorted(set(...)): a 2-2 tie goes to the alphabetically first answer, not to the set's
+        # order, which changes with PYTHONHASHSEED (the same captions gave different files).
+        pairs = [(kind, q, max(sorted(set(answers)), key=answers.count))
+                 for (kind, q), answers in sorted(per_question.items())
                  if len(set(answers)) == 1 or answers.count(max(set(answers), key=answers.count)) >= 2]
         pairs += [("yesno", q, a) for q, a in existence_questions(image["captions"], image["image_id"])]
         for kind, question, answer in pairs:
             questions.append({"question_id": len(questions) + 1, "image_id": image["image_id"],
                               "image": image["file_name"], "question": question, "answers": [answer], "type": kind})
     if absent_counts:
-        for image, question, answer in absent_count_questions(images, [q for q in questions if q["type"] == "number"]):
+        for image, question, answers in absent_count_questions(images, [q for q in questions if q["type"] == "number"]):
             questions.append({"question_id": len(questions) + 1, "image_id": image["image_id"],
-                              "image": image["file_name"], "question": question, "answers": [answer], "type": "number"})
+                              "image": image["file_name"], "question": question, "answers": answers, "type": "number"})
     return questions

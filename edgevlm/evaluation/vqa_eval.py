@@ -82,16 +82,17 @@ class ModelAnswerer:
                     visual = self.model.projector(features)  # (1, N, d)
                 prompt = self.tokenizer.question_prompt(question, self.model.cfg.decoder.max_len)
                 found = answer_from_visual(self.model, visual, np.array([prompt], np.int64), self.banned)[0]
-                counted = self.existence.counted_concept(question) if self.existence is not None else None
+                counted = self.existence.counted_concepts(question) if self.existence is not None else ()
                 text = self.tokenizer.decode(found.ids)
-                out.append(count_answer(float(probs[0, counted]), text, found.probability) if counted is not None
+                out.append(count_answer(float(probs[0, list(counted)].max()), text, found.probability) if counted
                            else (text, found.probability, "decoder"))
         return out
 
 
-def model_answers(model_dir: str, entries: list[dict]) -> dict:
+def model_answers(model_dir: str, entries: list[dict]) -> tuple[dict, dict, float | None]:
     """The same with the PyTorch model (one photo at a time, each encoded once for all its
-    questions, as the engine)."""
+    questions, as the engine): -> (answers, sources, the concept head's "I'm not sure"
+    threshold or None for a model without one)."""
     from edgevlm.model_io import load_model
     from edgevlm.features import load_pixels
 
@@ -100,12 +101,16 @@ def model_answers(model_dir: str, entries: list[dict]) -> dict:
     by_path: dict[str, list[dict]] = {}
     for entry in entries:
         by_path.setdefault(entry["path"], []).append(entry)
-    out = {}
+    out, sources = {}, {}
     for path, group in by_path.items():
         found = answer(load_pixels(path, model.cfg), [entry["question"] for entry in group])
-        for entry, (text, probability, _) in zip(group, found):
+        for entry, (text, probability, source) in zip(group, found):
             out[entry["question_id"]] = (text, probability)
-    return {entry["question_id"]: out[entry["question_id"]] for entry in entries}  # the file's order
+            sources[entry["question_id"]] = source
+    concepts = model.cfg.concepts
+    order = [entry["question_id"] for entry in entries]  # the file's order
+    return ({qid: out[qid] for qid in order}, {qid: sources[qid] for qid in order},
+            None if concepts is None else float(concepts.abstain_below))
 
 
 def vqa_report(entries: list[dict], answers: dict, threshold: float, per_question: dict | None = None) -> dict:

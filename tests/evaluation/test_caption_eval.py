@@ -156,21 +156,32 @@ def test_pytorch_answers_existence_from_the_head_as_the_engine(concept_pair, tmp
     from edgevlm.evaluation.vqa_eval import ModelAnswerer, model_answers
     from edgevlm.model_io import load_model
     from edgevlm.runtime.engine import CaptionEngine
+    from edgevlm.runtime.preprocess import read_image_bgr
     from edgevlm.features import load_pixels
 
     model_dir, engine_dir = concept_pair
     model, tokenizer = load_model(model_dir)
-    questions = ["is there a dog?", "do you see any cars?", "what color is the dog?"]
+    questions = ["is there a dog?", "do you see any cars?", "what color is the dog?", "how many dogs are there?"]
     pixels = load_pixels(PHOTOS[1], model.cfg)
     found = ModelAnswerer(model, tokenizer)(pixels, questions)
-    assert [source for _, _, source in found] == ["concepts", "concepts", "decoder"]
+    assert [source for _, _, source in found[:3]] == ["concepts", "concepts", "decoder"]
     with torch.no_grad():
         p = torch.sigmoid(model.concepts(model.encoder_features(torch.from_numpy(pixels[None]))))[0]
     dog = model.cfg.concepts.names.index("dog")
     assert found[0][0] == ("yes" if p[dog] >= 0.5 else "no")
     assert found[0][1] == pytest.approx(max(float(p[dog]), 1 - float(p[dog])))
     entries = [{"question_id": i, "question": q, "path": PHOTOS[1]} for i, q in enumerate(questions)]
-    assert model_answers(model_dir, entries) == {i: (a, prob) for i, (a, prob, _) in enumerate(found)}
+    answers, sources, existence = model_answers(model_dir, entries)
+    assert answers == {i: (a, prob) for i, (a, prob, _) in enumerate(found)}
+    assert sources == {i: source for i, (_, _, source) in enumerate(found)}
+    assert existence == model.cfg.concepts.abstain_below
+    # "how many dogs": "none" exactly where "is there a dog?" says "no", else the decoder's count.
+    assert (found[3][0] == "none") == (found[0][0] == "no") and found[3][2] == ("concepts" if found[0][0] == "no"
+                                                                               else "decoder")
+    # The engine answers every question as the PyTorch model (ids, routing; probabilities within 1e-4).
+    for (text, probability, source), theirs in zip(found, CaptionEngine(engine_dir).answer_image(
+            read_image_bgr(PHOTOS[1]), questions, abstain_below=0.0)):
+        assert (text, source) == (theirs.answer, theirs.source) and probability == pytest.approx(theirs.probability, abs=1e-4)
     # The consistency asks of model and engine agree, abstentions included.
     engine = CaptionEngine(engine_dir)
     ours, theirs = model_ask(model, tokenizer, PHOTOS)(1, questions), engine_ask(engine, PHOTOS)(1, questions)

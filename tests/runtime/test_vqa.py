@@ -56,6 +56,8 @@ def test_answer_loss_reads_only_the_answer_tokens(tiny_config):
 
 def test_onnx_answers_equal_pytorch(tiny_engine_master, tiny_model_master):
     engine = CaptionEngine(tiny_engine_master)
+    # No concept head: "how many children ..." too is the decoder's alone, as before heads.
+    assert engine.manifest.concepts is None
     model, tokenizer = load_model(tiny_model_master)
     banned = engine.manifest.generation.banned_ids
     capacity = model.cfg.decoder.max_len
