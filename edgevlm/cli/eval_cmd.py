@@ -29,8 +29,9 @@ MIN_TUNING_QUESTIONS = 100  # fewer, and one lucky or unlucky answer moves the t
               help="POPE-style existence file (python -m edgevlm.scripts.pope_questions): balanced yes/no scores per "
                    "sampling, category and wording.")
 @click.option("--prior-from", "prior_file", default=None, type=click.Path(),
-              help="With --vqa: training question file for the prior-only baseline (default: leave-one-image-out "
-                   "on the --vqa file).")
+              help="With --vqa: training question file for the prior-only baseline, made by the same "
+                   "vqa_questions command as the --vqa file, so the guesser knows the same mix of answers "
+                   "(default: leave-one-image-out on the --vqa file).")
 @click.option("--engine", "engine_dir", default=None, type=click.Path(),
               help="Engine folder (--vqa, --pope, --ood: default the shipped engine; --data: captions from this "
                    "engine instead of a PyTorch --model folder).")
