@@ -18,8 +18,8 @@ from edgevlm.errors import EdgeVLMError
 from edgevlm.runtime.backends import DEFAULT_BACKEND, BackendOptions, create_backend
 from edgevlm.runtime.families import runtime_family
 from edgevlm.runtime.frame_quality import assess_frame
-from edgevlm.runtime.grounding import (ExistenceQuestions, caption_bias, concept_token_ids, count_answer,
-                                      existence_answer)
+from edgevlm.runtime.grounding import (ExistenceQuestions, caption_bias, concept_token_ids, existence_answer,
+                                      grounded_answer)
 from edgevlm.runtime.blas_threads import single_thread_numpy_blas
 from edgevlm.runtime.cpu_variants import load_for_this_cpu
 from edgevlm.runtime.caption_memory import CaptionMemory
@@ -251,34 +251,39 @@ class CaptionEngine:
     def answered_by_concepts(self, question: str) -> bool:
         """Does the concept head (not the decoder) answer ``question`` whatever the image
         (an existence question)? A "how many" question depends on the image: its answer's
-        ``source`` says which answered."""
+        ``source`` says which answered ("concepts" for "none")."""
         return self.existence is not None and self.existence.concept_of(question) is not None
 
     def answer_sight(self, sight: Sight, questions: list[str], abstain_below: float | None = None) -> list[VQAAnswer]:
         """One image's Sight -> an answer per question: existence questions from the concept
-        head (when the engine has one), "how many" questions from the decoder's count weighed
-        against the head's "none" (grounding.count_answer), the rest from the decoder."""
+        head (when the engine has one), questions about something they take to be there
+        ("how many dogs", "what color is the dog?") from the decoder weighed by the head's
+        P(present), with "none" to a count of nothing (grounding.grounded_answer), the rest
+        from the decoder."""
         answers: list[VQAAnswer | None] = [None] * len(questions)
-        counted: dict[int, float] = {}  # "how many" question index -> P(what it counts is there)
+        presupposed: dict[int, tuple[float, str | None]] = {}  # index -> (P(it is there), answer if not)
         if self.existence is not None and sight.concepts is not None:
             for i, question in enumerate(questions):
                 k = self.existence.concept_of(question)
                 if k is not None:
                     answers[i] = self._existence_answer(float(sight.concepts[0, k]), abstain_below)
-                elif concepts := self.existence.counted_concepts(question):
-                    counted[i] = float(sight.concepts[0, list(concepts)].max())  # any group naming the word
+                elif (found := self.existence.presupposition(question)) is not None:
+                    # There if any concept naming it is ("men": man or person).
+                    presupposed[i] = float(sight.concepts[0, list(found.concepts)].max()), found.absent_answer
         rest = [i for i, a in enumerate(answers) if a is None]
         if rest:
             for i, answer in zip(rest, self.answer_visual(sight.visual, [questions[i] for i in rest], abstain_below)):
-                answers[i] = self._count_answer(counted[i], answer, abstain_below) if i in counted else answer
+                answers[i] = self._grounded(*presupposed[i], answer, abstain_below) if i in presupposed else answer
         return answers
 
-    def _count_answer(self, p_present: float, decoded: VQAAnswer, abstain_below: float | None) -> VQAAnswer:
-        """A "how many" answer: the decoder's count against the concept head's "none"
-        (grounding.count_answer), each below its own threshold "I'm not sure" (the
-        existence threshold for "none", the decoder's for a count; ``abstain_below`` for
-        both when given)."""
-        answer, probability, source = count_answer(p_present, decoded.answer, decoded.probability)
+    def _grounded(self, p_present: float, absent_answer: str | None, decoded: VQAAnswer,
+                  abstain_below: float | None) -> VQAAnswer:
+        """An answer about something the question takes to be there ("how many dogs",
+        "what color is the dog?"): the decoder's, weighed by the concept head
+        (grounding.grounded_answer), each below its own threshold "I'm not sure" (the
+        existence threshold for "none", the decoder's for its own answer; ``abstain_below``
+        for both when given)."""
+        answer, probability, source = grounded_answer(p_present, decoded.answer, decoded.probability, absent_answer)
         if source == "concepts":
             threshold = self.existence_abstain_below if abstain_below is None else abstain_below
         else:

@@ -48,8 +48,9 @@ def engine_answers(engine, entries: list[dict], progress: bool = False) -> tuple
 class ModelAnswerer:
     """The PyTorch model answering questions about one photo, routed as the engine routes
     them: existence questions ("is there a dog?") from the concept head where the model has
-    one, "how many" questions from the decoder's count weighed against the head's "none",
-    everything else from the decoder. Never abstains: thresholds are the caller's."""
+    one, questions about something they take to be there ("how many dogs", "what color is
+    the dog?") from the decoder weighed by the head's P(present) ("none" to a count of
+    nothing), everything else from the decoder. Never abstains: thresholds are the caller's."""
 
     def __init__(self, model, tokenizer):
         from edgevlm.generate import search_settings
@@ -66,7 +67,7 @@ class ModelAnswerer:
         import torch
 
         from edgevlm.generate import answer_from_visual, concept_probs
-        from edgevlm.runtime.grounding import count_answer, existence_answer
+        from edgevlm.runtime.grounding import existence_answer, grounded_answer
 
         with torch.no_grad():
             features = self.model.encoder_features(torch.from_numpy(pixels[None]))  # once per photo
@@ -82,10 +83,10 @@ class ModelAnswerer:
                     visual = self.model.projector(features)  # (1, N, d)
                 prompt = self.tokenizer.question_prompt(question, self.model.cfg.decoder.max_len)
                 found = answer_from_visual(self.model, visual, np.array([prompt], np.int64), self.banned)[0]
-                counted = self.existence.counted_concepts(question) if self.existence is not None else ()
                 text = self.tokenizer.decode(found.ids)
-                out.append(count_answer(float(probs[0, list(counted)].max()), text, found.probability) if counted
-                           else (text, found.probability, "decoder"))
+                assumed = self.existence.presupposition(question) if self.existence is not None else None
+                out.append((text, found.probability, "decoder") if assumed is None else grounded_answer(
+                    float(probs[0, list(assumed.concepts)].max()), text, found.probability, assumed.absent_answer))
         return out
 
 

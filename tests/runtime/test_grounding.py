@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edgevlm.data.object_lexicon import CATEGORIES
-from edgevlm.runtime.grounding import ExistenceQuestions, caption_bias, count_answer
+from edgevlm.runtime.grounding import ExistenceQuestions, caption_bias, grounded_answer
 from edgevlm.runtime.search import SearchSettings, beam_search
 
 NAMES = ("person", "man", "dog", "water", "car", "bench")
@@ -66,8 +66,35 @@ def test_other_questions_count_nothing(question):
     (1.0, "two two", 0.0, ("two two", 0.0, "decoder")),  # an unfinished count (no eos) stays a count
 ])
 def test_count_answers_weigh_the_decoder_count_against_the_head(p_present, count, q, expected):
-    answer, probability, source = count_answer(p_present, count, q)
+    answer, probability, source = grounded_answer(p_present, count, q, "none")
     assert (answer, source) == (expected[0], expected[2]) and probability == pytest.approx(expected[1])
+
+
+@pytest.mark.parametrize("question, concepts, absent", [
+    ("how many dogs are there?", {"dog"}, "none"),
+    ("what color is the dog?", {"dog"}, None),  # no "I don't see": only doubt (grounding.py says why)
+    ("What is the man's dog doing?", {"person", "man"}, None),  # the first thing named
+    ("is the black and white dog running?", {"dog"}, None),
+    ("where are the dogs running?", {"dog"}, None), ("what is in the water?", {"water"}, None),
+    ("where is my dog?", {"dog"}, None),
+    ("what is on the left of the bench?", {"bench"}, None),  # "left" names nothing
+])
+def test_questions_name_what_they_take_to_be_there(question, concepts, absent):
+    found = ROUTER.presupposition(question)
+    assert {NAMES[k] for k in found.concepts} == concepts and found.absent_answer == absent
+
+
+@pytest.mark.parametrize("question", [
+    "what is happening?", "what color is the sky?", "how many balloons are there?", "is it sunny?",
+    "what is he holding?", "is there a dog?",
+])
+def test_questions_that_take_nothing_known_to_be_there(question):
+    assert ROUTER.presupposition(question) is None
+
+
+def test_an_answer_about_a_doubtful_thing_is_doubtful_too():
+    assert grounded_answer(0.1, "black", 0.9, None) == pytest.approx(("black", 0.09, "decoder"))
+    assert grounded_answer(0.95, "black", 0.8, None) == pytest.approx(("black", 0.76, "decoder"))
 
 
 def test_caption_bias_bans_the_words_of_absent_concepts_per_image():
