@@ -37,6 +37,11 @@ EXISTENCE_WORDS = frozenset("""
 
 # Words that make a noun definite: "the dog" in a question takes a dog to be there.
 DEFINITE = frozenset({"the", "this", "that", "these", "those", "his", "her", "their", "its", "my", "your"})
+# Definite phrases that place, not name, a thing: "on the left of the bench" is about the bench.
+PLACE_WORDS = frozenset("""
+    left right side front back top bottom middle center centre corner edge end picture image photo photograph
+    camera background foreground scene view frame shot distance
+""".split())
 # Words between "how many" (or a definite word) and the noun that only describe it.
 COUNT_MODIFIERS = frozenset("""
     black white brown red blue green yellow orange pink purple gray grey tan dark light colored coloured and
@@ -59,15 +64,15 @@ class ExistenceQuestions:
 
     def concept_of(self, question: str) -> int | None:
         """The concept an existence question asks about, or None for any other question."""
-        tokens = re.findall(r"[a-z]+", question.lower().replace("'s", "s"))
+        tokens = question_words(question)
         if not tokens or tokens[0] not in YES_NO_OPENERS:
             return None
         found = [(i, self._concepts_named(t)) for i, t in enumerate(tokens) if self._concepts_named(t)]
         if len({tokens[i] for i, _ in found}) != 1:  # no object, or two ("is the man riding a horse?")
             return None
         index, candidates = found[0]
-        if index > 0 and tokens[index - 1] in ("the", "this", "that", "these", "those", "his", "her", "their"):
-            return None  # "is the dog black?": presupposed, not asked about
+        # "is the dog black?" asks about colour ("black" is no existence word); "is the dog
+        # here?" and "do you see the dog?" ask whether it is there, definite or not.
         if any(t not in EXISTENCE_WORDS for i, t in enumerate(tokens) if i != index):
             return None
         return self._narrowest(tokens[index], candidates)
@@ -78,7 +83,7 @@ class ExistenceQuestions:
         man): every group naming the word, so that "none" needs all of them absent), or ()
         for any other question, for a counted word no concept names ("how many balloons"),
         and for two things counted at once ("how many dogs and cats")."""
-        tokens = re.findall(r"[a-z]+", question.lower().replace("'s", "s"))
+        tokens = question_words(question)
         starts = [i for i in range(len(tokens) - 1) if tokens[i : i + 2] == ["how", "many"]]
         if not starts:
             return ()
@@ -93,28 +98,33 @@ class ExistenceQuestions:
 
     def presupposition(self, question: str) -> "Presupposed | None":
         """What a question (not an existence one) takes to be in view, or None where no
-        concept names it: what "how many" counts (absent answer "none"), else the first
-        thing named with a definite word ("what color is the dog?", "is his hat red?"; no
-        absent answer, below)."""
+        concept names it: what "how many" counts (absent answer "none"), else the thing
+        named by the first definite phrase ("what color is the dog?", "is his hat red?",
+        "what is on the left of the bench?": past "the left", "the picture" and such; no
+        absent answer, below). A first definite phrase naming something else ("is the
+        rocket on the street?") grounds nothing: the question is about the rocket."""
+        tokens = question_words(question)
         counted = self.counted_concepts(question)
         if counted:
             return Presupposed(counted, NONE_ANSWER)
-        if re.search(r"\bhow many\b", question.lower()):
+        if any(tokens[i : i + 2] == ["how", "many"] for i in range(len(tokens) - 1)):
             return None  # a count of something no concept names
-        tokens = [t[:-2] if t.endswith("'s") else t.strip("'") for t in re.findall(r"[a-z']+", question.lower())]
         for i, token in enumerate(tokens):
             if token not in DEFINITE:
                 continue
             j = i + 1
             while j < len(tokens) and tokens[j] in COUNT_MODIFIERS:  # "the black and white dog"
                 j += 1
-            concepts = self._concepts_of_word(tokens[j]) if j < len(tokens) else []
-            if concepts:
-                # No "I don't see the dog": on dev questions about things that are there the
-                # head said absent for 67 of 627 (jacket 19 of 32, hats, toys: clothing and
-                # small things), against 10 of 431 counted people and animals. The answer's
-                # probability is still scaled by P(present), so doubt becomes "I'm not sure".
-                return Presupposed(tuple(concepts), None)
+            if j == len(tokens) or tokens[j] in PLACE_WORDS:
+                continue
+            concepts = self._concepts_of_word(tokens[j])
+            if not concepts:
+                return None
+            # No "I don't see the dog": on dev questions about things that are there the head
+            # said absent for 67 of 627 (jacket 19 of 32, hats, toys: clothing and small
+            # things), against 10 of 431 counted people and animals. The answer's probability
+            # is still weighed by P(present), so doubt becomes "I'm not sure".
+            return Presupposed(tuple(concepts), None)
         return None
 
     def _concepts_of_word(self, word: str) -> list[int]:
@@ -159,6 +169,12 @@ class Presupposed:
     absent_answer: str | None  # "none" for counts
 
 
+def question_words(question: str) -> list[str]:
+    """"Is the man's dog here?" -> ["is", "the", "mans", "dog", "here"]: lower-case words,
+    a possessive joined to its noun (read by its singular, ``_concepts_of_word``)."""
+    return re.findall(r"[a-z]+", question.lower().replace("'s", "s"))
+
+
 def grounded_answer(p_present: float, answer: str, probability: float,
                     absent_answer: str | None) -> tuple[str, float, str]:
     """P(the presupposed thing is present), the decoder's answer with its probability and
@@ -168,11 +184,15 @@ def grounded_answer(p_present: float, answer: str, probability: float,
     The decoder's answer presupposes the thing is there (it was only trained on photos
     whose captions named it), so it is P(answer | present), and P(answer) = P(present) x
     P(answer | present): an answer about something the head doubts comes with a lower
-    probability and may fall below the "I'm not sure" threshold. The absent answer
-    (probability 1 - P(present)) exactly where "is there a ...?" says "no" (P(present) <
-    0.5), so the two never disagree; there 1 - P(present) > 0.5 > P(answer) anyway."""
+    probability and may fall below the "I'm not sure" threshold. A "no" ("is the dog
+    black?") is also right when the thing is not there: P(no) = 1 - P(present) + P(present)
+    x P(no | present). The absent answer (probability 1 - P(present)) exactly where "is
+    there a ...?" says "no" (P(present) < 0.5), so the two never disagree; there 1 -
+    P(present) > 0.5 > P(answer) anyway."""
     if absent_answer is not None and p_present < 0.5:
         return absent_answer, 1.0 - p_present, "concepts"
+    if answer == "no":
+        return answer, 1.0 - p_present + p_present * probability, "decoder"
     return answer, p_present * probability, "decoder"
 
 

@@ -189,6 +189,36 @@ def test_pytorch_answers_existence_from_the_head_as_the_engine(concept_pair, tmp
         assert (t1, a1) == (t2, a2) and p1 == pytest.approx(p2, abs=1e-4)
 
 
+def test_grounded_probabilities_are_the_same_in_pytorch_and_the_engine(concept_pair, monkeypatch):
+    """The tiny decoder never ends an answer (probability 0, which any scaling keeps 0): both
+    paths' decoders are given the same answer at 0.8, so the head's weighting is compared."""
+    import math
+
+    import edgevlm.generate
+    import edgevlm.runtime.engine
+    from edgevlm.evaluation.vqa_eval import ModelAnswerer
+    from edgevlm.features import load_pixels
+    from edgevlm.model_io import load_model
+    from edgevlm.runtime.engine import CaptionEngine
+    from edgevlm.runtime.preprocess import read_image_bgr
+    from edgevlm.runtime.search import Answer
+
+    model_dir, engine_dir = concept_pair
+    model, tokenizer = load_model(model_dir)
+    word = next(i for i in range(tokenizer.eos_id + 1, tokenizer.vocab_size) if tokenizer.decode([i]).isalpha())
+    fixed = lambda *args, **kwargs: [Answer([word], math.log(0.8))]  # noqa: E731
+    monkeypatch.setattr(edgevlm.generate, "answer_from_visual", fixed)
+    monkeypatch.setattr(edgevlm.runtime.engine, "answer_search", fixed)
+    questions = ["what color is the dog?", "how many men are there?", "what is happening?"]
+    ours = ModelAnswerer(model, tokenizer)(load_pixels(PHOTOS[1], model.cfg), questions)
+    theirs = CaptionEngine(engine_dir).answer_image(read_image_bgr(PHOTOS[1]), questions, abstain_below=0.0)
+    for (text, probability, source), answer in zip(ours, theirs):
+        assert (text, source) == (answer.answer, answer.source)
+        assert probability == pytest.approx(answer.probability, abs=1e-4)
+    assert ours[2][1] == pytest.approx(0.8)  # nothing presupposed: the decoder's own
+    assert ours[0][1] < 0.8  # weighed by P(dog) < 1
+
+
 def test_a_model_without_a_head_captions_as_before(tiny_model_master):
     import torch
 

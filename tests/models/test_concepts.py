@@ -118,13 +118,20 @@ def test_engine_answers_existence_from_the_head_and_grounds_captions(concept_mod
     for p_dog, expected in ((0.01, "none"), (1.0, count.answer)):
         sure = dataclasses.replace(sight, concepts=np.where(np.arange(len(CATEGORIES)) == dog, p_dog, sight.concepts))
         assert engine.answer_sight(sure, ["how many dogs are there?"], abstain_below=0.0)[0].answer == expected
-    # "what color is the dog?": the decoder's colour at P(dog) x P(colour | dog), never "I don't see".
-    colour = engine.answer_visual(sight.visual, ["what color is the dog?"], abstain_below=0.0)[0]
+    # "what color is the dog?": the decoder's colour at P(dog) x P(colour | dog), never "I don't
+    # see"; its "no" to "is the dog black?" at 1 - P(dog) + P(dog) x P(no | dog). The tiny
+    # decoder never ends an answer (probability 0), so the decoder is given fixed answers here.
+    from edgevlm.runtime.engine import VQAAnswer
+
+    decoded = {"what color is the dog?": VQAAnswer("black", "black", 0.8, False),
+               "is the dog black?": VQAAnswer("no", "no", 0.7, False)}
+    engine.answer_visual = lambda visual, questions, abstain_below=None: [decoded[q] for q in questions]
     for p_dog in (0.01, 0.9):
         sure = dataclasses.replace(sight, concepts=np.where(np.arange(len(CATEGORIES)) == dog, p_dog, sight.concepts))
-        grounded = engine.answer_sight(sure, ["what color is the dog?"], abstain_below=0.0)[0]
-        assert (grounded.answer, grounded.source) == (colour.answer, "decoder")
-        assert grounded.probability == pytest.approx(p_dog * colour.probability, abs=1e-6)
+        colour, no = engine.answer_sight(sure, ["what color is the dog?", "is the dog black?"], abstain_below=0.0)
+        assert (colour.answer, colour.source, no.answer, no.source) == ("black", "decoder", "no", "decoder")
+        assert colour.probability == pytest.approx(p_dog * 0.8) and no.probability == pytest.approx(1 - p_dog * 0.3)
+    del engine.answer_visual
     # "none" at 0.55 is below an existence threshold of 0.6: not said.
     engine.manifest = engine.manifest.replace(concepts=dataclasses.replace(engine.manifest.concepts, abstain_below=0.6))
     below = engine.answer_sight(dataclasses.replace(sight, concepts=np.full_like(sight.concepts, 0.45)),

@@ -19,6 +19,7 @@ ROUTER = ExistenceQuestions(NAMES, tuple(tuple(CATEGORIES[n]) for n in NAMES))
     ("does the picture show a bench?", "bench"), ("is there water?", "water"), ("is there a man?", "man"),
     ("is there a person here?", "person"), ("is there a man in front of me?", "man"),
     ("Is there someone here?", "person"),
+    ("is the dog here?", "dog"), ("do you see the dog?", "dog"),  # definite, still "is it there?"
 ])
 def test_existence_questions_are_routed_to_their_concept(question, concept):
     assert NAMES[ROUTER.concept_of(question)] == concept
@@ -77,7 +78,8 @@ def test_count_answers_weigh_the_decoder_count_against_the_head(p_present, count
     ("is the black and white dog running?", {"dog"}, None),
     ("where are the dogs running?", {"dog"}, None), ("what is in the water?", {"water"}, None),
     ("where is my dog?", {"dog"}, None),
-    ("what is on the left of the bench?", {"bench"}, None),  # "left" names nothing
+    ("what is on the left of the bench?", {"bench"}, None),  # "the left" places, names nothing
+    ("what color is that dog in the picture?", {"dog"}, None),
 ])
 def test_questions_name_what_they_take_to_be_there(question, concepts, absent):
     found = ROUTER.presupposition(question)
@@ -87,6 +89,8 @@ def test_questions_name_what_they_take_to_be_there(question, concepts, absent):
 @pytest.mark.parametrize("question", [
     "what is happening?", "what color is the sky?", "how many balloons are there?", "is it sunny?",
     "what is he holding?", "is there a dog?",
+    "is the rocket on the street?",  # about the rocket, which no concept names; not the street
+    "what is the thing that people are holding?",  # "that" here starts a clause
 ])
 def test_questions_that_take_nothing_known_to_be_there(question):
     assert ROUTER.presupposition(question) is None
@@ -95,6 +99,9 @@ def test_questions_that_take_nothing_known_to_be_there(question):
 def test_an_answer_about_a_doubtful_thing_is_doubtful_too():
     assert grounded_answer(0.1, "black", 0.9, None) == pytest.approx(("black", 0.09, "decoder"))
     assert grounded_answer(0.95, "black", 0.8, None) == pytest.approx(("black", 0.76, "decoder"))
+    # "is the dog black?" -> "no" is right too where there is no dog: 1 - p + p x P(no | dog).
+    assert grounded_answer(0.1, "no", 0.9, None) == pytest.approx(("no", 0.99, "decoder"))
+    assert grounded_answer(0.1, "yes", 0.9, None) == pytest.approx(("yes", 0.09, "decoder"))
 
 
 def test_caption_bias_bans_the_words_of_absent_concepts_per_image():
