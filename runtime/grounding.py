@@ -12,8 +12,8 @@
   a caption cannot name a dog the picture gives no evidence of.
 
 Rules over words, not a parser: a question is an existence question only when every word
-besides the one object is a function word or a word about seeing/being there, and the
-object is not definite ("is the dog black?" presupposes the dog and asks about colour).
+besides the one object is a function word or a word about seeing/being there ("is the dog
+here?" is one; "is the dog black?" presupposes the dog and asks about colour).
 """
 
 from __future__ import annotations
