@@ -83,10 +83,14 @@ class ExistenceQuestions:
         man): every group naming the word, so that "none" needs all of them absent), or ()
         for any other question, for a counted word no concept names ("how many balloons"),
         and for two things counted at once ("how many dogs and cats")."""
-        tokens = question_words(question)
+        return self._counted(question_words(question)) or ()
+
+    def _counted(self, tokens: list[str]) -> tuple[int, ...] | None:
+        """``counted_concepts`` of a question's words, but None where no "how many" is asked
+        (and () where one is, of nothing a concept names)."""
         starts = [i for i in range(len(tokens) - 1) if tokens[i : i + 2] == ["how", "many"]]
         if not starts:
-            return ()
+            return None
         words = tokens[starts[0] + 2 :]
         while words and words[0] in COUNT_MODIFIERS:  # "black and white", "little", "other"
             words = words[1:]
@@ -104,11 +108,9 @@ class ExistenceQuestions:
         absent answer, below). A first definite phrase naming something else ("is the
         rocket on the street?") grounds nothing: the question is about the rocket."""
         tokens = question_words(question)
-        counted = self.counted_concepts(question)
-        if counted:
-            return Presupposed(counted, NONE_ANSWER)
-        if any(tokens[i : i + 2] == ["how", "many"] for i in range(len(tokens) - 1)):
-            return None  # a count of something no concept names
+        counted = self._counted(tokens)
+        if counted is not None:  # a "how many" question; () counts something no concept names
+            return Presupposed(counted, NONE_ANSWER) if counted else None
         for i, token in enumerate(tokens):
             if token not in DEFINITE:
                 continue

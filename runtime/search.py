@@ -226,6 +226,7 @@ def answer_search(stepper: Stepper, prompts: np.ndarray, eos_id: int, max_new_to
     rows, length = prompts.shape
     if max_new_tokens < 1:
         raise ValueError("answer_search needs room for at least one token (eos)")
+    banned = np.array(banned_ids, dtype=np.int64)  # as in greedy_search
     logits = stepper.prefill(prompts)
     history = np.zeros((rows, max_new_tokens), dtype=np.int64)
     lengths = np.full(rows, max_new_tokens)
@@ -233,8 +234,8 @@ def answer_search(stepper: Stepper, prompts: np.ndarray, eos_id: int, max_new_to
     done = np.zeros(rows, dtype=bool)
     for step in range(max_new_tokens):
         logprobs = _log_softmax(np.asarray(logits, dtype=np.float64))
-        if banned_ids:
-            logprobs[:, list(banned_ids)] = -np.inf
+        if banned.size:
+            logprobs[:, banned] = -np.inf
         chosen = logprobs.argmax(axis=1)
         logprob += np.where(done, 0.0, logprobs[np.arange(rows), chosen])
         chosen[done] = eos_id

@@ -179,12 +179,14 @@ def _answers(entries, model_dir, engine_dir, flag, progress):
     # engine before any tuning).
     if model_dir:
         answers, sources, existence = model_answers(model_dir, entries)
-        per_question = {qid: existence for qid, by in sources.items() if by == "concepts"}
-        return answers, None, per_question, model_dir
-    source, engine = _open_engine(engine_dir)
-    answers, sources = engine_answers(engine, entries, progress=progress)
-    per_question = {qid: engine.existence_abstain_below for qid, by in sources.items() if by == "concepts"}
-    return answers, engine.abstain_below, per_question, source
+        threshold, source = None, model_dir
+    else:
+        source, engine = _open_engine(engine_dir)
+        answers, sources = engine_answers(engine, entries, progress=progress)
+        threshold = engine.abstain_below
+        existence = engine.existence_abstain_below if engine.manifest.concepts is not None else None
+    per_question = {qid: existence for qid, by in sources.items() if by == "concepts"}
+    return answers, threshold, per_question, source
 
 
 def _eval_vqa(vqa_file, prior_file, model_dir, engine_dir, tune_abstention, images_dir, limit, as_json):

@@ -256,11 +256,13 @@ def generate_questions(images: list[dict], absent_counts: bool = False) -> list[
             for kind, extract in EXTRACTORS.items():
                 for question, answer in dict(extract(caption)).items():
                     per_question.setdefault((kind, question), []).append(answer)
-        # sorted(set(...)): a 2-2 tie goes to the alphabetically first answer, not to the set's
-        # order, which changes with PYTHONHASHSEED (the same captions gave different files).
-        pairs = [(kind, q, max(sorted(set(answers)), key=answers.count))
-                 for (kind, q), answers in sorted(per_question.items())
-                 if len(set(answers)) == 1 or answers.count(max(set(answers), key=answers.count)) >= 2]
+        pairs = []
+        for (kind, q), answers in sorted(per_question.items()):
+            # sorted(set(...)): a 2-2 tie goes to the alphabetically first answer, not to the
+            # set's order, which changes with PYTHONHASHSEED (the same captions gave other files).
+            best = max(sorted(set(answers)), key=answers.count)
+            if len(set(answers)) == 1 or answers.count(best) >= 2:
+                pairs.append((kind, q, best))
         pairs += [("yesno", q, a) for q, a in existence_questions(image["captions"], image["image_id"])]
         for kind, question, answer in pairs:
             questions.append({"question_id": len(questions) + 1, "image_id": image["image_id"],
