@@ -20,6 +20,7 @@ from edgevlm.runtime.families import runtime_family
 from edgevlm.runtime.frame_quality import assess_frame
 from edgevlm.runtime.grounding import (ExistenceQuestions, caption_bias, concept_token_ids, existence_answer,
                                       grounded_answer)
+from edgevlm.runtime.mirror_view import merged_candidates, mirrored_word_ids, with_mirror_view
 from edgevlm.runtime.blas_threads import single_thread_numpy_blas
 from edgevlm.runtime.cpu_variants import load_for_this_cpu
 from edgevlm.runtime.caption_memory import CaptionMemory
@@ -57,6 +58,7 @@ class Sight:
     pooled: np.ndarray
     concepts: np.ndarray | None = None
     novelty: np.ndarray | None = None
+    mirror: "Sight | None" = None  # the same photos mirrored left-right, where a caller saw them too
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,7 @@ class CaptionEngine:
         # use_memory False: beams are never re-ranked, and the default beam is generation's
         self.use_memory = use_memory
         self._memory: CaptionMemory | None = None  # read on the first beam caption (greedy never needs it)
+        self._mirrored_ids = mirrored_word_ids(self.tokenizer)  # "left" <-> "right" in the mirror view's captions
 
     @property
     def reranks(self) -> bool:
@@ -131,6 +134,20 @@ class CaptionEngine:
         out = self.backend.run("vision", {"pixels": np.ascontiguousarray(pixels, np.float32)})
         return Sight(out["visual_tokens"], out["pooled"], out.get("concept_probs"), out.get("novelty"))
 
+    def with_mirror(self, sight: Sight, pixels: np.ndarray) -> Sight:
+        """``sight`` of pixels (B,3,S,S) -> the same with ``mirror``: the vision graph's outputs
+        on the photos mirrored left-right (one more run; none when it is already there)."""
+        if sight.mirror is not None:
+            return sight
+        return dataclasses.replace(sight, mirror=self.see(np.ascontiguousarray(pixels[..., ::-1])))
+
+    def mirrors_captions(self, beam_size: int | None = None) -> bool:
+        """Does a caption at ``beam_size`` (None: the default) search the photo and its mirror
+        image, the whole beam each, the caption memory choosing among both views' captions
+        (runtime/mirror_view.py)? Only where the memory re-ranks a beam of at least 2."""
+        settings = self.settings(beam_size)
+        return self.reranks and isinstance(settings, SearchSettings) and settings.beam_size >= 2
+
     def encode(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """pixels (B,3,S,S) -> visual tokens (B,N,d), pooled embedding (B,C)."""
         sight = self.see(pixels)
@@ -153,14 +170,19 @@ class CaptionEngine:
         return self.manifest.generation.settings(beam_size, **overrides)
 
     def generate(self, visual: np.ndarray, settings: SearchSettings | HFGeneration,
-                 concepts: np.ndarray | None = None, pooled: np.ndarray | None = None) -> list[list[int]]:
+                 concepts: np.ndarray | None = None, pooled: np.ndarray | None = None,
+                 mirror: Sight | None = None) -> list[list[int]]:
         """visual tokens (B,N,d) -> token ids per image (no bos/eos). With concept
         probabilities (B,K), words of concepts the head is sure are absent are never said.
         With a beam, the pooled embeddings (B,C) and a caption memory in the engine, the
         finished caption that agrees most with the nearest photos' captions is chosen
-        (runtime/caption_memory.py). HFGeneration settings search exactly as transformers'
-        generate() does."""
+        (runtime/caption_memory.py); with the ``mirror`` Sight too, the beam searches each
+        view and the memory chooses among both (runtime/mirror_view.py). HFGeneration settings
+        search exactly as transformers' generate() does."""
         self.check_captions()
+        if mirror is not None and pooled is not None and self.reranks and isinstance(settings, SearchSettings) \
+                and settings.beam_size >= 2:
+            return self._generate_both_views(visual, settings, concepts, pooled, mirror)
         bias = None
         if concepts is not None and self.existence is not None:
             bias = caption_bias(concepts, self.manifest.concepts.ban_below, self._concept_ids,
@@ -185,6 +207,34 @@ class CaptionEngine:
             chosen.append(candidates[best][1])
         return chosen
 
+    def _generate_both_views(self, visual: np.ndarray, settings: SearchSettings, concepts: np.ndarray | None,
+                             pooled: np.ndarray, mirror: Sight) -> list[list[int]]:
+        """``generate`` on B photos (visual (B,N,d)) and their mirror images at once: 2B images
+        at the whole beam (twice the decoder rows: half the beam each measured no better than
+        one view), bans from both views' concepts, then per photo the memory's choice among
+        both views' captions."""
+        count = visual.shape[0]
+        bias = None
+        if concepts is not None and mirror.concepts is not None and self.existence is not None:
+            both = with_mirror_view(concepts, mirror.concepts)
+            bias = caption_bias(np.concatenate([both, both]), self.manifest.concepts.ban_below, self._concept_ids,
+                                self.manifest.model.vocab_size)
+        cross_k, cross_v = self.cross_kv(np.concatenate([visual, mirror.visual]))
+        cross_k = np.repeat(cross_k, settings.beam_size, axis=1)
+        cross_v = np.repeat(cross_v, settings.beam_size, axis=1)
+        stepper = self.backend.decoder_stepper(cross_k, cross_v)
+        tokens = self.manifest.special_tokens
+        found = nbest_search(stepper, 2 * count, tokens.bos, tokens.eos, settings, bias)
+        memory = self.manifest.caption_memory
+        chosen = []
+        for image in range(count):
+            candidates = merged_candidates(found[image], found[count + image], self._mirrored_ids)
+            texts = [self.tokenizer.decode(ids) for _, ids in candidates]
+            best = self.caption_memory.choose(pooled[image], texts, [score for score, _ in candidates],
+                                              memory.neighbours, memory.logprob_weight)
+            chosen.append(candidates[best][1])
+        return chosen
+
     def check_captions(self) -> None:
         """Refuse, in one line, to caption with an engine that only answers questions."""
         if "caption" not in self.manifest.tasks:
@@ -202,7 +252,8 @@ class CaptionEngine:
                        settings: SearchSettings | HFGeneration | None = None) -> list[Description]:
         """One Description per image of ``sight``: the grounded caption, hedged when the
         image is unlike anything the model was trained on."""
-        ids = self.generate(sight.visual, settings or self.settings(beam_size), sight.concepts, sight.pooled)
+        ids = self.generate(sight.visual, settings or self.settings(beam_size), sight.concepts, sight.pooled,
+                            sight.mirror)
         limit = self.unfamiliar_above
         out = []
         for i, row in enumerate(ids):
@@ -218,14 +269,20 @@ class CaptionEngine:
         usable = [i for i, q in enumerate(quality) if q.usable]
         out = [Description(q.message, "", False, q.issue) for q in quality]
         if usable:
-            sight = self.see(np.stack([self.preprocess(images_bgr[i]) for i in usable]))
+            pixels = np.stack([self.preprocess(images_bgr[i]) for i in usable])
+            sight = self.see(pixels)
+            if self.mirrors_captions(beam_size):
+                sight = self.with_mirror(sight, pixels)
             for i, description in zip(usable, self.describe_sight(sight, beam_size)):
                 out[i] = description
         return out
 
     def caption_pixels(self, pixels: np.ndarray, beam_size: int | None = None) -> list[str]:
         """The model's captions (grounded, never hedged): what metrics and parity checks read."""
-        return [d.caption for d in self.describe_sight(self.see(pixels), beam_size)]
+        sight = self.see(pixels)
+        if self.mirrors_captions(beam_size):
+            sight = self.with_mirror(sight, pixels)
+        return [d.caption for d in self.describe_sight(sight, beam_size)]
 
     def caption_images(self, images_bgr: list[np.ndarray], beam_size: int | None = None) -> list[str]:
         """What to say about each frame (``describe_images``'s text)."""
@@ -254,12 +311,29 @@ class CaptionEngine:
         ``source`` says which answered ("concepts" for "none")."""
         return self.existence is not None and self.existence.concept_of(question) is not None
 
+    def reads_concepts(self, question: str) -> bool:
+        """Is ``question`` answered with the concept head's help: an existence question, or
+        one taking something to be there ("how many dogs", "what color is the dog?")?"""
+        return self.existence is not None and (self.existence.concept_of(question) is not None
+                                               or self.existence.presupposition(question) is not None)
+
+    def question_sight(self, pixels: np.ndarray, questions: list[str], sight: Sight | None = None) -> Sight:
+        """pixels (1,3,S,S) of one photo -> the Sight its questions are answered from:
+        ``sight`` (the vision graph's on these pixels; run now when None) whose concept
+        probabilities, when a question reads them, are averaged with the mirrored photo's
+        (mirror_view.with_mirror_view): one more vision run, only for such questions."""
+        sight = sight if sight is not None else self.see(pixels)
+        if sight.concepts is None or not any(self.reads_concepts(q) for q in questions):
+            return sight
+        sight = self.with_mirror(sight, pixels)  # (mirror dropped: its concepts are in the average now)
+        return dataclasses.replace(sight, concepts=with_mirror_view(sight.concepts, sight.mirror.concepts), mirror=None)
+
     def answer_sight(self, sight: Sight, questions: list[str], abstain_below: float | None = None) -> list[VQAAnswer]:
-        """One image's Sight -> an answer per question: existence questions from the concept
-        head (when the engine has one), questions about something they take to be there
-        ("how many dogs", "what color is the dog?") from the decoder weighed by the head's
-        P(present), with "none" to a count of nothing (grounding.grounded_answer), the rest
-        from the decoder."""
+        """One image's Sight (from ``question_sight``) -> an answer per question: existence
+        questions from the concept head (when the engine has one), questions about something
+        they take to be there ("how many dogs", "what color is the dog?") from the decoder
+        weighed by the head's P(present), with "none" to a count of nothing
+        (grounding.grounded_answer), the rest from the decoder."""
         answers: list[VQAAnswer | None] = [None] * len(questions)
         presupposed: dict[int, tuple[float, str | None]] = {}  # index -> (P(it is there), answer if not)
         if self.existence is not None and sight.concepts is not None:
@@ -364,4 +438,5 @@ class CaptionEngine:
         quality = assess_frame(image_bgr)
         if not quality.usable:
             return [nothing_to_see(quality) for _ in questions]
-        return self.answer_sight(self.see(self.preprocess(image_bgr)[None]), questions, abstain_below)
+        pixels = self.preprocess(image_bgr)[None]
+        return self.answer_sight(self.question_sight(pixels, questions), questions, abstain_below)

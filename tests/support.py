@@ -118,6 +118,10 @@ class FakeEngine:
         visual, pooled = self.encode(pixels)
         return Sight(visual, pooled)
 
+    def question_sight(self, pixels, questions, sight=None):
+        """No concept head: the Sight as captions see it (CaptionEngine's, without one)."""
+        return sight if sight is not None else self.see(pixels)
+
     def settings(self, beam):
         return beam
 

@@ -84,7 +84,7 @@ def engine_ask(engine, paths: list[str]) -> Ask:
         raise EdgeVLMError(NO_ANSWERS.format(what=f"the engine {engine.manifest.root}"))
 
     def ask(key: int, questions: list[str]) -> list[tuple[str, float, bool]]:
-        sight = engine.see(engine.preprocess(read_image_bgr(paths[key]))[None])
+        sight = engine.question_sight(engine.preprocess(read_image_bgr(paths[key]))[None], questions)
         return [(a.text, a.probability, a.abstained) for a in engine.answer_sight(sight, questions)]
 
     return ask

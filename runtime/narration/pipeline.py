@@ -324,8 +324,9 @@ class Narrator:
         if not questions:
             return
         quality = quality or assess_frame(frame.image)
-        if sight is None and quality.usable:
-            sight = self.engine.see(self.engine.preprocess(frame.image)[None])
+        if quality.usable:
+            texts = [question.text for question in questions]
+            sight = self.engine.question_sight(self.engine.preprocess(frame.image)[None], texts, sight)
         answers = [answer for question in questions
                    if (answer := self._answer(question, frame, sight, quality)) is not None]
         if answers:

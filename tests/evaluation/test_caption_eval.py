@@ -236,3 +236,61 @@ def test_a_model_without_a_head_captions_as_before(tiny_model_master):
         before = beam_search(TorchStepper(model, visual, 2, settings.max_new_tokens), len(PHOTOS),
                              model.cfg.bos_id, model.cfg.eos_id, settings)
     assert generate_from_pixels(model, pixels, settings, concept_word_ids(model, tokenizer)) == before
+
+
+
+def test_questions_read_the_head_on_the_photo_and_its_mirror_image_in_pytorch_and_the_engine(concept_pair, monkeypatch):
+    """Existence answers come from the photo's and its mirror image's P(present), log-odds
+    averaged (grounding.with_mirror_view), alike in PyTorch and the engine; a question that
+    reads no concept costs no second vision run. The tiny random encoder's features barely
+    change with the picture, so the mirror view's probabilities are replaced by fixed ones
+    (after checking it was the mirror image that was seen)."""
+    import torch
+
+    import edgevlm.generate
+    from edgevlm.evaluation.vqa_eval import ModelAnswerer
+    from edgevlm.features import load_pixels
+    from edgevlm.model_io import load_model
+    from edgevlm.runtime.engine import CaptionEngine
+    from edgevlm.runtime.mirror_view import with_mirror_view
+    from edgevlm.runtime.preprocess import read_image_bgr
+
+    model_dir, engine_dir = concept_pair
+    model, tokenizer = load_model(model_dir)
+    names = ("dog", "car", "ball", "horse")
+    ks = [model.cfg.concepts.names.index(name) for name in names]
+    questions = [f"is there a {name}?" for name in names]
+    mirror_probs = np.full((1, len(model.cfg.concepts.names)), 0.5, np.float32)
+    mirror_probs[0, ks] = [0.99, 0.01, 0.7, 0.2]
+
+    def expected(plain):
+        both = with_mirror_view(plain, mirror_probs)[0]
+        return [("yes", pytest.approx(float(both[k]), abs=1e-4)) if both[k] >= 0.5
+                else ("no", pytest.approx(1 - float(both[k]), abs=1e-4)) for k in ks]
+
+    # PyTorch: the second encoding is of the mirrored pixels; its probabilities are replaced.
+    pixels = load_pixels(PHOTOS[1], model.cfg)
+    seen, probs = [], []
+    encode, head = model.encoder_features, edgevlm.generate.concept_probs
+    monkeypatch.setattr(model, "encoder_features", lambda x: seen.append(x.numpy().copy()) or encode(x))
+    monkeypatch.setattr(edgevlm.generate, "concept_probs",
+                        lambda m, f: probs.append(head(m, f)) or (probs[0] if len(probs) == 1 else mirror_probs))
+    ours = ModelAnswerer(model, tokenizer)(pixels, questions)
+    assert len(seen) == 2 and np.array_equal(seen[1], seen[0][..., ::-1])
+    assert [(text, p) for text, p, _ in ours] == expected(probs[0])
+    # The engine: the same, its second vision run on the mirrored pixels.
+    engine = CaptionEngine(engine_dir)
+    runs, see = [], engine.see
+
+    def spy(x):
+        runs.append(x.copy())
+        sight = see(x)
+        return sight if len(runs) == 1 else dataclasses.replace(sight, concepts=mirror_probs)
+
+    engine.see = spy
+    theirs = engine.answer_image(read_image_bgr(PHOTOS[1]), questions, abstain_below=0.0)
+    assert len(runs) == 2 and np.array_equal(runs[1], runs[0][..., ::-1])
+    assert [(a.answer, a.probability) for a in theirs] == expected(see(runs[0]).concepts)
+    runs.clear()
+    engine.answer_image(read_image_bgr(PHOTOS[1]), ["what is happening?"], abstain_below=0.0)
+    assert len(runs) == 1  # nothing asked of the head: one vision run

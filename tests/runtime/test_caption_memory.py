@@ -220,6 +220,76 @@ def test_an_engine_with_a_memory_says_the_candidate_its_memory_agrees_with(tiny_
     assert not [name for name in os.listdir(tiny_engine_dir) if name.startswith(".tmp")]
 
 
+def _nbest_of(engine, visual, beam):
+    from edgevlm.runtime.search import nbest_search
+
+    cross_k, cross_v = engine.cross_kv(visual)
+    cross_k, cross_v = np.repeat(cross_k, beam, axis=1), np.repeat(cross_v, beam, axis=1)
+    tokens = engine.manifest.special_tokens
+    found = nbest_search(engine.backend.decoder_stepper(cross_k, cross_v), len(visual), tokens.bos, tokens.eos,
+                         engine.settings(beam))
+    return [[engine.tokenizer.decode(ids) for _, ids in candidates] for candidates in found]
+
+
+def test_a_memory_caption_is_chosen_among_the_photo_and_its_mirror_images_captions(tiny_engine_dir, tiny_dataset):
+    """With a memory, the beam searches the photo and its mirror image and the memory chooses
+    among both views' captions. The tiny random encoder sees every photo alike, so the
+    vision run on the mirrored pixels is answered with other visual tokens: photo i's memory
+    caption is a candidate only that other view's beam finds, and the engine must say it;
+    without the memory, or at beam 1, the mirror is never looked at."""
+    import dataclasses
+
+    from edgevlm.data.coco import load_coco_captions
+    from edgevlm.export.caption_memory import build_caption_memory
+    from edgevlm.runtime.engine import CaptionEngine
+    from edgevlm.runtime.preprocess import read_image_bgr
+
+    captions_path = os.path.join(tiny_dataset, "captions_train.json")
+    items = load_coco_captions(captions_path)
+    beam, count = 4, len(items)
+    with _ending(CaptionEngine(tiny_engine_dir)) as engine:
+        pixels = np.stack([engine.preprocess(read_image_bgr(item.path)) for item in items])
+        plain = engine.see(pixels)
+        other = np.random.default_rng(0).normal(0, 3, plain.visual.shape).astype(np.float32)
+        own, mirror = _nbest_of(engine, plain.visual, beam), _nbest_of(engine, other, beam)
+    wanted = [next((text for text in mirror[i] if text not in own[i]), own[i][0]) for i in range(count)]
+    assert [i for i in range(count) if wanted[i] not in own[i]], "both views found the same captions"
+    with open(captions_path) as f:
+        data = json.load(f)
+    data["annotations"] = [{"id": i + 1, "image_id": item.image_id, "caption": wanted[i]} for i, item in enumerate(items)]
+    with open(captions_path, "w") as f:
+        json.dump(data, f)
+    build_caption_memory(tiny_engine_dir, captions_path, neighbours=1, beam_size=beam, logprob_weight=0.0)
+
+    def other_tokens_in_the_mirror(engine):
+        see, runs = engine.see, []
+
+        def spy(x):
+            runs.append(x.shape[0])
+            sight = see(x)
+            mirrored = x.shape == pixels.shape and np.array_equal(x, pixels[..., ::-1])
+            return dataclasses.replace(sight, visual=other) if mirrored else sight
+
+        engine.see = spy
+        return runs
+
+    with _ending(CaptionEngine(tiny_engine_dir)) as engine:
+        assert engine.mirrors_captions() and not engine.mirrors_captions(1)
+        runs = other_tokens_in_the_mirror(engine)
+        after = engine.caption_pixels(pixels)
+        assert runs == [count, count]  # the photos, then their mirror images, each once
+        runs.clear()
+        engine.caption_pixels(pixels, beam_size=1)
+        assert runs == [count]  # greedy: one view
+    for i in range(count):
+        assert caption_words(after[i]) == caption_words(wanted[i])
+    with _ending(CaptionEngine(tiny_engine_dir, use_memory=False)) as engine:
+        assert not engine.mirrors_captions(beam)
+        runs = other_tokens_in_the_mirror(engine)
+        engine.caption_pixels(pixels, beam_size=beam)
+        assert runs == [count]
+
+
 def test_memory_command_refuses_bad_input_in_one_line(tiny_engine_dir, tmp_path):
     from click.testing import CliRunner
 
