@@ -8,7 +8,8 @@ concept bias and the beams' cross-K/V copy included); each row is a median on it
 the parts need not add up to the total;
 tokenizer decode last. Then bytes allocated per decoder step (tracemalloc: the transient
 high-water mark of one search iteration, step included) and cProfile's top items of whole
-captions (``caption_images``), by own time.
+captions (``caption_images``: at beam 3 with a caption memory that is both views and the
+re-ranking), by own time.
 
 The split comes from timing wrappers put on one engine's backend and stepper instances
 (nothing is patched globally): each wrapper adds ~1 us per call, small next to a step.
@@ -89,7 +90,8 @@ def instrument(engine: CaptionEngine) -> Timers:
 
 
 def profile_caption(engine: CaptionEngine, timers: Timers, path: str, beam: int) -> dict[str, float]:
-    """One caption of the file at ``path``, stage by stage, as ``caption_images`` does it -> ms per row."""
+    """One caption of the file at ``path``, stage by stage, as ``caption_images`` does it without a
+    caption memory (one view, no re-ranking) -> ms per row."""
     timers.seconds.clear()
     timers.calls.clear()
     out = {}

@@ -317,16 +317,19 @@ class Narrator:
             return []
         return questions
 
-    def _answer_questions(self, frame, sight: Sight | None = None, quality: FrameQuality | None = None) -> None:
-        """Answer the pending questions about ``frame`` (its Sight if already encoded; a frame
-        with nothing to see answers with the reason) and make the answers interrupt narration."""
+    def _answer_questions(self, frame, sight: Sight | None = None, quality: FrameQuality | None = None,
+                          pixels: np.ndarray | None = None) -> None:
+        """Answer the pending questions about ``frame`` (its Sight and pixels (1,3,S,S) if
+        already encoded; a frame with nothing to see answers with the reason) and make the
+        answers interrupt narration."""
         questions = self._pending_questions()
         if not questions:
             return
         quality = quality or assess_frame(frame.image)
         if quality.usable:
             texts = [question.text for question in questions]
-            sight = self.engine.question_sight(self.engine.preprocess(frame.image)[None], texts, sight)
+            pixels = pixels if pixels is not None else self.engine.preprocess(frame.image)[None]
+            sight = self.engine.question_sight(pixels, texts, sight)
         answers = [answer for question in questions
                    if (answer := self._answer(question, frame, sight, quality)) is not None]
         if answers:
@@ -449,8 +452,9 @@ class Narrator:
             self._handle_unusable(frame, quality)
             return
         self.frame_issue = None
-        sight = self.engine.see(self.engine.preprocess(frame.image)[None])
-        self._answer_questions(frame, sight, quality)  # before the caption: a question is answered first
+        pixels = self.engine.preprocess(frame.image)[None]
+        sight = self.engine.see(pixels)
+        self._answer_questions(frame, sight, quality, pixels)  # before the caption: a question is answered first
         decision = self.gate.update(sight.pooled[0], frame.t)
         if (decision.distance >= self.options.cut_short_distance and self.speech is not None
                 and not self._saying_answer and self.speech.stop()):

@@ -282,15 +282,30 @@ def test_questions_read_the_head_on_the_photo_and_its_mirror_image_in_pytorch_an
     engine = CaptionEngine(engine_dir)
     runs, see = [], engine.see
 
-    def spy(x):
+    def spy(x):  # the mirror image's row (the last: alone, or after the photo's) gets mirror_probs
         runs.append(x.copy())
         sight = see(x)
-        return sight if len(runs) == 1 else dataclasses.replace(sight, concepts=mirror_probs)
+        return dataclasses.replace(sight, concepts=np.concatenate([sight.concepts[:-1], mirror_probs]))
 
     engine.see = spy
     theirs = engine.answer_image(read_image_bgr(PHOTOS[1]), questions, abstain_below=0.0)
-    assert len(runs) == 2 and np.array_equal(runs[1], runs[0][..., ::-1])
-    assert [(a.answer, a.probability) for a in theirs] == expected(see(runs[0]).concepts)
+    assert len(runs) == 1 and len(runs[0]) == 2 and np.array_equal(runs[0][1], runs[0][0][..., ::-1])
+    assert [(a.answer, a.probability) for a in theirs] == expected(see(runs[0][:1]).concepts)
+    # question_sight's Sight comes back as it is: averaged once, no third view
+    pixels1 = runs[0][:1]
+    asked = engine.question_sight(pixels1, questions)
+    assert engine.question_sight(pixels1, questions, asked) is asked and len(runs) == 2
+    runs.clear()
+    engine.see = see
+    plain_sight = engine.see(pixels1)
+    engine.see = spy
+    with_sight = engine.question_sight(pixels1, questions, plain_sight)  # narration: the mirror alone, one more run
+    assert len(runs) == 1 and np.array_equal(runs[0], pixels1[..., ::-1])
+    assert with_sight.views_averaged and with_sight.mirror is None
+    assert with_sight.concepts == pytest.approx(with_mirror_view(plain_sight.concepts, mirror_probs))
     runs.clear()
     engine.answer_image(read_image_bgr(PHOTOS[1]), ["what is happening?"], abstain_below=0.0)
-    assert len(runs) == 1  # nothing asked of the head: one vision run
+    assert len(runs) == 1 and len(runs[0]) == 1  # nothing asked of the head: one view
+    seen.clear()
+    ModelAnswerer(model, tokenizer)(pixels, ["what is happening?"])
+    assert len(seen) == 1  # the same in PyTorch

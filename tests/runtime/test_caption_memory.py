@@ -262,13 +262,18 @@ def test_a_memory_caption_is_chosen_among_the_photo_and_its_mirror_images_captio
     build_caption_memory(tiny_engine_dir, captions_path, neighbours=1, beam_size=beam, logprob_weight=0.0)
 
     def other_tokens_in_the_mirror(engine):
+        """Rows of a vision run that are photo j's mirror image get other[j] as visual tokens."""
         see, runs = engine.see, []
 
         def spy(x):
             runs.append(x.shape[0])
             sight = see(x)
-            mirrored = x.shape == pixels.shape and np.array_equal(x, pixels[..., ::-1])
-            return dataclasses.replace(sight, visual=other) if mirrored else sight
+            visual = sight.visual.copy()
+            for row in range(len(x)):
+                for j in range(count):
+                    if np.array_equal(x[row], pixels[j][..., ::-1]):
+                        visual[row] = other[j]
+            return dataclasses.replace(sight, visual=visual)
 
         engine.see = spy
         return runs
@@ -281,6 +286,15 @@ def test_a_memory_caption_is_chosen_among_the_photo_and_its_mirror_images_captio
         runs.clear()
         engine.caption_pixels(pixels, beam_size=1)
         assert runs == [count]  # greedy: one view
+        # caption / serve: frames with nothing to see are told as such, the rest as above; two
+        # photos and their mirror images are seen in one run
+        runs.clear()
+        black = np.zeros((64, 64, 3), np.uint8)
+        told = engine.describe_images([read_image_bgr(items[0].path), black, read_image_bgr(items[1].path)])
+        assert runs == [4]
+        assert told[1].issue is not None and told[1].caption == ""
+        assert [caption_words(told[0].caption), caption_words(told[2].caption)] == [caption_words(wanted[0]),
+                                                                                  caption_words(wanted[1])]
     for i in range(count):
         assert caption_words(after[i]) == caption_words(wanted[i])
     with _ending(CaptionEngine(tiny_engine_dir, use_memory=False)) as engine:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgevlm.runtime.mirror_view import merged_candidates, mirrored_word_ids, with_mirror_view
+from edgevlm.runtime.mirror_view import Unmirror, merged_candidates, unmirror_for, with_mirror_view
 
 
 def test_the_mirror_views_probabilities_are_averaged_in_log_odds():
@@ -19,26 +19,33 @@ def test_the_mirror_views_probabilities_are_averaged_in_log_odds():
 
 
 class WordTokenizer:
-    """One id per word of a fixed vocabulary; other words spell out letter by letter."""
+    """One id per word of a fixed vocabulary (id 0 is [UNK]); other words are [UNK]."""
+
+    unk_id = 0
 
     def __init__(self, words):
-        self.ids = {w: i for i, w in enumerate(words)}
+        self.ids = {w: i for i, w in enumerate(["[UNK]"] + words)}
 
     def encode(self, text):
-        return [self.ids[text]] if text in self.ids else [ord(c) for c in text]
+        return [self.ids.get(w, 0) for w in text.split()]
 
 
-def test_left_and_right_swap_where_each_is_one_token():
-    assert mirrored_word_ids(WordTokenizer(["a", "left", "right"])) == {1: 2, 2: 1}
-    assert mirrored_word_ids(WordTokenizer(["a", "left"])) == {}  # "right" is two tokens: nothing swapped
+def test_side_words_swap_where_each_is_one_known_token():
+    unmirror = unmirror_for(WordTokenizer(["a", "left", "right", "the", "his"]))
+    assert unmirror.swaps == {2: 3, 3: 2} and unmirror.owners == {4, 5}
+    # "right" unknown ([UNK]): nothing swapped, and [UNK] never becomes a side word
+    assert unmirror_for(WordTokenizer(["a", "left", "the"])).swaps == {}
 
 
 def test_both_views_captions_merge_once_each_unmirrored_at_their_better_score():
-    left, right, dog, on, the = 1, 2, 3, 4, 5
-    swaps = {left: right, right: left}
+    left, right, dog, on, the, has, now = 1, 2, 3, 4, 5, 6, 7
+    unmirror = Unmirror({left: right, right: left}, frozenset({the}))
     plain = [(-1.0, [dog, on, the, left]), (-2.0, [dog])]
-    mirrored = [(-0.5, [dog, on, the, right]), (-3.0, [dog]), (-4.0, [on, the, right, dog])]
-    merged = merged_candidates(plain, mirrored, swaps)
-    # the mirror's "dog on the right" is the photo's "dog on the left": one caption, at -0.5
-    assert merged == [(-0.5, [dog, on, the, left]), (-2.0, [dog]), (-4.0, [on, the, left, dog])]
-    assert merged_candidates(plain, [], swaps) == plain
+    mirrored = [(-0.5, [dog, on, the, right]), (-3.0, [dog]), (-4.0, [on, the, right, dog]), (-5.0, [dog, has, left])]
+    merged = merged_candidates(plain, mirrored, unmirror)
+    # the mirror's "dog on the right" is the photo's "dog on the left": one caption, at -0.5;
+    # "has left" names no side and stays
+    assert merged == [(-0.5, [dog, on, the, left]), (-2.0, [dog]), (-4.0, [on, the, left, dog]),
+                      (-5.0, [dog, has, left])]
+    assert merged_candidates(plain, [], unmirror) == plain
+    assert unmirror([right, now]) == [right, now]  # a first word has no owner
