@@ -144,11 +144,13 @@ def interleaved(peers: dict[str, Callable[[np.ndarray], list[int]]], images: lis
 
 
 def runtime_peer(engine: CaptionEngine, beam: int | None) -> Callable[[np.ndarray], list[int]]:
+    """The engine's caption as the PyTorch peer makes it: grounded (the concept head's word
+    bans), one view, never re-ranked (the peer has no caption memory)."""
     settings = engine.settings(beam)
 
     def run(image_bgr: np.ndarray) -> list[int]:
-        visual, _ = engine.encode(engine.preprocess(image_bgr)[None])
-        return engine.generate(visual, settings)[0]
+        sight = engine.see(engine.preprocess(image_bgr)[None])
+        return engine.generate(sight.visual, settings, sight.concepts)[0]
 
     return run
 

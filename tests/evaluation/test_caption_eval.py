@@ -309,3 +309,30 @@ def test_questions_read_the_head_on_the_photo_and_its_mirror_image_in_pytorch_an
     seen.clear()
     ModelAnswerer(model, tokenizer)(pixels, ["what is happening?"])
     assert len(seen) == 1  # the same in PyTorch
+
+
+def test_bench_times_the_same_grounded_caption_as_its_pytorch_peer(concept_pair, tmp_path):
+    """`edgevlm bench`'s runtime peer makes the caption the PyTorch peer makes: grounded by
+    the concept head's bans (it once captioned without them, so the FP32 engine's ids never
+    matched). Every concept banned (ban_below above 1) so that the bans change the caption."""
+    import shutil
+
+    from edgevlm.benchmark import runtime_peer, torch_peer
+    from edgevlm.runtime.engine import CaptionEngine
+    from edgevlm.runtime.preprocess import read_image_bgr
+
+    model_dir, engine_dir = (str(tmp_path / name) for name in ("model", "engine"))
+    for source, target, name in ((concept_pair[0], model_dir, "config.json"), (concept_pair[1], engine_dir, "edgevlm.json")):
+        shutil.copytree(source, target)
+        path = os.path.join(target, name)
+        with open(path) as f:
+            settings = json.load(f)
+        settings["concepts"]["ban_below"] = 1.01
+        with open(path, "w") as f:
+            json.dump(settings, f)
+    image = read_image_bgr(PHOTOS[1])
+    engine = CaptionEngine(engine_dir)
+    ours, theirs = runtime_peer(engine, 1)(image), torch_peer(model_dir, 1, threads=1)(image)
+    assert ours == theirs
+    unbanned = engine.generate(engine.see(engine.preprocess(image)[None]).visual, engine.settings(1))[0]
+    assert unbanned != ours  # the bans bite: a peer without them would differ
