@@ -69,8 +69,8 @@ def warn_if_other_cpu(manifest: Manifest, cpu_target: str | None) -> bool:
     """One warning line (once per process per engine/CPU pair) when ``manifest`` was made
     for another CPU's int8 kernels; -> whether it warned now."""
     made_for = manifest.cpu_target
-    if made_for is None or cpu_target is None:
-        return False
+    if made_for is None or cpu_target is None or manifest.source.get("emulates"):
+        return False  # (an emulated engine computes its target's integer arithmetic on any CPU: int8_emulation.py)
     why = mismatch(made_for, cpu_target)
     if why is None or (made_for, cpu_target) in _warned:
         return False

@@ -97,3 +97,35 @@ def test_tiny_engine_quantized_for_a_target(tiny_engine_master, tmp_path, target
     assert types == {zero_point_type}  # INT8 = 3 (symmetric, ARM), UINT8 = 2 (x86)
     weights = [numpy_helper.to_array(i) for i in vision.initializer if i.data_type == 3 and i.dims and len(i.dims) > 1]
     assert max(int(np.abs(w).max()) for w in weights) == weight_max  # 7-bit weights only for AVX2
+
+
+@pytest.mark.parametrize("here", ["avx2", "avx512-vnni"])
+def test_an_engine_for_another_cpu_is_gated_on_its_emulation(tiny_engine_master, tmp_path, monkeypatch, here):
+    """A VNNI engine made on an AVX2 CPU is gated on its emulation (its integer arithmetic in
+    float), and the report says so; on a VNNI CPU, on the engine itself. Nothing emulated is
+    left behind."""
+    import os
+    import tempfile
+
+    import edgevlm.calibration.gated_quantize as gated
+    from edgevlm.calibration.sources import load_calibration_set
+    from edgevlm.runtime.manifest import load_manifest
+    from tests.support import make_coco_dataset
+
+    monkeypatch.setattr(gated, "this_cpu_target", lambda: here)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    os.makedirs(tmp_path / "tmp")
+    make_coco_dataset(str(tmp_path / "calib"), "train", 20, seed=3)
+    make_coco_dataset(str(tmp_path / "calib"), "dev", 3, seed=4)
+    calib = load_calibration_set(str(tmp_path / "calib" / "images"))
+    said: list[str] = []
+    out = str(tmp_path / "int8")
+    eval_set = gated.load_eval_set(str(tmp_path / "calib" / "captions_dev.json"))
+    report = gated.quantize_gated(tiny_engine_master, calib, out, "minmax", "cpu", [], eval_set, max_cider_drop=1.0,
+                                  say=said.append, target="avx512-vnni")
+    emulated = here != "avx512-vnni"
+    assert report["measured_on"] == "avx512-vnni" and report.get("emulated_on") == ("avx2" if emulated else None)
+    assert load_manifest(out).quantization["gate"]["measured_on"] == "avx512-vnni"
+    assert any("emulated" in line for line in said) == emulated
+    assert os.listdir(tmp_path / "tmp") == []  # the emulated copy is gone
+    assert not load_manifest(out).source.get("emulates")  # the engine written is the real one
