@@ -36,8 +36,10 @@ Sources followed (onnxruntime 1.32, the version this project pins):
   MlasGemmS8S8DispatchSdot and MlasConvSymS8DispatchDot.
 
 Only the avx2 row is measured on this machine; the others are built as ORT's guidance says
-and must pass the gate on a CPU of their own target (their kernels do not exist on AVX2,
-where an 8-bit engine saturates and the gate would judge the wrong arithmetic).
+and must pass the gate on a CPU of their own target, or on their emulation elsewhere (their
+kernels do not exist on AVX2, where an 8-bit engine saturates and the gate would judge the
+wrong arithmetic; int8_emulation.py computes theirs exactly: every layout here sums in int32
+without saturating, AVX2's by its 7-bit weights).
 """
 
 from __future__ import annotations

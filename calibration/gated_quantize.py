@@ -80,8 +80,8 @@ def quantize_gated(engine_dir: str, calib: CalibrationSet, out_dir: str, method:
     report["auto_excluded"] = [{"graph": g, "node": n, "damage": round(d, 5)} for g, n, d in auto]
     # the CPU target whose integer arithmetic the gate measured: the target's when emulated
     report["measured_on"] = target if emulate else here
-    if emulate:
-        report["emulated_on"] = here
+    if emulate:  # said in the report, so no reader takes it for a native measurement
+        report["emulated_on"] = here or "unknown"
     update_manifest(out_dir, lambda m: m.replace(quantization=m.quantization | {"gate": report}), "the gate report")
     return report
 

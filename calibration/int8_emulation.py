@@ -18,7 +18,9 @@ float graph computing the same products gives VNNI's results up to float32 round
   unoptimized), never Div/Round/Clip; other DequantizeLinears (of a Gather from a stored
   int8 table) are exact on any CPU and stay;
 - every ``MatMulInteger`` becomes ``MatMul`` of the zero-point-shifted operands in float
-  (int32 again after it; sums beyond 2^24 lose at most float32's relative 6e-8).
+  (int32 again after it; float32 accumulation of K products rounds far below one integer
+  step of the scores that matter). Anything else integer (fused QLinear* ops, per-axis or
+  blocked activation quantization, subgraphs) is refused, never emulated wrong.
 The output is an engine folder (manifest sha256s renewed, ``source.emulates`` naming what
 it emulates) to measure with ``edgevlm eval``, ``edgevlm quantize``'s gate and
 ``--tune-abstention`` on any x86 CPU; it is slower than either engine and is never shipped.
@@ -34,6 +36,14 @@ import shutil
 import numpy as np
 
 from edgevlm.errors import EdgeVLMError
+
+
+# Integer kernels already fused (what onnxruntime's optimizer or a QOperator export makes):
+# they would run this CPU's kernels as they are, so a graph holding one is refused.
+FUSED_INTEGER_OPS = frozenset({"QLinearConv", "QLinearMatMul", "ConvInteger", "DynamicQuantizeMatMul",
+                               "MatMulIntegerToFloat", "QGemm", "QLinearAdd", "QLinearMul", "QAttention",
+                               "QLinearSigmoid", "QLinearLeakyRelu", "QLinearAveragePool", "QLinearGlobalAveragePool",
+                               "QLinearConcat", "QLinearSoftmax", "DynamicQuantizeLSTM"})
 
 
 def _dequantized(q: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | None, axis: int) -> np.ndarray:
@@ -64,24 +74,50 @@ def emulate_graph(model):
         if name in stored:
             return numpy_helper.to_array(stored[name])
         if name in constants:
-            return numpy_helper.to_array(constants[name].attribute[0].t)
+            found = helper.get_attribute_value(constants[name].attribute[0])  # value, value_float, value_ints...
+            return numpy_helper.to_array(found) if isinstance(found, onnx.TensorProto) else np.array(found)
         return None
+
+    def constant(name: str, node) -> np.ndarray:
+        found = value(name)
+        if found is None:
+            raise EdgeVLMError(f"cannot emulate {node.op_type} {node.name}: its {name} is computed, not stored")
+        return found
+
+    def refuse_unless_per_tensor(node, scale: np.ndarray) -> None:
+        """Activations are quantized per tensor in our engines; anything else is refused
+        rather than emulated wrong."""
+        odd = [a.name for a in node.attribute if a.name in ("block_size", "output_dtype", "saturate") and
+               helper.get_attribute_value(a)]
+        if scale.size != 1 or odd:
+            raise EdgeVLMError(f"cannot emulate {node.op_type} {node.name}: only per-tensor activation "
+                               f"quantization is emulated ({'scale of ' + str(scale.size) if scale.size != 1 else odd})")
+
+    fused = sorted({n.op_type for n in graph.node} & FUSED_INTEGER_OPS)
+    nested = sorted({n.op_type for n in graph.node if any(a.type in (onnx.AttributeProto.GRAPH,
+                                                                     onnx.AttributeProto.GRAPHS) for a in n.attribute)})
+    if fused or nested:
+        raise EdgeVLMError(f"cannot emulate a graph with {', '.join(fused + nested)}: only QDQ and MatMulInteger "
+                           "graphs (what edgevlm quantize writes) are rewritten; emulate the engine before any "
+                           "onnxruntime optimization")
 
     new_nodes, new_inits = [], []
     counts = {"dequantized": 0, "matmul_integer": 0, "quantize_linear": 0}
-    zero_points: dict[str, str | None] = {}  # a QuantizeLinear's output -> its zero point in float (or None)
+    quantized: set[str] = set()  # QuantizeLinear outputs, now integers held in float
     for node in graph.node:
         if node.op_type == "DequantizeLinear" and value(node.input[0]) is not None:
+            if any(a.name == "block_size" and a.i for a in node.attribute):
+                raise EdgeVLMError(f"cannot emulate DequantizeLinear {node.name}: blocked quantization")
             axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
             zero_point = value(node.input[2]) if len(node.input) > 2 and node.input[2] else None
-            floats = _dequantized(value(node.input[0]), value(node.input[1]), zero_point, axis)
+            floats = _dequantized(value(node.input[0]), constant(node.input[1], node), zero_point, axis)
             new_inits.append(numpy_helper.from_array(floats, node.output[0]))
             counts["dequantized"] += 1
             continue
         if node.op_type == "MatMulInteger":
             a, b = node.input[0], node.input[1]
             a_zp = node.input[2] if len(node.input) > 2 and node.input[2] else None
-            b_zp = value(node.input[3]) if len(node.input) > 3 and node.input[3] else None
+            b_zp = constant(node.input[3], node) if len(node.input) > 3 and node.input[3] else None
             stem = node.output[0]
             new_nodes.append(helper.make_node("Cast", [a], [f"{stem}/a_float"], to=onnx.TensorProto.FLOAT))
             shifted = f"{stem}/a_float"
@@ -100,7 +136,8 @@ def emulate_graph(model):
             continue
         if node.op_type == "QuantizeLinear":  # an activation's: the integer it stands for, held in float
             scale, zp = node.input[1], node.input[2] if len(node.input) > 2 and node.input[2] else None
-            kind = value(zp).dtype if zp is not None else np.dtype(np.uint8)
+            refuse_unless_per_tensor(node, constant(scale, node))
+            kind = constant(zp, node).dtype if zp is not None else np.dtype(np.uint8)  # ONNX's default: uint8
             info = np.iinfo(kind)
             stem = node.output[0]
             new_inits.extend([numpy_helper.from_array(np.array(info.min, np.float32), f"{stem}/qmin"),
@@ -109,23 +146,26 @@ def emulate_graph(model):
             new_nodes.append(helper.make_node("Round", [f"{stem}/scaled"], [f"{stem}/rounded"]))  # half to even, as Q
             shifted = f"{stem}/rounded"
             if zp is not None:
-                new_inits.append(numpy_helper.from_array(value(zp).astype(np.float32), f"{stem}/zp_float"))
+                new_inits.append(numpy_helper.from_array(constant(zp, node).astype(np.float32), f"{stem}/zp_float"))
                 new_nodes.append(helper.make_node("Add", [shifted, f"{stem}/zp_float"], [f"{stem}/shifted"]))
                 shifted = f"{stem}/shifted"
             new_nodes.append(helper.make_node("Clip", [shifted, f"{stem}/qmin", f"{stem}/qmax"], [stem]))
-            zero_points[stem] = f"{stem}/zp_float" if zp is not None else None
+            quantized.add(stem)
             counts["quantize_linear"] += 1
             continue
-        if node.op_type == "DequantizeLinear" and node.input[0] in zero_points:  # of an activation above
-            stem, zp = node.output[0], zero_points[node.input[0]]
+        if node.op_type == "DequantizeLinear" and node.input[0] in quantized:  # of an activation above
+            stem = node.output[0]
+            refuse_unless_per_tensor(node, constant(node.input[1], node))
             centred = node.input[0]
-            if zp is not None:
-                new_nodes.append(helper.make_node("Sub", [centred, zp], [f"{stem}/centred"]))
+            if len(node.input) > 2 and node.input[2]:  # its own zero point (normally the Q's)
+                new_inits.append(numpy_helper.from_array(constant(node.input[2], node).astype(np.float32),
+                                                         f"{stem}/zp_float"))
+                new_nodes.append(helper.make_node("Sub", [centred, f"{stem}/zp_float"], [f"{stem}/centred"]))
                 centred = f"{stem}/centred"
             new_nodes.append(helper.make_node("Mul", [centred, node.input[1]], [stem]))
             continue
         new_nodes.append(node)
-    retyped = set(zero_points)  # integer tensors now held in float: their declared types go
+    retyped = quantized  # integer tensors now held in float: their declared types go
     kept_info = [info for info in graph.value_info if info.name not in retyped]
     del graph.value_info[:]
     graph.value_info.extend(kept_info)
@@ -140,24 +180,32 @@ def emulate_graph(model):
 
 
 def emulate_engine(engine_dir: str, out_dir: str) -> dict:
-    """Copy an INT8 engine folder to ``out_dir`` with every ONNX graph emulated
-    (``emulate_graph``), the manifest's sha256s renewed -> counts per graph."""
+    """Write to the new folder ``out_dir`` (atomically: whole or not at all) a copy of the INT8
+    engine with every ONNX graph emulated (``emulate_graph``), the manifest's sha256s renewed
+    and ``source.emulates`` naming the engine's folder -> counts per graph. The copy is for
+    measuring: ``add-variant`` refuses it."""
     import onnx
 
-    from edgevlm.runtime.manifest import load_manifest, sha256_file
+    from edgevlm.fileio import atomic_dir
+    from edgevlm.runtime.manifest import engine_file_names, load_manifest, sha256_file
 
     manifest = load_manifest(engine_dir)
+    if manifest.source.get("emulates"):
+        raise EdgeVLMError(f"{engine_dir} is already an emulation (of {manifest.source['emulates']}); "
+                           "emulate the engine itself")
     if os.path.exists(out_dir):
         raise EdgeVLMError(f"{out_dir} exists; give a new folder")
-    shutil.copytree(engine_dir, out_dir, ignore=shutil.ignore_patterns("variants"))
     files, report = dict(manifest.files), {}
-    for key, entry in manifest.files.items():
-        if not entry.path.endswith(".onnx"):
-            continue
-        path = os.path.join(out_dir, entry.path)
-        model, report[key] = emulate_graph(onnx.load(path))
-        onnx.save(model, path)
-        files[key] = dataclasses.replace(entry, sha256=sha256_file(path), bytes=os.path.getsize(path))
-    source = dict(manifest.source, emulates=os.path.abspath(engine_dir))
-    manifest.replace(files=files, source=source).save(out_dir)
+    with atomic_dir(out_dir) as staging:
+        for name in engine_file_names(manifest)[:-1]:  # the listed files (no variants/); the manifest last
+            shutil.copy2(os.path.join(engine_dir, name), os.path.join(staging, name))
+        for key, entry in manifest.files.items():
+            if not entry.path.endswith(".onnx"):
+                continue
+            path = os.path.join(staging, entry.path)
+            model, report[key] = emulate_graph(onnx.load(path))
+            onnx.save(model, path)
+            files[key] = dataclasses.replace(entry, sha256=sha256_file(path), bytes=os.path.getsize(path))
+        source = dict(manifest.source, emulates=os.path.basename(os.path.abspath(engine_dir)))
+        manifest.replace(files=files, source=source).save(staging)
     return report

@@ -63,18 +63,21 @@ def _refuse_other_model(top: Manifest, variant: Manifest) -> None:
 
 
 def _refuse_ungated(variant: Manifest, target: str) -> dict:
+    if variant.source.get("emulates"):
+        raise EdgeVLMError(f"{variant.root} is an emulation of {variant.source['emulates']} (float arithmetic, for "
+                           "measuring on another CPU); add the INT8 engine itself")
     gate = (variant.quantization or {}).get("gate")
     if not gate:
         raise EdgeVLMError(f"{variant.root} has no accuracy gate result; quantize it again with --eval DEV_CAPTIONS "
-                           f"on a {target} CPU")
+                           f"(on a {target} CPU, or on another, which gates its emulation)")
     if not gate.get("passed"):
         raise EdgeVLMError(f"{variant.root} failed its accuracy gate (CIDEr drop {gate.get('cider_drop_relative')} > "
                            f"{gate.get('max_cider_drop')}); only a variant that passed may be shipped")
     measured_on = gate.get("measured_on")
     if measured_on is None or not same_layout(measured_on, target):
         raise EdgeVLMError(f"{variant.root} is made for {target} but its gate was measured on "
-                           f"{measured_on or 'an unrecorded CPU'}, whose int8 kernels compute other results; run the quantize (or its gate) on a "
-                           f"{target} CPU")
+                           f"{measured_on or 'an unrecorded CPU'}, whose int8 kernels compute other results; quantize it again with "
+                           f"--target {target} (on another CPU the gate runs its emulation)")
     return gate
 
 

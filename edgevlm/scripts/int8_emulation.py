@@ -9,6 +9,7 @@ import argparse
 import sys
 
 from edgevlm.calibration.int8_emulation import emulate_engine
+from edgevlm.errors import EdgeVLMError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,7 +17,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("engine_dir", help="INT8 engine folder (e.g. edgevlm/assets/default_engine/variants/avx512-vnni)")
     parser.add_argument("out_dir", help="new folder for the emulated copy")
     args = parser.parse_args(argv)
-    for graph, counts in emulate_engine(args.engine_dir, args.out_dir).items():
+    try:
+        report = emulate_engine(args.engine_dir, args.out_dir)
+    except EdgeVLMError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for graph, counts in report.items():
         print(f"{graph}: {counts['dequantized']} stored tensors dequantized, {counts['quantize_linear']} "
               f"activation quantizations and {counts['matmul_integer']} MatMulInteger in float")
     return 0

@@ -4,11 +4,12 @@ whatever this CPU's own int8 kernels do (calibration/int8_emulation.py)."""
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import onnxruntime as ort
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgevlm.calibration.int8_emulation import emulate_graph
+from edgevlm.errors import EdgeVLMError
 
 
 def _run(model, feeds, level=ort.GraphOptimizationLevel.ORT_ENABLE_ALL):
@@ -61,3 +62,29 @@ def test_a_quantized_convolution_computes_as_its_qdq_arithmetic_whatever_onnxrun
     assert counts == {"dequantized": 1, "matmul_integer": 0, "quantize_linear": 1}
     assert not {n.op_type for n in emulated.graph.node} & {"QuantizeLinear", "DequantizeLinear"}
     np.testing.assert_allclose(_run(emulated, {"x": x}), reference, rtol=1e-5, atol=1e-5)
+
+
+def _one_node(node, inits, out_type=TensorProto.FLOAT):
+    return _model([node], [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+                  [helper.make_tensor_value_info("y", out_type, None)], inits)
+
+
+@pytest.mark.parametrize("model, message", [
+    # a fused integer kernel would run this CPU's own arithmetic
+    (_model([helper.make_node("QLinearMatMul", ["a", "s", "z", "b", "s", "z", "s", "z"], ["y"])],
+            [helper.make_tensor_value_info("a", TensorProto.UINT8, [1, 2])],
+            [helper.make_tensor_value_info("y", TensorProto.UINT8, None)],
+            {"s": np.array(0.1, np.float32), "z": np.array(0, np.uint8), "b": np.ones((2, 2), np.uint8)}),
+     "cannot emulate a graph with QLinearMatMul"),
+    # per-axis activation quantization
+    (_one_node(helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"], axis=1),
+               {"s": np.full(4, 0.1, np.float32), "z": np.zeros(4, np.uint8)}, TensorProto.UINT8),
+     "only per-tensor activation quantization is emulated"),
+    # a scale computed in the graph
+    (_one_node(helper.make_node("QuantizeLinear", ["x", "x", "z"], ["y"]), {"z": np.array(0, np.uint8)},
+               TensorProto.UINT8),
+     "its x is computed, not stored"),
+])
+def test_what_cannot_be_emulated_exactly_is_refused_in_one_line(model, message):
+    with pytest.raises(EdgeVLMError, match=message):
+        emulate_graph(model)

@@ -83,6 +83,10 @@ def _same_layout_as_top(variant):
     _make_cpu_engine(variant, "avx2", _gate(measured_on="avx2"))
 
 
+def _emulation(variant):  # marked as int8_emulation.emulate_engine marks its copies
+    update_manifest(variant, lambda m: m.replace(source=dict(m.source, emulates="vnni")))
+
+
 def _fp32(variant):
     update_manifest(variant, lambda m: m.replace(quantization=None))
 
@@ -94,6 +98,7 @@ def _fp32(variant):
     (_other_checkpoint, "is not the same model as .*: its checkpoint"),
     (_same_layout_as_top, "same int8 layout as avx2: it already runs there"),
     (_fp32, "VARIANT_DIR .* is not an INT8 engine made for a CPU"),
+    (_emulation, "is an emulation of vnni .*; add the INT8 engine itself"),
 ])
 def test_refusals_name_the_problem_in_one_line_and_write_nothing(engines, spoil, message):
     top, variant = engines
