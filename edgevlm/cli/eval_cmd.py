@@ -9,6 +9,9 @@ turns each report into the text printed without ``--json``."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 import time
 
 import click
@@ -18,6 +21,7 @@ from edgevlm.errors import EdgeVLMError
 from edgevlm.paths import default_model_dir, resolve_engine
 
 MIN_TUNING_QUESTIONS = 100  # fewer, and one lucky or unlucky answer moves the threshold
+EMULATED = "edgevlm.eval.emulated"  # click context meta: engine folder -> its emulated copy for this run
 
 
 @click.command("eval")
@@ -42,6 +46,10 @@ MIN_TUNING_QUESTIONS = 100  # fewer, and one lucky or unlucky answer moves the t
               help="With --data: skip asking the model about the objects its captions name (saves time).")
 @click.option("--tune-abstention", is_flag=True,
               help="With --vqa and an engine: choose the \"I'm not sure\" threshold on this file and write it to the engine.")
+@click.option("--emulate", is_flag=True,
+              help="With --engine: run an INT8 engine made for another CPU (e.g. ENGINE/variants/avx512-vnni on an "
+                   "AVX2 machine) on its emulation, that CPU's integer arithmetic computed in float (about 2x slower); "
+                   "--tune-abstention then writes to the engine itself.")
 @click.option("--images", "images_dir", default=None, type=click.Path(),
               help="Images folder, if not beside --data / --vqa / --pope.")
 @click.option("--beam", type=click.IntRange(1, 16), default=None, help="Beam size (default: the model's).")
@@ -53,7 +61,7 @@ MIN_TUNING_QUESTIONS = 100  # fewer, and one lucky or unlucky answer moves the t
               help="With --data and an engine: plain beam search, not re-ranked by the engine's caption memory.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def command(model_dir, data, vqa_file, pope_file, prior_file, engine_dir, ood_dir, no_consistency, tune_abstention,
-            images_dir, beam, limit, no_meteor, no_memory, as_json):
+            emulate, images_dir, beam, limit, no_meteor, no_memory, as_json):
     """BLEU-1..4, METEOR, ROUGE-L and CIDEr of generated captions against human ones, with
     CHAIR hallucination, repeated words and self-consistency; with --vqa, VQA exact-match
     accuracy overall and per type beside a prior-only baseline, balanced yes/no accuracy and
@@ -73,6 +81,8 @@ def command(model_dir, data, vqa_file, pope_file, prior_file, engine_dir, ood_di
         raise EdgeVLMError("--prior-from goes with --vqa (--pope has its own prior-only figures built in)")
     if no_consistency and not data:
         raise EdgeVLMError("--no-consistency goes with --data (caption consistency); drop it for --vqa and --pope")
+    if emulate:
+        _emulate_for_this_run(engine_dir, model_dir)
     if vqa_file:
         return _eval_vqa(vqa_file, prior_file, model_dir, engine_dir, tune_abstention, images_dir, limit, as_json)
     if pope_file:
@@ -140,11 +150,36 @@ def _echo_report(report: dict, as_json: bool, render) -> None:
 
 
 def _open_engine(engine_dir, use_memory: bool = True):
-    """-> (the engine folder used: engine_dir or the shipped engine, its CaptionEngine)."""
+    """-> (the engine folder used: engine_dir or the shipped engine, its CaptionEngine: on
+    the folder's emulation with --emulate; thresholds tuned are written to the folder)."""
     from edgevlm.runtime.engine import CaptionEngine
 
     source = resolve_engine(engine_dir)
+    emulated = click.get_current_context().meta.get(EMULATED, {}).get(source)
+    if emulated:
+        return source, CaptionEngine(emulated, use_memory=use_memory, pick_variant=False)
     return source, CaptionEngine(source, use_memory=use_memory)
+
+
+def _emulate_for_this_run(engine_dir, model_dir) -> None:
+    """--emulate: the engine's emulated copy (calibration/int8_emulation.py) in a temporary
+    folder removed when the command ends, however it ends."""
+    if not engine_dir or model_dir:
+        raise EdgeVLMError("--emulate runs an INT8 engine made for another CPU: give --engine DIR (e.g. "
+                           "ENGINE/variants/avx512-vnni), not --model")
+    try:
+        from edgevlm.calibration.int8_emulation import emulate_engine
+    except ImportError as exc:  # onnx comes with the calibrate extra
+        raise EdgeVLMError(f"--emulate needs onnx ({exc.name} is missing): pip install '.[calibrate]'") from None
+    source = resolve_engine(engine_dir)
+    ctx = click.get_current_context()
+    staging = tempfile.mkdtemp(prefix="edgevlm-emulated-")
+    ctx.call_on_close(lambda: shutil.rmtree(staging, ignore_errors=True))
+    emulated = os.path.join(staging, "engine")
+    emulate_engine(source, emulated)
+    click.echo(f"note: {source} runs on its emulation (integer arithmetic in float, as the CPU it was made for "
+               "computes it)", err=True)
+    ctx.meta[EMULATED] = {source: emulated}
 
 
 def _eval_ood(ood_dir, data, engine_dir, images_dir, beam, limit, as_json):
