@@ -112,16 +112,14 @@ def test_a_signal_during_the_writability_probe_leaves_no_probe_folder(tmp_path, 
         return made
 
     monkeypatch.setattr(fileio.tempfile, "mkdtemp", mkdtemp_then_signal)
-    # Ctrl-C as a fresh process gets it: Python's handler, SIGINT not blocked. In a full run an
-    # earlier test's native libraries can leave this (main) thread's SIGINT blocked, and a
-    # raised signal then waits unseen ("DID NOT RAISE", twice in make test at stop 32).
-    was_blocked = signal.SIGINT in signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    # Ctrl-C as an interactive process gets it. pytest started as a background job of a
+    # non-interactive shell (`make test &`) inherits SIGINT ignored, Python keeps it ignored
+    # (rightly: so does the command), and the test saw no KeyboardInterrupt (stop 32: its
+    # handler was SIG_IGN there).
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(KeyboardInterrupt):
             fileio.probe_writable(str(tmp_path))
     finally:
         signal.signal(signal.SIGINT, previous)
-        if was_blocked:
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     assert os.listdir(tmp_path) == []
