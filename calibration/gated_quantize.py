@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from typing import Callable, Iterator
 
 from edgevlm.errors import EdgeVLMError
@@ -22,7 +21,7 @@ from edgevlm.runtime.manifest import update_manifest
 
 from .cpu_layouts import layout_for
 from .gate import EvalSet, check_gateable, compare_engines, format_report
-from .int8_emulation import emulate_engine
+from .int8_emulation import emulated_copy
 from .quantize import default_ranges_dir, match_nodes, quantize_engine
 from .sensitivity import node_sensitivity
 from .sources import CalibrationSet
@@ -96,11 +95,8 @@ def _gated_engine(out_dir: str, emulate: bool) -> Iterator[CaptionEngine]:
         with CaptionEngine(out_dir, threads=2) as engine:
             yield engine
         return
-    with tempfile.TemporaryDirectory(prefix="edgevlm-emulated-") as staging:
-        emulated = os.path.join(staging, "engine")
-        emulate_engine(out_dir, emulated)
-        with CaptionEngine(emulated, threads=2, pick_variant=False) as engine:
-            yield engine
+    with emulated_copy(out_dir) as emulated, CaptionEngine(emulated, threads=2, pick_variant=False) as engine:
+        yield engine
 
 
 def load_eval_set(path: str, limit: int | None = None) -> EvalSet:

@@ -29,9 +29,12 @@ Checked against hardware: MODEL_CARD.md ("Judging the VNNI variant on an AVX2 CP
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
+import tempfile
+from typing import Iterator
 
 import numpy as np
 
@@ -209,3 +212,13 @@ def emulate_engine(engine_dir: str, out_dir: str) -> dict:
         source = dict(manifest.source, emulates=os.path.basename(os.path.abspath(engine_dir)))
         manifest.replace(files=files, source=source).save(staging)
     return report
+
+
+@contextlib.contextmanager
+def emulated_copy(engine_dir: str) -> Iterator[str]:
+    """The folder of ``engine_dir``'s emulation (``emulate_engine``), in a temporary folder
+    removed on leaving, however that happens."""
+    with tempfile.TemporaryDirectory(prefix="edgevlm-emulated-") as staging:
+        emulated = os.path.join(staging, "engine")
+        emulate_engine(engine_dir, emulated)
+        yield emulated

@@ -29,10 +29,7 @@ def beam_timing(engine, images: list[np.ndarray], rounds: int, beam: int = 3, re
                 t = time.perf_counter()
                 engine.caption_images([image], beam)
                 times.append(time.perf_counter() - t)
-        pixels = np.stack([engine.preprocess(image) for image in images])
-        sight = engine.see(pixels)
-        if engine.mirrors_captions(beam):
-            sight = engine.with_mirror(sight, pixels)
+        sight = engine.caption_sight(np.stack([engine.preprocess(image) for image in images]), beam)
         ids = engine.generate(sight.visual, engine.settings(beam), sight.concepts, sight.pooled, sight.mirror)  # what was said
     finally:
         engine.use_memory = was

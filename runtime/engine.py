@@ -158,8 +158,17 @@ class CaptionEngine:
     def mirrors_captions(self, beam_size: int | None = None) -> bool:
         """Does a caption at ``beam_size`` (None: the default) search the photo and its mirror
         image, the whole beam each, the caption memory choosing among both views' captions
-        (runtime/mirror_view.py)? Only where the memory re-ranks a beam of at least 2."""
-        settings = self.settings(beam_size)
+        (runtime/mirror_view.py)? Wherever the memory re-ranks the search."""
+        return self._reranks(self.settings(beam_size))
+
+    def caption_sight(self, pixels: np.ndarray, beam_size: int | None = None) -> Sight:
+        """pixels (B,3,S,S) -> the Sight a caption at ``beam_size`` is searched on: with the
+        mirror images where ``mirrors_captions``, else the photos' alone."""
+        return self.with_mirror(None, pixels) if self.mirrors_captions(beam_size) else self.see(pixels)
+
+    def _reranks(self, settings: SearchSettings | HFGeneration) -> bool:
+        """Does the caption memory choose among this search's finished captions (ours, a beam
+        of at least 2)?"""
         return self.reranks and isinstance(settings, SearchSettings) and settings.beam_size >= 2
 
     def encode(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -194,35 +203,22 @@ class CaptionEngine:
         view and the memory chooses among both (runtime/mirror_view.py). HFGeneration settings
         search exactly as transformers' generate() does."""
         self.check_captions()
-        if mirror is not None and pooled is not None and self.reranks and isinstance(settings, SearchSettings) \
-                and settings.beam_size >= 2:
+        reranked = pooled is not None and self._reranks(settings)
+        if reranked and mirror is not None:
             return [ids for start in range(0, visual.shape[0], MIRROR_IMAGES)
                     for ids in self._generate_both_views(*(None if x is None else x[start : start + MIRROR_IMAGES]
                                                            for x in (visual, concepts, pooled, mirror.visual,
                                                                      mirror.concepts)), settings)]
-        bias = None
-        if concepts is not None and self.existence is not None:
-            bias = caption_bias(concepts, self.manifest.concepts.ban_below, self._concept_ids,
-                                self.manifest.model.vocab_size)
-        cross_k, cross_v = self.cross_kv(visual)
+        bias = self._caption_bias(concepts)
         beams = settings.num_beams if isinstance(settings, HFGeneration) else settings.beam_size
-        if beams > 1:  # beams never leave their image: expand once, never reorder
-            cross_k = np.repeat(cross_k, beams, axis=1)
-            cross_v = np.repeat(cross_v, beams, axis=1)
-        stepper = self.backend.decoder_stepper(cross_k, cross_v)
+        stepper = self._stepper(visual, beams)
         tokens = self.manifest.special_tokens
         if isinstance(settings, HFGeneration):
             return hf_generate(stepper, np.full((visual.shape[0], 1), tokens.bos, np.int64), settings)
-        memory = self.manifest.caption_memory
-        if not self.reranks or pooled is None or settings.beam_size == 1:
+        if not reranked:
             return beam_search(stepper, visual.shape[0], tokens.bos, tokens.eos, settings, bias)
-        chosen = []
-        for image, candidates in enumerate(nbest_search(stepper, visual.shape[0], tokens.bos, tokens.eos, settings, bias)):
-            texts = [self.tokenizer.decode(ids) for _, ids in candidates]
-            best = self.caption_memory.choose(pooled[image], texts, [score for score, _ in candidates],
-                                              memory.neighbours, memory.logprob_weight)
-            chosen.append(candidates[best][1])
-        return chosen
+        found = nbest_search(stepper, visual.shape[0], tokens.bos, tokens.eos, settings, bias)
+        return [self._memory_choice(pooled[image], candidates) for image, candidates in enumerate(found)]
 
     def _generate_both_views(self, visual: np.ndarray, concepts: np.ndarray | None, pooled: np.ndarray,
                              mirror_visual: np.ndarray, mirror_concepts: np.ndarray | None,
@@ -233,26 +229,39 @@ class CaptionEngine:
         from both views' concepts, then per photo the memory's choice among both views'
         captions."""
         count = visual.shape[0]
-        bias = None
-        if concepts is not None and mirror_concepts is not None and self.existence is not None:
-            both = with_mirror_view(concepts, mirror_concepts)
-            bias = caption_bias(np.concatenate([both, both]), self.manifest.concepts.ban_below, self._concept_ids,
-                                self.manifest.model.vocab_size)
-        cross_k, cross_v = self.cross_kv(np.concatenate([visual, mirror_visual]))
-        cross_k = np.repeat(cross_k, settings.beam_size, axis=1)
-        cross_v = np.repeat(cross_v, settings.beam_size, axis=1)
-        stepper = self.backend.decoder_stepper(cross_k, cross_v)
+        both = None if concepts is None or mirror_concepts is None else with_mirror_view(concepts, mirror_concepts)
+        bias = self._caption_bias(None if both is None else np.concatenate([both, both]))
+        stepper = self._stepper(np.concatenate([visual, mirror_visual]), settings.beam_size)
         tokens = self.manifest.special_tokens
         found = nbest_search(stepper, 2 * count, tokens.bos, tokens.eos, settings, bias)
+        return [self._memory_choice(pooled[image], merged_candidates(found[image], found[count + image], self._unmirror))
+                for image in range(count)]
+
+    def _caption_bias(self, concepts: np.ndarray | None) -> np.ndarray | None:
+        """concept probabilities (B,K) -> the word bans' logit bias (B,V), or None."""
+        if concepts is None or self.existence is None:
+            return None
+        return caption_bias(concepts, self.manifest.concepts.ban_below, self._concept_ids,
+                            self.manifest.model.vocab_size)
+
+    def _stepper(self, visual: np.ndarray, beams: int):
+        """visual tokens (B,N,d) -> a decoder stepper over B x ``beams`` rows, the image's
+        cross K/V computed once and repeated per beam (beams never leave their image: never
+        reordered)."""
+        cross_k, cross_v = self.cross_kv(visual)
+        if beams > 1:
+            cross_k = np.repeat(cross_k, beams, axis=1)
+            cross_v = np.repeat(cross_v, beams, axis=1)
+        return self.backend.decoder_stepper(cross_k, cross_v)
+
+    def _memory_choice(self, pooled: np.ndarray, candidates: list[tuple[float, list[int]]]) -> list[int]:
+        """One photo's pooled embedding (C,) and finished captions (score, ids) -> the ids the
+        caption memory chooses."""
         memory = self.manifest.caption_memory
-        chosen = []
-        for image in range(count):
-            candidates = merged_candidates(found[image], found[count + image], self._unmirror)
-            texts = [self.tokenizer.decode(ids) for _, ids in candidates]
-            best = self.caption_memory.choose(pooled[image], texts, [score for score, _ in candidates],
-                                              memory.neighbours, memory.logprob_weight)
-            chosen.append(candidates[best][1])
-        return chosen
+        texts = [self.tokenizer.decode(ids) for _, ids in candidates]
+        best = self.caption_memory.choose(pooled, texts, [score for score, _ in candidates], memory.neighbours,
+                                          memory.logprob_weight)
+        return candidates[best][1]
 
     @functools.cached_property
     def _unmirror(self) -> Unmirror:
@@ -294,16 +303,14 @@ class CaptionEngine:
         usable = [i for i, q in enumerate(quality) if q.usable]
         out = [Description(q.message, "", False, q.issue) for q in quality]
         if usable:
-            pixels = np.stack([self.preprocess(images_bgr[i]) for i in usable])
-            sight = self.with_mirror(None, pixels) if self.mirrors_captions(beam_size) else self.see(pixels)
+            sight = self.caption_sight(np.stack([self.preprocess(images_bgr[i]) for i in usable]), beam_size)
             for i, description in zip(usable, self.describe_sight(sight, beam_size)):
                 out[i] = description
         return out
 
     def caption_pixels(self, pixels: np.ndarray, beam_size: int | None = None) -> list[str]:
         """The model's captions (grounded, never hedged): what metrics and parity checks read."""
-        sight = self.with_mirror(None, pixels) if self.mirrors_captions(beam_size) else self.see(pixels)
-        return [d.caption for d in self.describe_sight(sight, beam_size)]
+        return [d.caption for d in self.describe_sight(self.caption_sight(pixels, beam_size), beam_size)]
 
     def caption_images(self, images_bgr: list[np.ndarray], beam_size: int | None = None) -> list[str]:
         """What to say about each frame (``describe_images``'s text)."""
@@ -335,8 +342,7 @@ class CaptionEngine:
     def reads_concepts(self, question: str) -> bool:
         """Is ``question`` answered with the concept head's help: an existence question, or
         one taking something to be there ("how many dogs", "what color is the dog?")?"""
-        return self.existence is not None and (self.existence.concept_of(question) is not None
-                                               or self.existence.presupposition(question) is not None)
+        return self.existence is not None and self.existence.reads_head(question)
 
     def question_sight(self, pixels: np.ndarray, questions: list[str], sight: Sight | None = None) -> Sight:
         """pixels (1,3,S,S) of one photo -> the Sight its questions are answered from:

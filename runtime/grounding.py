@@ -100,6 +100,11 @@ class ExistenceQuestions:
             return ()  # "how many dogs and cats": one count of two things; the decoder's
         return tuple(self._concepts_of_word(words[0]))
 
+    def reads_head(self, question: str) -> bool:
+        """Is ``question`` answered with the concept head's help: an existence question, or
+        one taking something to be there ("how many dogs", "what color is the dog?")?"""
+        return self.concept_of(question) is not None or self.presupposition(question) is not None
+
     def presupposition(self, question: str) -> "Presupposed | None":
         """What a question (not an existence one) takes to be in view, or None where no
         concept names it: what "how many" counts (absent answer "none"), else the thing

@@ -9,9 +9,6 @@ turns each report into the text printed without ``--json``."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import time
 
 import click
@@ -168,15 +165,12 @@ def _emulate_for_this_run(engine_dir, model_dir) -> None:
         raise EdgeVLMError("--emulate runs an INT8 engine made for another CPU: give --engine DIR (e.g. "
                            "ENGINE/variants/avx512-vnni), not --model")
     try:
-        from edgevlm.calibration.int8_emulation import emulate_engine
+        from edgevlm.calibration.int8_emulation import emulated_copy
     except ImportError as exc:  # onnx comes with the calibrate extra
         raise EdgeVLMError(f"--emulate needs onnx ({exc.name} is missing): pip install '.[calibrate]'") from None
     source = resolve_engine(engine_dir)
     ctx = click.get_current_context()
-    staging = tempfile.mkdtemp(prefix="edgevlm-emulated-")
-    ctx.call_on_close(lambda: shutil.rmtree(staging, ignore_errors=True))
-    emulated = os.path.join(staging, "engine")
-    emulate_engine(source, emulated)
+    emulated = ctx.with_resource(emulated_copy(source))  # left when the command ends
     click.echo(f"note: {source} runs on its emulation (integer arithmetic in float, as the CPU it was made for "
                "computes it)", err=True)
     ctx.meta[EMULATED] = {source: emulated}

@@ -61,10 +61,6 @@ class ModelAnswerer:
         c = model.cfg.concepts
         self.existence = ExistenceQuestions(c.names, c.words) if model.concepts is not None else None
 
-    def _reads_concepts(self, question: str) -> bool:
-        return self.existence is not None and (self.existence.concept_of(question) is not None
-                                               or self.existence.presupposition(question) is not None)
-
     def __call__(self, pixels: np.ndarray, questions: list[str]) -> list[tuple[str, float, str]]:
         """pixels (3,S,S) of one photo -> (answer, probability 0..1, source) per question;
         source is "concepts" or "decoder", as VQAAnswer.source."""
@@ -77,7 +73,7 @@ class ModelAnswerer:
         with torch.no_grad():
             features = self.model.encoder_features(torch.from_numpy(pixels[None]))  # once per photo
             probs = concept_probs(self.model, features)  # (1, K) or None
-            if probs is not None and any(self._reads_concepts(question) for question in questions):
+            if probs is not None and any(self.existence.reads_head(question) for question in questions):
                 # as the engine's question_sight: the head's view averaged with the mirrored photo's
                 mirrored = self.model.encoder_features(torch.from_numpy(np.ascontiguousarray(pixels[None, ..., ::-1])))
                 probs = with_mirror_view(probs, concept_probs(self.model, mirrored))
