@@ -190,7 +190,8 @@ def emulate_engine(engine_dir: str, out_dir: str) -> dict:
     import onnx
 
     from edgevlm.fileio import atomic_dir
-    from edgevlm.runtime.manifest import engine_file_names, load_manifest, sha256_file
+    from edgevlm.runtime.file_records import sha256_file
+    from edgevlm.runtime.manifest import engine_file_names, load_manifest
 
     manifest = load_manifest(engine_dir)
     if manifest.source.get("emulates"):

@@ -36,7 +36,8 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from edgevlm.errors import EdgeVLMError
 from edgevlm.fileio import atomic_dir, check_writable
 from edgevlm.runtime.engine import CaptionEngine
-from edgevlm.runtime.manifest import FileEntry, Manifest, check_engine_out, sha256_file
+from edgevlm.runtime.file_records import sha256_file
+from edgevlm.runtime.manifest import FileEntry, Manifest, check_engine_out
 from edgevlm.runtime.token_embeddings import HALF, TOKEN_EMBEDDINGS, write_token_embeddings
 
 from .cpu_layouts import layout_for

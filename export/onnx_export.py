@@ -19,7 +19,8 @@ from edgevlm import __version__
 from edgevlm.export.families import detect_family
 from edgevlm.export.graphs import dummy_inputs
 from edgevlm.fileio import atomic_dir, check_writable
-from edgevlm.runtime.manifest import SCHEMA_VERSION, FileEntry, GraphSpec, Manifest, check_engine_out, sha256_file
+from edgevlm.runtime.file_records import sha256_file
+from edgevlm.runtime.manifest import SCHEMA_VERSION, FileEntry, GraphSpec, Manifest, check_engine_out
 
 log = logging.getLogger(__name__)
 

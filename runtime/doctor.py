@@ -357,7 +357,7 @@ def check_engine(engine_dir: str | None, provider: str, backend: str = "onnxrunt
     fix = "`edgevlm export MODEL_DIR --out DIR`, then pass --engine DIR"
     try:
         engine_dir = resolve_engine(engine_dir)
-        manifest = load_manifest(engine_dir, verify=True)
+        manifest = load_manifest(engine_dir, verify=True, use_records=False)  # the check: every byte hashed
     except EdgeVLMError as exc:
         return Check("engine", False, _one_line(exc), fix, needed=True)
     what = (f"{engine_dir}: {manifest.model.family}, {manifest.precision}, "
@@ -373,9 +373,10 @@ def check_engine(engine_dir: str | None, provider: str, backend: str = "onnxrunt
         try:
             from edgevlm.runtime.engine import CaptionEngine  # inside: a broken install is this check's result
 
-            verify = folder != engine_dir  # the top engine's files were verified just above
+            if folder != engine_dir:  # the top engine's files were verified just above
+                load_manifest(folder, verify=True, use_records=False)
             with _quiet("edgevlm.runtime.cpu_variants"):  # "made for another CPU": expected for all but one here
-                engine = CaptionEngine(folder, provider, verify=verify, pick_variant=False)
+                engine = CaptionEngine(folder, provider, verify=False, pick_variant=False)
             try:
                 engine.backend.open_deferred()  # every graph, also those made on first use (a question's decoder)
             finally:

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 
 from edgevlm.errors import EdgeVLMError
 from edgevlm.runtime.engine_profiles import ort_profile_options
-from edgevlm.runtime.manifest import sha256_file
+from edgevlm.runtime.file_records import sha256_file
 
 CACHE_ENV = "EDGEVLM_CACHE_DIR"
 

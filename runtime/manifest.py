@@ -16,13 +16,13 @@ tampered, truncated or path-escaping engine is refused before onnxruntime sees i
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from edgevlm.errors import EdgeVLMError
 from edgevlm.fileio import read_json, write_json
+from edgevlm.runtime.file_records import file_matches
 from edgevlm.runtime.hf_preprocess import RESAMPLE_CODES, HFImageSpec
 from edgevlm.runtime.hf_text import QUESTION_FORMATS
 from edgevlm.runtime.manifest_schema import parse_section, section_json
@@ -31,14 +31,6 @@ from edgevlm.runtime.search_hf import HFGeneration
 
 MANIFEST_FILE = "edgevlm.json"
 SCHEMA_VERSION = 1
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -396,8 +388,9 @@ def is_engine_dir(path: str) -> bool:
     return os.path.isfile(os.path.join(path, MANIFEST_FILE))
 
 
-def load_manifest(engine_dir: str, verify: bool = True) -> Manifest:
-    """Read ENGINE_DIR/edgevlm.json; with ``verify`` check every file's sha256."""
+def load_manifest(engine_dir: str, verify: bool = True, use_records: bool = True) -> Manifest:
+    """Read ENGINE_DIR/edgevlm.json; with ``verify`` check every file's sha256 (files unchanged
+    since they last matched by their record, ``use_records``: runtime/file_records.py)."""
     path = os.path.join(engine_dir, MANIFEST_FILE)
     if not os.path.isdir(engine_dir):
         raise EdgeVLMError(f"engine folder not found: {engine_dir}; make one with `edgevlm export MODEL_DIR --out DIR`")
@@ -408,22 +401,22 @@ def load_manifest(engine_dir: str, verify: bool = True) -> Manifest:
     for key, entry in manifest.files.items():
         file_path = _confined_path(root, entry, key)
         if verify:
-            _verify_file(file_path, entry)
+            _verify_file(file_path, entry, use_records)
     return manifest
 
 
-def verify_files(manifest: Manifest) -> Manifest:
+def verify_files(manifest: Manifest, use_records: bool = True) -> Manifest:
     """Check every file of a manifest loaded with ``verify=False`` as ``load_manifest`` would
     have (present, sha256 as listed), without reading the manifest again."""
     for key, entry in manifest.files.items():
-        _verify_file(_confined_path(manifest.root, entry, key), entry)
+        _verify_file(_confined_path(manifest.root, entry, key), entry, use_records)
     return manifest
 
 
-def _verify_file(file_path: str, entry: FileEntry) -> None:
+def _verify_file(file_path: str, entry: FileEntry, use_records: bool = True) -> None:
     if not os.path.isfile(file_path):
         raise EdgeVLMError(f"engine file missing: {file_path} (listed in {MANIFEST_FILE}); re-export the engine")
-    if sha256_file(file_path) != entry.sha256:
+    if not file_matches(file_path, entry.sha256, use_records):
         raise EdgeVLMError(
             f"engine file {file_path} does not match the sha256 in {MANIFEST_FILE}: "
             "it was modified or truncated; re-export the engine"

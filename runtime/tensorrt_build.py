@@ -28,7 +28,8 @@ from edgevlm.errors import EdgeVLMError
 from edgevlm.fileio import atomic_path, probe_writable
 from edgevlm.runtime.engine_cache import graph_cache_dir, is_symmetric_qdq, plan_problems
 from edgevlm.runtime.engine_profiles import axis_ranges, input_profiles
-from edgevlm.runtime.manifest import PlanEntry, load_manifest, sha256_file, update_manifest
+from edgevlm.runtime.file_records import sha256_file
+from edgevlm.runtime.manifest import PlanEntry, load_manifest, update_manifest
 from edgevlm.runtime.steppers import device_graphs
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from edgevlm.cli.main import cli
 from edgevlm.data.coco import load_coco_captions
 from edgevlm.errors import EdgeVLMError
-from edgevlm.runtime.manifest import sha256_file
+from edgevlm.runtime.file_records import sha256_file
 from tests.support import SAMPLE_PHOTOS, make_coco_dataset
 
 LONG = os.environ.get("EDGEVLM_FUZZ") == "long"

@@ -77,7 +77,8 @@ def test_a_decoder_onnxruntime_cannot_load_fails_though_captioning_never_opens_i
     """The decoder session is made on first use (captions run on decoder_step), but doctor opens
     every graph of every engine in the folder (the top one and each CPU variant, whichever this
     CPU runs): a decoder.onnx whose sha256 the manifest lists yet onnxruntime refuses is found."""
-    from edgevlm.runtime.manifest import FileEntry, load_manifest, sha256_file
+    from edgevlm.runtime.file_records import sha256_file
+    from edgevlm.runtime.manifest import FileEntry, load_manifest
 
     engine = tmp_path / "engine"
     shutil.copytree(default_engine_dir(), engine)

@@ -91,7 +91,7 @@ def test_unknown_schema_and_missing_manifest_are_refused(tiny_engine_dir, tmp_pa
 
 
 def test_corrupt_onnx_with_matching_hash_is_a_clear_error(tiny_engine_dir):
-    from edgevlm.runtime.manifest import sha256_file
+    from edgevlm.runtime.file_records import sha256_file
 
     onnx_path = os.path.join(tiny_engine_dir, "vision.onnx")
     open(onnx_path, "wb").write(b"not a model")

@@ -1,0 +1,136 @@
+"""Records of verified engine files: an unchanged file is not hashed again, and any write to
+it, a record that lies, or a file too young to trust still gets its bytes checked."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+
+import pytest
+
+from edgevlm.errors import EdgeVLMError
+from edgevlm.runtime import doctor, file_records
+from edgevlm.runtime.manifest import load_manifest
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    """Records of this test only (the same bytes are hashed in several tests)."""
+    monkeypatch.setenv("EDGEVLM_CACHE_DIR", str(tmp_path / "user-cache"))
+
+
+@pytest.fixture()
+def hashes(monkeypatch):
+    """Counts the files actually hashed."""
+    seen = []
+    real = file_records.sha256_file
+    monkeypatch.setattr(file_records, "sha256_file", lambda path: seen.append(path) or real(path))
+    return seen
+
+
+@pytest.fixture()
+def old_enough(monkeypatch):
+    """Files count as old enough to record at once (the racy window is tested on its own)."""
+    monkeypatch.setattr(file_records, "RACY_S", -1.0)
+
+
+def _file(tmp_path, content: bytes = b"weights " * 1000):
+    path = tmp_path / "graph.onnx"
+    path.write_bytes(content)
+    return str(path), hashlib.sha256(content).hexdigest()
+
+
+def test_an_unchanged_file_is_hashed_once_then_recognised_by_its_record(tmp_path, hashes, old_enough):
+    path, digest = _file(tmp_path)
+    assert file_records.file_matches(path, digest) and file_records.file_matches(path, digest)
+    assert hashes == [os.path.realpath(path)]
+
+
+def test_a_rewrite_of_the_same_size_with_its_old_mtime_is_still_caught(tmp_path, hashes, old_enough):
+    path, digest = _file(tmp_path)
+    assert file_records.file_matches(path, digest)
+    before = os.stat(path)
+    with open(path, "r+b") as f:  # same size, one byte altered, the modification time put back
+        f.write(b"X")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert os.stat(path).st_size == before.st_size and os.stat(path).st_mtime_ns == before.st_mtime_ns
+    assert not file_records.file_matches(path, digest)  # ctime moved: hashed, and the hash differs
+    assert len(hashes) == 2
+
+
+def test_a_replaced_file_is_hashed_again(tmp_path, hashes, old_enough):
+    path, digest = _file(tmp_path)
+    assert file_records.file_matches(path, digest)
+    copy = str(tmp_path / "copy")
+    shutil.copy2(path, copy)
+    os.replace(copy, path)  # same bytes, same mtime, a new inode
+    assert file_records.file_matches(path, digest) and len(hashes) == 2
+
+
+def test_a_file_younger_than_the_racy_window_is_checked_but_not_recorded(tmp_path, hashes):
+    path, digest = _file(tmp_path)
+    assert file_records.file_matches(path, digest) and file_records.file_matches(path, digest)
+    assert len(hashes) == 2 and not os.path.exists(file_records._records_path(digest))
+
+
+def test_a_wrong_digest_is_never_recorded(tmp_path, hashes, old_enough):
+    path, digest = _file(tmp_path)
+    wrong = hashlib.sha256(b"other").hexdigest()
+    assert not file_records.file_matches(path, wrong) and not file_records.file_matches(path, wrong)
+    assert len(hashes) == 2 and not os.path.exists(file_records._records_path(wrong))
+
+
+def test_use_records_false_hashes_whatever_the_records_say(tmp_path, hashes, old_enough):
+    path, digest = _file(tmp_path)
+    assert file_records.file_matches(path, digest)
+    assert file_records.file_matches(path, digest, use_records=False) and len(hashes) == 2
+
+
+def test_an_unwritable_cache_only_costs_a_hash_per_check(tmp_path, monkeypatch, hashes, old_enough):
+    cache = tmp_path / "cache"
+    cache.write_text("a file where the cache folder should be")  # unwritable even for root
+    monkeypatch.setenv("EDGEVLM_CACHE_DIR", str(cache))
+    path, digest = _file(tmp_path)
+    assert file_records.file_matches(path, digest) and file_records.file_matches(path, digest)
+    assert len(hashes) == 2
+
+
+def test_a_damaged_records_file_is_replaced(tmp_path, hashes, old_enough):
+    path, digest = _file(tmp_path)
+    records = file_records._records_path(digest)
+    os.makedirs(os.path.dirname(records), exist_ok=True)
+    with open(records, "w") as f:
+        f.write("{not json")
+    assert file_records.file_matches(path, digest) and file_records.file_matches(path, digest)
+    assert len(hashes) == 1
+
+
+def _forge_records(engine_dir: str) -> None:
+    """Records claiming every engine file matches as it is now (what no real run writes)."""
+    manifest = load_manifest(engine_dir, verify=False)
+    for entry in manifest.files.values():
+        real = os.path.realpath(os.path.join(engine_dir, entry.path))
+        file_records._write_record(file_records._records_path(entry.sha256), {}, real, os.stat(real))
+
+
+def test_an_engine_file_altered_after_its_record_fails_to_load(tiny_engine_dir, old_enough):
+    load_manifest(tiny_engine_dir)  # records every file
+    load_manifest(tiny_engine_dir)
+    vision = os.path.join(tiny_engine_dir, "vision.onnx")
+    with open(vision, "r+b") as f:
+        f.seek(100)
+        f.write(b"\x00\x01\x02")
+    with pytest.raises(EdgeVLMError, match="does not match the sha256 in edgevlm.json"):
+        load_manifest(tiny_engine_dir)
+
+
+def test_doctor_hashes_every_byte_even_when_a_record_vouches_for_the_file(tiny_engine_dir, old_enough):
+    vision = os.path.join(tiny_engine_dir, "vision.onnx")
+    with open(vision, "r+b") as f:
+        f.seek(100)
+        f.write(b"\x00\x01\x02")
+    _forge_records(tiny_engine_dir)  # a lying record: loading trusts it (that is what records are for)
+    load_manifest(tiny_engine_dir)
+    check = doctor.check_engine(tiny_engine_dir, "cpu")
+    assert not check.ok and "does not match the sha256" in check.detail
