@@ -20,6 +20,16 @@ MAX_JSON_BYTES = 1024**3  # 1 GiB: json.load holds the text and ~10x that in obj
 
 
 def _umask() -> int:
+    """The process umask, read from /proc (Linux 4.7+) where it can be: setting and restoring
+    it (the only portable way) gives any other thread creating a file in between a umask of
+    0, and two threads doing it at once can leave it at 0 for good."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask

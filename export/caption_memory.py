@@ -9,7 +9,6 @@ runs, on any engine whose vision graph gives a pooled embedding.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 
@@ -93,6 +92,8 @@ def build_caption_memory(engine_dir: str, captions_path: str, images_dir: str | 
     mean, projection = whitened_projection(embeddings, dims)
     captions = [[caption_words(c) for c in item.captions] for item in items]
     data = CaptionMemory.remembering(embeddings, captions, mean, projection).to_bytes()
+    import hashlib  # here: the CLI imports this module on every start, and hashlib loads OpenSSL
+
     digest = hashlib.sha256(data).hexdigest()
     name = f"caption_memory-{digest[:12]}.npz"
     path = os.path.join(engine_dir, name)

@@ -70,11 +70,11 @@ def optimized_graph_path(source_sha256: str, level: ort.GraphOptimizationLevel) 
     """Where the optimized copy of the graph with this sha256 lives for this machine."""
     # COPY_FORMAT: copies made before weights files (embedded weights) get other names, so they
     # are not loaded (and kept in use) forever; the pruning removes them as they age out
-    # crc32, not hashlib: the source is named by its sha256 already, this only tells this
-    # machine's onnxruntime versions and levels apart, and hashlib would load OpenSSL
-    # (3.2 MB of peak RSS; runtime/file_records.py)
+    # The source's whole sha256 names it; crc32, not hashlib, only tells this machine's
+    # onnxruntime versions and levels apart (hashlib would load OpenSSL: 3.2 MB of peak RSS,
+    # runtime/file_records.py)
     key = zlib.crc32(f"ort {ort.__version__}|{int(level)}|{machine_fingerprint()}|{COPY_FORMAT}".encode())
-    return os.path.join(graph_cache_folder(), f"{source_sha256[:16]}-{key:08x}.onnx")
+    return os.path.join(graph_cache_folder(), f"{source_sha256}-{key:08x}.onnx")
 
 
 def open_cpu_session(path: str, source_sha256: str, make_options: Callable[[], ort.SessionOptions],

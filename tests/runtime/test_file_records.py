@@ -6,12 +6,18 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import subprocess
+import sys
+import time
 
 import pytest
 
 from edgevlm.errors import EdgeVLMError
 from edgevlm.runtime import doctor, file_records
 from edgevlm.runtime.manifest import load_manifest
+from tests.support import REPO_ROOT
+
+SHIPPED = os.path.join(REPO_ROOT, "edgevlm", "assets", "default_engine")
 
 
 @pytest.fixture(autouse=True)
@@ -24,8 +30,8 @@ def own_cache(tmp_path, monkeypatch):
 def hashes(monkeypatch):
     """Counts the files actually hashed."""
     seen = []
-    real = file_records.sha256_file
-    monkeypatch.setattr(file_records, "sha256_file", lambda path: seen.append(path) or real(path))
+    real = file_records._sha256_of
+    monkeypatch.setattr(file_records, "_sha256_of", lambda f: seen.append(f.name) or real(f))
     return seen
 
 
@@ -33,6 +39,18 @@ def hashes(monkeypatch):
 def old_enough(monkeypatch):
     """Files count as old enough to record at once (the racy window is tested on its own)."""
     monkeypatch.setattr(file_records, "RACY_S", -1.0)
+
+
+def _after_a_clock_tick(tmp_path) -> None:
+    """Wait until a file written now gets a later ctime than files written before: kernels
+    before 6.13 move file timestamps once per tick (1-10 ms), so a change within the tick of
+    the recording could keep its ctime (production code never records such young files)."""
+    probe = tmp_path / "tick-probe"
+    probe.write_bytes(b"")
+    start = os.stat(probe).st_ctime_ns
+    while os.stat(probe).st_ctime_ns == start:
+        time.sleep(0.002)
+        probe.write_bytes(b"x")
 
 
 def _file(tmp_path, content: bytes = b"weights " * 1000):
@@ -51,6 +69,7 @@ def test_a_rewrite_of_the_same_size_with_its_old_mtime_is_still_caught(tmp_path,
     path, digest = _file(tmp_path)
     assert file_records.file_matches(path, digest)
     before = os.stat(path)
+    _after_a_clock_tick(tmp_path)
     with open(path, "r+b") as f:  # same size, one byte altered, the modification time put back
         f.write(b"X")
     os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
@@ -111,12 +130,14 @@ def _forge_records(engine_dir: str) -> None:
     manifest = load_manifest(engine_dir, verify=False)
     for entry in manifest.files.values():
         real = os.path.realpath(os.path.join(engine_dir, entry.path))
-        file_records._write_record(file_records._records_path(entry.sha256), {}, real, os.stat(real))
+        file_records._write_records(file_records._records_path(entry.sha256),
+                                    {real: file_records._identity(os.stat(real))})
 
 
-def test_an_engine_file_altered_after_its_record_fails_to_load(tiny_engine_dir, old_enough):
+def test_an_engine_file_altered_after_its_record_fails_to_load(tiny_engine_dir, tmp_path, old_enough):
     load_manifest(tiny_engine_dir)  # records every file
     load_manifest(tiny_engine_dir)
+    _after_a_clock_tick(tmp_path)
     vision = os.path.join(tiny_engine_dir, "vision.onnx")
     with open(vision, "r+b") as f:
         f.seek(100)
@@ -134,3 +155,31 @@ def test_doctor_hashes_every_byte_even_when_a_record_vouches_for_the_file(tiny_e
     load_manifest(tiny_engine_dir)
     check = doctor.check_engine(tiny_engine_dir, "cpu")
     assert not check.ok and "does not match the sha256" in check.detail
+    with pytest.raises(EdgeVLMError, match="does not match the sha256"):  # doctor's finding dropped the record
+        load_manifest(tiny_engine_dir)
+
+
+def test_a_record_from_another_boot_is_not_believed(tmp_path, monkeypatch, hashes, old_enough):
+    path, digest = _file(tmp_path)
+    assert file_records.file_matches(path, digest)
+    monkeypatch.setattr(file_records, "_boot", lambda: "another-boot")
+    assert file_records.file_matches(path, digest) and len(hashes) == 2
+
+
+@pytest.mark.parametrize("spoil", [lambda p: os.chmod(p, 0o666), lambda p: open(p, "w").write("[" * 100_000)])
+def test_a_writable_by_others_or_damaged_records_file_is_not_believed(tmp_path, hashes, old_enough, spoil):
+    path, digest = _file(tmp_path)
+    assert file_records.file_matches(path, digest)
+    spoil(file_records._records_path(digest))
+    assert file_records.file_matches(path, digest) and len(hashes) == 2
+    assert file_records.file_matches(path, digest) and len(hashes) == 2  # replaced by a good one
+
+
+def test_a_start_on_recorded_files_never_loads_openssl(tmp_path):
+    """The command line imports every subcommand: none of them may import hashlib at load."""
+    script = ("import sys; from edgevlm.cli.main import cli; from edgevlm.runtime.engine import CaptionEngine; "
+              f"CaptionEngine({SHIPPED!r}).close(); print('_hashlib' in sys.modules)")
+    env = dict(os.environ, EDGEVLM_CACHE_DIR=str(tmp_path / "user-cache"))
+    loaded = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True,
+                             timeout=120).stdout.split()[-1] for _ in range(2)]
+    assert loaded == ["True", "False"]  # hashed (and recorded) once, then trusted
