@@ -8,6 +8,8 @@ import os
 
 import click
 
+from edgevlm.data.object_lexicon import PRESENT_MIN
+
 
 @click.command("train-concepts")
 @click.argument("model_dir", type=click.Path())
@@ -25,9 +27,15 @@ import click
               help="Hidden width of the per-cell MLP (0: a linear probe per cell).")
 @click.option("--sharpness", type=click.FloatRange(0, min_open=True), default=0.5, show_default=True,
               help="Log-sum-exp pooling over the grid: ~mean pooling near 0, ~max pooling when large.")
+@click.option("--present-min", type=click.IntRange(1, 5), default=PRESENT_MIN, show_default=True,
+              help="Training photos count as showing a category when this many of their captions name it "
+                   f"(dev and `eval --pope` keep {PRESENT_MIN}: most captions).")
+@click.option("--mirror-views", is_flag=True,
+              help="Also train on the mirror images' features (cached once more) and score dev on both views, "
+                   "as questions are answered.")
 @click.option("--threads", type=click.IntRange(1), default=2, show_default=True)
 def command(model_dir, data, out, epochs, lr, unfamiliar_quantile, ban_below, hidden, sharpness,
-            cache_dir, threads):
+            present_min, mirror_views, cache_dir, threads):
     """Train MODEL_DIR's concept head on the dataset's captions (the decoder is unchanged) and
     write the result to OUT; prints the dev report as JSON."""
     import torch
@@ -40,5 +48,6 @@ def command(model_dir, data, out, epochs, lr, unfamiliar_quantile, ban_below, hi
     check_replaceable(out, CONFIG_FILE, "a model folder")  # as save_model will, but before the training
     torch.set_num_threads(threads)
     report = train_concepts(model_dir, data, out, os.path.expanduser(cache_dir), epochs, lr, unfamiliar_quantile,
-                            ban_below, hidden=hidden, sharpness=sharpness)
+                            ban_below, hidden=hidden, sharpness=sharpness, present_min=present_min,
+                            mirror_views=mirror_views)
     click.echo(json.dumps(report))

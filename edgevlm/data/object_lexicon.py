@@ -253,8 +253,8 @@ def uncertain(text: str) -> set[str]:
     return {name for name, blockers in UNCERTAIN.items() if found & blockers}
 
 
-def image_labels(captions: list[str]) -> dict[str, bool]:
-    """category -> True (present: named by at least PRESENT_MIN captions) or False (absent:
+def image_labels(captions: list[str], present_min: int = PRESENT_MIN) -> dict[str, bool]:
+    """category -> True (present: named by at least ``present_min`` captions) or False (absent:
     named by none, and none leaves it open); categories in between are left out."""
     if not captions:
         return {}
@@ -266,7 +266,7 @@ def image_labels(captions: list[str]) -> dict[str, bool]:
         open_ |= uncertain(caption)
     labels = {}
     for name, count in counts.items():
-        if count >= min(PRESENT_MIN, len(captions)):
+        if count >= min(present_min, len(captions)):
             labels[name] = True
         elif count == 0 and name not in open_:
             labels[name] = False

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from edgevlm.config import ConceptConfig
 from edgevlm.data.coco import CaptionedImage
-from edgevlm.data.object_lexicon import CATEGORIES, image_labels
+from edgevlm.data.object_lexicon import CATEGORIES, PRESENT_MIN, image_labels
 from edgevlm.models.captioner import Captioner
 from edgevlm.models.concept_head import ConceptHead
 
@@ -30,11 +30,11 @@ log = logging.getLogger(__name__)
 UNKNOWN = -1
 
 
-def concept_labels(items: list[CaptionedImage], names: tuple[str, ...]) -> np.ndarray:
-    """-> (N, K) int8: 1 present, 0 absent, -1 unknown."""
+def concept_labels(items: list[CaptionedImage], names: tuple[str, ...], present_min: int = PRESENT_MIN) -> np.ndarray:
+    """-> (N, K) int8: 1 present (named by at least ``present_min`` captions), 0 absent, -1 unknown."""
     out = np.full((len(items), len(names)), UNKNOWN, np.int8)
     for row, item in enumerate(items):
-        for name, present in image_labels(list(item.captions)).items():
+        for name, present in image_labels(list(item.captions), present_min).items():
             if name in names:
                 out[row, names.index(name)] = int(present)
     return out
@@ -51,16 +51,23 @@ def balanced_accuracy(probs: np.ndarray, labels: np.ndarray, min_positives: int 
     return out
 
 
-def _flip(features: torch.Tensor) -> torch.Tensor:
-    """Mirror the feature grid left-right: a cheap stand-in for flipping the photo (no object
-    changes side of "present")."""
-    return features.flip(-1)
+def _views(train_x: np.ndarray, mirror_x: np.ndarray | None, rows: np.ndarray, rng) -> torch.Tensor:
+    """The batch's features, each row from the photo or (half of them, at random) its mirror
+    image. The mirror's own features, not the photo's grid flipped: the head scores cells one
+    by one and pools them, so a flipped grid is the same input to it."""
+    x = train_x[rows].astype(np.float32)
+    if mirror_x is not None:
+        mirrored = rng.random(len(rows)) < 0.5
+        x[mirrored] = mirror_x[rows[mirrored]]
+    return torch.from_numpy(x)
 
 
 def train_head(head: ConceptHead, train_x: np.ndarray, train_y: np.ndarray, epochs: int = 25, lr: float = 1e-3,
-               batch: int = 128, seed: int = 0, weight_decay: float = 0.05) -> list[float]:
+               batch: int = 128, seed: int = 0, weight_decay: float = 0.05,
+               mirror_x: np.ndarray | None = None) -> list[float]:
     """Fit ``head`` on cached features (N,C,h,w) float16 and labels (N,K) in place; shift its
-    bias by the log prior odds. -> mean loss per epoch."""
+    bias by the log prior odds. ``mirror_x`` (N,C,h,w): the mirror images' features, drawn
+    for half of each batch's rows. -> mean loss per epoch."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
@@ -75,9 +82,7 @@ def train_head(head: ConceptHead, train_x: np.ndarray, train_y: np.ndarray, epoc
         order, total = rng.permutation(len(train_x)), 0.0
         for start in range(0, len(order), batch):
             rows = np.sort(order[start : start + batch])
-            x = torch.from_numpy(train_x[rows].astype(np.float32))
-            if rng.random() < 0.5:
-                x = _flip(x)
+            x = _views(train_x, mirror_x, rows, rng)
             y, mask = labels[rows], known[rows]
             loss = F.binary_cross_entropy_with_logits(head(x), y.clamp_min(0), reduction="none")
             loss = (loss * mask).sum() / mask.sum().clamp_min(1)
@@ -107,6 +112,13 @@ def prior_shift(labels: np.ndarray, pseudocount: float = PRIOR_PSEUDOCOUNT) -> n
     present = (labels == 1).sum(0) + pseudocount
     absent = (labels == 0).sum(0) + pseudocount
     return np.log(present / absent)
+
+
+def _mean_log_odds(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Two views' probabilities (N,K) -> the probabilities of their mean log-odds."""
+    a, b = (np.clip(p, 1e-7, 1 - 1e-7) for p in (a, b))
+    mean = (np.log(a / (1 - a)) + np.log(b / (1 - b))) / 2
+    return 1 / (1 + np.exp(-mean))
 
 
 @torch.no_grad()
@@ -151,9 +163,13 @@ def existence_threshold(probs: np.ndarray, labels: np.ndarray) -> float:
 
 def train_concepts(model_dir: str, data_dir: str, out: str, cache_dir: str, epochs: int = 8, lr: float = 1e-3,
                    unfamiliar_quantile: float = 0.98, ban_below: float = 0.6,
-                   seed: int = 0, hidden: int = 256, sharpness: float = 0.5) -> dict:
+                   seed: int = 0, hidden: int = 256, sharpness: float = 0.5,
+                   present_min: int = PRESENT_MIN, mirror_views: bool = False) -> dict:
     """MODEL_DIR + the dataset's train/dev captions -> OUT: the same model with a trained
-    concept head and its thresholds tuned on dev. -> report dict."""
+    concept head and its thresholds tuned on dev. ``present_min``: captions that must name a
+    category for a training photo to count as showing it (dev keeps the lexicon's rule);
+    ``mirror_views``: train on the mirror images' features too, and score dev on both views'
+    averaged log-odds, as the runtime answers. -> report dict."""
     import os
 
     from edgevlm.data.coco import load_coco_captions
@@ -167,11 +183,15 @@ def train_concepts(model_dir: str, data_dir: str, out: str, cache_dir: str, epoc
     splits = {}
     for split in ("train", "dev"):
         items = load_coco_captions(os.path.join(data_dir, f"captions_{split}.json"))
-        features = cached_features([i.path for i in items], model.encoder, model.cfg, cache_dir, split)
-        splits[split] = (features, concept_labels(items, cfg.names))
-    (train_x, train_y), (dev_x, dev_y) = splits["train"], splits["dev"]
-    history = train_head(model.concepts, train_x, train_y, epochs=epochs, lr=lr, seed=seed)
+        paths = [i.path for i in items]
+        features = cached_features(paths, model.encoder, model.cfg, cache_dir, split)
+        mirrors = cached_features(paths, model.encoder, model.cfg, cache_dir, split, flip=True) if mirror_views else None
+        splits[split] = (features, mirrors, concept_labels(items, cfg.names, present_min if split == "train" else PRESENT_MIN))
+    (train_x, train_mirror, train_y), (dev_x, dev_mirror, dev_y) = splits["train"], splits["dev"]
+    history = train_head(model.concepts, train_x, train_y, epochs=epochs, lr=lr, seed=seed, mirror_x=train_mirror)
     dev_probs = predict(model.concepts, dev_x)
+    if mirror_views:  # the runtime's question_sight: log-odds of the photo and its mirror averaged
+        dev_probs = _mean_log_odds(dev_probs, predict(model.concepts, dev_mirror))
     per_concept = {cfg.names[k]: round(float(v), 4) for k, v in balanced_accuracy(dev_probs, dev_y).items()}
     abstain = existence_threshold(dev_probs, dev_y)
     # Hedge captions of the few dev photos (1 - quantile) that show nothing the head knows.
@@ -183,7 +203,7 @@ def train_concepts(model_dir: str, data_dir: str, out: str, cache_dir: str, epoc
               "dev_concepts_scored": len(per_concept), "dev_per_concept": per_concept,
               "abstain_below": round(abstain, 4), "unfamiliar_above": round(unfamiliar, 4),
               "ban_below": ban_below, "loss": [round(x, 4) for x in history], "epochs": epochs, "lr": lr,
-              "hidden": hidden, "sharpness": sharpness,
+              "hidden": hidden, "sharpness": sharpness, "present_min": present_min, "mirror_views": mirror_views,
               "init_from": os.path.abspath(model_dir)}
     save_model(model, tokenizer, out, dtype=torch.float16, extra={"concepts": report})
     return report

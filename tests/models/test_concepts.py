@@ -22,6 +22,38 @@ def test_labels_are_present_absent_or_unknown():
     assert labels[1].tolist() == [0, 1, 0]
 
 
+def test_training_labels_can_count_a_category_named_by_fewer_captions():
+    from edgevlm.training.concept_training import UNKNOWN, concept_labels
+
+    items = [CaptionedImage(1, "a.jpg", ("a dog on grass", "a dog on the grass", "a dog", "a dog runs", "a dog"))]
+    assert concept_labels(items, ("dog", "grass"))[0].tolist() == [1, UNKNOWN]  # the lexicon's rule: 3 of 5
+    assert concept_labels(items, ("dog", "grass"), present_min=2)[0].tolist() == [1, 1]
+
+
+def test_the_head_learns_from_the_mirror_views_it_is_given():
+    """The class shows in channel 0 of the photos' features and in channel 1 of their
+    mirrors': only a head that was shown the mirror rows can tell the classes apart on them."""
+    import torch
+
+    from edgevlm.models.concept_head import ConceptHead
+    from edgevlm.training.concept_training import predict, train_head
+
+    rng = np.random.default_rng(0)
+    y = (rng.random((200, 1)) < 0.5).astype(np.int8)
+    sign = 3.0 * (2 * y[:, :, None] - 1)  # one channel: LayerNorm would erase a shift of them all
+    photos, mirrors = rng.normal(size=(200, 8, 2, 2)), rng.normal(size=(200, 8, 2, 2))
+    photos[:, 0] += sign
+    mirrors[:, 1] += sign
+    photos, mirrors = photos.astype(np.float16), mirrors.astype(np.float16)
+    accuracy = {}
+    for given in (None, mirrors):
+        torch.manual_seed(0)
+        head = ConceptHead(8, 1, hidden=4)
+        train_head(head, photos, y, epochs=20, lr=3e-2, mirror_x=given)
+        accuracy[given is not None] = ((predict(head, mirrors) >= 0.5) == (y == 1)).mean()
+    assert accuracy[True] > 0.95 and accuracy[False] < 0.8, accuracy
+
+
 def test_bias_shift_makes_half_mean_even_odds():
     """A head that learned nothing but the base rate scores ~0.5 after the prior shift
     (exactly 0.5 but for the shrinkage of rare categories towards even odds)."""
@@ -81,6 +113,25 @@ def test_train_concepts_writes_a_model_with_both_heads(concept_model):
     assert model.cfg.concepts.words[model.cfg.concepts.names.index("dog")] == CATEGORIES["dog"]
     assert model.concepts is not None
     assert 0.5 <= report["abstain_below"] <= 1.0 + 1e-6 and report["unfamiliar_above"] > 0
+
+
+def test_train_concepts_on_mirror_views_caches_the_mirrors_and_reports_its_recipe(tiny_model_master, tmp_path):
+    import glob
+
+    from edgevlm.model_io import load_model
+    from edgevlm.training.concept_training import train_concepts
+    from tests.support import make_coco_dataset
+
+    data = str(tmp_path / "data")
+    make_coco_dataset(data, "train", 6, seed=0)
+    make_coco_dataset(data, "dev", 3, seed=1)
+    cache = tmp_path / "cache"
+    report = train_concepts(tiny_model_master, data, str(tmp_path / "out"), str(cache), epochs=1, present_min=2,
+                            mirror_views=True)
+    assert report["present_min"] == 2 and report["mirror_views"] is True
+    assert len(glob.glob(str(cache / "features-train-*.npy"))) == 2  # the photos' and the mirrors'
+    assert len(glob.glob(str(cache / "features-dev-*.npy"))) == 2
+    assert load_model(str(tmp_path / "out"))[0].concepts is not None
 
 
 def test_engine_answers_existence_from_the_head_and_grounds_captions(concept_model, tmp_path):
