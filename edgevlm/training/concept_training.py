@@ -189,13 +189,14 @@ def train_concepts(model_dir: str, data_dir: str, out: str, cache_dir: str, epoc
         splits[split] = (features, mirrors, concept_labels(items, cfg.names, present_min if split == "train" else PRESENT_MIN))
     (train_x, train_mirror, train_y), (dev_x, dev_mirror, dev_y) = splits["train"], splits["dev"]
     history = train_head(model.concepts, train_x, train_y, epochs=epochs, lr=lr, seed=seed, mirror_x=train_mirror)
-    dev_probs = predict(model.concepts, dev_x)
-    if mirror_views:  # the runtime's question_sight: log-odds of the photo and its mirror averaged
-        dev_probs = _mean_log_odds(dev_probs, predict(model.concepts, dev_mirror))
+    photo_probs = dev_probs = predict(model.concepts, dev_x)
+    if mirror_views:  # questions read both views (the runtime's question_sight): log-odds averaged
+        dev_probs = _mean_log_odds(photo_probs, predict(model.concepts, dev_mirror))
     per_concept = {cfg.names[k]: round(float(v), 4) for k, v in balanced_accuracy(dev_probs, dev_y).items()}
     abstain = existence_threshold(dev_probs, dev_y)
-    # Hedge captions of the few dev photos (1 - quantile) that show nothing the head knows.
-    unfamiliar = float(np.quantile(1.0 - dev_probs.max(axis=1), unfamiliar_quantile))
+    # Hedge captions of the few dev photos (1 - quantile) that show nothing the head knows:
+    # the photo's own novelty, as the vision graph gives it to every caption.
+    unfamiliar = float(np.quantile(1.0 - photo_probs.max(axis=1), unfamiliar_quantile))
     model.cfg = dataclasses.replace(model.cfg, concepts=dataclasses.replace(
         cfg, abstain_below=round(abstain, 4), unfamiliar_above=round(unfamiliar, 4)))
     macro = float(np.mean(list(per_concept.values()))) if per_concept else None  # None: too few dev photos
