@@ -31,8 +31,8 @@ from edgevlm.data.object_lexicon import PRESENT_MIN
               help="Training photos count as showing a category when this many of their captions name it "
                    f"(dev and `eval --pope` keep {PRESENT_MIN}: most captions).")
 @click.option("--mirror-views", is_flag=True,
-              help="Also train on the mirror images' features (cached once more) and score dev on both views, "
-                   "as questions are answered.")
+              help="Train each batch row on the photo's or, at random half the time, its mirror image's features "
+                   "(cached once more). Dev is scored on both views either way, as questions are answered.")
 @click.option("--threads", type=click.IntRange(1), default=2, show_default=True)
 def command(model_dir, data, out, epochs, lr, unfamiliar_quantile, ban_below, hidden, sharpness,
             present_min, mirror_views, cache_dir, threads):

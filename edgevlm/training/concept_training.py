@@ -24,6 +24,7 @@ from edgevlm.data.coco import CaptionedImage
 from edgevlm.data.object_lexicon import CATEGORIES, PRESENT_MIN, image_labels
 from edgevlm.models.captioner import Captioner
 from edgevlm.models.concept_head import ConceptHead
+from edgevlm.runtime.mirror_view import with_mirror_view
 
 log = logging.getLogger(__name__)
 
@@ -114,13 +115,6 @@ def prior_shift(labels: np.ndarray, pseudocount: float = PRIOR_PSEUDOCOUNT) -> n
     return np.log(present / absent)
 
 
-def _mean_log_odds(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Two views' probabilities (N,K) -> the probabilities of their mean log-odds."""
-    a, b = (np.clip(p, 1e-7, 1 - 1e-7) for p in (a, b))
-    mean = (np.log(a / (1 - a)) + np.log(b / (1 - b))) / 2
-    return 1 / (1 + np.exp(-mean))
-
-
 @torch.no_grad()
 def predict(head: ConceptHead, features: np.ndarray, batch: int = 256) -> np.ndarray:
     head.eval()
@@ -168,8 +162,9 @@ def train_concepts(model_dir: str, data_dir: str, out: str, cache_dir: str, epoc
     """MODEL_DIR + the dataset's train/dev captions -> OUT: the same model with a trained
     concept head and its thresholds tuned on dev. ``present_min``: captions that must name a
     category for a training photo to count as showing it (dev keeps the lexicon's rule);
-    ``mirror_views``: train on the mirror images' features too, and score dev on both views'
-    averaged log-odds, as the runtime answers. -> report dict."""
+    ``mirror_views``: train each batch row on the photo's or, half the time, its mirror image's
+    features. Dev is scored on both views' averaged log-odds either way, as questions are
+    answered. -> report dict."""
     import os
 
     from edgevlm.data.coco import load_coco_captions
@@ -185,13 +180,15 @@ def train_concepts(model_dir: str, data_dir: str, out: str, cache_dir: str, epoc
         items = load_coco_captions(os.path.join(data_dir, f"captions_{split}.json"))
         paths = [i.path for i in items]
         features = cached_features(paths, model.encoder, model.cfg, cache_dir, split)
-        mirrors = cached_features(paths, model.encoder, model.cfg, cache_dir, split, flip=True) if mirror_views else None
+        mirrors = (cached_features(paths, model.encoder, model.cfg, cache_dir, split, flip=True)
+                   if mirror_views or split == "dev" else None)
         splits[split] = (features, mirrors, concept_labels(items, cfg.names, present_min if split == "train" else PRESENT_MIN))
     (train_x, train_mirror, train_y), (dev_x, dev_mirror, dev_y) = splits["train"], splits["dev"]
     history = train_head(model.concepts, train_x, train_y, epochs=epochs, lr=lr, seed=seed, mirror_x=train_mirror)
-    photo_probs = dev_probs = predict(model.concepts, dev_x)
-    if mirror_views:  # questions read both views (the runtime's question_sight): log-odds averaged
-        dev_probs = _mean_log_odds(photo_probs, predict(model.concepts, dev_mirror))
+    photo_probs = predict(model.concepts, dev_x)
+    # questions read both views (the runtime's question_sight): the existence threshold and the
+    # dev report from their averaged log-odds
+    dev_probs = with_mirror_view(photo_probs, predict(model.concepts, dev_mirror))
     per_concept = {cfg.names[k]: round(float(v), 4) for k, v in balanced_accuracy(dev_probs, dev_y).items()}
     abstain = existence_threshold(dev_probs, dev_y)
     # Hedge captions of the few dev photos (1 - quantile) that show nothing the head knows:

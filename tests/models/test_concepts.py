@@ -50,8 +50,9 @@ def test_the_head_learns_from_the_mirror_views_it_is_given():
         torch.manual_seed(0)
         head = ConceptHead(8, 1, hidden=4)
         train_head(head, photos, y, epochs=20, lr=3e-2, mirror_x=given)
-        accuracy[given is not None] = ((predict(head, mirrors) >= 0.5) == (y == 1)).mean()
-    assert accuracy[True] > 0.95 and accuracy[False] < 0.8, accuracy
+        accuracy[given is not None] = [((predict(head, x) >= 0.5) == (y == 1)).mean() for x in (photos, mirrors)]
+    assert accuracy[False][1] < 0.8, accuracy  # never shown the mirrors: no better than chance on them
+    assert min(accuracy[True]) > 0.95, accuracy  # shown both: right on both (not the mirrors only)
 
 
 def test_bias_shift_makes_half_mean_even_odds():
@@ -130,7 +131,7 @@ def test_train_concepts_on_mirror_views_caches_the_mirrors_and_reports_its_recip
                             mirror_views=True)
     assert report["present_min"] == 2 and report["mirror_views"] is True
     assert len(glob.glob(str(cache / "features-train-*.npy"))) == 2  # the photos' and the mirrors'
-    assert len(glob.glob(str(cache / "features-dev-*.npy"))) == 2
+    assert len(glob.glob(str(cache / "features-dev-*.npy"))) == 2  # dev is scored on both views
     assert load_model(str(tmp_path / "out"))[0].concepts is not None
 
 
