@@ -10,18 +10,17 @@ CPU), so a VNNI variant can be made and judged on an AVX2 machine.
 
 from __future__ import annotations
 
-import contextlib
 import os
-from typing import Callable, Iterator
+from typing import Callable
 
 from edgevlm.errors import EdgeVLMError
-from edgevlm.runtime.cpu_isa import same_layout, this_cpu_target
+from edgevlm.runtime.cpu_isa import this_cpu_target
 from edgevlm.runtime.engine import CaptionEngine
 from edgevlm.runtime.manifest import update_manifest
 
 from .cpu_layouts import layout_for
 from .gate import EvalSet, check_gateable, compare_engines, format_report
-from .int8_emulation import emulated_copy
+from .int8_emulation import emulation_needed, engine_as_made
 from .quantize import default_ranges_dir, match_nodes, quantize_engine
 from .sensitivity import node_sensitivity
 from .sources import CalibrationSet
@@ -41,7 +40,9 @@ def quantize_gated(engine_dir: str, calib: CalibrationSet, out_dir: str, method:
     if target is not None:
         patterns = list(patterns) + [p for p in layout_for(target).float_patterns if p not in patterns]
     here = this_cpu_target()
-    emulate = eval_set is not None and target is not None and (here is None or not same_layout(target, here))
+    # An 8-bit VNNI engine gated on AVX2's kernels failed (CIDEr drop 4.9%, pooled cosine 0.91
+    # mean); its emulation reproduced the figures measured on a VNNI CPU (MODEL_CARD.md).
+    emulate = eval_set is not None and emulation_needed(target)
     if emulate:
         say(f"note: this CPU ({here or 'unknown'}) is not a {target} one: the gate runs the engine emulated, "
             f"its integer arithmetic in float as a {target} CPU sums it (calibration/int8_emulation.py)")
@@ -56,7 +57,7 @@ def quantize_gated(engine_dir: str, calib: CalibrationSet, out_dir: str, method:
         if eval_set is None:
             return None
         fp32_cache: dict = {}
-        with _gated_engine(out_dir, emulate) as int8:
+        with engine_as_made(out_dir, emulate, threads=2) as int8:
             report = compare_engines(fp32, int8, eval_set, max_cider_drop, fp32_cache)
         auto: list[tuple[str, str, float]] = []
         if not report["passed"] and auto_exclude:
@@ -72,7 +73,7 @@ def quantize_gated(engine_dir: str, calib: CalibrationSet, out_dir: str, method:
                         exclude[g].append(node)
                 quantize_engine(engine_dir, calib, out_dir, method, exclude,
                                 extra_manifest=extra | {"auto_excluded": [n for _, n, _ in auto]})
-                with _gated_engine(out_dir, emulate) as int8:
+                with engine_as_made(out_dir, emulate, threads=2) as int8:
                     report = compare_engines(fp32, int8, eval_set, max_cider_drop, fp32_cache)
                 say(f"  {count} node(s) in float: CIDEr drop {report['cider_drop_relative']:+.2%}")
                 count *= 2
@@ -83,20 +84,6 @@ def quantize_gated(engine_dir: str, calib: CalibrationSet, out_dir: str, method:
         report["emulated_on"] = here or "unknown"
     update_manifest(out_dir, lambda m: m.replace(quantization=m.quantization | {"gate": report}), "the gate report")
     return report
-
-
-@contextlib.contextmanager
-def _gated_engine(out_dir: str, emulate: bool) -> Iterator[CaptionEngine]:
-    """The INT8 engine the gate captions with: ``out_dir`` itself, or with ``emulate`` a
-    temporary copy computing its target CPU's integer arithmetic in float. An 8-bit VNNI
-    engine gated on AVX2's kernels failed (CIDEr drop 4.9%, pooled cosine 0.91 mean); its
-    emulation reproduced the figures measured on a VNNI CPU (MODEL_CARD.md)."""
-    if not emulate:
-        with CaptionEngine(out_dir, threads=2) as engine:
-            yield engine
-        return
-    with emulated_copy(out_dir) as emulated, CaptionEngine(emulated, threads=2, pick_variant=False) as engine:
-        yield engine
 
 
 def load_eval_set(path: str, limit: int | None = None) -> EvalSet:

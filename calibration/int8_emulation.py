@@ -39,6 +39,8 @@ from typing import Iterator
 import numpy as np
 
 from edgevlm.errors import EdgeVLMError
+from edgevlm.runtime.cpu_isa import same_layout, this_cpu_target
+from edgevlm.runtime.engine import CaptionEngine
 
 
 # Integer kernels already fused (what onnxruntime's optimizer or a QOperator export makes):
@@ -187,7 +189,11 @@ def emulate_engine(engine_dir: str, out_dir: str) -> dict:
     engine with every ONNX graph emulated (``emulate_graph``), the manifest's sha256s renewed
     and ``source.emulates`` naming the engine's folder -> counts per graph. The copy is for
     measuring: ``add-variant`` refuses it."""
-    import onnx
+    try:
+        import onnx
+    except ModuleNotFoundError:
+        raise EdgeVLMError("emulating an INT8 engine made for another CPU needs onnx, which is not installed: "
+                           "pip install '.[calibrate]'") from None
 
     from edgevlm.fileio import atomic_dir
     from edgevlm.runtime.file_records import sha256_file
@@ -223,3 +229,22 @@ def emulated_copy(engine_dir: str) -> Iterator[str]:
         emulated = os.path.join(staging, "engine")
         emulate_engine(engine_dir, emulated)
         yield emulated
+
+
+def emulation_needed(target: str | None) -> bool:
+    """Is an engine made for ``target`` (None: any CPU) computed differently on this CPU, so
+    that measuring it here, or keeping embeddings of it, needs its emulation?"""
+    here = this_cpu_target()
+    return target is not None and (here is None or not same_layout(target, here))
+
+
+@contextlib.contextmanager
+def engine_as_made(engine_dir: str, emulate: bool, **options) -> Iterator[CaptionEngine]:
+    """``engine_dir``'s CaptionEngine (``options`` passed on), or with ``emulate`` that of its
+    emulated copy (``emulated_copy``), which runs itself, no variant of it."""
+    if not emulate:
+        with CaptionEngine(engine_dir, **options) as engine:
+            yield engine
+        return
+    with emulated_copy(engine_dir) as emulated, CaptionEngine(emulated, **{**options, "pick_variant": False}) as engine:
+        yield engine

@@ -9,18 +9,16 @@ runs, on any engine whose vision graph gives a pooled embedding.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-from typing import Iterator
 
 import numpy as np
 
+from edgevlm.calibration.int8_emulation import emulation_needed, engine_as_made
 from edgevlm.data.coco import load_coco_captions
 from edgevlm.errors import EdgeVLMError
 from edgevlm.fileio import atomic_path, check_writable
 from edgevlm.runtime.caption_memory import CaptionMemory, caption_words
-from edgevlm.runtime.cpu_isa import same_layout, this_cpu_target
 from edgevlm.runtime.engine import CaptionEngine
 from edgevlm.runtime.manifest import CaptionMemorySettings, FileEntry, Manifest, load_manifest, update_manifest
 from edgevlm.runtime.preprocess import read_image_bgr
@@ -61,30 +59,6 @@ def check_memory_target(manifest: Manifest, engine_dir: str) -> None:
         raise EdgeVLMError(f"the engine {engine_dir} does not caption; a caption memory re-ranks captions")
 
 
-@contextlib.contextmanager
-def _embedding_engine(engine_dir: str, threads: int | None, say) -> Iterator[CaptionEngine]:
-    """The engine whose embeddings the memory keeps: ENGINE_DIR itself, or, when it was made
-    for another CPU's int8 kernels, its emulation (that CPU's integer arithmetic in float).
-    Embedded natively, the VNNI variant's memory built on an AVX2 CPU (whose u8 x s8 sums
-    saturate) lowered its captions' BLEU-4 0.2217 -> 0.2196 and raised CHAIR-i 0.061 -> 0.067
-    (stop 33): the neighbours it finds at run time on a VNNI CPU are not the ones stored."""
-    target, here = load_manifest(engine_dir, verify=False).cpu_target, this_cpu_target()
-    if target is None or (here is not None and same_layout(target, here)):
-        with CaptionEngine(engine_dir, threads=threads, use_memory=False, pick_variant=False) as engine:
-            yield engine
-        return
-    try:
-        from edgevlm.calibration.int8_emulation import emulated_copy
-    except ModuleNotFoundError as exc:
-        raise EdgeVLMError(f"{engine_dir} was made for {target} CPUs and this one is {here or 'unknown'}: its memory "
-                           f"must be embedded on its emulation, which needs {exc.name} (pip install 'edgevlm[export]'), "
-                           f"or built on a {target} CPU") from exc
-    say(f"note: this CPU ({here or 'unknown'}) is not a {target} one: photos are embedded on the engine's emulation")
-    with emulated_copy(engine_dir) as emulated, \
-            CaptionEngine(emulated, threads=threads, use_memory=False, pick_variant=False) as engine:
-        yield engine
-
-
 def embed_photos(engine: CaptionEngine, paths: list[str], say=lambda line: None, batch_size: int = 16) -> np.ndarray:
     """Image files -> the vision graph's pooled embeddings (M, C) float32; ``say`` hears the
     progress every 1,000 photos (tqdm is not in the torch-free install this runs in)."""
@@ -109,12 +83,19 @@ def build_caption_memory(engine_dir: str, captions_path: str, images_dir: str | 
     then the manifest, then the old file is removed."""
     if neighbours < 1 or not 2 <= beam_size <= 16 or dims < 1:
         raise EdgeVLMError("--neighbours and --dims must be >= 1 and --beam 2..16 (re-ranking needs candidates)")
-    check_memory_target(load_manifest(engine_dir, verify=False), engine_dir)
+    manifest = load_manifest(engine_dir, verify=False)
+    check_memory_target(manifest, engine_dir)
     check_writable(engine_dir, inside=True, flag="ENGINE_DIR")  # before minutes of embedding, not after
     items = [item for item in load_coco_captions(captions_path, images_dir) if item.captions]
     if len(items) < 2:
         raise EdgeVLMError(f"{captions_path} has {len(items)} captioned images; a caption memory needs at least 2")
-    with _embedding_engine(engine_dir, threads, say) as engine:
+    # Embedded natively, the VNNI variant's memory built on an AVX2 CPU (whose u8 x s8 sums
+    # saturate) lowered its captions' BLEU-4 0.2217 -> 0.2196 and raised CHAIR-i 0.061 -> 0.067
+    # (stop 33): the neighbours a VNNI CPU finds at run time were not the ones stored.
+    emulate = emulation_needed(manifest.cpu_target)
+    if emulate:
+        say(f"note: this CPU is not a {manifest.cpu_target} one: photos are embedded on the engine's emulation")
+    with engine_as_made(engine_dir, emulate, threads=threads, use_memory=False, pick_variant=False) as engine:
         embeddings = embed_photos(engine, [item.path for item in items], say)
     mean, projection = whitened_projection(embeddings, dims)
     captions = [[caption_words(c) for c in item.captions] for item in items]

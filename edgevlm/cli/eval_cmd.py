@@ -164,10 +164,7 @@ def _emulate_for_this_run(engine_dir, model_dir) -> None:
     if not engine_dir or model_dir:
         raise EdgeVLMError("--emulate runs an INT8 engine made for another CPU: give --engine DIR (e.g. "
                            "ENGINE/variants/avx512-vnni), not --model")
-    try:
-        from edgevlm.calibration.int8_emulation import emulated_copy
-    except ImportError as exc:  # onnx comes with the calibrate extra
-        raise EdgeVLMError(f"--emulate needs onnx ({exc.name} is missing): pip install '.[calibrate]'") from None
+    from edgevlm.calibration.int8_emulation import emulated_copy  # without onnx: one line naming the extra
     source = resolve_engine(engine_dir)
     ctx = click.get_current_context()
     emulated = ctx.with_resource(emulated_copy(source))  # left when the command ends

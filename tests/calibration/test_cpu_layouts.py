@@ -108,11 +108,13 @@ def test_an_engine_for_another_cpu_is_gated_on_its_emulation(tiny_engine_master,
     import tempfile
 
     import edgevlm.calibration.gated_quantize as gated
+    from edgevlm.calibration import int8_emulation
     from edgevlm.calibration.sources import load_calibration_set
     from edgevlm.runtime.manifest import load_manifest
     from tests.support import make_coco_dataset
 
     monkeypatch.setattr(gated, "this_cpu_target", lambda: here)
+    monkeypatch.setattr(int8_emulation, "this_cpu_target", lambda: here)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     os.makedirs(tmp_path / "tmp")
     make_coco_dataset(str(tmp_path / "calib"), "train", 20, seed=3)

@@ -88,3 +88,15 @@ def _one_node(node, inits, out_type=TensorProto.FLOAT):
 def test_what_cannot_be_emulated_exactly_is_refused_in_one_line(model, message):
     with pytest.raises(EdgeVLMError, match=message):
         emulate_graph(model)
+
+
+def test_without_onnx_emulation_is_one_line_naming_the_extra(tiny_engine_master, tmp_path, monkeypatch):
+    import sys
+
+    from edgevlm.calibration.int8_emulation import emulate_engine
+    from edgevlm.errors import EdgeVLMError
+
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as on a runtime-only install
+    with pytest.raises(EdgeVLMError, match=r"needs onnx, which is not installed: pip install '\.\[calibrate\]'"):
+        emulate_engine(tiny_engine_master, str(tmp_path / "emulated"))
+    assert not (tmp_path / "emulated").exists()
