@@ -159,6 +159,8 @@ def test_a_hung_inference_stops_the_watchdog_pings(listener):
         engine.release.set()
         narrator.stop()
         done.join(10)
+    # the listener's thread records datagrams as they arrive: the last may still be on its way
+    _wait_for(lambda: "STOPPING=1\nSTATUS=stopping" in heard.texts())
     texts = heard.texts()
     assert texts[0] == "READY=1\nSTATUS=narrating cam"
     before_hang = [text for at, text in heard.messages if at <= hung_at]
