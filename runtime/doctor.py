@@ -426,7 +426,7 @@ def check_plans(engine_dir: str | None, tensorrt_found: bool) -> Check:
         return Check("plans", False, f"cannot tell whether the plans are current: {_one_line(exc)}",
                      "pip install cuda-python (the release matching your CUDA major version)", needed=True)
     try:
-        stale = plan_problems(manifest, facts)  # none missing by now: each is a list of changes
+        stale = plan_problems(manifest, facts, use_records=False)  # none missing by now; every byte hashed
     except EdgeVLMError as exc:  # a plan path leading outside the folder
         return Check("plans", False, f"stale: {_one_line(exc)}", build, needed=True)
     if stale:

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 
 from edgevlm.errors import EdgeVLMError
 from edgevlm.runtime.engine_profiles import ort_profile_options
-from edgevlm.runtime.file_records import sha256_file
+from edgevlm.runtime.file_records import file_matches
 
 CACHE_ENV = "EDGEVLM_CACHE_DIR"
 
@@ -184,9 +184,13 @@ class StalePlan(EdgeVLMError):
                          "`edgevlm build ENGINE_DIR` (or --rebuild)")
 
 
-def plan_changes(plan_path: str, record: PlanRecord, onnx_sha256: str, facts: DeviceFacts) -> list[str]:
+def plan_changes(plan_path: str, record: PlanRecord, onnx_sha256: str, facts: DeviceFacts,
+                 use_records: bool = True) -> list[str]:
     """What makes the plan unusable here (empty: it may be deserialized). Reads the plan's
-    bytes only to hash them; never hands them to TensorRT."""
+    bytes only to hash them, never hands them to TensorRT, and hashes them only when the file
+    changed since it last matched (``use_records``: runtime/file_records.py), as the engine's
+    own files: a Jetson's plans are larger than our whole CPU engine, and hashing them at
+    every start cost more than the rest of the check."""
     changes = []
     if record.onnx_sha256 != onnx_sha256:
         changes.append(f"the ONNX graph changed (plan built from {record.onnx_sha256[:12]}, now {onnx_sha256[:12]})")
@@ -200,16 +204,16 @@ def plan_changes(plan_path: str, record: PlanRecord, onnx_sha256: str, facts: De
     elif os.path.getsize(plan_path) != record.plan_bytes:
         changes.append(f"the plan file is {os.path.getsize(plan_path)} bytes, not the {record.plan_bytes} recorded "
                        "(truncated or replaced)")
-    elif sha256_file(plan_path) != record.plan_sha256:
+    elif not file_matches(plan_path, record.plan_sha256, use_records):
         changes.append("the plan file's sha256 is not the one recorded (altered)")
     return changes
 
 
-def plan_problems(manifest, facts: DeviceFacts) -> dict[str, list[str] | None]:
+def plan_problems(manifest, facts: DeviceFacts, use_records: bool = True) -> dict[str, list[str] | None]:
     """{graph: None (no plan built) or what makes its plan unusable here (``plan_changes``)}
     for each graph a GPU runs (``steppers.device_graphs``) whose plan may not be deserialized;
     empty when every plan is current. The backend, ``edgevlm build`` and ``doctor`` all ask
-    this one question."""
+    this one question (doctor with ``use_records`` off: every plan's bytes hashed)."""
     from edgevlm.runtime.steppers import device_graphs
 
     problems: dict[str, list[str] | None] = {}
@@ -219,7 +223,7 @@ def plan_problems(manifest, facts: DeviceFacts) -> dict[str, list[str] | None]:
             problems[graph] = None
             continue
         changes = plan_changes(manifest.plan_path(graph), PlanRecord.from_entry(entry),
-                               manifest.files[manifest.graphs[graph].file].sha256, facts)
+                               manifest.files[manifest.graphs[graph].file].sha256, facts, use_records)
         if changes:
             problems[graph] = changes
     return problems

@@ -1,4 +1,5 @@
-"""Remember which engine files matched their manifest's sha256, so later starts skip hashing.
+"""Remember which engine files matched their manifest's sha256, so later starts skip hashing
+(TensorRT plans too, against the sha256 their build recorded: runtime/engine_cache.py).
 
 Every open checks an engine's files against the sha256s in its manifest (a truncated or
 altered file must fail with one clear line, not load). For the shipped engine that is 21 MB

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import cv2
 import numpy as np
@@ -17,6 +18,20 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES = os.path.join(REPO_ROOT, "edgevlm", "assets", "samples")
 # The four shipped sample photos (astronaut, chelsea, coffee, rocket), in name order.
 SAMPLE_PHOTOS = sorted(os.path.join(SAMPLES, name) for name in os.listdir(SAMPLES) if name.endswith(".jpg"))
+
+
+# --------------------------------------------------------------------------- file timestamps
+def after_a_clock_tick(folder) -> None:
+    """Wait until a file written now gets a later ctime than files written before: kernels
+    before 6.13 move file timestamps once per tick (1-10 ms), so a change within the tick of
+    the recording could keep its ctime (production code never records such young files)."""
+    probe = os.path.join(str(folder), "tick-probe")
+    open(probe, "wb").close()
+    start = os.stat(probe).st_ctime_ns
+    while os.stat(probe).st_ctime_ns == start:
+        time.sleep(0.002)
+        with open(probe, "wb") as f:
+            f.write(b"x")
 
 
 # --------------------------------------------------------------------------- generated data

@@ -9,12 +9,30 @@ import os
 import pytest
 
 from edgevlm.paths import resolve_engine
+from edgevlm.runtime import file_records
 from edgevlm.runtime.engine_cache import (DeviceFacts, PlanRecord, StalePlan, cache_key, check_plan,
-                                          graph_cache_dir, tensorrt_provider_options)
+                                          graph_cache_dir, plan_changes, tensorrt_provider_options)
 from edgevlm.runtime.manifest import load_manifest
+from tests.support import after_a_clock_tick
 
 ORIN = DeviceFacts("1.20.0", "10.3.0", "Orin", "8.7")
 SHA_A, SHA_B = "a" * 64, "b" * 64
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    """Verified-file records of this test only (plans are recorded as engine files are)."""
+    monkeypatch.setenv("EDGEVLM_CACHE_DIR", str(tmp_path / "user-cache"))
+
+
+@pytest.fixture()
+def plan_hashes(monkeypatch):
+    """The plans actually hashed; plans count as old enough to record at once."""
+    monkeypatch.setattr(file_records, "RACY_S", -1.0)
+    seen = []
+    real = file_records._sha256_of
+    monkeypatch.setattr(file_records, "_sha256_of", lambda f: seen.append(f.name) or real(f))
+    return seen
 
 
 def test_cache_folder_changes_with_weights_versions_and_gpu_only():
@@ -86,6 +104,36 @@ def test_an_altered_plan_of_the_same_size_is_refused(tmp_path):
         f.write(b"\x00" * 8)
     with pytest.raises(StalePlan, match="sha256 is not the one recorded"):
         check_plan(plan, record, SHA_A, ORIN)
+
+
+def test_an_unchanged_plan_is_hashed_once_then_trusted_by_its_record(tmp_path, plan_hashes):
+    plan = str(tmp_path / "vision.plan")
+    record = _fake_plan(plan, size=1 << 20)
+    for _ in range(3):  # three starts
+        check_plan(plan, record, SHA_A, ORIN)
+    assert plan_hashes == [plan]
+
+
+def test_a_plan_altered_after_its_record_is_refused(tmp_path, plan_hashes):
+    plan = str(tmp_path / "vision.plan")
+    record = _fake_plan(plan)
+    check_plan(plan, record, SHA_A, ORIN)  # recorded
+    after_a_clock_tick(tmp_path)
+    with open(plan, "r+b") as f:  # same size, new bytes: ctime moves
+        f.seek(100)
+        f.write(b"\x00" * 8)
+    with pytest.raises(StalePlan, match="sha256 is not the one recorded"):
+        check_plan(plan, record, SHA_A, ORIN)
+    assert plan_hashes == [plan, plan]
+
+
+def test_doctor_hashes_a_recorded_plan_again(tmp_path, plan_hashes):
+    """``use_records=False`` (doctor's check) reads every byte whatever the records say."""
+    plan = str(tmp_path / "vision.plan")
+    record = _fake_plan(plan)
+    assert plan_changes(plan, record, SHA_A, ORIN) == []  # recorded
+    assert plan_changes(plan, record, SHA_A, ORIN, use_records=False) == []
+    assert plan_hashes == [plan, plan]
 
 
 def test_plan_record_round_trips_and_names_a_missing_field():

@@ -8,14 +8,13 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
 
 from edgevlm.errors import EdgeVLMError
 from edgevlm.runtime import doctor, file_records
 from edgevlm.runtime.manifest import load_manifest
-from tests.support import REPO_ROOT
+from tests.support import REPO_ROOT, after_a_clock_tick
 
 SHIPPED = os.path.join(REPO_ROOT, "edgevlm", "assets", "default_engine")
 
@@ -41,18 +40,6 @@ def old_enough(monkeypatch):
     monkeypatch.setattr(file_records, "RACY_S", -1.0)
 
 
-def _after_a_clock_tick(tmp_path) -> None:
-    """Wait until a file written now gets a later ctime than files written before: kernels
-    before 6.13 move file timestamps once per tick (1-10 ms), so a change within the tick of
-    the recording could keep its ctime (production code never records such young files)."""
-    probe = tmp_path / "tick-probe"
-    probe.write_bytes(b"")
-    start = os.stat(probe).st_ctime_ns
-    while os.stat(probe).st_ctime_ns == start:
-        time.sleep(0.002)
-        probe.write_bytes(b"x")
-
-
 def _file(tmp_path, content: bytes = b"weights " * 1000):
     path = tmp_path / "graph.onnx"
     path.write_bytes(content)
@@ -69,7 +56,7 @@ def test_a_rewrite_of_the_same_size_with_its_old_mtime_is_still_caught(tmp_path,
     path, digest = _file(tmp_path)
     assert file_records.file_matches(path, digest)
     before = os.stat(path)
-    _after_a_clock_tick(tmp_path)
+    after_a_clock_tick(tmp_path)
     with open(path, "r+b") as f:  # same size, one byte altered, the modification time put back
         f.write(b"X")
     os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
@@ -137,7 +124,7 @@ def _forge_records(engine_dir: str) -> None:
 def test_an_engine_file_altered_after_its_record_fails_to_load(tiny_engine_dir, tmp_path, old_enough):
     load_manifest(tiny_engine_dir)  # records every file
     load_manifest(tiny_engine_dir)
-    _after_a_clock_tick(tmp_path)
+    after_a_clock_tick(tmp_path)
     vision = os.path.join(tiny_engine_dir, "vision.onnx")
     with open(vision, "r+b") as f:
         f.seek(100)
