@@ -44,8 +44,8 @@ def quantize_gated(engine_dir: str, calib: CalibrationSet, out_dir: str, method:
     # mean); its emulation reproduced the figures measured on a VNNI CPU (MODEL_CARD.md).
     emulate = eval_set is not None and emulation_needed(target)
     if emulate:
-        say(f"note: this CPU ({here or 'unknown'}) is not an {target} one: the gate runs the engine emulated, "
-            f"its integer arithmetic in float as an {target} CPU sums it (calibration/int8_emulation.py)")
+        say(f"note: this CPU ({here or 'unknown'}) does not have {target}'s int8 kernels: the gate runs the engine "
+            f"emulated, its integer arithmetic in float as {target} kernels sum it (calibration/int8_emulation.py)")
     with CaptionEngine(engine_dir, threads=2) as fp32:
         if eval_set is not None:  # before any work: the gate could only fail after it
             check_gateable(fp32)

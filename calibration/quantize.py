@@ -232,7 +232,7 @@ def _quantize_engine(fp32: CaptionEngine, calib: CalibrationSet, out_dir: str, m
             quantization={
                 "variant": variant, "consumer": VARIANTS[variant]["consumer"],
                 "format": quantization_format(details),
-                "activations": "int8 symmetric" if settings["symmetric"] else "uint8 asymmetric (static graphs)",
+                "activations": "int8 symmetric (static graphs)" if settings["symmetric"] else "uint8 asymmetric (static graphs)",
                 "weights": ("7-bit" if settings["reduce_range"] else "int8")
                 + " symmetric per-channel (static), per-tensor (dynamic)",
                 **({"target": target, "layout": layout_for(target).record()} if target else {}),

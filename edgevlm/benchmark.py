@@ -250,7 +250,8 @@ def bench(engine_dir: str, paths: list[str], rounds: int, beam: int, threads: in
             peers["torch"] = torch_peer(model_dir, beam, threads)
     timed = interleaved(peers, frames, rounds)
     pixels = engine.preprocess(frames[0])[None]
-    result = {"engine": engine_dir, "images": len(frames), "rounds": rounds, "beam": beam, "threads": threads}
+    result = {"engine": engine_dir, "engine_precision": engine.manifest.precision, "images": len(frames),
+              "rounds": rounds, "beam": beam, "threads": threads}
     p50, p90 = percentiles_ms(timed["runtime"][0])
     result.update(runtime_ms_p50=p50, runtime_ms_p90=p90, runtime_graphs=graph_timings(engine, pixels))
     result["mean_tokens"] = round(sum(len(i) + 1 for i in timed["runtime"][1]) / len(frames), 2)

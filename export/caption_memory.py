@@ -94,7 +94,8 @@ def build_caption_memory(engine_dir: str, captions_path: str, images_dir: str | 
     # (stop 33): the neighbours a VNNI CPU finds at run time were not the ones stored.
     emulate = emulation_needed(manifest.cpu_target)
     if emulate:
-        say(f"note: this CPU is not a {manifest.cpu_target} one: photos are embedded on the engine's emulation")
+        say(f"note: this CPU does not have {manifest.cpu_target}'s int8 kernels: photos are embedded on the "
+            "engine's emulation")
     with engine_as_made(engine_dir, emulate, threads=threads, use_memory=False, pick_variant=False) as engine:
         embeddings = embed_photos(engine, [item.path for item in items], say)
     mean, projection = whitened_projection(embeddings, dims)

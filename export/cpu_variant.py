@@ -69,7 +69,7 @@ def _refuse_ungated(variant: Manifest, target: str) -> dict:
     gate = (variant.quantization or {}).get("gate")
     if not gate:
         raise EdgeVLMError(f"{variant.root} has no accuracy gate result; quantize it again with --eval DEV_CAPTIONS "
-                           f"(on a {target} CPU, or on another, which gates its emulation)")
+                           f"(on a CPU with {target}'s kernels, or on another, which gates its emulation)")
     if not gate.get("passed"):
         raise EdgeVLMError(f"{variant.root} failed its accuracy gate (CIDEr drop {gate.get('cider_drop_relative')} > "
                            f"{gate.get('max_cider_drop')}); only a variant that passed may be shipped")

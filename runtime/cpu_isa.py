@@ -24,6 +24,7 @@ what ``edgevlm quantize --target auto`` and the runtime's engine check use.
 from __future__ import annotations
 
 import functools
+import os
 import platform
 
 TARGETS = ("avx2", "avx512-vnni", "amx", "arm-dotprod")
@@ -88,11 +89,24 @@ def read_cpuinfo() -> str:
         return ""
 
 
+CPU_TARGET_ENV = "EDGEVLM_CPU_TARGET"  # treat this CPU as that target (which engine variant runs; quantize's auto)
+
+
 @functools.lru_cache(maxsize=1)
 def this_cpu_target() -> str | None:
-    """This CPU's target (cached: the CPU does not change under a running process). Without
-    /proc/cpuinfo, an ARM64 machine counts as arm-dotprod (every Apple silicon chip has it)
-    and an x86 one is not told (None): VNNI cannot be seen without the flags."""
+    """This CPU's target (cached: the CPU does not change under a running process), or the
+    one ``EDGEVLM_CPU_TARGET`` names (e.g. to run the top engine where a variant would be
+    picked, or where /proc/cpuinfo lies: an emulator). Without /proc/cpuinfo, an ARM64
+    machine counts as arm-dotprod (every Apple silicon chip has it) and an x86 one is not
+    told (None): VNNI cannot be seen without the flags."""
+    told = os.environ.get(CPU_TARGET_ENV, "").strip()
+    if told:
+        if told not in TARGETS:
+            from edgevlm.errors import EdgeVLMError
+
+            raise EdgeVLMError(f"{CPU_TARGET_ENV}={told!r} is not a CPU target; set one of {', '.join(TARGETS)}, "
+                               "or unset it to detect this CPU's")
+        return told
     text = read_cpuinfo()
     machine = platform.machine()
     if not text.strip():

@@ -46,10 +46,15 @@ def variant_dir(manifest: Manifest, cpu_target: str | None) -> str | None:
 
 
 def load_for_this_cpu(engine_dir: str, verify: bool = True, cpu_target: str | None = None,
-                      pick: bool = True) -> Manifest:
+                      pick: bool = True, on_cpu: bool = True) -> Manifest:
     """The manifest of the engine to run from ENGINE_DIR on this CPU (``cpu_target``: this
     CPU's by default; ``pick`` False: ENGINE_DIR itself), warning once if it was made for
-    another CPU."""
+    another CPU. ``on_cpu`` False (a GPU provider or backend runs the graphs): ENGINE_DIR
+    itself, never a variant and no warning: variants are int8 layouts for CPU kernels, and
+    TensorRT would take an ARM variant's int8 Q/DQ nodes, which the top engine's uint8 ones
+    keep on the CPU."""
+    if not on_cpu:
+        return load_manifest(engine_dir, verify=verify)
     cpu_target = cpu_target if cpu_target is not None else this_cpu_target()
     manifest = load_manifest(engine_dir, verify=verify and not pick)
     chosen = variant_dir(manifest, cpu_target) if pick else None

@@ -85,7 +85,8 @@ class CaptionEngine:
         # The engine made for this CPU's int8 kernels: a listed variant, else ENGINE_DIR itself,
         # with one warning per process when it was made for another CPU (cpu_variants.py).
         # pick_variant False: ENGINE_DIR itself (doctor opens each engine of a folder).
-        self.manifest = load_for_this_cpu(engine_dir, verify=verify, pick=pick_variant)
+        self.manifest = load_for_this_cpu(engine_dir, verify=verify, pick=pick_variant,
+                                          on_cpu=provider == "cpu" and backend == DEFAULT_BACKEND)
         single_thread_numpy_blas()  # its idle threads would spin on the cores the graphs need (blas_threads.py)
         self.family = runtime_family(self.manifest.model.family)
         self.family.check(self.manifest)

@@ -14,7 +14,8 @@ filesystem, so only files older than that are recorded (git's "racy" rule). Reco
 in the user cache, readable by this user only, and only this user's own are believed; when
 the cache is unwritable the files are simply hashed every time. What stat cannot see (bits
 rotting under an unchanged inode while the machine runs) is ``edgevlm doctor``'s to find:
-it hashes every byte and drops the record of a file that no longer matches.
+it hashes every byte and drops the record of a file that no longer matches (TensorRT plans:
+``edgevlm doctor --backend tensorrt``, where TensorRT is installed, and ``edgevlm build``).
 """
 
 from __future__ import annotations
@@ -66,6 +67,11 @@ def _identity(stat: os.stat_result) -> list:
     return [_boot(), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
 
 
+def _is_sha256(text: str) -> bool:
+    """64 lower-case hex digits, as hashlib's hexdigest writes them (and our manifests)."""
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
 def _records_path(sha256: str) -> str:
     from edgevlm.runtime.engine_cache import user_cache_root  # engine_cache imports the manifest, which imports us
 
@@ -91,6 +97,9 @@ def file_matches(path: str, sha256: str, use_records: bool = True) -> bool:
     identity (``use_records``), else by hashing it: a match is recorded for next time (only
     when the file did not change while it was hashed), a mismatch removes its record."""
     real = os.path.realpath(path)
+    if not _is_sha256(sha256):  # it names the records file: never a path out of the cache (it cannot match anyway)
+        with open(real, "rb") as f:
+            return _sha256_of(f) == sha256
     records_path = _records_path(sha256)
     records = _read_records(records_path)
     with open(real, "rb") as f:

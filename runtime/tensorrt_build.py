@@ -80,7 +80,7 @@ def plan_name(graph: str, plan_sha256: str) -> str:
 def stale_graphs(manifest, facts, rebuild: bool = False) -> dict[str, list[str]]:
     """{graph: what is wrong with its plan} for every graph that needs (re)building here: no
     plan, or one ``plan_changes`` refuses; with ``rebuild`` every graph."""
-    problems = plan_problems(manifest, facts)
+    problems = plan_problems(manifest, facts, use_records=False)  # the repair command: every byte hashed
     out = {}
     for graph in device_graphs(manifest):
         if graph in problems:

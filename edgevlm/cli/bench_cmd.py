@@ -9,6 +9,17 @@ import click
 from edgevlm.paths import resolve_engine, sample_images_dir
 
 
+def token_note(result: dict, peer: str) -> str:
+    """Why the captions may differ: an INT8 engine against FP32 PyTorch is meant to (its gate
+    measured by how much); an FP32 engine must not (validate proves its ids)."""
+    if result["tokens_identical"]:
+        return ""
+    same = round(result["token_agreement"] * result["images"])
+    why = ("; INT8 against FP32 PyTorch: `quantize --eval` gates the difference"
+           if peer == "torch" and result.get("engine_precision") == "int8" else "")
+    return f" ({same} of {result['images']} captions the same{why})"
+
+
 @click.command("bench")
 @click.option("--engine", "engine_dir", default=None, type=click.Path(), help="Engine to measure (default: shipped).")
 @click.option("--vs-engine", "vs_engine_dir", default=None, type=click.Path(),
@@ -46,7 +57,8 @@ def command(engine_dir, vs_engine_dir, compare_spinning, model_dir, images, roun
     if not as_json:
         click.echo(f"runtime   p50 {p50:8.2f} ms  p90 {p90:8.2f} ms   graphs {result['runtime_graphs']}")
         click.echo(f"{peer:<9} p50 {peer_p50:8.2f} ms  p90 {peer_p90:8.2f} ms")
-        click.echo(f"speedup ({peer} / runtime): {result['speedup']}x   tokens identical: {result['tokens_identical']}")
+        click.echo(f"speedup ({peer} / runtime): {result['speedup']}x   tokens identical: {result['tokens_identical']}"
+                   + token_note(result, peer))
         click.echo(f"runtime-only process: cold start {result['cold_start_s']} s (first start on this machine, "
                    f"optimizing its graphs: {result['first_start_s']} s), peak RSS {result['runtime_peak_rss_mb']} MB")
         if compare_spinning:

@@ -46,7 +46,7 @@ def command(engine_dir, calib_source, out_dir, method, variant, target, patterns
     eval_set = load_eval_set(eval_path, eval_limit) if eval_path else None
     calib = load_calibration_set(calib_source, calib_limit, exclude=held_out_names(eval_set))
     click.echo(f"calibrating on {len(calib.images)} images from {calib_source}"
-               + (f" for an {target} CPU" if target else ""), err=True)
+               + (f" for CPU target {target}" if target else ""), err=True)
     report = quantize_gated(engine_dir, calib, out_dir, method, variant, list(patterns), eval_set, max_cider_drop,
                             auto_exclude, {"calibration_source": os.path.abspath(calib_source)},
                             say=lambda line: click.echo(line, err=True), target=target)

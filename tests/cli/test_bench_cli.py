@@ -73,3 +73,15 @@ def test_bench_json_keeps_its_keys_and_adds_the_new_ones(printed):
 def test_the_extras_can_be_left_out():
     report = json.loads(_bench("--no-floor", "--no-modes", "--json")[-1])
     assert OLD_KEYS <= set(report) and not {"floor", "beam3", "ask", "default_caption"} & set(report)
+
+
+def test_the_speedup_line_says_why_captions_differ():
+    from edgevlm.cli.bench_cmd import token_note
+
+    same = {"tokens_identical": True, "token_agreement": 1.0, "images": 4, "engine_precision": "int8"}
+    assert token_note(same, "torch") == ""
+    int8 = {**same, "tokens_identical": False, "token_agreement": 0.25}
+    assert token_note(int8, "torch") == (" (1 of 4 captions the same; INT8 against FP32 PyTorch: `quantize --eval` "
+                                         "gates the difference)")
+    assert token_note({**int8, "engine_precision": "fp32"}, "torch") == " (1 of 4 captions the same)"
+    assert token_note(int8, "vs_engine") == " (1 of 4 captions the same)"

@@ -181,6 +181,25 @@ def test_plans_check_reports_missing_stale_and_current_plans(tmp_path, monkeypat
     assert stale.ok is False and stale.needed and "TensorRT changed (10.3.0 when built, 10.7.0 now)" in stale.detail
     assert "edgevlm build" in stale.fix
 
+    # A plan damaged under a record that still vouches for it (what stat cannot see): the
+    # backend's start trusts the record; doctor and `edgevlm build` hash every byte.
+    here["facts"] = DeviceFacts("1.20.0", "10.3.0", "Orin", "8.7")
+    from edgevlm.runtime import file_records
+    from edgevlm.runtime.engine_cache import plan_problems
+    from edgevlm.runtime.tensorrt_build import stale_graphs
+
+    monkeypatch.setenv("EDGEVLM_CACHE_DIR", str(tmp_path / "user-cache"))
+    plan = os.path.realpath(os.path.join(engine, entries["vision"].path))
+    with open(plan, "r+b") as f:
+        f.write(b"XX")
+    file_records._write_records(file_records._records_path(entries["vision"].plan_sha256),
+                                {plan: file_records._identity(os.stat(plan))})
+    manifest = load_manifest(engine, verify=False)
+    assert plan_problems(manifest, here["facts"]) == {}  # trusted by its (forged) record
+    damaged = doctor.check_plans(engine, tensorrt_found=True)
+    assert damaged.ok is False and "vision: the plan file's sha256 is not the one recorded (altered)" in damaged.detail
+    assert stale_graphs(manifest, here["facts"]) == {"vision": ["the plan file's sha256 is not the one recorded (altered)"]}
+
 
 def _graph_cache_line(*args):
     result = _doctor(*args)

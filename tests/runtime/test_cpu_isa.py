@@ -67,3 +67,46 @@ def test_mismatch_explains_saturation_and_slowness():
     for target in TARGETS:
         assert mismatch(target, target) is None and mismatch(target, None) is None
     assert mismatch("amx", "avx512-vnni") is None and mismatch("avx512-vnni", "amx") is None  # one layout
+
+
+@pytest.fixture()
+def fresh_target(monkeypatch):
+    """this_cpu_target is cached per process: read again, and again after the test."""
+    from edgevlm.runtime import cpu_isa
+
+    cpu_isa.this_cpu_target.cache_clear()
+    yield cpu_isa
+    monkeypatch.delenv(cpu_isa.CPU_TARGET_ENV, raising=False)
+    cpu_isa.this_cpu_target.cache_clear()
+
+
+def test_the_environment_can_name_the_cpu_target(fresh_target, monkeypatch):
+    monkeypatch.setenv("EDGEVLM_CPU_TARGET", "arm-dotprod")
+    assert fresh_target.this_cpu_target() == "arm-dotprod"
+
+
+def test_an_unknown_cpu_target_in_the_environment_is_one_clear_line(fresh_target, monkeypatch):
+    from edgevlm.errors import EdgeVLMError
+
+    monkeypatch.setenv("EDGEVLM_CPU_TARGET", "avx10")
+    with pytest.raises(EdgeVLMError) as refused:
+        fresh_target.this_cpu_target()
+    assert str(refused.value) == ("EDGEVLM_CPU_TARGET='avx10' is not a CPU target; set one of avx2, avx512-vnni, amx, "
+                                  "arm-dotprod, or unset it to detect this CPU's")
+
+
+def test_info_names_the_variant_the_environment_picks(tmp_path):
+    """The shipped engine on a CPU told to be arm-dotprod runs its ARM variant; told avx2, the top engine."""
+    import os
+    import subprocess
+    import sys
+
+    from edgevlm.paths import default_engine_dir
+
+    for target, expected in (("arm-dotprod", os.path.join(default_engine_dir(), "variants", "arm-dotprod")),
+                             ("avx2", default_engine_dir())):
+        env = {**os.environ, "EDGEVLM_CPU_TARGET": target, "EDGEVLM_CACHE_DIR": str(tmp_path)}
+        out = subprocess.run([sys.executable, "-m", "edgevlm.cli.main", "info"], capture_output=True, text=True,
+                             env=env, check=True).stdout
+        assert f"engine_for_this_cpu: {expected}\n" in out
+        assert f"cpu_target: {target}\n" in out

@@ -99,6 +99,16 @@ def test_no_variant_for_this_cpu_runs_the_top_engine_and_warns(tiny_engine_dir, 
     assert "made for avx2" in _warnings(caplog)[0]
 
 
+def test_graphs_run_off_the_cpu_open_the_top_engine_without_a_warning(tiny_engine_dir, caplog):
+    """A GPU provider or backend runs the top engine: variants are CPU int8 layouts (TensorRT
+    would take an ARM variant's int8 Q/DQ nodes, which the top engine's uint8 ones keep on the CPU)."""
+    _with_variant(tiny_engine_dir, "avx2", "arm-dotprod")
+    with caplog.at_level(logging.WARNING):
+        top = load_for_this_cpu(tiny_engine_dir, cpu_target="arm-dotprod", on_cpu=False)
+    assert top.root == os.path.abspath(tiny_engine_dir) and top.cpu_target == "avx2"
+    assert _warnings(caplog) == []
+
+
 def test_a_variant_made_for_another_target_is_refused(tiny_engine_dir):
     folder = _with_variant(tiny_engine_dir, "avx2", "avx512-vnni")
     _set_quantization(folder, target="arm-dotprod")
@@ -113,3 +123,17 @@ def test_caption_engine_opens_the_picked_variant(tiny_engine_dir, monkeypatch):
     monkeypatch.setattr(cpu_variants, "this_cpu_target", lambda: "arm-dotprod")
     with CaptionEngine(tiny_engine_dir) as engine:
         assert engine.manifest.root == os.path.abspath(folder)
+
+
+@pytest.mark.parametrize(("provider", "backend"), [("tensorrt", "onnxruntime"), ("cuda", "onnxruntime"),
+                                                  ("cpu", "tensorrt")])
+def test_caption_engine_off_the_cpu_opens_the_top_engine(tiny_engine_dir, monkeypatch, provider, backend):
+    from edgevlm.runtime import engine as engine_module
+
+    _with_variant(tiny_engine_dir, "avx2", "arm-dotprod")
+    monkeypatch.setattr(cpu_variants, "this_cpu_target", lambda: "arm-dotprod")
+    opened = []  # no GPU here: the backend is not made, only the manifest it would be given is seen
+    monkeypatch.setattr(engine_module, "create_backend", lambda manifest, *rest: opened.append(manifest) or object())
+    engine_module.CaptionEngine(tiny_engine_dir, provider=provider, backend=backend)
+    assert [m.root for m in opened] == [os.path.abspath(tiny_engine_dir)]
+
