@@ -14,7 +14,7 @@ import os
 from typing import Callable
 
 from edgevlm.errors import EdgeVLMError
-from edgevlm.runtime.cpu_isa import this_cpu_target
+from edgevlm.runtime.cpu_isa import detected_cpu_target
 from edgevlm.runtime.engine import CaptionEngine
 from edgevlm.runtime.manifest import update_manifest
 
@@ -39,7 +39,7 @@ def quantize_gated(engine_dir: str, calib: CalibrationSet, out_dir: str, method:
         raise EdgeVLMError("--auto-exclude ranks nodes of the static QDQ variant; use it with --variant qdq")
     if target is not None:
         patterns = list(patterns) + [p for p in layout_for(target).float_patterns if p not in patterns]
-    here = this_cpu_target()
+    here = detected_cpu_target()  # what the gate measures on (never EDGEVLM_CPU_TARGET's)
     # An 8-bit VNNI engine gated on AVX2's kernels failed (CIDEr drop 4.9%, pooled cosine 0.91
     # mean); its emulation reproduced the figures measured on a VNNI CPU (MODEL_CARD.md).
     emulate = eval_set is not None and emulation_needed(target)

@@ -39,7 +39,7 @@ from typing import Iterator
 import numpy as np
 
 from edgevlm.errors import EdgeVLMError
-from edgevlm.runtime.cpu_isa import same_layout, this_cpu_target
+from edgevlm.runtime.cpu_isa import detected_cpu_target, same_layout
 from edgevlm.runtime.engine import CaptionEngine
 
 
@@ -234,7 +234,7 @@ def emulated_copy(engine_dir: str) -> Iterator[str]:
 def emulation_needed(target: str | None) -> bool:
     """Is an engine made for ``target`` (None: any CPU) computed differently on this CPU, so
     that measuring it here, or keeping embeddings of it, needs its emulation?"""
-    here = this_cpu_target()
+    here = detected_cpu_target()  # the arithmetic this CPU does, whatever EDGEVLM_CPU_TARGET says
     return target is not None and (here is None or not same_layout(target, here))
 
 

@@ -24,8 +24,11 @@ what ``edgevlm quantize --target auto`` and the runtime's engine check use.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import platform
+
+log = logging.getLogger(__name__)
 
 TARGETS = ("avx2", "avx512-vnni", "amx", "arm-dotprod")
 
@@ -89,24 +92,40 @@ def read_cpuinfo() -> str:
         return ""
 
 
-CPU_TARGET_ENV = "EDGEVLM_CPU_TARGET"  # treat this CPU as that target (which engine variant runs; quantize's auto)
+# Treat this CPU as that target: which engine variant runs, and quantize's --target auto. Never
+# which arithmetic this CPU does: whether a gate or a caption memory needs an engine's
+# emulation is always decided by ``detected_cpu_target`` (a told VNNI on an AVX2 CPU saturates).
+CPU_TARGET_ENV = "EDGEVLM_CPU_TARGET"
 
 
 @functools.lru_cache(maxsize=1)
 def this_cpu_target() -> str | None:
-    """This CPU's target (cached: the CPU does not change under a running process), or the
-    one ``EDGEVLM_CPU_TARGET`` names (e.g. to run the top engine where a variant would be
-    picked, or where /proc/cpuinfo lies: an emulator). Without /proc/cpuinfo, an ARM64
-    machine counts as arm-dotprod (every Apple silicon chip has it) and an x86 one is not
-    told (None): VNNI cannot be seen without the flags."""
+    """The target engines are picked and made for here: the one ``EDGEVLM_CPU_TARGET`` names
+    (to run the top engine where a variant would be picked, or where /proc/cpuinfo lies: an
+    emulator), warned about once when it is not this CPU's; else ``detected_cpu_target``.
+    Cached: read once per process."""
     told = os.environ.get(CPU_TARGET_ENV, "").strip()
-    if told:
-        if told not in TARGETS:
-            from edgevlm.errors import EdgeVLMError
+    if not told:
+        return detected_cpu_target()
+    if told not in TARGETS:
+        from edgevlm.errors import EdgeVLMError
 
-            raise EdgeVLMError(f"{CPU_TARGET_ENV}={told!r} is not a CPU target; set one of {', '.join(TARGETS)}, "
-                               "or unset it to detect this CPU's")
-        return told
+        raise EdgeVLMError(f"{CPU_TARGET_ENV}={told!r} is not a CPU target; set one of {', '.join(TARGETS)}, "
+                           "or unset it to detect this CPU's")
+    detected = detected_cpu_target()
+    why = None if detected is None else mismatch(told, detected)
+    if why is not None:
+        log.warning("%s=%s, but this CPU is %s: engines made for %s run here: %s", CPU_TARGET_ENV, told, detected,
+                    told, why)
+    return told
+
+
+@functools.lru_cache(maxsize=1)
+def detected_cpu_target() -> str | None:
+    """This CPU's own target, from its flags (cached: the CPU does not change under a running
+    process). Without /proc/cpuinfo, an ARM64 machine counts as arm-dotprod (every Apple
+    silicon chip has it) and an x86 one is not told (None): VNNI cannot be seen without the
+    flags."""
     text = read_cpuinfo()
     machine = platform.machine()
     if not text.strip():

@@ -19,7 +19,7 @@ import logging
 import os
 
 from edgevlm.errors import EdgeVLMError
-from edgevlm.runtime.cpu_isa import mismatch, same_layout, this_cpu_target
+from edgevlm.runtime.cpu_isa import SATURATING, detected_cpu_target, mismatch, same_layout, this_cpu_target
 from edgevlm.runtime.manifest import Manifest, load_manifest, verify_files
 
 log = logging.getLogger(__name__)
@@ -50,11 +50,16 @@ def load_for_this_cpu(engine_dir: str, verify: bool = True, cpu_target: str | No
     """The manifest of the engine to run from ENGINE_DIR on this CPU (``cpu_target``: this
     CPU's by default; ``pick`` False: ENGINE_DIR itself), warning once if it was made for
     another CPU. ``on_cpu`` False (a GPU provider or backend runs the graphs): ENGINE_DIR
-    itself, never a variant and no warning: variants are int8 layouts for CPU kernels, and
-    TensorRT would take an ARM variant's int8 Q/DQ nodes, which the top engine's uint8 ones
-    keep on the CPU."""
+    itself, never a variant: variants are int8 layouts for CPU kernels, and TensorRT would
+    take an ARM variant's int8 Q/DQ nodes, which the top engine's uint8 ones keep on the CPU.
+    Those nodes still run on this CPU, so the one warning kept there is the one about wrong
+    results: 8-bit weights on a CPU whose u8 x s8 sums saturate."""
     if not on_cpu:
-        return load_manifest(engine_dir, verify=verify)
+        manifest = load_manifest(engine_dir, verify=verify)
+        cpu = cpu_target if cpu_target is not None else detected_cpu_target()
+        if cpu in SATURATING and manifest.cpu_target is not None and manifest.cpu_target not in SATURATING:
+            warn_if_other_cpu(manifest, cpu)
+        return manifest
     cpu_target = cpu_target if cpu_target is not None else this_cpu_target()
     manifest = load_manifest(engine_dir, verify=verify and not pick)
     chosen = variant_dir(manifest, cpu_target) if pick else None

@@ -22,7 +22,8 @@ import subprocess
 from dataclasses import asdict, dataclass
 
 from edgevlm.errors import EdgeVLMError
-from edgevlm.runtime.cpu_isa import cpu_features, read_cpuinfo, this_cpu_target  # cpu_features: re-exported
+from edgevlm.runtime.cpu_isa import (CPU_TARGET_ENV, TARGETS, cpu_features, detected_cpu_target,  # cpu_features: re-exported
+                                     read_cpuinfo, this_cpu_target)
 from edgevlm.runtime.steppers import device_graphs
 
 PROBE_TIMEOUT_S = 5.0  # nvidia-smi / nvcc / gst-inspect: a hung driver must not hang doctor
@@ -107,9 +108,17 @@ def check_cpu() -> Check:
     int8 engines are fast with VNNI/AMX/dotprod, and an engine made for another target warns."""
     model, found = cpu_features(read_cpuinfo())
     model = model or platform.processor() or platform.machine()
-    target = this_cpu_target()
-    return Check("cpu", True, f"{model}, {os.cpu_count()} cores; {', '.join(found) or 'no AVX2/VNNI/dotprod'}; "
-                              f"INT8 target {target or 'unknown'}")
+    what = f"{model}, {os.cpu_count()} cores; {', '.join(found) or 'no AVX2/VNNI/dotprod'}"
+    detected = detected_cpu_target()
+    unset = f"unset {CPU_TARGET_ENV} (or set one of {', '.join(TARGETS)})"
+    try:
+        target = this_cpu_target()
+    except EdgeVLMError as exc:
+        return Check("cpu", False, f"{what}; {_one_line(exc)}", unset, needed=True)  # no engine opens
+    if target != detected:  # EDGEVLM_CPU_TARGET: engines for another CPU run here (runtime/cpu_isa.py)
+        return Check("cpu", False, f"{what}; INT8 target {target} from {CPU_TARGET_ENV} (detected: "
+                                  f"{detected or 'unknown'})", unset)
+    return Check("cpu", True, f"{what}; INT8 target {target or 'unknown'}")
 
 
 def _absent(name: str, detail: str, provider: str, needed: bool, fix: str) -> Check:
@@ -366,9 +375,11 @@ def check_engine(engine_dir: str | None, provider: str, backend: str = "onnxrunt
         return Check("engine", True, f"{what}; files verified (--backend tensorrt runs its plans: see plans)",
                      needed=True)
     # Every engine in the folder, not only the one this CPU runs: the folder is copied to
-    # machines with other CPUs, which run its variants (runtime/cpu_variants.py).
+    # machines with other CPUs, which run its variants (runtime/cpu_variants.py). A GPU
+    # provider runs only the top engine (variants are CPU int8 layouts).
     folders = {manifest.cpu_target or "top": engine_dir}
-    folders |= {target: os.path.join(engine_dir, folder) for target, folder in manifest.cpu_variants.items()}
+    if provider == "cpu":
+        folders |= {target: os.path.join(engine_dir, folder) for target, folder in manifest.cpu_variants.items()}
     for target, folder in folders.items():
         try:
             from edgevlm.runtime.engine import CaptionEngine  # inside: a broken install is this check's result
@@ -386,7 +397,10 @@ def check_engine(engine_dir: str | None, provider: str, backend: str = "onnxrunt
             where = "" if folder == engine_dir else f" (the {target} variant, {folder})"
             return Check("engine", False, f"{what}; cannot open{where} on --provider {provider}: {_one_line(exc)}",
                          provider_fix, needed=True)
-    variants = f" and its {', '.join(manifest.cpu_variants)} variant" if manifest.cpu_variants else ""
+    variants = ""
+    if manifest.cpu_variants:
+        variants = (f" and its {', '.join(manifest.cpu_variants)} variant" if provider == "cpu" else
+                    f" (its {', '.join(manifest.cpu_variants)} variants run only on --provider cpu)")
     return Check("engine", True, f"{what}; sessions open on {PROVIDER_EP[provider]}{variants}", needed=True)
 
 

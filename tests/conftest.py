@@ -61,6 +61,17 @@ def pytest_collection_modifyitems(config, items):
 
 # --------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="session", autouse=True)
+def detected_cpu_target_only():
+    """Tests run on this CPU's own target: a developer's EDGEVLM_CPU_TARGET (README) would make
+    the shipped-engine tests open another variant. Tests of the variable set it themselves."""
+    from edgevlm.runtime.cpu_isa import CPU_TARGET_ENV, this_cpu_target
+
+    os.environ.pop(CPU_TARGET_ENV, None)
+    this_cpu_target.cache_clear()
+    yield
+
+
+@pytest.fixture(scope="session", autouse=True)
 def private_user_cache(tmp_path_factory):
     """Engines opened by tests (and the CLI processes they start) keep their optimized graphs in
     a folder of this run, not in the user's ~/.cache."""

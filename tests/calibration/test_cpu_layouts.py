@@ -113,8 +113,8 @@ def test_an_engine_for_another_cpu_is_gated_on_its_emulation(tiny_engine_master,
     from edgevlm.runtime.manifest import load_manifest
     from tests.support import make_coco_dataset
 
-    monkeypatch.setattr(gated, "this_cpu_target", lambda: here)
-    monkeypatch.setattr(int8_emulation, "this_cpu_target", lambda: here)
+    monkeypatch.setattr(gated, "detected_cpu_target", lambda: here)
+    monkeypatch.setattr(int8_emulation, "detected_cpu_target", lambda: here)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     os.makedirs(tmp_path / "tmp")
     make_coco_dataset(str(tmp_path / "calib"), "train", 20, seed=3)

@@ -192,13 +192,18 @@ def test_plans_check_reports_missing_stale_and_current_plans(tmp_path, monkeypat
     plan = os.path.realpath(os.path.join(engine, entries["vision"].path))
     with open(plan, "r+b") as f:
         f.write(b"XX")
-    file_records._write_records(file_records._records_path(entries["vision"].plan_sha256),
-                                {plan: file_records._identity(os.stat(plan))})
     manifest = load_manifest(engine, verify=False)
-    assert plan_problems(manifest, here["facts"]) == {}  # trusted by its (forged) record
+
+    def forge() -> None:  # a record vouching for the damaged plan (either check below drops it)
+        file_records._write_records(file_records._records_path(entries["vision"].plan_sha256),
+                                    {plan: file_records._identity(os.stat(plan))})
+        assert plan_problems(manifest, here["facts"]) == {}  # a start trusts it
+
+    forge()
+    assert stale_graphs(manifest, here["facts"]) == {"vision": ["the plan file's sha256 is not the one recorded (altered)"]}
+    forge()
     damaged = doctor.check_plans(engine, tensorrt_found=True)
     assert damaged.ok is False and "vision: the plan file's sha256 is not the one recorded (altered)" in damaged.detail
-    assert stale_graphs(manifest, here["facts"]) == {"vision": ["the plan file's sha256 is not the one recorded (altered)"]}
 
 
 def _graph_cache_line(*args):

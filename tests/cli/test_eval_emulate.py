@@ -68,7 +68,7 @@ def test_a_memory_for_another_cpus_engine_is_embedded_on_its_emulation(tiny_engi
     expected = CaptionMemory.remembering(embeddings, [[caption_words(c) for c in item.captions] for item in items],
                                          mean, projection).to_bytes()
 
-    monkeypatch.setattr(int8_emulation, "this_cpu_target", lambda: "avx2")  # whatever CPU runs the test
+    monkeypatch.setattr(int8_emulation, "detected_cpu_target", lambda: "avx2")  # whatever CPU runs the test
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     os.makedirs(tmp_path / "tmp")
     result = CliRunner().invoke(cli, ["memory", int8, "--data", captions, "--beam", "4"])

@@ -110,3 +110,36 @@ def test_info_names_the_variant_the_environment_picks(tmp_path):
                              env=env, check=True).stdout
         assert f"engine_for_this_cpu: {expected}\n" in out
         assert f"cpu_target: {target}\n" in out
+
+
+def test_a_told_target_never_decides_the_arithmetic(fresh_target, monkeypatch, caplog):
+    """EDGEVLM_CPU_TARGET picks engines; whether a gate or a memory needs the emulation is the
+    CPU's own arithmetic: told avx512-vnni on an AVX2 CPU, a VNNI engine is still emulated."""
+    import logging
+
+    from edgevlm.calibration import int8_emulation
+
+    monkeypatch.setattr(fresh_target, "detected_cpu_target", lambda: "avx2")
+    monkeypatch.setattr(int8_emulation, "detected_cpu_target", lambda: "avx2")
+    monkeypatch.setenv("EDGEVLM_CPU_TARGET", "avx512-vnni")
+    with caplog.at_level(logging.WARNING):
+        assert fresh_target.this_cpu_target() == "avx512-vnni"
+    assert any("EDGEVLM_CPU_TARGET=avx512-vnni, but this CPU is avx2" in r.getMessage() and "saturate" in r.getMessage()
+               for r in caplog.records)
+    assert int8_emulation.emulation_needed("avx512-vnni")
+    assert not int8_emulation.emulation_needed("avx2")
+
+
+def test_doctor_says_where_the_target_comes_from(fresh_target, monkeypatch):
+    from edgevlm.runtime import doctor
+
+    monkeypatch.setattr(doctor, "detected_cpu_target", lambda: "avx2")
+    monkeypatch.setenv("EDGEVLM_CPU_TARGET", "arm-dotprod")
+    told = doctor.check_cpu()
+    assert told.label == "WARN" and "INT8 target arm-dotprod from EDGEVLM_CPU_TARGET (detected: avx2)" in told.detail
+    assert told.fix.startswith("unset EDGEVLM_CPU_TARGET")
+    fresh_target.this_cpu_target.cache_clear()
+    monkeypatch.setenv("EDGEVLM_CPU_TARGET", "bogus")
+    wrong = doctor.check_cpu()  # one failed line, not a doctor that stops
+    assert wrong.ok is False and wrong.needed and "EDGEVLM_CPU_TARGET='bogus' is not a CPU target" in wrong.detail
+

@@ -109,6 +109,19 @@ def test_graphs_run_off_the_cpu_open_the_top_engine_without_a_warning(tiny_engin
     assert _warnings(caplog) == []
 
 
+def test_off_the_cpu_only_a_saturating_cpu_is_warned_about(tiny_engine_dir, caplog):
+    """The top engine's integer nodes still run on the CPU under a GPU provider: 8-bit weights
+    on AVX2 (wrong sums) are said; a mere speed mismatch (avx2 engine, ARM CPU) is not."""
+    _set_quantization(tiny_engine_dir, target="avx512-vnni")
+    with caplog.at_level(logging.WARNING):
+        load_for_this_cpu(tiny_engine_dir, cpu_target="avx2", on_cpu=False)
+    assert len(_warnings(caplog)) == 1 and "saturate" in _warnings(caplog)[0]
+    _set_quantization(tiny_engine_dir, target="avx2")
+    with caplog.at_level(logging.WARNING):
+        load_for_this_cpu(tiny_engine_dir, cpu_target="arm-dotprod", on_cpu=False)
+    assert len(_warnings(caplog)) == 1
+
+
 def test_a_variant_made_for_another_target_is_refused(tiny_engine_dir):
     folder = _with_variant(tiny_engine_dir, "avx2", "avx512-vnni")
     _set_quantization(folder, target="arm-dotprod")

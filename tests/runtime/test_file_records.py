@@ -103,12 +103,17 @@ def test_an_unwritable_cache_only_costs_a_hash_per_check(tmp_path, monkeypatch, 
 
 
 def test_a_digest_that_is_no_sha256_is_hashed_and_never_names_a_records_file(tmp_path, hashes, old_enough):
-    """The manifest's sha256 names the records file: "../../x" must not lead out of the cache."""
+    """The manifest's sha256 names the records file: "../../escaped" must not lead out of the
+    cache to a file of this user's that vouches for the engine file (planted here)."""
     path, digest = _file(tmp_path)
+    folder = os.path.dirname(file_records._records_path(digest))
+    os.makedirs(folder)
+    outside = os.path.normpath(os.path.join(folder, "../../escaped.json"))
+    assert not outside.startswith(folder)
+    file_records._write_records(outside, {os.path.realpath(path): file_records._identity(os.stat(path))})
     for wrong in ("../../escaped", digest.upper(), digest[:63]):
         assert not file_records.file_matches(path, wrong)
     assert len(hashes) == 3
-    assert not (tmp_path / "escaped.json").exists() and not (tmp_path / "user-cache").exists()
 
 
 def test_a_damaged_records_file_is_replaced(tmp_path, hashes, old_enough):
