@@ -19,6 +19,7 @@ import logging
 import os
 
 from edgevlm.errors import EdgeVLMError
+from edgevlm.runtime.backends import DEFAULT_BACKEND
 from edgevlm.runtime.cpu_isa import SATURATING, detected_cpu_target, mismatch, same_layout, this_cpu_target
 from edgevlm.runtime.manifest import Manifest, load_manifest, verify_files
 
@@ -43,6 +44,13 @@ def variant_dir(manifest: Manifest, cpu_target: str | None) -> str | None:
         raise EdgeVLMError(f"variant {folder!r} (quantization.variants in {manifest.root}) leads outside the "
                            "engine folder; refusing to open it (rebuild the engine)")
     return path
+
+
+def runs_variants(provider: str, backend: str = DEFAULT_BACKEND) -> bool:
+    """Do CPU variants apply to this provider and backend? Only where onnxruntime's CPU
+    provider runs the graphs: variants are int8 layouts for CPU kernels, and a GPU provider
+    or the TensorRT backend runs the top engine (``load_for_this_cpu``'s ``on_cpu``)."""
+    return provider == "cpu" and backend == DEFAULT_BACKEND
 
 
 def load_for_this_cpu(engine_dir: str, verify: bool = True, cpu_target: str | None = None,

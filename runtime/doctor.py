@@ -377,8 +377,11 @@ def check_engine(engine_dir: str | None, provider: str, backend: str = "onnxrunt
     # Every engine in the folder, not only the one this CPU runs: the folder is copied to
     # machines with other CPUs, which run its variants (runtime/cpu_variants.py). A GPU
     # provider runs only the top engine (variants are CPU int8 layouts).
+    from edgevlm.runtime.cpu_variants import runs_variants
+
+    on_cpu = runs_variants(provider, backend)
     folders = {manifest.cpu_target or "top": engine_dir}
-    if provider == "cpu":
+    if on_cpu:
         folders |= {target: os.path.join(engine_dir, folder) for target, folder in manifest.cpu_variants.items()}
     for target, folder in folders.items():
         try:
@@ -399,7 +402,7 @@ def check_engine(engine_dir: str | None, provider: str, backend: str = "onnxrunt
                          provider_fix, needed=True)
     variants = ""
     if manifest.cpu_variants:
-        variants = (f" and its {', '.join(manifest.cpu_variants)} variant" if provider == "cpu" else
+        variants = (f" and its {', '.join(manifest.cpu_variants)} variant" if on_cpu else
                     f" (its {', '.join(manifest.cpu_variants)} variants run only on --provider cpu)")
     return Check("engine", True, f"{what}; sessions open on {PROVIDER_EP[provider]}{variants}", needed=True)
 

@@ -24,7 +24,7 @@ from edgevlm.runtime.grounding import (ExistenceQuestions, caption_bias, concept
 from edgevlm.runtime.engine_profiles import MAX_IMAGES
 from edgevlm.runtime.mirror_view import Unmirror, merged_candidates, unmirror_for, with_mirror_view
 from edgevlm.runtime.blas_threads import single_thread_numpy_blas
-from edgevlm.runtime.cpu_variants import load_for_this_cpu
+from edgevlm.runtime.cpu_variants import load_for_this_cpu, runs_variants
 from edgevlm.runtime.caption_memory import CaptionMemory
 from edgevlm.runtime.search import SearchSettings, answer_search, beam_search, nbest_search
 from edgevlm.runtime.search_hf import HFGeneration, hf_answers, hf_generate
@@ -86,7 +86,7 @@ class CaptionEngine:
         # with one warning per process when it was made for another CPU (cpu_variants.py).
         # pick_variant False: ENGINE_DIR itself (doctor opens each engine of a folder).
         self.manifest = load_for_this_cpu(engine_dir, verify=verify, pick=pick_variant,
-                                          on_cpu=provider == "cpu" and backend == DEFAULT_BACKEND)
+                                          on_cpu=runs_variants(provider, backend))
         single_thread_numpy_blas()  # its idle threads would spin on the cores the graphs need (blas_threads.py)
         self.family = runtime_family(self.manifest.model.family)
         self.family.check(self.manifest)

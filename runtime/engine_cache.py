@@ -213,7 +213,7 @@ def plan_problems(manifest, facts: DeviceFacts, use_records: bool = True) -> dic
     """{graph: None (no plan built) or what makes its plan unusable here (``plan_changes``)}
     for each graph a GPU runs (``steppers.device_graphs``) whose plan may not be deserialized;
     empty when every plan is current. The backend, ``edgevlm build`` and ``doctor`` all ask
-    this one question (doctor with ``use_records`` off: every plan's bytes hashed)."""
+    this one question (doctor and ``edgevlm build`` with ``use_records`` off: every plan's bytes hashed)."""
     from edgevlm.runtime.steppers import device_graphs
 
     problems: dict[str, list[str] | None] = {}

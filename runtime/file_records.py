@@ -98,8 +98,7 @@ def file_matches(path: str, sha256: str, use_records: bool = True) -> bool:
     when the file did not change while it was hashed), a mismatch removes its record."""
     real = os.path.realpath(path)
     if not _is_sha256(sha256):  # it names the records file: never a path out of the cache (it cannot match anyway)
-        with open(real, "rb") as f:
-            return _sha256_of(f) == sha256
+        return sha256_file(real) == sha256
     records_path = _records_path(sha256)
     records = _read_records(records_path)
     with open(real, "rb") as f:
