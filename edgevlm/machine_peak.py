@@ -27,6 +27,9 @@ from edgevlm.runtime.backends.onnxruntime_backend import session_options
 DECODE_SHAPE = (1, 256, 1024)
 IMAGE_SHAPE = (196, 256, 1024)
 _OPSET = [helper.make_opsetid("", 17)]
+# IR version 8, as our exported engines: onnx.helper stamps its own newest IR (14 for onnx
+# 1.23), which an onnxruntime older than the onnx package refuses to load (1.30 reads up to 13).
+_IR_VERSION = 8
 
 
 def cpu_isa() -> str:
@@ -53,14 +56,14 @@ def _matmul_model(m: int, k: int, n: int, int8: bool) -> bytes:
         a_type, y_type, inits = TensorProto.FLOAT, TensorProto.FLOAT, [weight]
     graph = helper.make_graph([node], "peak", [helper.make_tensor_value_info("A", a_type, [m, k])],
                               [helper.make_tensor_value_info("Y", y_type, [m, n])], inits)
-    return helper.make_model(graph, opset_imports=_OPSET).SerializeToString()
+    return helper.make_model(graph, opset_imports=_OPSET, ir_version=_IR_VERSION).SerializeToString()
 
 
 def _identity_model() -> bytes:
     graph = helper.make_graph([helper.make_node("Identity", ["A"], ["Y"])], "noop",
                               [helper.make_tensor_value_info("A", TensorProto.FLOAT, [1])],
                               [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1])])
-    return helper.make_model(graph, opset_imports=_OPSET).SerializeToString()
+    return helper.make_model(graph, opset_imports=_OPSET, ir_version=_IR_VERSION).SerializeToString()
 
 
 def _seconds_per_run(session: ort.InferenceSession, feeds: dict, budget_s: float) -> float:

@@ -49,3 +49,14 @@ def test_the_micro_benchmark_gives_positive_numbers_quickly():
         assert matmul_gops(DECODE_SHAPE, int8, 1, overhead, budget_s=0.01) > 0
     assert copy_bandwidth_gbs(1 << 20, budget_s=0.01) > 0
     assert isinstance(cpu_isa(), str) and cpu_isa()
+
+
+def test_peak_graphs_load_on_an_onnxruntime_older_than_onnx():
+    """onnx.helper stamps its newest IR version (14 for onnx 1.23), which onnxruntime 1.30 refused
+    on a lent Xeon (bench's floor failed there): the peak graphs carry IR 8, as our engines do."""
+    import onnx
+
+    from edgevlm.machine_peak import _identity_model, _matmul_model
+
+    for model in (_matmul_model(1, 8, 8, int8=True), _matmul_model(1, 8, 8, int8=False), _identity_model()):
+        assert onnx.load_model_from_string(model).ir_version == 8

@@ -16,6 +16,7 @@ from edgevlm.runtime.backends.base import Backend
 from edgevlm.runtime.backends.graph_threads import SessionThreading, graph_threading, wide_step_threading
 from edgevlm.runtime.backends.ort_device_cache import CacheGraphs, Device, DeviceKVCache
 from edgevlm.runtime.backends.ort_device_stepper import DecodeState, DeviceCacheStepper
+from edgevlm.runtime.backends.ort_load_errors import load_error_line
 from edgevlm.runtime.engine_cache import device_facts, tensorrt_provider_options
 from edgevlm.runtime.heap_release import release_freed_heap
 from edgevlm.runtime.optimized_graphs import open_cpu_session
@@ -140,7 +141,7 @@ class OnnxRuntimeBackend(Backend):
                 session = ort.InferenceSession(path, session_options(self.options.threads, self.options.spinning),
                                                providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types for bad files
-            raise EdgeVLMError(f"onnxruntime cannot load {path}: {str(exc).splitlines()[0]}") from exc
+            raise EdgeVLMError(load_error_line(path, exc)) from exc
         self._check_graph_matches_manifest(graph, session)
         if kept:
             self.sessions[graph] = session

@@ -135,3 +135,25 @@ def test_export_never_replaces_a_folder_that_is_not_an_engine(tiny_model_master,
     export_engine(tiny_model_master, out)  # an earlier engine is replaced whole
     assert sorted(os.listdir(out)) == ["cross_kv.onnx", "decoder.onnx", "decoder_step.onnx", "edgevlm.json", "tokenizer.json",
                                    "vision.onnx"]
+
+
+def test_graph_newer_than_onnxruntime_names_the_upgrade(tiny_engine_dir):
+    """An engine written by an onnx newer than this onnxruntime (a Jetson's wheel lags PyPI):
+    one line naming both IR versions and the fix, not onnxruntime's C++ constructor."""
+    import onnx
+
+    from edgevlm.runtime.file_records import sha256_file
+
+    onnx_path = os.path.join(tiny_engine_dir, "vision.onnx")
+    model = onnx.load(onnx_path)
+    model.ir_version = 99
+    onnx.save(model, onnx_path)
+    path = os.path.join(tiny_engine_dir, "edgevlm.json")
+    data = json.load(open(path))
+    data["files"]["vision"]["sha256"] = sha256_file(onnx_path)
+    json.dump(data, open(path, "w"))
+    with pytest.raises(EdgeVLMError) as err:
+        CaptionEngine(tiny_engine_dir)
+    message = str(err.value)
+    assert "vision.onnx: it is ONNX IR version 99 and this onnxruntime reads up to" in message
+    assert "upgrade onnxruntime" in message and "\n" not in message and "model.cc" not in message
