@@ -34,7 +34,20 @@ __all__ = ["Frame", "FrameSource", "ReconnectSettings", "SourceChange", "SourceS
 
 # Our errors say what went wrong; OpenCV's and FFmpeg's own warnings on stderr only repeat it.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET, read when FFmpeg is first used
-cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
+def quiet_opencv(cv=cv2) -> None:
+    """OpenCV's own log to errors only. Where the call lives moved between the versions we
+    accept (pyproject: >=4.8): 4.8's wheels have ``cv2.setLogLevel`` and no
+    ``cv2.utils.logging``, 5.x the reverse."""
+    logging_api = getattr(getattr(cv, "utils", None), "logging", None)
+    if logging_api is not None:
+        logging_api.setLogLevel(logging_api.LOG_LEVEL_ERROR)
+    elif hasattr(cv, "setLogLevel"):
+        cv.setLogLevel(2)  # cv::utils::logging::LOG_LEVEL_ERROR
+
+
+quiet_opencv()
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 URL_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")

@@ -52,3 +52,20 @@ def test_shipped_cpu_variants_are_whole_same_model_and_gated_on_their_cpu():
         assert variant.source["checkpoint_sha256"] == top.source["checkpoint_sha256"]
         assert variant.files["tokenizer"].sha256 == top.files["tokenizer"].sha256
         assert variant.concepts.tuned_on and variant.vqa and variant.caption_memory
+
+
+def test_oldest_deps_check_pins_each_base_dependency_at_its_floor():
+    """The oldest-versions check installs every runtime dependency at the lowest minor release
+    pyproject allows; a dependency without a plain floor would be refused, not skipped."""
+    import pytest
+
+    from edgevlm.scripts.oldest_deps_check import base_floor_specs, floor_spec
+
+    assert floor_spec("numpy>=1.24") == "numpy>=1.24,<1.25"
+    assert floor_spec("opencv-python-headless>=4.8") == "opencv-python-headless>=4.8,<4.9"
+    assert floor_spec("torch>=2.3.1") == "torch>=2.3.1,<2.4"
+    with pytest.raises(ValueError, match="not a plain"):
+        floor_spec("numpy")
+    deps = tomllib.load(open(os.path.join(REPO_ROOT, "pyproject.toml"), "rb"))["project"]["dependencies"]
+    specs = base_floor_specs()
+    assert [s.split(">=")[0] for s in specs] == [d.split(">=")[0] for d in deps]

@@ -65,3 +65,19 @@ def test_unreachable_url_is_an_error_not_a_hang(tiny_engine_master):
     result = _caption("rtsp://127.0.0.1:9/stream", "--engine", tiny_engine_master)
     assert result.returncode == 1
     assert result.stderr.startswith("error: ") and "rtsp://127.0.0.1:9/stream" in result.stderr
+
+
+def test_quiet_opencv_on_both_logging_apis():
+    """OpenCV 4.8 (pyproject's floor) has cv2.setLogLevel and no cv2.utils.logging; 5.x the
+    reverse: importing the runtime failed on 4.8 (found by edgevlm.scripts.oldest_deps_check)."""
+    from types import SimpleNamespace
+
+    from edgevlm.runtime.sources import quiet_opencv
+
+    levels = []
+    opencv_48 = SimpleNamespace(utils=SimpleNamespace(), setLogLevel=levels.append)
+    quiet_opencv(opencv_48)
+    logging_5x = SimpleNamespace(LOG_LEVEL_ERROR=2, setLogLevel=levels.append)
+    quiet_opencv(SimpleNamespace(utils=SimpleNamespace(logging=logging_5x)))
+    quiet_opencv(SimpleNamespace())  # neither: left as it is, no AttributeError
+    assert levels == [2, 2]
