@@ -28,6 +28,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from edgevlm.errors import EdgeVLMError
+
 # node type -> (index of the data input A / X, index of the weight input B / W)
 _FLOAT_MATMUL = {"MatMul": (0, 1), "Gemm": (0, 1)}
 _INT8_MATMUL = {"MatMulInteger": (0, 1), "QLinearMatMul": (0, 3), "DynamicQuantizeMatMul": (0, 1),
@@ -87,9 +89,17 @@ def with_concrete_shapes(model: onnx.ModelProto, dims: dict[str, int],
     model.graph.input.extend(kept)
     for value in model.graph.output:  # outputs are re-inferred; stale symbols would clash
         value.type.tensor_type.ClearField("shape")
+    import onnxruntime as ort
     from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
-    return SymbolicShapeInference.infer_shapes(model, auto_merge=True)
+    try:
+        return SymbolicShapeInference.infer_shapes(model, auto_merge=True)
+    except Exception as exc:  # noqa: BLE001 - the tool asserts; its releases differ (below)
+        # e.g. onnxruntime before 1.32 ignores Shape's start/end (opset 15+) and a Range after it
+        # fails an assert inside the tool: a bare AssertionError would say nothing.
+        raise EdgeVLMError(f"onnxruntime {ort.__version__}'s shape inference cannot follow {model.graph.name or 'a graph'} "
+                           f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'an assertion'}); "
+                           "upgrade onnxruntime (1.32 infers it), or run bench with --no-floor") from exc
 
 
 def _shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...] | None]:

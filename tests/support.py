@@ -21,6 +21,15 @@ SAMPLE_PHOTOS = sorted(os.path.join(SAMPLES, name) for name in os.listdir(SAMPLE
 
 
 # --------------------------------------------------------------------------- file timestamps
+def onnx_model(graph, opset: int = 17):
+    """``onnx.helper.make_model`` stamped IR version 8, as our exported engines are: the helper
+    stamps its own newest IR (14 for onnx 1.23), which an onnxruntime older than the onnx
+    package refuses to load (1.30 reads up to 13)."""
+    from onnx import helper
+
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
+
+
 def after_a_clock_tick(folder) -> None:
     """Wait until a file written now gets a later ctime than files written before: kernels
     before 6.13 move file timestamps once per tick (1-10 ms), so a change within the tick of

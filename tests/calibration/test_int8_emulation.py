@@ -10,6 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgevlm.calibration.int8_emulation import emulate_graph
 from edgevlm.errors import EdgeVLMError
+from tests.support import onnx_model
 
 
 def _run(model, feeds, level=ort.GraphOptimizationLevel.ORT_ENABLE_ALL):
@@ -21,7 +22,7 @@ def _run(model, feeds, level=ort.GraphOptimizationLevel.ORT_ENABLE_ALL):
 
 def _model(nodes, inputs, outputs, inits):
     graph = helper.make_graph(nodes, "g", inputs, outputs, [numpy_helper.from_array(v, k) for k, v in inits.items()])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    return onnx_model(graph, 13)
 
 
 def test_matmul_integer_sums_exactly_where_int16_pairs_would_saturate():

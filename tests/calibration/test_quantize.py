@@ -12,7 +12,7 @@ from edgevlm.calibration.sources import load_calibration_set
 from edgevlm.errors import EdgeVLMError
 from edgevlm.runtime.engine import CaptionEngine
 from edgevlm.runtime.preprocess import read_image_bgr
-from tests.support import SAMPLES, make_coco_dataset, make_video
+from tests.support import SAMPLES, make_coco_dataset, make_video, onnx_model
 
 
 @pytest.fixture()
@@ -261,7 +261,7 @@ def test_a_transformer_encoder_is_told_from_a_convolutional_one(tmp_path):
         g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 2])],
                               [helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, None) for i in range(len(ops))])
         path = str(tmp_path / name)
-        onnx.save(helper.make_model(g), path)
+        onnx.save(onnx_model(g), path)
         return path
 
     assert is_transformer_encoder(graph(["Conv", "MatMul", "MatMul"], "vit.onnx"))  # a patch embedding

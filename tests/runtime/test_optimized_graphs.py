@@ -15,6 +15,7 @@ from edgevlm.runtime.engine import CaptionEngine
 from edgevlm.runtime.manifest import load_manifest
 from edgevlm.runtime.optimized_graphs import open_cpu_session, optimized_graph_path
 import edgevlm.runtime.optimized_graphs as optimized_graphs
+from tests.support import onnx_model
 
 
 @pytest.fixture()
@@ -239,7 +240,7 @@ def _external_weights_graph(tmp_path):
     graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])], [weight])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = onnx_model(graph, 17)
     path = str(tmp_path / "m.onnx")
     onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
                     location="m.onnx.data", size_threshold=0)
