@@ -30,6 +30,10 @@ from onnx import helper, numpy_helper
 
 from edgevlm.errors import EdgeVLMError
 
+class ShapeInferenceError(EdgeVLMError):
+    """onnxruntime's symbolic shape inference failed on a graph (``engine_costs`` names the file)."""
+
+
 # node type -> (index of the data input A / X, index of the weight input B / W)
 _FLOAT_MATMUL = {"MatMul": (0, 1), "Gemm": (0, 1)}
 _INT8_MATMUL = {"MatMulInteger": (0, 1), "QLinearMatMul": (0, 3), "DynamicQuantizeMatMul": (0, 1),
@@ -95,11 +99,13 @@ def with_concrete_shapes(model: onnx.ModelProto, dims: dict[str, int],
     try:
         return SymbolicShapeInference.infer_shapes(model, auto_merge=True)
     except Exception as exc:  # noqa: BLE001 - the tool asserts; its releases differ (below)
-        # e.g. onnxruntime before 1.32 ignores Shape's start/end (opset 15+) and a Range after it
+        # onnxruntime before 1.32 ignores Shape's start/end (opset 15+) and a Range after it
         # fails an assert inside the tool: a bare AssertionError would say nothing.
-        raise EdgeVLMError(f"onnxruntime {ort.__version__}'s shape inference cannot follow {model.graph.name or 'a graph'} "
-                           f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'an assertion'}); "
-                           "upgrade onnxruntime (1.32 infers it), or run bench with --no-floor") from exc
+        version = tuple(int(part) for part in ort.__version__.split(".")[:2] if part.isdigit())
+        fix = "upgrade onnxruntime (1.32 follows Shape's start/end), or " if version < (1, 32) else ""
+        raise ShapeInferenceError(f"onnxruntime {ort.__version__}'s shape inference cannot follow this graph "
+                                  f"({type(exc).__name__}{': ' + str(exc).splitlines()[0] if str(exc) else ''}); "
+                                  f"{fix}run bench with --no-floor") from exc
 
 
 def _shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...] | None]:
@@ -211,7 +217,11 @@ def engine_costs(manifest, batch: int = 1) -> dict[str, GraphCost]:
     costs = {}
     for name, spec in manifest.graphs.items():
         values = {k: v for k, v in STEP_VALUES.items() if spec.takes(k) and not _has_shape(spec, k)}
-        costs[name] = graph_cost(onnx.load(manifest.graph_path(name)), graph_dims(spec.inputs, batch), values)
+        path = manifest.graph_path(name)
+        try:
+            costs[name] = graph_cost(onnx.load(path), graph_dims(spec.inputs, batch), values)
+        except ShapeInferenceError as exc:
+            raise ShapeInferenceError(str(exc).replace("this graph", path, 1)) from exc
     return costs
 
 

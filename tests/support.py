@@ -20,7 +20,7 @@ SAMPLES = os.path.join(REPO_ROOT, "edgevlm", "assets", "samples")
 SAMPLE_PHOTOS = sorted(os.path.join(SAMPLES, name) for name in os.listdir(SAMPLES) if name.endswith(".jpg"))
 
 
-# --------------------------------------------------------------------------- file timestamps
+# --------------------------------------------------------------------------- hand-made ONNX
 def onnx_model(graph, opset: int = 17):
     """``onnx.helper.make_model`` stamped IR version 8, as our exported engines are: the helper
     stamps its own newest IR (14 for onnx 1.23), which an onnxruntime older than the onnx
@@ -30,6 +30,7 @@ def onnx_model(graph, opset: int = 17):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
 
 
+# --------------------------------------------------------------------------- file timestamps
 def after_a_clock_tick(folder) -> None:
     """Wait until a file written now gets a later ctime than files written before: kernels
     before 6.13 move file timestamps once per tick (1-10 ms), so a change within the tick of

@@ -10,6 +10,7 @@ from edgevlm.errors import EdgeVLMError
 from edgevlm.graph_cost import graph_cost, graph_dims
 from tests.support import onnx_model
 
+
 def _model(nodes, inputs, outputs, inits=()):
     graph = helper.make_graph(nodes, "t", inputs, outputs, list(inits))
     return onnx_model(graph, 17)
@@ -93,11 +94,31 @@ def test_a_range_over_a_scalar_input_resolves_when_given_its_value():
     model = _model(nodes, [_input("ids", ["batch", "tokens"], TensorProto.INT64), _input("position", [], TensorProto.INT64)],
                    [_output("Y")], inits)
     if _onnxruntime_before(1, 32):  # its shape inference ignores Shape's start/end: one clear line
-        with pytest.raises(EdgeVLMError, match="shape inference cannot follow .*upgrade onnxruntime"):
+        with pytest.raises(EdgeVLMError, match="shape inference cannot follow this graph .*upgrade onnxruntime"):
             graph_cost(model, {"batch": 1, "tokens": 3}, {"position": 5})
         return
     cost = graph_cost(model, {"batch": 1, "tokens": 3}, {"position": 5})
     assert cost.float_ops == 2 * 3 * 8 * 5
+
+
+def test_a_shape_inference_failure_is_one_line_naming_the_graph_file(tiny_engine_dir, monkeypatch):
+    """onnxruntime's shape inference tool fails by a bare assert: bench's floor says which graph
+    file and what to do, in one line (the upgrade only where the installed release predates 1.32)."""
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    from edgevlm.graph_cost import engine_costs
+    from edgevlm.runtime.manifest import load_manifest
+
+    def fail(*_args, **_kwargs):
+        raise AssertionError()
+
+    monkeypatch.setattr(SymbolicShapeInference, "infer_shapes", staticmethod(fail))
+    with pytest.raises(EdgeVLMError) as err:
+        engine_costs(load_manifest(tiny_engine_dir))
+    message = str(err.value)
+    assert "shape inference cannot follow" in message and ".onnx (AssertionError)" in message and "\n" not in message
+    assert message.endswith("run bench with --no-floor")
+    assert ("upgrade onnxruntime" in message) == _onnxruntime_before(1, 32)
 
 
 def _onnxruntime_before(major: int, minor: int) -> bool:

@@ -10,6 +10,9 @@ without dependencies, and runs what a user runs first: ``caption`` on the shippe
 last line and exits non-zero on the first failure. Needs the package index (pip), so it is
 a command to run before a release, not a test. First run (stop 35): OpenCV 4.8 has no
 ``cv2.utils.logging``, and every command failed on import (runtime/sources.py quiet_opencv).
+
+Run it with Python >= 3.11 (it reads pyproject.toml with tomllib); ``--python`` may be older.
+The floors have wheels up to Python 3.11 (numpy 1.24), so ``--python`` 3.12 or newer is refused.
 """
 
 from __future__ import annotations
@@ -19,8 +22,14 @@ import os
 import re
 import subprocess
 import sys
+import shutil
 import tempfile
-import tomllib
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10: the environment's Python may be, this script's may not
+    sys.exit("oldest_deps_check reads pyproject.toml with tomllib: run it with Python >= 3.11 "
+             "(pass --python python3.10 to make the environment with 3.10)")
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SAMPLES = os.path.join(REPO, "edgevlm", "assets", "samples")
@@ -41,8 +50,17 @@ def base_floor_specs(pyproject: str = os.path.join(REPO, "pyproject.toml")) -> l
         return [floor_spec(r) for r in tomllib.load(f)["project"]["dependencies"]]
 
 
+COMMAND_TIMEOUT_S = 600  # pip's installs and the shipped clip's narration take well under this
+
+
 def _run(args: list[str], cwd: str) -> str:
-    done = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
+    """Run ``args``; -> its last output line, or exit with the command and its last 15 lines."""
+    try:
+        done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
+    except OSError as exc:
+        sys.exit(f"FAILED: cannot run {args[0]}: {exc.strerror}")
+    except subprocess.TimeoutExpired:
+        sys.exit(f"FAILED: {' '.join(args)} ran past {COMMAND_TIMEOUT_S} s")
     lines = (done.stdout + done.stderr).strip().splitlines()
     if done.returncode != 0:
         sys.exit(f"FAILED ({done.returncode}): {' '.join(args)}\n" + "\n".join(lines[-15:]))
@@ -54,12 +72,17 @@ def main() -> None:
     parser.add_argument("--python", default=sys.executable, help="interpreter for the environment")
     parser.add_argument("--venv", default=None, help="environment folder (default: a temporary one)")
     args = parser.parse_args()
+    version = _run([args.python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], REPO)
+    if tuple(int(v) for v in version.split(".")) >= (3, 12):
+        sys.exit(f"{args.python} is Python {version}: the floors (numpy 1.24) have no wheels past 3.11; "
+                 "pass --python python3.10 or python3.11")
     venv = args.venv or tempfile.mkdtemp(prefix="edgevlm-oldest-")
     bin_dir = os.path.join(venv, "bin")
     specs = base_floor_specs()
+    print(f"environment: {venv} (kept if a step fails)", flush=True)
     _run([args.python, "-m", "venv", venv], REPO)
     pip = [os.path.join(bin_dir, "python"), "-m", "pip", "install", "-q"]
-    _run(pip + [*specs, "setuptools>=68", "wheel"], REPO)
+    _run(pip + ["--only-binary", ":all:", *specs, "setuptools>=68", "wheel"], REPO)
     _run(pip + ["--no-deps", "--no-build-isolation", "-e", REPO], REPO)
     python = os.path.join(bin_dir, "python")
     print(_run([python, "-c", "import sys, numpy, onnxruntime, cv2, tokenizers; print('python', sys.version.split()[0], "
@@ -74,6 +97,10 @@ def main() -> None:
                         ["doctor"]):
             print(f"{command[0]}: {_run(cli + command, out)[:200]}")
     print(f"OK: the runtime ran on {', '.join(specs)}")
+    if args.venv is None:
+        shutil.rmtree(venv, ignore_errors=True)  # a temporary environment (~300 MB); --venv keeps one
+    else:
+        print(f"environment kept: {venv}")
 
 
 if __name__ == "__main__":

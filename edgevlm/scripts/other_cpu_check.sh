@@ -2,17 +2,20 @@
 # Issue 12's figures on another x86 CPU in one call (the lent GPU machine's host, which has the
 # AVX-512 VNNI / AMX kernels this project's dev machines often lack): which CPU it is, the engine
 # the runtime picks there, the shipped engine against PyTorch eager and against its FP32 export,
-# the avx2 layout against the VNNI one on the same CPU, and one decoder step alone.
+# that FP32 export against PyTorch eager, the avx2 layout against the VNNI one on the same CPU,
+# and one decoder step alone.
 #
 #   PY=python3 OUT=/tmp/out bash edgevlm/scripts/other_cpu_check.sh [--install]
 #
 # --install: pip-install this checkout without dependencies or an index (the machine already has
 # numpy, onnxruntime, opencv, click, tokenizers, torch, onnx and sympy, and no network).
-# Everything printed also lands under $OUT; the last lines are a summary.
+# Everything printed also lands in $OUT/all.txt, each bench's JSON in $OUT/<name>.txt; the last
+# lines are a summary. The FP32 export (~60 MB) is written to /tmp, not $OUT.
 set -u
 PY=${PY:-python3}
 OUT=${OUT:-/tmp/other_cpu_check}
 mkdir -p "$OUT"
+exec > >(tee "$OUT/all.txt") 2>&1
 export PYTHONUNBUFFERED=1
 engine=edgevlm/assets/default_engine
 vnni=$engine/variants/avx512-vnni
@@ -46,6 +49,9 @@ cli bench --json 2>&1 | tee "$OUT/bench_vs_eager.txt"
 step "bench: shipped engine vs its FP32 export"
 cli bench --vs-engine "$fp32" --no-floor --no-modes --json 2>&1 | tee "$OUT/bench_vs_fp32.txt"
 
+step "bench: the FP32 export vs PyTorch eager"
+cli bench --engine "$fp32" --no-floor --no-modes --json 2>&1 | tee "$OUT/bench_fp32_vs_eager.txt"
+
 step "bench: VNNI layout vs the avx2 layout on this CPU"
 EDGEVLM_CPU_TARGET=avx2 cli bench --engine "$vnni" --vs-engine "$engine" --no-floor --no-modes --json 2>&1 \
   | tee "$OUT/bench_vnni_vs_avx2.txt"
@@ -62,7 +68,7 @@ def last_json(name):
     lines = [l for l in open(f"{out}/{name}.txt") if l.startswith("{")]
     return json.loads(lines[-1]) if lines else None
 for name, peer in (("bench_vs_eager", "torch_ms_p50"), ("bench_vs_fp32", "vs_engine_ms_p50"),
-                   ("bench_vnni_vs_avx2", "vs_engine_ms_p50")):
+                   ("bench_fp32_vs_eager", "torch_ms_p50"), ("bench_vnni_vs_avx2", "vs_engine_ms_p50")):
     r = last_json(name)
     if r is None:
         print(f"{name}: no result"); continue
