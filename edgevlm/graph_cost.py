@@ -30,8 +30,27 @@ from onnx import helper, numpy_helper
 
 from edgevlm.errors import EdgeVLMError
 
+
+def shape_inference_follows_shape_slices() -> bool:
+    """Does this onnxruntime's symbolic shape inference honour Shape's start/end (opset 15+)?
+    Releases before 1.32 ignore them, and a Range after such a Shape fails an assert."""
+    import onnxruntime as ort
+
+    return tuple(int(part) for part in ort.__version__.split(".")[:2] if part.isdigit()) >= (1, 32)
+
+
 class ShapeInferenceError(EdgeVLMError):
-    """onnxruntime's symbolic shape inference failed on a graph (``engine_costs`` names the file)."""
+    """onnxruntime's symbolic shape inference failed on ``where`` (``engine_costs`` names the
+    file); ``cause``: what the tool raised, kept so the error can be re-raised for a file."""
+
+    def __init__(self, cause: str, where: str = "this graph"):
+        import onnxruntime as ort
+
+        self.cause = cause
+        fix = ("" if shape_inference_follows_shape_slices()
+               else "upgrade onnxruntime (1.32 follows Shape's start/end), or ")
+        super().__init__(f"onnxruntime {ort.__version__}'s shape inference cannot follow {where} ({cause}); "
+                         f"{fix}run bench with --no-floor")
 
 
 # node type -> (index of the data input A / X, index of the weight input B / W)
@@ -93,19 +112,13 @@ def with_concrete_shapes(model: onnx.ModelProto, dims: dict[str, int],
     model.graph.input.extend(kept)
     for value in model.graph.output:  # outputs are re-inferred; stale symbols would clash
         value.type.tensor_type.ClearField("shape")
-    import onnxruntime as ort
     from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
     try:
         return SymbolicShapeInference.infer_shapes(model, auto_merge=True)
-    except Exception as exc:  # noqa: BLE001 - the tool asserts; its releases differ (below)
-        # onnxruntime before 1.32 ignores Shape's start/end (opset 15+) and a Range after it
-        # fails an assert inside the tool: a bare AssertionError would say nothing.
-        version = tuple(int(part) for part in ort.__version__.split(".")[:2] if part.isdigit())
-        fix = "upgrade onnxruntime (1.32 follows Shape's start/end), or " if version < (1, 32) else ""
-        raise ShapeInferenceError(f"onnxruntime {ort.__version__}'s shape inference cannot follow this graph "
-                                  f"({type(exc).__name__}{': ' + str(exc).splitlines()[0] if str(exc) else ''}); "
-                                  f"{fix}run bench with --no-floor") from exc
+    except Exception as exc:  # noqa: BLE001 - the tool asserts (shape_inference_follows_shape_slices)
+        # a bare AssertionError would say nothing
+        raise ShapeInferenceError(f"{type(exc).__name__}{': ' + str(exc).splitlines()[0] if str(exc) else ''}") from exc
 
 
 def _shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...] | None]:
@@ -221,7 +234,7 @@ def engine_costs(manifest, batch: int = 1) -> dict[str, GraphCost]:
         try:
             costs[name] = graph_cost(onnx.load(path), graph_dims(spec.inputs, batch), values)
         except ShapeInferenceError as exc:
-            raise ShapeInferenceError(str(exc).replace("this graph", path, 1)) from exc
+            raise ShapeInferenceError(exc.cause, path) from exc
     return costs
 
 

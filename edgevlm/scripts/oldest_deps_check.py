@@ -81,10 +81,10 @@ def main() -> None:
     specs = base_floor_specs()
     print(f"environment: {venv} (kept if a step fails)", flush=True)
     _run([args.python, "-m", "venv", venv], REPO)
-    pip = [os.path.join(bin_dir, "python"), "-m", "pip", "install", "-q"]
+    python = os.path.join(bin_dir, "python")
+    pip = [python, "-m", "pip", "install", "-q"]
     _run(pip + ["--only-binary", ":all:", *specs, "setuptools>=68", "wheel"], REPO)
     _run(pip + ["--no-deps", "--no-build-isolation", "-e", REPO], REPO)
-    python = os.path.join(bin_dir, "python")
     print(_run([python, "-c", "import sys, numpy, onnxruntime, cv2, tokenizers; print('python', sys.version.split()[0], "
                 "'numpy', numpy.__version__, 'onnxruntime', onnxruntime.__version__, 'opencv', cv2.__version__, "
                 "'tokenizers', tokenizers.__version__)"], REPO))

@@ -2,9 +2,10 @@
 
 onnxruntime's own message is a C++ source location and a constructor signature. The case we
 name: a graph stamped with a newer ONNX IR version than this onnxruntime reads. ``edgevlm
-export`` writes IR 8, which every onnxruntime we accept (>= 1.17) reads, so this is a graph made by other tools
-(onnx.helper stamps its package's newest IR, 14 for onnx 1.23) or an old onnxruntime (a Jetson's
-wheel lags PyPI by months): re-exporting with edgevlm, or a newer onnxruntime, fixes it.
+export`` writes IR 8, which every onnxruntime we accept (>= 1.17) reads, so this is a graph
+made by other tools (onnx.helper stamps its package's newest IR, 14 for onnx 1.23) or an old
+onnxruntime (a Jetson's wheel lags PyPI by months): re-exporting with edgevlm, or a newer
+onnxruntime, fixes it.
 """
 
 from __future__ import annotations
