@@ -33,9 +33,12 @@ from edgevlm.data.object_lexicon import PRESENT_MIN
 @click.option("--mirror-views", is_flag=True,
               help="Train each batch row on the photo's or, at random half the time, its mirror image's features "
                    "(cached once more). Dev is scored on both views either way, as questions are answered.")
+@click.option("--hard-negatives", type=click.FloatRange(0.0), default=0.0, show_default=True,
+              help="Weight the absent pairs where the category is most expected (POPE's adversarial score) this much "
+                   "more; 0: every pair alike. 1 is measured best (MODEL_CARD.md).")
 @click.option("--threads", type=click.IntRange(1), default=2, show_default=True)
 def command(model_dir, data, out, epochs, lr, unfamiliar_quantile, ban_below, hidden, sharpness,
-            present_min, mirror_views, cache_dir, threads):
+            present_min, mirror_views, hard_negatives, cache_dir, threads):
     """Train MODEL_DIR's concept head on the dataset's captions (the decoder is unchanged) and
     write the result to OUT; prints the dev report as JSON."""
     import torch
@@ -49,5 +52,5 @@ def command(model_dir, data, out, epochs, lr, unfamiliar_quantile, ban_below, hi
     torch.set_num_threads(threads)
     report = train_concepts(model_dir, data, out, os.path.expanduser(cache_dir), epochs, lr, unfamiliar_quantile,
                             ban_below, hidden=hidden, sharpness=sharpness, present_min=present_min,
-                            mirror_views=mirror_views)
+                            mirror_views=mirror_views, hard_negatives=hard_negatives)
     click.echo(json.dumps(report))

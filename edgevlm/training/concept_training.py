@@ -4,9 +4,11 @@ exactly as they were.
 
 Labels come from the human captions through the object lexicon: present (most captions
 name it), absent (none names it nor leaves it open), unknown (masked out of the loss).
-The loss is plain BCE on the natural label balance (calibrated), and the head's final bias
+The loss is BCE on the natural label balance (calibrated), and the head's final bias
 is then shifted by each category's log prior odds, so that 0.5 means "the picture is as
-much evidence for as against" whatever Flickr8k's base rate for the category.
+much evidence for as against" whatever Flickr8k's base rate for the category. With hard
+negatives, a category's absent pairs share its negative weight by how expected it is in
+the photo (``hard_negative_weights``), its total unchanged, so calibration holds.
 """
 
 from __future__ import annotations
@@ -63,12 +65,41 @@ def _views(train_x: np.ndarray, mirror_x: np.ndarray | None, rows: np.ndarray, r
     return torch.from_numpy(x)
 
 
+def hard_negative_weights(labels: np.ndarray, strength: float, cap: float = 5.0) -> np.ndarray:
+    """labels (N,K) -> loss weights (N,K) float32: 1 on present and unknown pairs; on a
+    category's absent pairs 1 + strength x (how expected the category is in that photo,
+    relative to its other absent photos), capped at ``cap`` and rescaled to mean 1.
+
+    "How expected" is POPE's adversarial score (``pope_questions.adversarial_negatives``)
+    on the training labels: the sum, over the categories present in the photo, of
+    P(category | that one). A head trained on the natural balance sees few of the photos
+    where a frisbee is expected and absent (a dog in a park without one) and learns "dog
+    and grass -> frisbee"; weighting them teaches it to look. The mean of 1 keeps each
+    category's total negative weight, so the prior shift still calibrates it. Measured
+    (dev POPE macro balanced accuracy, 3 seeds, random / popular / adversarial): strength
+    0: 0.903 / 0.931 / 0.853; 1: 0.907 / 0.930 / 0.868."""
+    present = (labels == 1).astype(np.float64)
+    given = present.T @ present / np.maximum(present.sum(0), 1)[:, None]  # given[p, c] = P(c | p)
+    np.fill_diagonal(given, 0.0)
+    expected = present @ given  # (N, K)
+    weights = np.ones(labels.shape, np.float64)
+    for k in range(labels.shape[1]):
+        absent = labels[:, k] == 0
+        if not absent.any():
+            continue
+        score = expected[absent, k] / max(expected[absent, k].mean(), 1e-12)
+        w = np.minimum(1.0 + strength * score, cap)
+        weights[absent, k] = w / w.mean()
+    return weights.astype(np.float32)
+
+
 def train_head(head: ConceptHead, train_x: np.ndarray, train_y: np.ndarray, epochs: int = 25, lr: float = 1e-3,
                batch: int = 128, seed: int = 0, weight_decay: float = 0.05,
-               mirror_x: np.ndarray | None = None) -> list[float]:
+               mirror_x: np.ndarray | None = None, weights: np.ndarray | None = None) -> list[float]:
     """Fit ``head`` on cached features (N,C,h,w) float16 and labels (N,K) in place; shift its
     bias by the log prior odds. ``mirror_x`` (N,C,h,w): the mirror images' features, drawn
-    for half of each batch's rows. -> mean loss per epoch."""
+    for half of each batch's rows; ``weights`` (N,K): each pair's loss weight (default 1).
+    -> mean loss per epoch."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
@@ -76,6 +107,7 @@ def train_head(head: ConceptHead, train_x: np.ndarray, train_y: np.ndarray, epoc
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=steps, pct_start=0.1)
     labels = torch.from_numpy(train_y.astype(np.float32))
     known = labels >= 0
+    pair_weights = known.float() * (1.0 if weights is None else torch.from_numpy(weights.astype(np.float32)))
     head.bias_shift.zero_()
     history = []
     for epoch in range(epochs):
@@ -86,7 +118,7 @@ def train_head(head: ConceptHead, train_x: np.ndarray, train_y: np.ndarray, epoc
             x = _views(train_x, mirror_x, rows, rng)
             y, mask = labels[rows], known[rows]
             loss = F.binary_cross_entropy_with_logits(head(x), y.clamp_min(0), reduction="none")
-            loss = (loss * mask).sum() / mask.sum().clamp_min(1)
+            loss = (loss * pair_weights[rows]).sum() / mask.sum().clamp_min(1)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -158,12 +190,12 @@ def existence_threshold(probs: np.ndarray, labels: np.ndarray) -> float:
 def train_concepts(model_dir: str, data_dir: str, out: str, cache_dir: str, epochs: int = 8, lr: float = 1e-3,
                    unfamiliar_quantile: float = 0.98, ban_below: float = 0.6,
                    seed: int = 0, hidden: int = 256, sharpness: float = 0.5,
-                   present_min: int = PRESENT_MIN, mirror_views: bool = False) -> dict:
+                   present_min: int = PRESENT_MIN, mirror_views: bool = False, hard_negatives: float = 0.0) -> dict:
     """MODEL_DIR + the dataset's train/dev captions -> OUT: the same model with a trained
     concept head and its thresholds tuned on dev. ``present_min``: captions that must name a
     category for a training photo to count as showing it (dev keeps the lexicon's rule);
     ``mirror_views``: train each batch row on the photo's or, half the time, its mirror image's
-    features. Dev is scored on both views' averaged log-odds either way, as questions are
+    features; ``hard_negatives``: the strength of ``hard_negative_weights`` (0: none). Dev is scored on both views' averaged log-odds either way, as questions are
     answered. -> report dict."""
     import os
 
@@ -184,7 +216,9 @@ def train_concepts(model_dir: str, data_dir: str, out: str, cache_dir: str, epoc
                    if mirror_views or split == "dev" else None)
         splits[split] = (features, mirrors, concept_labels(items, cfg.names, present_min if split == "train" else PRESENT_MIN))
     (train_x, train_mirror, train_y), (dev_x, dev_mirror, dev_y) = splits["train"], splits["dev"]
-    history = train_head(model.concepts, train_x, train_y, epochs=epochs, lr=lr, seed=seed, mirror_x=train_mirror)
+    weights = hard_negative_weights(train_y, hard_negatives) if hard_negatives > 0 else None
+    history = train_head(model.concepts, train_x, train_y, epochs=epochs, lr=lr, seed=seed, mirror_x=train_mirror,
+                         weights=weights)
     photo_probs = predict(model.concepts, dev_x)
     # questions read both views (the runtime's question_sight): the existence threshold and the
     # dev report from their averaged log-odds
@@ -202,6 +236,7 @@ def train_concepts(model_dir: str, data_dir: str, out: str, cache_dir: str, epoc
               "abstain_below": round(abstain, 4), "unfamiliar_above": round(unfamiliar, 4),
               "ban_below": ban_below, "loss": [round(x, 4) for x in history], "epochs": epochs, "lr": lr,
               "hidden": hidden, "sharpness": sharpness, "present_min": present_min, "mirror_views": mirror_views,
+              "hard_negatives": hard_negatives,
               "init_from": os.path.abspath(model_dir)}
     save_model(model, tokenizer, out, dtype=torch.float16, extra={"concepts": report})
     return report

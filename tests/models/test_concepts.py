@@ -55,6 +55,49 @@ def test_the_head_learns_from_the_mirror_views_it_is_given():
     assert min(accuracy[True]) > 0.95, accuracy  # shown both: right on both (not the mirrors only)
 
 
+def test_hard_negatives_weigh_the_photos_where_the_category_is_expected():
+    """Frisbees come with dogs: of the photos without one, those with a dog weigh more for
+    "frisbee" than those without, each category's absent pairs keep a mean weight of 1 (the
+    prior shift still calibrates), and present and unknown pairs weigh 1."""
+    from edgevlm.training.concept_training import UNKNOWN, hard_negative_weights
+
+    # columns: dog, frisbee, cat
+    labels = np.array([[1, 1, 0], [1, 1, 0], [1, 0, 0], [1, 0, 0], [0, 0, 1], [0, 0, 1], [0, UNKNOWN, 1]], np.int8)
+    w = hard_negative_weights(labels, strength=1.0)
+    frisbee_absent = labels[:, 1] == 0
+    assert w[2, 1] == w[3, 1] > 1.0 > w[4, 1] == w[5, 1]  # dog photos vs cat photos
+    assert w[frisbee_absent, 1].mean() == pytest.approx(1.0)
+    assert w[:, 2][labels[:, 2] == 0].mean() == pytest.approx(1.0)
+    assert (w[labels == 1] == 1.0).all() and w[6, 1] == 1.0  # present, unknown
+    assert (hard_negative_weights(labels, strength=0.0) == 1.0).all()
+    capped = hard_negative_weights(labels, strength=100.0, cap=2.0)
+    assert capped[frisbee_absent, 1].max() / capped[frisbee_absent, 1].min() <= 2.0 + 1e-6
+
+
+def test_weights_scale_each_pairs_loss():
+    """A weight of 0 on a pair removes it from training: a concept whose every pair weighs
+    0 keeps its initial outputs, while the other concept learns."""
+    import torch
+
+    from edgevlm.models.concept_head import ConceptHead
+    from edgevlm.training.concept_training import predict, train_head
+
+    rng = np.random.default_rng(0)
+    y = (rng.random((100, 2)) < 0.5).astype(np.int8)
+    x = rng.normal(size=(100, 8, 2, 2))
+    x[:, 0] += 3.0 * (2 * y[:, 0, None, None] - 1)
+    x[:, 1] += 3.0 * (2 * y[:, 1, None, None] - 1)
+    weights = np.ones((100, 2), np.float32)
+    weights[:, 1] = 0.0
+    torch.manual_seed(0)
+    head = ConceptHead(8, 2, hidden=0)  # linear: the two concepts share no weights
+    before = head.mlp.weight[1].detach().clone()
+    train_head(head, x.astype(np.float16), y, epochs=20, lr=3e-2, weight_decay=0.0, weights=weights)
+    accuracy = ((predict(head, x.astype(np.float16)) >= 0.5) == (y == 1)).mean(0)
+    assert accuracy[0] > 0.95, accuracy
+    assert torch.equal(head.mlp.weight[1].detach(), before)
+
+
 def test_bias_shift_makes_half_mean_even_odds():
     """A head that learned nothing but the base rate scores ~0.5 after the prior shift
     (exactly 0.5 but for the shrinkage of rare categories towards even odds)."""
@@ -129,7 +172,7 @@ def test_train_concepts_on_mirror_views_caches_the_mirrors_and_reports_its_recip
     cache = tmp_path / "cache"
     report = train_concepts(tiny_model_master, data, str(tmp_path / "out"), str(cache), epochs=1, present_min=2,
                             mirror_views=True)
-    assert report["present_min"] == 2 and report["mirror_views"] is True
+    assert report["present_min"] == 2 and report["mirror_views"] is True and report["hard_negatives"] == 0.0
     assert len(glob.glob(str(cache / "features-train-*.npy"))) == 2  # the photos' and the mirrors'
     assert len(glob.glob(str(cache / "features-dev-*.npy"))) == 2  # dev is scored on both views
     assert load_model(str(tmp_path / "out"))[0].concepts is not None
