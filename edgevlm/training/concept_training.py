@@ -195,8 +195,9 @@ def train_concepts(model_dir: str, data_dir: str, out: str, cache_dir: str, epoc
     concept head and its thresholds tuned on dev. ``present_min``: captions that must name a
     category for a training photo to count as showing it (dev keeps the lexicon's rule);
     ``mirror_views``: train each batch row on the photo's or, half the time, its mirror image's
-    features; ``hard_negatives``: the strength of ``hard_negative_weights`` (0: none). Dev is scored on both views' averaged log-odds either way, as questions are
-    answered. -> report dict."""
+    features; ``hard_negatives``: the strength of ``hard_negative_weights`` (0: none). Dev is
+    scored on both views' averaged log-odds either way, as questions are answered.
+    -> report dict."""
     import os
 
     from edgevlm.data.coco import load_coco_captions
