@@ -33,9 +33,10 @@ from edgevlm.data.object_lexicon import PRESENT_MIN
 @click.option("--mirror-views", is_flag=True,
               help="Train each batch row on the photo's or, at random half the time, its mirror image's features "
                    "(cached once more). Dev is scored on both views either way, as questions are answered.")
-@click.option("--hard-negatives", type=click.FloatRange(0.0), default=0.0, show_default=True,
-              help="Weight the absent pairs where the category is most expected (POPE's adversarial score) this much "
-                   "more; 0: every pair alike. 1 is measured best (MODEL_CARD.md).")
+@click.option("--hard-negatives", type=click.FloatRange(0.0, 100.0), default=0.0, show_default=True,
+              help="Strength S: an absent photo's loss weighs 1 + S x how expected the category is there (POPE's "
+                   "adversarial score, relative to its other absent photos), capped at 5, rescaled to mean 1 per "
+                   "category; 0: every pair alike. The shipped head: 1 (MODEL_CARD.md).")
 @click.option("--threads", type=click.IntRange(1), default=2, show_default=True)
 def command(model_dir, data, out, epochs, lr, unfamiliar_quantile, ban_below, hidden, sharpness,
             present_min, mirror_views, hard_negatives, cache_dir, threads):

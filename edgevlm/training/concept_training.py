@@ -8,7 +8,9 @@ The loss is BCE on the natural label balance (calibrated), and the head's final 
 is then shifted by each category's log prior odds, so that 0.5 means "the picture is as
 much evidence for as against" whatever Flickr8k's base rate for the category. With hard
 negatives, a category's absent pairs share its negative weight by how expected it is in
-the photo (``hard_negative_weights``), its total unchanged, so calibration holds.
+the photo (``hard_negative_weights``), its total unchanged, so the prior shift still
+roughly calibrates it (the weighting lowers P where the category is expected, raises it
+elsewhere).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch.nn.functional as F
 from edgevlm.config import ConceptConfig
 from edgevlm.data.coco import CaptionedImage
 from edgevlm.data.object_lexicon import CATEGORIES, PRESENT_MIN, image_labels
+from edgevlm.errors import EdgeVLMError
 from edgevlm.models.captioner import Captioner
 from edgevlm.models.concept_head import ConceptHead
 from edgevlm.runtime.mirror_view import with_mirror_view
@@ -75,9 +78,12 @@ def hard_negative_weights(labels: np.ndarray, strength: float, cap: float = 5.0)
     P(category | that one). A head trained on the natural balance sees few of the photos
     where a frisbee is expected and absent (a dog in a park without one) and learns "dog
     and grass -> frisbee"; weighting them teaches it to look. The mean of 1 keeps each
-    category's total negative weight, so the prior shift still calibrates it. Measured
-    (dev POPE macro balanced accuracy, 3 seeds, random / popular / adversarial): strength
-    0: 0.903 / 0.931 / 0.853; 1: 0.907 / 0.930 / 0.868."""
+    category's total negative weight, so the prior shift still roughly calibrates it.
+    Strengths measured: MODEL_CARD.md ("Stop 36")."""
+    if not (math.isfinite(strength) and strength >= 0):
+        raise EdgeVLMError(f"hard-negative strength must be a finite number >= 0, not {strength}")
+    if not (math.isfinite(cap) and cap >= 1):
+        raise EdgeVLMError(f"the hard-negative weight cap must be a finite number >= 1, not {cap}")
     present = (labels == 1).astype(np.float64)
     given = present.T @ present / np.maximum(present.sum(0), 1)[:, None]  # given[p, c] = P(c | p)
     np.fill_diagonal(given, 0.0)
@@ -105,6 +111,8 @@ def train_head(head: ConceptHead, train_x: np.ndarray, train_y: np.ndarray, epoc
     optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
     steps = epochs * math.ceil(len(train_x) / batch)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=steps, pct_start=0.1)
+    if weights is not None and weights.shape != train_y.shape:
+        raise EdgeVLMError(f"concept loss weights must have the labels' shape {train_y.shape}, not {weights.shape}")
     labels = torch.from_numpy(train_y.astype(np.float32))
     known = labels >= 0
     pair_weights = known.float() * (1.0 if weights is None else torch.from_numpy(weights.astype(np.float32)))
@@ -218,8 +226,8 @@ def train_concepts(model_dir: str, data_dir: str, out: str, cache_dir: str, epoc
         splits[split] = (features, mirrors, concept_labels(items, cfg.names, present_min if split == "train" else PRESENT_MIN))
     (train_x, train_mirror, train_y), (dev_x, dev_mirror, dev_y) = splits["train"], splits["dev"]
     weights = hard_negative_weights(train_y, hard_negatives) if hard_negatives > 0 else None
-    history = train_head(model.concepts, train_x, train_y, epochs=epochs, lr=lr, seed=seed, mirror_x=train_mirror,
-                         weights=weights)
+    history = train_head(model.concepts, train_x, train_y, epochs=epochs, lr=lr, seed=seed,
+                         mirror_x=train_mirror, weights=weights)
     photo_probs = predict(model.concepts, dev_x)
     # questions read both views (the runtime's question_sight): the existence threshold and the
     # dev report from their averaged log-odds

@@ -67,11 +67,35 @@ def test_hard_negatives_weigh_the_photos_where_the_category_is_expected():
     frisbee_absent = labels[:, 1] == 0
     assert w[2, 1] == w[3, 1] > 1.0 > w[4, 1] == w[5, 1]  # dog photos vs cat photos
     assert w[frisbee_absent, 1].mean() == pytest.approx(1.0)
-    assert w[:, 2][labels[:, 2] == 0].mean() == pytest.approx(1.0)
     assert (w[labels == 1] == 1.0).all() and w[6, 1] == 1.0  # present, unknown
     assert (hard_negative_weights(labels, strength=0.0) == 1.0).all()
     capped = hard_negative_weights(labels, strength=100.0, cap=2.0)
-    assert capped[frisbee_absent, 1].max() / capped[frisbee_absent, 1].min() <= 2.0 + 1e-6
+    assert capped[frisbee_absent, 1].max() / capped[frisbee_absent, 1].min() == pytest.approx(2.0)
+    assert capped[frisbee_absent, 1].mean() == pytest.approx(1.0)  # rescaled after the cap
+
+
+@pytest.mark.parametrize("strength, cap, message", [
+    (float("inf"), 5.0, "hard-negative strength must be a finite number >= 0, not inf"),
+    (float("nan"), 5.0, "hard-negative strength must be a finite number >= 0, not nan"),
+    (-1.0, 5.0, "hard-negative strength must be a finite number >= 0, not -1.0"),
+    (1.0, 0.5, "the hard-negative weight cap must be a finite number >= 1, not 0.5"),
+])
+def test_hard_negative_weights_refuse_strengths_that_break_the_loss(strength, cap, message):
+    from edgevlm.errors import EdgeVLMError
+    from edgevlm.training.concept_training import hard_negative_weights
+
+    with pytest.raises(EdgeVLMError, match=message.replace(".", r"\.")):
+        hard_negative_weights(np.array([[1, 0], [0, 1]], np.int8), strength, cap)
+
+
+def test_train_head_refuses_weights_of_another_shape():
+    from edgevlm.errors import EdgeVLMError
+    from edgevlm.models.concept_head import ConceptHead
+    from edgevlm.training.concept_training import train_head
+
+    x, y = np.zeros((4, 8, 2, 2), np.float16), np.zeros((4, 2), np.int8)
+    with pytest.raises(EdgeVLMError, match=r"must have the labels' shape \(4, 2\), not \(2,\)"):
+        train_head(ConceptHead(8, 2, hidden=0), x, y, epochs=1, weights=np.ones(2, np.float32))
 
 
 def test_weights_scale_each_pairs_loss():
@@ -159,7 +183,7 @@ def test_train_concepts_writes_a_model_with_both_heads(concept_model):
     assert 0.5 <= report["abstain_below"] <= 1.0 + 1e-6 and report["unfamiliar_above"] > 0
 
 
-def test_train_concepts_on_mirror_views_caches_the_mirrors_and_reports_its_recipe(tiny_model_master, tmp_path):
+def test_train_concepts_on_mirror_views_with_hard_negatives_caches_the_mirrors_and_reports_its_recipe(tiny_model_master, tmp_path):
     import glob
 
     from edgevlm.model_io import load_model
@@ -171,8 +195,8 @@ def test_train_concepts_on_mirror_views_caches_the_mirrors_and_reports_its_recip
     make_coco_dataset(data, "dev", 3, seed=1)
     cache = tmp_path / "cache"
     report = train_concepts(tiny_model_master, data, str(tmp_path / "out"), str(cache), epochs=1, present_min=2,
-                            mirror_views=True)
-    assert report["present_min"] == 2 and report["mirror_views"] is True and report["hard_negatives"] == 0.0
+                            mirror_views=True, hard_negatives=1.0)
+    assert report["present_min"] == 2 and report["mirror_views"] is True and report["hard_negatives"] == 1.0
     assert len(glob.glob(str(cache / "features-train-*.npy"))) == 2  # the photos' and the mirrors'
     assert len(glob.glob(str(cache / "features-dev-*.npy"))) == 2  # dev is scored on both views
     assert load_model(str(tmp_path / "out"))[0].concepts is not None
