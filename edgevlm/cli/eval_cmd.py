@@ -18,6 +18,11 @@ from edgevlm.errors import EdgeVLMError
 from edgevlm.paths import default_model_dir, resolve_engine
 
 MIN_TUNING_QUESTIONS = 100  # fewer, and one lucky or unlucky answer moves the threshold
+# A wrong answer ("no, there is no car") costs our user twice what a right one gains: a blind
+# user acts on it, while "I'm not sure" only sends them to ask again or feel for it. Cost 1
+# (answer whenever more likely right than wrong) chose, on the shipped engine's dev answers,
+# existence 0.517 and decoder 0.501; cost 2 chooses 0.614 and 0.693 (MODEL_CARD.md).
+DEFAULT_WRONG_COST = 2.0
 EMULATED = "edgevlm.eval.emulated"  # click context meta: engine folder -> its emulated copy for this run
 
 
@@ -43,6 +48,11 @@ EMULATED = "edgevlm.eval.emulated"  # click context meta: engine folder -> its e
               help="With --data: skip asking the model about the objects its captions name (saves time).")
 @click.option("--tune-abstention", is_flag=True,
               help="With --vqa and an engine: choose the \"I'm not sure\" threshold on this file and write it to the engine.")
+@click.option("--wrong-cost", type=click.FloatRange(0.0, 100.0, min_open=True), default=DEFAULT_WRONG_COST,
+              show_default=True,
+              help="With --tune-abstention: what a wrong answer costs against a right one's 1 (an \"I'm not sure\" "
+                   "costs 0); the threshold maximises right - COST x wrong answers. Above 1, answers are held back "
+                   "until they are more likely right than COST/(1+COST).")
 @click.option("--emulate", is_flag=True,
               help="With --engine: run an INT8 engine made for another CPU (e.g. ENGINE/variants/avx512-vnni on an "
                    "AVX2 machine) on its emulation, that CPU's integer arithmetic computed in float (about 2x slower); "
@@ -58,7 +68,7 @@ EMULATED = "edgevlm.eval.emulated"  # click context meta: engine folder -> its e
               help="With --data and an engine: plain beam search, not re-ranked by the engine's caption memory.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def command(model_dir, data, vqa_file, pope_file, prior_file, engine_dir, ood_dir, no_consistency, tune_abstention,
-            emulate, images_dir, beam, limit, no_meteor, no_memory, as_json):
+            wrong_cost, emulate, images_dir, beam, limit, no_meteor, no_memory, as_json):
     """BLEU-1..4, METEOR, ROUGE-L and CIDEr of generated captions against human ones, with
     CHAIR hallucination, repeated words and self-consistency; with --vqa, VQA exact-match
     accuracy overall and per type beside a prior-only baseline, balanced yes/no accuracy and
@@ -78,12 +88,17 @@ def command(model_dir, data, vqa_file, pope_file, prior_file, engine_dir, ood_di
         raise EdgeVLMError("--prior-from goes with --vqa (--pope has its own prior-only figures built in)")
     if no_consistency and not data:
         raise EdgeVLMError("--no-consistency goes with --data (caption consistency); drop it for --vqa and --pope")
+    if wrong_cost != DEFAULT_WRONG_COST and not tune_abstention:
+        raise EdgeVLMError("--wrong-cost weighs wrong answers when choosing the \"I'm not sure\" threshold: give "
+                           "--tune-abstention too")
     if emulate:
         _emulate_for_this_run(engine_dir, model_dir)
     if vqa_file:
-        return _eval_vqa(vqa_file, prior_file, model_dir, engine_dir, tune_abstention, images_dir, limit, as_json)
+        return _eval_vqa(vqa_file, prior_file, model_dir, engine_dir, tune_abstention, images_dir, limit, as_json,
+                         wrong_cost)
     if pope_file:
-        return _eval_pope(pope_file, model_dir, engine_dir, tune_abstention, images_dir, limit, as_json)
+        return _eval_pope(pope_file, model_dir, engine_dir, tune_abstention, images_dir, limit, as_json,
+                          wrong_cost)
     if tune_abstention:
         flag = "--ood" if ood_dir else "--data"
         raise EdgeVLMError(f"--tune-abstention goes with --vqa or --pope: tune the threshold there, then run {flag}")
@@ -215,7 +230,8 @@ def _answers(entries, model_dir, engine_dir, flag, progress):
     return answers, threshold, per_question, source
 
 
-def _eval_vqa(vqa_file, prior_file, model_dir, engine_dir, tune_abstention, images_dir, limit, as_json):
+def _eval_vqa(vqa_file, prior_file, model_dir, engine_dir, tune_abstention, images_dir, limit, as_json,
+              wrong_cost=DEFAULT_WRONG_COST):
     from edgevlm.evaluation.prior_baseline import load_training_answers, prior_report
     from edgevlm.evaluation.vqa_eval import load_qa, vqa_report, write_threshold
     from edgevlm.metrics.vqa_metrics import choose_threshold
@@ -237,8 +253,8 @@ def _eval_vqa(vqa_file, prior_file, model_dir, engine_dir, tune_abstention, imag
         if len(decoder_entries) < MIN_TUNING_QUESTIONS:
             raise EdgeVLMError(f"--tune-abstention needs at least {MIN_TUNING_QUESTIONS} questions the decoder "
                                f"answers to choose a threshold; {vqa_file} gives {len(decoder_entries)}")
-        threshold = choose_threshold(decoder_entries, answers)
-        write_threshold(source, threshold, vqa_file, len(decoder_entries))
+        threshold = choose_threshold(decoder_entries, answers, wrong_cost)
+        write_threshold(source, threshold, vqa_file, len(decoder_entries), wrong_cost)
     report = vqa_report(entries, answers, DEFAULT_ABSTAIN_BELOW if threshold is None else threshold, per_question)
     report.update(source=source, seconds=round(time.time() - started, 1))
     if training is not None:
@@ -248,7 +264,8 @@ def _eval_vqa(vqa_file, prior_file, model_dir, engine_dir, tune_abstention, imag
     _echo_report(report, as_json, lambda r: vqa_text(r, tuned=tune_abstention))
 
 
-def _eval_pope(pope_file, model_dir, engine_dir, tune_abstention, images_dir, limit, as_json):
+def _eval_pope(pope_file, model_dir, engine_dir, tune_abstention, images_dir, limit, as_json,
+               wrong_cost=DEFAULT_WRONG_COST):
     from edgevlm.evaluation.pope_metrics import check_pope_entries, pope_report
     from edgevlm.evaluation.vqa_eval import load_qa, write_existence_threshold
     from edgevlm.metrics.vqa_metrics import choose_threshold
@@ -270,8 +287,8 @@ def _eval_pope(pope_file, model_dir, engine_dir, tune_abstention, images_dir, li
         if len(entries) < MIN_TUNING_QUESTIONS:
             raise EdgeVLMError(f"--tune-abstention needs at least {MIN_TUNING_QUESTIONS} questions to choose a "
                                f"threshold; {pope_file} gives {len(entries)}")
-        existence = choose_threshold(entries, answers)
-        write_existence_threshold(source, existence, pope_file, len(entries))
+        existence = choose_threshold(entries, answers, wrong_cost)
+        write_existence_threshold(source, existence, pope_file, len(entries), wrong_cost)
         per_question = {qid: existence for qid in per_question}
     if per_question:  # every POPE question is an existence question: show the concept head's threshold
         threshold = next(iter(per_question.values()))

@@ -95,10 +95,18 @@ def vqa_text(report: dict, tuned: bool) -> str:
               f"{'abstention rate':>24}: {report['abstention_rate']:.4f}  (below p={a['threshold']:.3f}"
               f"{', tuned here and written to the engine' if tuned else ''})",
               f"{'answered accuracy':>24}: {a['answered_accuracy']:.4f}  (coverage {a['coverage']:.4f})",
+              *(calibration_line(f"calibration, {source}", c) for source, c in report["calibration"].items()),
               f"{'prior-only source':>24}: {prior['source']} (question text seen for "
               f"{prior['question_text_seen']:.1%}; else the type's most frequent answer)",
               f"{'seconds':>24}: {report['seconds']}"]
     return "\n".join(lines)
+
+
+def calibration_line(label: str, c: dict) -> str:
+    """One line of metrics/calibration.py's figures: does an answer's probability mean what it says?"""
+    return (f"{label:>24}: ECE {c['ece']:.4f}, Brier {c['brier']:.4f} ({c['questions']} answers, mean p "
+            f"{c['mean_probability']:.3f}, right {c['accuracy']:.3f}); p >= {c['sure_above']:g}: {c['sure_share']:.1%} "
+            f"of answers, {c['sure_accuracy']:.3f} right, wrong on {c['sure_wrong_rate']:.2%} of questions")
 
 
 def pope_text(report: dict) -> str:
@@ -113,6 +121,7 @@ def pope_text(report: dict) -> str:
         worst = s["min_category"]
         lines += [f"{'abstention rate':>24}: {s['abstention_rate']:.4f}  (below p={report['threshold']:.3f}; "
                   f"answered accuracy {s['answered_accuracy']:.4f})",
+                  calibration_line("calibration", s["calibration"]),
                   f"{'worst category':>24}: {worst['category']} {worst['balanced_accuracy']:.4f} "
                   f"(95% interval {worst['ci95'][0]:.2f}-{worst['ci95'][1]:.2f})"]
     head = "".join(f"  {name[:11]:>11} {'yes':>5} {'n':>4}" for name in samplings)

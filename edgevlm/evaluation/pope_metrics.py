@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from edgevlm.data.pope_questions import SAMPLINGS, WORDINGS
 from edgevlm.errors import EdgeVLMError
+from edgevlm.metrics.calibration import calibration_report
 from edgevlm.metrics.vqa_metrics import normalize_answer
 
 POPE_KEYS = {"category", "sampling", "wording", "trained_wording"}
@@ -117,8 +118,9 @@ def pope_report(entries: list[dict], answers: dict, threshold: float, per_questi
     min_category {category, balanced_accuracy}, per_category {cat: {balanced_accuracy,
     yes_ratio, n}}, per_wording {wording: {accuracy, balanced_accuracy, yes_ratio, n,
     trained}} (a wording's questions pooled over its categories), prior_only {the same
-    headline figures of the category-majority guesser}}}}. All fractions in [0, 1];
-    samplings in generator order.
+    headline figures of the category-majority guesser}, calibration (every answer's
+    probability against its being right: metrics/calibration.py)}}}. All fractions in
+    [0, 1]; samplings in generator order.
     """
     missing = [e["question_id"] for e in entries if e["question_id"] not in answers]
     if missing:
@@ -137,6 +139,9 @@ def pope_report(entries: list[dict], answers: dict, threshold: float, per_questi
         right = sum(said_yes[e["question_id"]] == (e["answers"] == ["yes"]) for e in answered)
         scores["abstention_rate"] = 1 - len(answered) / len(rows)
         scores["answered_accuracy"] = right / len(answered) if answered else 0.0
+        scores["calibration"] = calibration_report(
+            [answers[e["question_id"]][1] for e in rows],
+            [said_yes[e["question_id"]] == (e["answers"] == ["yes"]) for e in rows])
         prior = _sampling_scores(rows, majority_answers(rows))
         scores["prior_only"] = {k: prior[k] for k in ("macro_balanced_accuracy", "accuracy", "balanced_accuracy",
                                                       "precision", "recall", "f1", "yes_ratio")}

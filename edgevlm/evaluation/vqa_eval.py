@@ -121,8 +121,21 @@ def model_answers(model_dir: str, entries: list[dict]) -> tuple[dict, dict, floa
 
 def vqa_report(entries: list[dict], answers: dict, threshold: float, per_question: dict | None = None) -> dict:
     """Exact match with every question answered, and the same with abstention at ``threshold``
-    (or each question's own in ``per_question``)."""
+    (or each question's own in ``per_question``); ``calibration`` of every answer's
+    probability, over all questions and per source ("concepts": the questions in
+    ``per_question``, "decoder": the rest; metrics/calibration.py)."""
+    from edgevlm.metrics.calibration import calibration_report
+    from edgevlm.metrics.vqa_metrics import answer_is_right
+
     raw = score_answers(entries, answers, 0.0)
+    by_source: dict[str, tuple[list, list]] = {"all": ([], [])}
+    for entry in entries:
+        text, probability = answers[entry["question_id"]]
+        source = "concepts" if per_question and entry["question_id"] in per_question else "decoder"
+        for key in ("all", source):
+            probabilities, right = by_source.setdefault(key, ([], []))
+            probabilities.append(probability)
+            right.append(answer_is_right(text, entry["answers"]))
     abstaining = score_answers(entries, answers, threshold, per_question)
     return {
         "questions": raw["questions"], "accuracy": raw["accuracy"], "by_type": raw["by_type"],
@@ -131,10 +144,17 @@ def vqa_report(entries: list[dict], answers: dict, threshold: float, per_questio
         "abstention_rate": abstaining["abstention_rate"],
         "with_abstention": {k: abstaining[k] for k in ("threshold", "coverage", "answered_accuracy", "accuracy",
                                                         "yesno_balanced_accuracy", "by_type")},
+        "calibration": {key: calibration_report(*pair) for key, pair in by_source.items()},
     }
 
 
-def write_existence_threshold(engine_dir: str, threshold: float, tuned_on: str, questions: int) -> None:
+def abstention_rule(wrong_cost: float) -> str:
+    """The manifest's words for how a threshold was chosen (metrics.vqa_metrics.choose_threshold)."""
+    return f"maximise right - {wrong_cost:g} x wrong answers (abstain scores 0)"
+
+
+def write_existence_threshold(engine_dir: str, threshold: float, tuned_on: str, questions: int,
+                              wrong_cost: float = 1.0) -> None:
     """Record the concept head's "I'm not sure" threshold (existence answers) in the engine
     manifest, as ``write_threshold`` does the decoder's."""
     import dataclasses
@@ -145,16 +165,17 @@ def write_existence_threshold(engine_dir: str, threshold: float, tuned_on: str, 
         if manifest.concepts is None:
             raise EdgeVLMError(f"{engine_dir} has no concept head: there is no existence threshold to tune")
         return manifest.replace(concepts=dataclasses.replace(
-            manifest.concepts, abstain_below=threshold, tuned_on=os.path.basename(tuned_on), tuned_questions=questions))
+            manifest.concepts, abstain_below=threshold, tuned_on=os.path.basename(tuned_on), tuned_questions=questions,
+            rule=abstention_rule(wrong_cost)))
 
     update_manifest(engine_dir, change, "the threshold")
 
 
-def write_threshold(engine_dir: str, threshold: float, tuned_on: str, questions: int) -> None:
+def write_threshold(engine_dir: str, threshold: float, tuned_on: str, questions: int, wrong_cost: float = 1.0) -> None:
     """Record the decoder's abstention threshold in the engine manifest."""
     from edgevlm.runtime.manifest import VQAThreshold, update_manifest
 
     # The exact float (JSON keeps it): rounding up would abstain on the answer it was tuned to give.
     threshold_section = VQAThreshold(abstain_below=threshold, tuned_on=os.path.basename(tuned_on),
-                                     tuned_questions=questions, rule="maximise right - wrong answers (abstain scores 0)")
+                                     tuned_questions=questions, rule=abstention_rule(wrong_cost))
     update_manifest(engine_dir, lambda manifest: manifest.replace(vqa=threshold_section), "the threshold")

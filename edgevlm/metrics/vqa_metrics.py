@@ -21,6 +21,11 @@ def normalize_answer(text: str) -> str:
     return " ".join("gray" if w == "grey" else w for w in words)
 
 
+def answer_is_right(text: str, references: list[str]) -> bool:
+    """Exact match after ``normalize_answer`` with any of the question's reference answers."""
+    return normalize_answer(text) in {normalize_answer(a) for a in references}
+
+
 def score_answers(questions: list[dict], answers: dict, threshold: float = 0.0,
                   per_question: dict | None = None) -> dict:
     """questions: VQA dicts (question_id, answers, type); answers: question_id -> (text,
@@ -39,7 +44,7 @@ def score_answers(questions: list[dict], answers: dict, threshold: float = 0.0,
     for q in questions:
         text, probability = answers[q["question_id"]]
         abstain = probability < (per_question.get(q["question_id"], threshold) if per_question else threshold)
-        right = not abstain and normalize_answer(text) in {normalize_answer(a) for a in q["answers"]}
+        right = not abstain and answer_is_right(text, q["answers"])
         answered += not abstain
         correct_answered += right
         by_type.setdefault(q["type"], []).append(right)
@@ -80,7 +85,7 @@ def choose_threshold(questions: list[dict], answers: dict, wrong_cost: float = 1
     scored = []
     for q in questions:
         text, probability = answers[q["question_id"]]
-        right = normalize_answer(text) in {normalize_answer(a) for a in q["answers"]}
+        right = answer_is_right(text, q["answers"])
         scored.append((probability, right))
     scored.sort(reverse=True)
     best_utility, best_threshold, utility = 0.0, 1.0 + 1e-9, 0.0  # answer nothing: utility 0

@@ -336,3 +336,19 @@ def test_bench_times_the_same_grounded_caption_as_its_pytorch_peer(concept_pair,
     assert ours == theirs
     unbanned = engine.generate(engine.see(engine.preprocess(image)[None]).visual, engine.settings(1))[0]
     assert unbanned != ours  # the bans bite: a peer without them would differ
+
+
+def test_the_existence_threshold_is_written_with_its_rule(concept_pair, tmp_path):
+    import shutil
+
+    from edgevlm.evaluation.vqa_eval import write_existence_threshold
+    from edgevlm.runtime.engine import CaptionEngine
+
+    _, engine_dir = concept_pair
+    assert CaptionEngine(engine_dir).manifest.concepts.rule == ""  # engines from before the rule was recorded
+    copy = str(tmp_path / "engine")
+    shutil.copytree(engine_dir, copy)
+    write_existence_threshold(copy, 0.614, "/data/pope_dev.json", 4356, wrong_cost=2.0)
+    concepts = CaptionEngine(copy).manifest.concepts
+    assert (concepts.abstain_below, concepts.tuned_on, concepts.tuned_questions) == (0.614, "pope_dev.json", 4356)
+    assert concepts.rule == "maximise right - 2 x wrong answers (abstain scores 0)"

@@ -204,6 +204,14 @@ def test_eval_vqa_reports_and_tunes_abstention(tiny_engine_dir, tiny_model_maste
     assert result.exit_code == 0, result.output
     manifest = json.load(open(os.path.join(tiny_engine_dir, "edgevlm.json")))
     assert manifest["vqa"]["tuned_questions"] == 102
+    assert manifest["vqa"]["rule"] == "maximise right - 2 x wrong answers (abstain scores 0)"  # the default cost
+    result = CliRunner().invoke(cli, ["eval", "--vqa", many, "--engine", tiny_engine_dir, "--tune-abstention",
+                                      "--wrong-cost", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.load(open(os.path.join(tiny_engine_dir, "edgevlm.json")))["vqa"]["rule"].startswith("maximise right - 1 x")
+    assert {"all", "decoder"} <= set(json.loads(result.output)["calibration"])
+    result = CliRunner().invoke(cli, ["eval", "--vqa", many, "--engine", tiny_engine_dir, "--wrong-cost", "3"])
+    assert result.exit_code == 1 and "give --tune-abstention too" in result.output
     assert CaptionEngine(tiny_engine_dir).abstain_below == pytest.approx(manifest["vqa"]["abstain_below"])
 
 
