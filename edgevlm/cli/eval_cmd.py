@@ -188,6 +188,18 @@ def _emulate_for_this_run(engine_dir, model_dir) -> None:
     ctx.meta[EMULATED] = {source: emulated}
 
 
+def _ood_questions(engine, entries: list[dict]) -> dict:
+    """Person/dog questions about every OOD image (evaluation/ood_questions.py), or
+    {"available": False} for an engine that only captions."""
+    from edgevlm.evaluation.ood_questions import ood_question_report, question_entries
+    from edgevlm.runtime.question_file import answer_entries
+
+    if not engine.answers_questions:
+        return {"available": False, "note": "this engine does not answer questions"}
+    asked = question_entries(entries)
+    return {"available": True, **ood_question_report(asked, [answer for _, answer in answer_entries(engine, asked)])}
+
+
 def _eval_ood(ood_dir, data, engine_dir, images_dir, beam, limit, as_json):
     from edgevlm.data.coco import load_coco_captions
     from edgevlm.evaluation.ood_eval import describe_files, load_ood, ood_report
@@ -204,6 +216,7 @@ def _eval_ood(ood_dir, data, engine_dir, images_dir, beam, limit, as_json):
                                                 progress=None if as_json else "dev photos")
     report = ood_report([e["group"] for e in entries], ood, dev_described, ood_novelty, dev_novelty,
                         engine.unfamiliar_above, [e["file"] for e in entries])
+    report["questions"] = _ood_questions(engine, entries)
     report.update(source=source, ood_dir=ood_dir, seconds=round(time.time() - started, 1))
     _echo_report(report, as_json, ood_text)
 

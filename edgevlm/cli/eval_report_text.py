@@ -62,12 +62,26 @@ def ood_text(report: dict) -> str:
     for label, c in rows + [("dev photos (reference)", claims["dev"])]:
         lines.append(f"{label:>24}: {c['confident_claim_rate']:.4f}  ({c['confident_claims']} of {c['images']}; "
                      f"hedged {c['hedged']}, frame issues {c['frame_issues']})")
+    lines += ood_questions_text(report["questions"])
     if report["examples"]:
         lines.append("\nexamples (confident claims first):")
         for e in report["examples"]:
             mark = "!" if e["confident_claim"] else " "
             lines.append(f" {mark} {e['group']:<10} {e['file']}: {e['text']}")
     return "\n".join(lines + [f"\n{'seconds':>24}: {report['seconds']}"])
+
+
+def ood_questions_text(q: dict) -> list[str]:
+    """The OOD person/dog questions' lines: wrong answers said (and said as sure) per question."""
+    if not q["available"]:
+        return [f"\nquestions about people and dogs: skipped ({q['note']})"]
+    lines = [f"\nquestions about people and dogs (none is there; wrong = anything but no/none said, sure = p >= "
+             f"{q['sure_above']:g}):"]
+    for label, c in [("all", q)] + list(q["by_question"].items()) + [(f"OOD, {g}", c) for g, c in q["by_group"].items()]:
+        lines.append(f"{label:>28}: wrong {c['said_wrong_rate']:.4f} ({c['said_wrong']} of {c['questions']}), sure and "
+                     f"wrong {c['said_wrong_sure']}, not sure {c['not_sure']}, frame messages {c['frame_messages']}")
+    lines += [f"   {e['file']}: {e['question']} -> {e['answer']} (p {e['probability']:.2f})" for e in q["examples"]]
+    return lines
 
 
 def _maybe(value) -> str:

@@ -1,5 +1,6 @@
-"""``eval --ood``: AUROC by ranks, confident person/dog claims on fake descriptions, the OOD
-listing's errors, and the command end to end on a tiny engine (which has no novelty output)."""
+"""``eval --ood``: AUROC by ranks, confident person/dog claims on fake descriptions, wrong answers
+said to person/dog questions, the OOD listing's errors, and the command end to end on a tiny
+engine (which has no novelty output)."""
 
 import json
 import os
@@ -14,7 +15,8 @@ from edgevlm.cli.main import cli
 from edgevlm.errors import EdgeVLMError
 from edgevlm.evaluation.ood_eval import (MAX_EXAMPLES, auroc, claim_counts, describe_files, is_confident_claim,
                                          load_ood, ood_report)
-from edgevlm.runtime.engine import Description, Sight
+from edgevlm.evaluation.ood_questions import OOD_QUESTIONS, ood_question_report, question_entries
+from edgevlm.runtime.engine import Description, Sight, VQAAnswer
 
 
 def test_auroc_perfect_reversed_and_tied():
@@ -180,9 +182,38 @@ def test_eval_ood_on_a_tiny_engine(tiny_engine_dir, tiny_dataset, tmp_path):
     ood = report["confident_claims"]["ood"]
     assert set(ood["by_group"]) == {"synthetic", "nothing"} and ood["by_group"]["nothing"]["frame_issues"] == 1
     assert report["hedging"]["dev_false_alarm_rate"] == 0.0  # the tiny engine never hedges
+    questions = report["questions"]
+    assert questions["available"] and questions["questions"] == 3 * len(OOD_QUESTIONS)
+    assert questions["by_group"]["nothing"]["frame_messages"] == len(OOD_QUESTIONS)  # the black frame: no answers
+    assert sum(c["questions"] for c in questions["by_question"].values()) == questions["questions"]
     text = CliRunner().invoke(cli, ["eval", "--ood", folder, "--data", data, "--engine", tiny_engine_dir])
     assert text.exit_code == 0, text.output
     assert "no novelty output" in text.stdout and "confident person/dog claims" in text.stdout
+    assert "questions about people and dogs" in text.stdout
+
+
+def _answer(answer, probability, abstained=False, source="concepts"):
+    return VQAAnswer("I'm not sure" if abstained else answer, answer, probability, abstained, source)
+
+
+def test_ood_questions_count_only_claims_said_as_wrong():
+    entries = question_entries([{"file": "a.jpg", "path": "/x/a.jpg", "group": "synthetic"},
+                                {"file": "b.jpg", "path": "/x/b.jpg", "group": "nothing"}])
+    assert [e["question"] for e in entries[:len(OOD_QUESTIONS)]] == list(OOD_QUESTIONS)
+    assert len({e["question_id"] for e in entries}) == 2 * len(OOD_QUESTIONS)
+    answers = [_answer("yes", 0.95), _answer("no", 0.9), _answer("yes", 0.6, abstained=True),
+               _answer("2", 0.7, source="decoder"), _answer("none", 0.8), _answer("black", 0.5, source="decoder")]
+    answers += [VQAAnswer("It is too dark to see.", "", 0.0, True, "frame") for _ in OOD_QUESTIONS]
+    report = ood_question_report(entries, answers)
+    # wrong and said: "yes" at 0.95 (sure), "2" at 0.7, "black" at 0.5; "no", "none" right; one doubt
+    assert (report["said_wrong"], report["said_wrong_sure"], report["not_sure"], report["frame_messages"]) == (3, 1, 1, 6)
+    assert report["said_wrong_rate"] == pytest.approx(3 / 12)
+    assert report["by_group"]["nothing"]["said_wrong"] == 0 and report["by_question"]["is there a dog?"]["said_wrong"] == 0
+    assert [(e["question"], e["answer"]) for e in report["examples"]] == [
+        ("is there a person?", "yes"), ("how many people are there?", "2"), ("what color is the dog?", "black")]
+    with pytest.raises(ValueError, match="one answer per question"):
+        ood_question_report(entries, answers[:-1])
+
 
 
 @pytest.mark.parametrize("args, message", [
