@@ -147,7 +147,7 @@ class Concepts:
     abstain_below: float  # existence answers less probable than this: "I'm not sure"
     tuned_on: str | None = None
     tuned_questions: int | None = None
-    rule: str = ""  # how abstain_below was chosen (edgevlm.evaluation.vqa_eval.abstention_rule)
+    rule: str = ""  # how eval --tune-abstention chose abstain_below (vqa_eval.abstention_rule); "": train-concepts' own
 
 
 @dataclass(frozen=True)

@@ -9,20 +9,18 @@ turns each report into the text printed without ``--json``."""
 from __future__ import annotations
 
 import json
+import math
 import time
 
 import click
+from click.core import ParameterSource
 
 from edgevlm.cli.eval_report_text import caption_text, ood_text, pope_text, vqa_text
 from edgevlm.errors import EdgeVLMError
+from edgevlm.metrics.vqa_metrics import DEFAULT_WRONG_COST
 from edgevlm.paths import default_model_dir, resolve_engine
 
 MIN_TUNING_QUESTIONS = 100  # fewer, and one lucky or unlucky answer moves the threshold
-# A wrong answer ("no, there is no car") costs our user twice what a right one gains: a blind
-# user acts on it, while "I'm not sure" only sends them to ask again or feel for it. Cost 1
-# (answer whenever more likely right than wrong) chose, on the shipped engine's dev answers,
-# existence 0.517 and decoder 0.501; cost 2 chooses 0.614 and 0.693 (MODEL_CARD.md).
-DEFAULT_WRONG_COST = 2.0
 EMULATED = "edgevlm.eval.emulated"  # click context meta: engine folder -> its emulated copy for this run
 
 
@@ -51,8 +49,8 @@ EMULATED = "edgevlm.eval.emulated"  # click context meta: engine folder -> its e
 @click.option("--wrong-cost", type=click.FloatRange(0.0, 100.0, min_open=True), default=DEFAULT_WRONG_COST,
               show_default=True,
               help="With --tune-abstention: what a wrong answer costs against a right one's 1 (an \"I'm not sure\" "
-                   "costs 0); the threshold maximises right - COST x wrong answers. Above 1, answers are held back "
-                   "until they are more likely right than COST/(1+COST).")
+                   "costs 0); the threshold maximises right - COST x wrong answers, so with calibrated "
+                   "probabilities an answer is given where P(right) >= COST/(1+COST).")
 @click.option("--emulate", is_flag=True,
               help="With --engine: run an INT8 engine made for another CPU (e.g. ENGINE/variants/avx512-vnni on an "
                    "AVX2 machine) on its emulation, that CPU's integer arithmetic computed in float (about 2x slower); "
@@ -88,7 +86,10 @@ def command(model_dir, data, vqa_file, pope_file, prior_file, engine_dir, ood_di
         raise EdgeVLMError("--prior-from goes with --vqa (--pope has its own prior-only figures built in)")
     if no_consistency and not data:
         raise EdgeVLMError("--no-consistency goes with --data (caption consistency); drop it for --vqa and --pope")
-    if wrong_cost != DEFAULT_WRONG_COST and not tune_abstention:
+    if not math.isfinite(wrong_cost):  # FloatRange lets NaN through: every comparison with it is false
+        raise EdgeVLMError(f"--wrong-cost must be a finite number > 0, not {wrong_cost}")
+    given = click.get_current_context().get_parameter_source("wrong_cost") is not ParameterSource.DEFAULT
+    if given and not tune_abstention:
         raise EdgeVLMError("--wrong-cost weighs wrong answers when choosing the \"I'm not sure\" threshold: give "
                            "--tune-abstention too")
     if emulate:

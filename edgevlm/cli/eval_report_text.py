@@ -120,7 +120,7 @@ def calibration_line(label: str, c: dict) -> str:
     """One line of metrics/calibration.py's figures: does an answer's probability mean what it says?"""
     return (f"{label:>24}: ECE {c['ece']:.4f}, Brier {c['brier']:.4f} ({c['questions']} answers, mean p "
             f"{c['mean_probability']:.3f}, right {c['accuracy']:.3f}); p >= {c['sure_above']:g}: {c['sure_share']:.1%} "
-            f"of answers, {c['sure_accuracy']:.3f} right, wrong on {c['sure_wrong_rate']:.2%} of questions")
+            f"of answers, {_maybe(c['sure_accuracy'])} right, wrong on {c['sure_wrong_rate']:.2%} of questions")
 
 
 def pope_text(report: dict) -> str:

@@ -154,7 +154,7 @@ def abstention_rule(wrong_cost: float) -> str:
 
 
 def write_existence_threshold(engine_dir: str, threshold: float, tuned_on: str, questions: int,
-                              wrong_cost: float = 1.0) -> None:
+                              wrong_cost: float) -> None:
     """Record the concept head's "I'm not sure" threshold (existence answers) in the engine
     manifest, as ``write_threshold`` does the decoder's."""
     import dataclasses
@@ -171,7 +171,7 @@ def write_existence_threshold(engine_dir: str, threshold: float, tuned_on: str, 
     update_manifest(engine_dir, change, "the threshold")
 
 
-def write_threshold(engine_dir: str, threshold: float, tuned_on: str, questions: int, wrong_cost: float = 1.0) -> None:
+def write_threshold(engine_dir: str, threshold: float, tuned_on: str, questions: int, wrong_cost: float) -> None:
     """Record the decoder's abstention threshold in the engine manifest."""
     from edgevlm.runtime.manifest import VQAThreshold, update_manifest
 

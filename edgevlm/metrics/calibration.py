@@ -20,7 +20,7 @@ def calibration_report(probabilities, correct, bins: int = CALIBRATION_BINS, sur
     was right. -> {"questions", "accuracy", "mean_probability", "ece" (expected calibration
     error: the mean over ``bins`` equal-width bins, weighted by their answers, of |mean
     probability - accuracy|), "brier" (mean squared (probability - right)), "sure_share"
-    (answers with p >= ``sure_above``), "sure_accuracy" (their accuracy; 0 if none),
+    (answers with p >= ``sure_above``), "sure_accuracy" (their accuracy; None if none),
     "sure_wrong_rate" (wrong answers with p >= ``sure_above``, as a share of all questions:
     what a user hears said confidently and wrongly), "bins": [{"low", "high", "n",
     "mean_probability", "accuracy"}] (non-empty bins only)}. All fractions in [0, 1]."""
@@ -31,7 +31,7 @@ def calibration_report(probabilities, correct, bins: int = CALIBRATION_BINS, sur
     if p.size and not (np.all(np.isfinite(p)) and p.min() >= 0.0 and p.max() <= 1.0):
         raise ValueError("answer probabilities must lie in [0, 1]")
     n = p.size
-    edges = np.linspace(0.0, 1.0, bins + 1)
+    edges = np.arange(bins + 1) / bins  # exactly k / bins (linspace's 0.15000000000000002 put p = 0.15 below it)
     index = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, bins - 1)  # p = 1 joins the last bin
     table, ece = [], 0.0
     for b in range(bins):
@@ -52,7 +52,7 @@ def calibration_report(probabilities, correct, bins: int = CALIBRATION_BINS, sur
         "brier": float(np.mean((p - right) ** 2)) if n else 0.0,
         "sure_above": sure_above,
         "sure_share": float(sure.mean()) if n else 0.0,
-        "sure_accuracy": float(right[sure].mean()) if sure.any() else 0.0,
+        "sure_accuracy": float(right[sure].mean()) if sure.any() else None,
         "sure_wrong_rate": float((sure & ~right).mean()) if n else 0.0,
         "bins": table,
     }

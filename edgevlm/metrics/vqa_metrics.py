@@ -8,7 +8,10 @@ An abstained question ("I'm not sure") counts as not answered correctly in ``acc
 
 from __future__ import annotations
 
+import math
 import re
+
+from edgevlm.errors import EdgeVLMError
 
 NUMBER_WORDS = {"0": "zero", "1": "one", "2": "two", "3": "three", "4": "four", "5": "five", "6": "six",
                 "7": "seven", "8": "eight", "9": "nine", "10": "ten"}
@@ -74,14 +77,21 @@ def _mean(values: list[bool]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def choose_threshold(questions: list[dict], answers: dict, wrong_cost: float = 1.0) -> float:
-    """The abstention threshold on answer probability that maximises
-    (right answers - wrong_cost x wrong answers) / questions, abstentions scoring 0.
+# A wrong answer ("no, there is no car") costs our user twice what a right one gains: a blind
+# user acts on it, while "I'm not sure" only sends them to ask again or feel for it. With
+# calibrated probabilities cost C answers where P(right) >= C / (1 + C): 2/3 here. On the
+# shipped engine's dev answers cost 1 chose existence 0.517 and decoder 0.501, cost 2 chooses
+# 0.614 and 0.693 (MODEL_CARD.md, "Calibration").
+DEFAULT_WRONG_COST = 2.0
 
-    Cost 1: a confident wrong answer ("no, there is no car") misleads a blind user as much
-    as a right one helps, so an answer is given only where it is more likely right than
-    wrong. Plain accuracy would never abstain.
-    """
+
+def choose_threshold(questions: list[dict], answers: dict, wrong_cost: float = DEFAULT_WRONG_COST) -> float:
+    """The abstention threshold on answer probability that maximises
+    (right answers - wrong_cost x wrong answers) / questions, abstentions scoring 0
+    (plain accuracy, which never abstains, is the limit of cost 0). ``wrong_cost`` must be a
+    finite number > 0 (EdgeVLMError otherwise)."""
+    if not (math.isfinite(wrong_cost) and wrong_cost > 0):
+        raise EdgeVLMError(f"the cost of a wrong answer must be a finite number > 0, not {wrong_cost}")
     scored = []
     for q in questions:
         text, probability = answers[q["question_id"]]

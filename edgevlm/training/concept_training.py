@@ -179,8 +179,9 @@ def attach_heads(model: Captioner, concepts: ConceptConfig) -> Captioner:
 
 def existence_threshold(probs: np.ndarray, labels: np.ndarray) -> float:
     """The "I'm not sure" threshold on the answer's probability (max(p, 1-p)) that maximises
-    right minus wrong answers over every labelled (image, concept) pair, each concept
-    weighted equally on both answers (balanced, as the POPE-style evaluation)."""
+    right minus DEFAULT_WRONG_COST (2) x wrong answers over every labelled (image, concept)
+    pair, each concept weighted equally on both answers (balanced, as the POPE-style
+    evaluation)."""
     from edgevlm.metrics.vqa_metrics import choose_threshold
 
     questions, answers = [], {}

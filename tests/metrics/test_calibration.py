@@ -3,6 +3,7 @@ reports."""
 
 import pytest
 
+from edgevlm.errors import EdgeVLMError
 from edgevlm.evaluation.pope_metrics import pope_report
 from edgevlm.evaluation.vqa_eval import vqa_report
 from edgevlm.metrics.calibration import calibration_report
@@ -17,8 +18,10 @@ def test_a_calibrated_answerer_has_no_calibration_error():
     assert report["ece"] == pytest.approx(0.0, abs=1e-12)
     assert report["accuracy"] == pytest.approx(0.7) and report["mean_probability"] == pytest.approx(0.7)
     assert report["brier"] == pytest.approx((8 * 0.04 + 2 * 0.64 + 6 * 0.16 + 4 * 0.36) / 20)
-    assert [(b["n"], b["accuracy"]) for b in report["bins"]] == [(10, pytest.approx(0.6)), (10, pytest.approx(0.8))]
+    assert [(b["low"], b["n"], b["accuracy"]) for b in report["bins"]] == [
+        (0.6, 10, pytest.approx(0.6)), (0.8, 10, pytest.approx(0.8))]  # p = 0.6 opens its bin, as 0.8 does
     assert report["sure_share"] == 0.0 and report["sure_wrong_rate"] == 0.0
+    assert report["sure_accuracy"] is None  # no answer that sure: not "all wrong"
 
 
 def test_an_overconfident_answerer_is_shown_as_such():
@@ -33,6 +36,12 @@ def test_an_overconfident_answerer_is_shown_as_such():
 def test_probability_one_and_zero_land_in_the_end_bins_and_bad_input_is_refused():
     report = calibration_report([0.0, 1.0], [False, True])
     assert [b["n"] for b in report["bins"]] == [1, 1] and report["ece"] == 0.0
+    # every edge k/20 opens the bin [k/20, (k+1)/20); 1.0 joins the last one
+    edges = [k / 20 for k in range(21)]
+    lows = [b["low"] for b in calibration_report(edges, [True] * 21)["bins"]]
+    assert lows == edges[:20] and calibration_report(edges, [True] * 21)["bins"][-1]["n"] == 2
+    with pytest.raises(ValueError, match="must lie in"):
+        calibration_report([float("nan")], [True])
     assert calibration_report([], [])["questions"] == 0
     with pytest.raises(ValueError, match="must lie in"):
         calibration_report([1.5], [True])
@@ -66,3 +75,7 @@ def test_a_costlier_wrong_answer_raises_the_threshold():
     # down to 0.55 scores 4 - 2 = 2 (a tie keeps the stricter threshold)
     assert choose_threshold(questions, answers, 1.0) == pytest.approx(0.55)
     assert choose_threshold(questions, answers, 2.0) == pytest.approx(0.8)
+    assert choose_threshold(questions, answers) == pytest.approx(0.8)  # the default cost is 2
+    for cost in (0.0, float("nan"), float("inf")):
+        with pytest.raises(EdgeVLMError, match="cost of a wrong answer must be a finite number > 0"):
+            choose_threshold(questions, answers, cost)

@@ -210,8 +210,12 @@ def test_eval_vqa_reports_and_tunes_abstention(tiny_engine_dir, tiny_model_maste
     assert result.exit_code == 0, result.output
     assert json.load(open(os.path.join(tiny_engine_dir, "edgevlm.json")))["vqa"]["rule"].startswith("maximise right - 1 x")
     assert {"all", "decoder"} <= set(json.loads(result.output)["calibration"])
-    result = CliRunner().invoke(cli, ["eval", "--vqa", many, "--engine", tiny_engine_dir, "--wrong-cost", "3"])
-    assert result.exit_code == 1 and "give --tune-abstention too" in result.output
+    for cost in ("3", "2"):  # given, even at the default's value, it needs --tune-abstention
+        result = CliRunner().invoke(cli, ["eval", "--vqa", many, "--engine", tiny_engine_dir, "--wrong-cost", cost])
+        assert result.exit_code == 1 and "give --tune-abstention too" in result.output
+    result = CliRunner().invoke(cli, ["eval", "--vqa", many, "--engine", tiny_engine_dir, "--tune-abstention",
+                                      "--wrong-cost", "nan"])
+    assert result.exit_code == 1 and "--wrong-cost must be a finite number > 0, not nan" in result.output
     assert CaptionEngine(tiny_engine_dir).abstain_below == pytest.approx(manifest["vqa"]["abstain_below"])
 
 
