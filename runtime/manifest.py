@@ -147,7 +147,9 @@ class Concepts:
     abstain_below: float  # existence answers less probable than this: "I'm not sure"
     tuned_on: str | None = None
     tuned_questions: int | None = None
-    rule: str = ""  # how eval --tune-abstention chose abstain_below (vqa_eval.abstention_rule); "": train-concepts' own
+    # how eval --tune-abstention chose abstain_below (metrics.vqa_metrics.abstention_rule); "": as
+    # train-concepts chose it (its report in the model folder, "abstain_rule", says how)
+    rule: str = ""
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,7 @@ def ood_questions_text(q: dict) -> list[str]:
     """The OOD person/dog questions' lines: wrong answers said (and said as sure) per question."""
     if not q["available"]:
         return [f"\nquestions about people and dogs: skipped ({q['note']})"]
-    lines = [f"\nquestions about people and dogs (none is there; wrong = anything but no/none said, sure = p >= "
+    lines = [f"\nquestions about people and dogs (none is there; wrong = anything but no/none/0 said, sure = p >= "
              f"{q['sure_above']:g}):"]
     for label, c in [("all", q)] + list(q["by_question"].items()) + [(f"OOD, {g}", c) for g, c in q["by_group"].items()]:
         lines.append(f"{label:>28}: wrong {c['said_wrong_rate']:.4f} ({c['said_wrong']} of {c['questions']}), sure and "

@@ -1,7 +1,7 @@
 """Questions about people and dogs on out-of-domain images: part of ``edgevlm eval --ood``.
 
 No image of the OOD set shows a person or a dog (``scripts/ood_images.py``), so every answer
-to these questions other than "no"/"none" (or "I'm not sure", or a frame message) is wrong:
+to these questions other than "no"/"none"/"0" (or "I'm not sure", or a frame message) is wrong:
 "yes" to "is there a person?", "two" to "how many people are there?", any colour of a dog
 that is not there. Captions are checked for such inventions by ``ood_eval``; a blind user
 also asks, and a confident wrong answer is what hurts. Torch-free.
@@ -12,8 +12,9 @@ from __future__ import annotations
 from edgevlm.metrics.calibration import SURE_ABOVE
 from edgevlm.metrics.vqa_metrics import normalize_answer
 
-# Existence, counting and a question presupposing a dog: the head answers the first three
-# kinds, the decoder (weighed by the head's P(present)) the last two.
+# The first three are existence questions (the concept head answers them); the two counts are
+# answered "none" by the head where it finds nothing, else by the decoder; the colour question
+# by the decoder, weighed by the head's P(dog present).
 OOD_QUESTIONS = (
     "is there a person?",
     "is there a dog?",
@@ -22,7 +23,10 @@ OOD_QUESTIONS = (
     "how many dogs are there?",
     "what color is the dog?",
 )
-ABSENT_ANSWERS = frozenset({"no", "none", "zero"})  # normalize_answer's forms ("0" -> "zero")
+# An answer saying nothing is there starts with one of these, after normalize_answer ("0" ->
+# "zero"): "no", "none", "zero people", "nobody", "no one", "nothing"; or ends in "none" ("there
+# are none"). Our decoder says "no" or "none"; a GIT engine answers in VQAv2's freer words.
+ABSENT_FIRST_WORDS = frozenset({"no", "none", "zero", "nobody", "nothing"})
 MAX_WRONG_EXAMPLES = 10
 
 
@@ -34,10 +38,18 @@ def question_entries(ood_entries: list[dict]) -> list[dict]:
             for i, e in enumerate(ood_entries) for j, q in enumerate(OOD_QUESTIONS)]
 
 
+def says_absent(text: str) -> bool:
+    """Does the answer say nothing is there ("no", "none", "0", "nobody", "there are none")?
+    A "no" to "what color is the dog?" counts too: it denies the dog rather than naming a
+    colour (grounded_answer gives "no" the head's P(absent) as well)."""
+    words = normalize_answer(text).split()
+    return bool(words) and (words[0] in ABSENT_FIRST_WORDS or words[-1] == "none")
+
+
 def said_wrong(answer) -> bool:
     """A VQAAnswer said to the user (not "I'm not sure", not a frame message) that claims a
-    person or a dog is there: anything but "no"/"none"."""
-    return not answer.abstained and normalize_answer(answer.answer) not in ABSENT_ANSWERS
+    person or a dog is there: anything but an answer that ``says_absent``."""
+    return not answer.abstained and not says_absent(answer.answer)
 
 
 def question_counts(answers: list) -> dict:
@@ -46,7 +58,7 @@ def question_counts(answers: list) -> dict:
     (abstained: nothing to see); rates 0 over zero questions."""
     n = len(answers)
     wrong = [a for a in answers if said_wrong(a)]
-    sure = sum(a.probability >= SURE_ABOVE for a in wrong)
+    sure = int(sum(a.probability >= SURE_ABOVE for a in wrong))
     frames = sum(a.source == "frame" for a in answers)
     doubts = sum(a.abstained and a.source != "frame" for a in answers)
     return {"questions": n, "said_wrong": len(wrong), "said_wrong_rate": len(wrong) / max(n, 1),

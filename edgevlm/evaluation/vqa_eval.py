@@ -8,6 +8,7 @@ import os
 import numpy as np
 
 from edgevlm.errors import EdgeVLMError
+from edgevlm.metrics import vqa_metrics
 from edgevlm.metrics.vqa_metrics import score_answers
 
 QUESTION_KEYS = {"question_id", "image", "question", "answers", "type"}
@@ -148,11 +149,6 @@ def vqa_report(entries: list[dict], answers: dict, threshold: float, per_questio
     }
 
 
-def abstention_rule(wrong_cost: float) -> str:
-    """The manifest's words for how a threshold was chosen (metrics.vqa_metrics.choose_threshold)."""
-    return f"maximise right - {wrong_cost:g} x wrong answers (abstain scores 0)"
-
-
 def write_existence_threshold(engine_dir: str, threshold: float, tuned_on: str, questions: int,
                               wrong_cost: float) -> None:
     """Record the concept head's "I'm not sure" threshold (existence answers) in the engine
@@ -166,7 +162,7 @@ def write_existence_threshold(engine_dir: str, threshold: float, tuned_on: str, 
             raise EdgeVLMError(f"{engine_dir} has no concept head: there is no existence threshold to tune")
         return manifest.replace(concepts=dataclasses.replace(
             manifest.concepts, abstain_below=threshold, tuned_on=os.path.basename(tuned_on), tuned_questions=questions,
-            rule=abstention_rule(wrong_cost)))
+            rule=vqa_metrics.abstention_rule(wrong_cost)))
 
     update_manifest(engine_dir, change, "the threshold")
 
@@ -177,5 +173,5 @@ def write_threshold(engine_dir: str, threshold: float, tuned_on: str, questions:
 
     # The exact float (JSON keeps it): rounding up would abstain on the answer it was tuned to give.
     threshold_section = VQAThreshold(abstain_below=threshold, tuned_on=os.path.basename(tuned_on),
-                                     tuned_questions=questions, rule=abstention_rule(wrong_cost))
+                                     tuned_questions=questions, rule=vqa_metrics.abstention_rule(wrong_cost))
     update_manifest(engine_dir, lambda manifest: manifest.replace(vqa=threshold_section), "the threshold")

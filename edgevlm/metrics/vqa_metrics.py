@@ -85,6 +85,11 @@ def _mean(values: list[bool]) -> float:
 DEFAULT_WRONG_COST = 2.0
 
 
+def abstention_rule(wrong_cost: float) -> str:
+    """How ``choose_threshold`` chose a threshold, in words (manifests and reports record it)."""
+    return f"maximise right - {wrong_cost:g} x wrong answers (abstain scores 0)"
+
+
 def choose_threshold(questions: list[dict], answers: dict, wrong_cost: float = DEFAULT_WRONG_COST) -> float:
     """The abstention threshold on answer probability that maximises
     (right answers - wrong_cost x wrong answers) / questions, abstentions scoring 0

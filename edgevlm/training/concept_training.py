@@ -27,6 +27,7 @@ from edgevlm.config import ConceptConfig
 from edgevlm.data.coco import CaptionedImage
 from edgevlm.data.object_lexicon import CATEGORIES, PRESENT_MIN, image_labels
 from edgevlm.errors import EdgeVLMError
+from edgevlm.metrics.vqa_metrics import DEFAULT_WRONG_COST, abstention_rule, choose_threshold
 from edgevlm.models.captioner import Captioner
 from edgevlm.models.concept_head import ConceptHead
 from edgevlm.runtime.mirror_view import with_mirror_view
@@ -182,8 +183,6 @@ def existence_threshold(probs: np.ndarray, labels: np.ndarray) -> float:
     right minus DEFAULT_WRONG_COST (2) x wrong answers over every labelled (image, concept)
     pair, each concept weighted equally on both answers (balanced, as the POPE-style
     evaluation)."""
-    from edgevlm.metrics.vqa_metrics import choose_threshold
-
     questions, answers = [], {}
     for k in range(labels.shape[1]):
         for truth in (0, 1):
@@ -193,7 +192,7 @@ def existence_threshold(probs: np.ndarray, labels: np.ndarray) -> float:
                 questions.append({"question_id": qid, "answers": ["yes" if truth else "no"]})
                 p = float(probs[row, k])
                 answers[qid] = ("yes", p) if p >= 0.5 else ("no", 1 - p)
-    return choose_threshold(questions, answers)
+    return choose_threshold(questions, answers, DEFAULT_WRONG_COST)
 
 
 def train_concepts(model_dir: str, data_dir: str, out: str, cache_dir: str, epochs: int = 8, lr: float = 1e-3,
@@ -243,7 +242,8 @@ def train_concepts(model_dir: str, data_dir: str, out: str, cache_dir: str, epoc
     macro = float(np.mean(list(per_concept.values()))) if per_concept else None  # None: too few dev photos
     report = {"dev_macro_balanced_accuracy": None if macro is None else round(macro, 4),
               "dev_concepts_scored": len(per_concept), "dev_per_concept": per_concept,
-              "abstain_below": round(abstain, 4), "unfamiliar_above": round(unfamiliar, 4),
+              "abstain_below": round(abstain, 4), "abstain_rule": abstention_rule(DEFAULT_WRONG_COST),
+              "unfamiliar_above": round(unfamiliar, 4),
               "ban_below": ban_below, "loss": [round(x, 4) for x in history], "epochs": epochs, "lr": lr,
               "hidden": hidden, "sharpness": sharpness, "present_min": present_min, "mirror_views": mirror_views,
               "hard_negatives": hard_negatives,

@@ -15,7 +15,8 @@ from edgevlm.cli.main import cli
 from edgevlm.errors import EdgeVLMError
 from edgevlm.evaluation.ood_eval import (MAX_EXAMPLES, auroc, claim_counts, describe_files, is_confident_claim,
                                          load_ood, ood_report)
-from edgevlm.evaluation.ood_questions import OOD_QUESTIONS, ood_question_report, question_entries
+from edgevlm.evaluation.ood_questions import (MAX_WRONG_EXAMPLES, OOD_QUESTIONS, ood_question_report,
+                                              question_entries, says_absent)
 from edgevlm.runtime.engine import Description, Sight, VQAAnswer
 
 
@@ -189,7 +190,7 @@ def test_eval_ood_on_a_tiny_engine(tiny_engine_dir, tiny_dataset, tmp_path):
     text = CliRunner().invoke(cli, ["eval", "--ood", folder, "--data", data, "--engine", tiny_engine_dir])
     assert text.exit_code == 0, text.output
     assert "no novelty output" in text.stdout and "confident person/dog claims" in text.stdout
-    assert "questions about people and dogs" in text.stdout
+    assert "questions about people and dogs" in text.stdout and f"of {3 * len(OOD_QUESTIONS)})" in text.stdout
 
 
 def _answer(answer, probability, abstained=False, source="concepts"):
@@ -201,19 +202,40 @@ def test_ood_questions_count_only_claims_said_as_wrong():
                                 {"file": "b.jpg", "path": "/x/b.jpg", "group": "nothing"}])
     assert [e["question"] for e in entries[:len(OOD_QUESTIONS)]] == list(OOD_QUESTIONS)
     assert len({e["question_id"] for e in entries}) == 2 * len(OOD_QUESTIONS)
-    answers = [_answer("yes", 0.95), _answer("no", 0.9), _answer("yes", 0.6, abstained=True),
-               _answer("2", 0.7, source="decoder"), _answer("none", 0.8), _answer("black", 0.5, source="decoder")]
+    answers = [_answer("black", 0.5, source="decoder"), _answer("no", 0.95), _answer("yes", 0.6, abstained=True),
+               _answer("2", 0.9, source="decoder"), _answer("0", 0.8, source="decoder"), _answer("yes", 0.95)]
     answers += [VQAAnswer("It is too dark to see.", "", 0.0, True, "frame") for _ in OOD_QUESTIONS]
     report = ood_question_report(entries, answers)
-    # wrong and said: "yes" at 0.95 (sure), "2" at 0.7, "black" at 0.5; "no", "none" right; one doubt
-    assert (report["said_wrong"], report["said_wrong_sure"], report["not_sure"], report["frame_messages"]) == (3, 1, 1, 6)
-    assert report["said_wrong_rate"] == pytest.approx(3 / 12)
+    # said and wrong: "black" at 0.5, "2" at exactly 0.9 (sure), "yes" at 0.95 (sure); "no", "0" right; one doubt
+    assert (report["said_wrong"], report["said_wrong_sure"], report["not_sure"], report["frame_messages"]) == (3, 2, 1, 6)
+    assert report["said_wrong_rate"] == pytest.approx(3 / 12) and report["said_wrong_sure_rate"] == pytest.approx(2 / 12)
     assert report["by_group"]["nothing"]["said_wrong"] == 0 and report["by_question"]["is there a dog?"]["said_wrong"] == 0
-    assert [(e["question"], e["answer"]) for e in report["examples"]] == [
-        ("is there a person?", "yes"), ("how many people are there?", "2"), ("what color is the dog?", "black")]
+    assert [(e["question"], e["answer"]) for e in report["examples"]] == [  # the surest first
+        ("what color is the dog?", "yes"), ("how many people are there?", "2"), ("is there a person?", "black")]
+    json.dumps(report)  # plain numbers only
     with pytest.raises(ValueError, match="one answer per question"):
         ood_question_report(entries, answers[:-1])
 
+
+@pytest.mark.parametrize("text, absent", [
+    ("no", True), ("None.", True), ("0", True), ("zero people", True), ("nobody", True), ("no one", True),
+    ("nothing", True), ("there are none", True), ("no dogs", True),
+    ("yes", False), ("two", False), ("brown", False), ("a dog", False), ("", False)])
+def test_what_counts_as_saying_nothing_is_there(text, absent):
+    assert says_absent(text) is absent
+
+
+def test_ood_question_examples_stop_at_ten_and_a_caption_only_engine_is_skipped():
+    entries = question_entries([{"file": f"{i}.jpg", "path": f"/x/{i}.jpg", "group": "g"} for i in range(3)])
+    report = ood_question_report(entries, [_answer("yes", 0.5 + i / 100) for i in range(len(entries))])
+    assert report["said_wrong"] == 18 and len(report["examples"]) == MAX_WRONG_EXAMPLES
+    assert report["examples"][0]["probability"] == pytest.approx(0.67)
+    from edgevlm.cli.eval_cmd import _ood_questions
+    from edgevlm.cli.eval_report_text import ood_questions_text
+
+    skipped = _ood_questions(SimpleNamespace(answers_questions=False), [])
+    assert skipped == {"available": False, "note": "this engine does not answer questions"}
+    assert "skipped (this engine does not answer questions)" in ood_questions_text(skipped)[0]
 
 
 @pytest.mark.parametrize("args, message", [

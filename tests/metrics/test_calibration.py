@@ -38,8 +38,8 @@ def test_probability_one_and_zero_land_in_the_end_bins_and_bad_input_is_refused(
     assert [b["n"] for b in report["bins"]] == [1, 1] and report["ece"] == 0.0
     # every edge k/20 opens the bin [k/20, (k+1)/20); 1.0 joins the last one
     edges = [k / 20 for k in range(21)]
-    lows = [b["low"] for b in calibration_report(edges, [True] * 21)["bins"]]
-    assert lows == edges[:20] and calibration_report(edges, [True] * 21)["bins"][-1]["n"] == 2
+    bins = calibration_report(edges, [True] * 21)["bins"]
+    assert [b["low"] for b in bins] == edges[:20] and bins[-1]["n"] == 2
     with pytest.raises(ValueError, match="must lie in"):
         calibration_report([float("nan")], [True])
     assert calibration_report([], [])["questions"] == 0
