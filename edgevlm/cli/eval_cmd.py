@@ -17,7 +17,7 @@ from click.core import ParameterSource
 
 from edgevlm.cli.eval_report_text import caption_text, ood_text, pope_text, vqa_text
 from edgevlm.errors import EdgeVLMError
-from edgevlm.metrics.vqa_metrics import DEFAULT_WRONG_COST
+from edgevlm.metrics.vqa_metrics import DEFAULT_WRONG_COST, abstention_rule
 from edgevlm.paths import default_model_dir, resolve_engine
 
 MIN_TUNING_QUESTIONS = 100  # fewer, and one lucky or unlucky answer moves the threshold
@@ -45,7 +45,8 @@ EMULATED = "edgevlm.eval.emulated"  # click context meta: engine folder -> its e
 @click.option("--no-consistency", is_flag=True,
               help="With --data: skip asking the model about the objects its captions name (saves time).")
 @click.option("--tune-abstention", is_flag=True,
-              help="With --vqa and an engine: choose the \"I'm not sure\" threshold on this file and write it to the engine.")
+              help="With --vqa or --pope and an engine: choose the \"I'm not sure\" threshold on this file (the "
+                   "decoder's, or with --pope the concept head's) and write it, with its rule, to the engine.")
 @click.option("--wrong-cost", type=click.FloatRange(0.0, 100.0, min_open=True), default=DEFAULT_WRONG_COST,
               show_default=True,
               help="With --tune-abstention: what a wrong answer costs against a right one's 1 (an \"I'm not sure\" "
@@ -271,6 +272,8 @@ def _eval_vqa(vqa_file, prior_file, model_dir, engine_dir, tune_abstention, imag
         write_threshold(source, threshold, vqa_file, len(decoder_entries), wrong_cost)
     report = vqa_report(entries, answers, DEFAULT_ABSTAIN_BELOW if threshold is None else threshold, per_question)
     report.update(source=source, seconds=round(time.time() - started, 1))
+    if tune_abstention:
+        report["abstention_rule"] = abstention_rule(wrong_cost)
     if training is not None:
         report["prior"] = prior_report(entries, report, training, False, f"training answers in {prior_file}")
     else:  # the whole file, even with --limit: more other images to learn each question's answer from
@@ -308,4 +311,6 @@ def _eval_pope(pope_file, model_dir, engine_dir, tune_abstention, images_dir, li
         threshold = next(iter(per_question.values()))
     report = pope_report(entries, answers, DEFAULT_ABSTAIN_BELOW if threshold is None else threshold, per_question)
     report.update(source=source, seconds=round(time.time() - started, 1))
+    if tune_abstention:
+        report["abstention_rule"] = abstention_rule(wrong_cost)
     _echo_report(report, as_json, pope_text)

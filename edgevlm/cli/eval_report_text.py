@@ -107,7 +107,7 @@ def vqa_text(report: dict, tuned: bool) -> str:
     lines += [f"{'yes/no balanced accuracy':>24}: {report['yesno_balanced_accuracy']:.4f}  "
               f"prior-only {prior['yesno_balanced_accuracy']:.4f}",
               f"{'abstention rate':>24}: {report['abstention_rate']:.4f}  (below p={a['threshold']:.3f}"
-              f"{', tuned here and written to the engine' if tuned else ''})",
+              f"{', tuned here (' + report['abstention_rule'] + ') and written to the engine' if tuned else ''})",
               f"{'answered accuracy':>24}: {a['answered_accuracy']:.4f}  (coverage {a['coverage']:.4f})",
               *(calibration_line(f"calibration, {source}", c) for source, c in report["calibration"].items()),
               f"{'prior-only source':>24}: {prior['source']} (question text seen for "
@@ -148,6 +148,9 @@ def pope_text(report: dict) -> str:
     for wording, trained in wordings.items():
         lines.append(f"{('' if trained else '* ') + wording:<34}"
                      + "".join(_cell(s["per_wording"].get(wording)) for s in samplings.values()))
+    if "abstention_rule" in report:
+        lines.append(f"\nthreshold p={report['threshold']:.3f} tuned here ({report['abstention_rule']}) and written to "
+                     "the engine")
     return "\n".join(lines + [f"\n{'seconds':>24}: {report['seconds']}"])
 
 

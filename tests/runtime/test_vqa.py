@@ -209,7 +209,8 @@ def test_eval_vqa_reports_and_tunes_abstention(tiny_engine_dir, tiny_model_maste
                                       "--wrong-cost", "1", "--json"])
     assert result.exit_code == 0, result.output
     assert json.load(open(os.path.join(tiny_engine_dir, "edgevlm.json")))["vqa"]["rule"].startswith("maximise right - 1 x")
-    assert {"all", "decoder"} <= set(json.loads(result.output)["calibration"])
+    tuned = json.loads(result.output)
+    assert {"all", "decoder"} <= set(tuned["calibration"]) and tuned["abstention_rule"].startswith("maximise right - 1 x")
     for cost in ("3", "2"):  # given, even at the default's value, it needs --tune-abstention
         result = CliRunner().invoke(cli, ["eval", "--vqa", many, "--engine", tiny_engine_dir, "--wrong-cost", cost])
         assert result.exit_code == 1 and "give --tune-abstention too" in result.output
