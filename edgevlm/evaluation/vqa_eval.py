@@ -8,8 +8,8 @@ import os
 import numpy as np
 
 from edgevlm.errors import EdgeVLMError
-from edgevlm.metrics import vqa_metrics
-from edgevlm.metrics.vqa_metrics import score_answers
+from edgevlm.metrics.calibration import calibration_report
+from edgevlm.metrics.vqa_metrics import abstention_rule, answer_is_right, score_answers
 
 QUESTION_KEYS = {"question_id", "image", "question", "answers", "type"}
 
@@ -125,9 +125,6 @@ def vqa_report(entries: list[dict], answers: dict, threshold: float, per_questio
     (or each question's own in ``per_question``); ``calibration`` of every answer's
     probability, over all questions and per source ("concepts": the questions in
     ``per_question``, "decoder": the rest; metrics/calibration.py)."""
-    from edgevlm.metrics.calibration import calibration_report
-    from edgevlm.metrics.vqa_metrics import answer_is_right
-
     raw = score_answers(entries, answers, 0.0)
     by_source: dict[str, tuple[list, list]] = {"all": ([], [])}
     for entry in entries:
@@ -162,7 +159,7 @@ def write_existence_threshold(engine_dir: str, threshold: float, tuned_on: str, 
             raise EdgeVLMError(f"{engine_dir} has no concept head: there is no existence threshold to tune")
         return manifest.replace(concepts=dataclasses.replace(
             manifest.concepts, abstain_below=threshold, tuned_on=os.path.basename(tuned_on), tuned_questions=questions,
-            rule=vqa_metrics.abstention_rule(wrong_cost)))
+            rule=abstention_rule(wrong_cost)))
 
     update_manifest(engine_dir, change, "the threshold")
 
@@ -173,5 +170,5 @@ def write_threshold(engine_dir: str, threshold: float, tuned_on: str, questions:
 
     # The exact float (JSON keeps it): rounding up would abstain on the answer it was tuned to give.
     threshold_section = VQAThreshold(abstain_below=threshold, tuned_on=os.path.basename(tuned_on),
-                                     tuned_questions=questions, rule=vqa_metrics.abstention_rule(wrong_cost))
+                                     tuned_questions=questions, rule=abstention_rule(wrong_cost))
     update_manifest(engine_dir, lambda manifest: manifest.replace(vqa=threshold_section), "the threshold")
