@@ -28,7 +28,8 @@ import shutil
 from edgevlm.errors import EdgeVLMError
 from edgevlm.fileio import atomic_dir
 from edgevlm.runtime.cpu_isa import same_layout
-from edgevlm.runtime.manifest import Manifest, check_engine_out, engine_file_names, load_manifest, update_manifest
+from edgevlm.runtime.manifest import (Manifest, check_engine_out, engine_file_names, is_engine_dir, load_manifest,
+                                      update_manifest)
 
 
 def variant_folder(target: str) -> str:
@@ -97,6 +98,17 @@ def _refuse_untuned(top: Manifest, variant: Manifest) -> None:
         raise EdgeVLMError(f"{variant.root} lacks what {top.root} has: {'; '.join(missing)}")
 
 
+def _listed_files(engine_dir: str) -> set[str]:
+    """The files the engine at ``engine_dir`` lists (its manifest included); none where there
+    is no engine there, or its manifest cannot be read."""
+    if not is_engine_dir(engine_dir):
+        return set()
+    try:
+        return set(engine_file_names(load_manifest(engine_dir)))
+    except EdgeVLMError:
+        return set()
+
+
 def add_variant(engine_dir: str, variant_dir: str) -> tuple[Manifest, str, dict]:
     """Copy the engine at VARIANT_DIR into ENGINE_DIR/variants/<its target> and list it in
     ENGINE_DIR's manifest -> (the top manifest, the variant's target, its gate report)."""
@@ -117,10 +129,15 @@ def add_variant(engine_dir: str, variant_dir: str) -> tuple[Manifest, str, dict]
     destination = os.path.join(top.root, folder)
     if os.path.realpath(variant.root) != os.path.realpath(destination):
         check_engine_out(destination)
+        # atomic_dir keeps an older folder's files it does not write: those only the variant
+        # being replaced listed (its caption memory, named by its content) would stay as dead weight
+        stale = _listed_files(destination) - set(engine_file_names(variant))
         with atomic_dir(destination) as staging:
             for name in engine_file_names(variant):
                 shutil.copyfile(os.path.join(variant.root, name), os.path.join(staging, name))
         load_manifest(destination, verify=True)  # the copy is whole before it is listed
+        for name in stale:
+            os.remove(os.path.join(destination, name))
 
     def listed(manifest: Manifest) -> Manifest:
         quantization = dict(manifest.quantization or {})

@@ -60,7 +60,9 @@ def command(engine_dir, vs_engine_dir, compare_spinning, model_dir, images, roun
         click.echo(f"speedup ({peer} / runtime): {result['speedup']}x   tokens identical: {result['tokens_identical']}"
                    + token_note(result, peer))
         click.echo(f"runtime-only process: cold start {result['cold_start_s']} s (first start on this machine, "
-                   f"optimizing its graphs: {result['first_start_s']} s), peak RSS {result['runtime_peak_rss_mb']} MB")
+                   f"optimizing its graphs: {result['first_start_s']} s), peak RSS {result['runtime_peak_rss_mb']} MB "
+                   f"(at the end: own {result['runtime_anon_rss_mb']} MB, mapped files "
+                   f"{result['runtime_file_rss_mb']} MB)")
         if compare_spinning:
             click.echo(f"intra-op spinning: off {result['spinning_off_ms_p50']} ms, on {result['spinning_on_ms_p50']} ms "
                        f"({result['spinning_cost']}x)")

@@ -16,8 +16,9 @@ from tests.support import SAMPLES
 
 CHELSEA = os.path.join(SAMPLES, "chelsea.jpg")
 OLD_KEYS = {"engine", "images", "rounds", "beam", "threads", "runtime_ms_p50", "runtime_ms_p90", "runtime_graphs",
-            "mean_tokens", "tokens_identical", "token_agreement", "speedup", "cold_start_s", "first_start_s", "runtime_peak_rss_mb",
-            "runtime_imported_torch", "vs_engine_ms_p50"}
+            "mean_tokens", "tokens_identical", "token_agreement", "speedup", "cold_start_s", "first_start_s",
+            "runtime_peak_rss_mb", "runtime_anon_rss_mb", "runtime_file_rss_mb", "runtime_imported_torch",
+            "vs_engine_ms_p50"}
 
 
 def _bench(*extra):
@@ -68,6 +69,9 @@ def test_bench_json_keeps_its_keys_and_adds_the_new_ones(printed):
         row = floor["graphs"][graph]
         assert row["int8_ops"] > 0 and row["bytes"] > 0 and row["floor_ms"] > 0 and row["ratio"] > 0
     assert floor["steps"] == report["mean_tokens"] and floor["caption_ms_p50"] == report["runtime_ms_p50"]
+    # the end's own and mapped-file memory are parts of the resident set, which never exceeds its peak
+    own, files = report["runtime_anon_rss_mb"], report["runtime_file_rss_mb"]
+    assert own > 0 and files > 0 and own + files <= report["runtime_peak_rss_mb"] + 0.1
 
 
 def test_the_extras_can_be_left_out():

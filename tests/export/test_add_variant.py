@@ -128,3 +128,27 @@ def test_a_top_engine_without_a_target_is_refused(engines):
     update_manifest(top, lambda m: m.replace(quantization=None))
     result = _add(top, variant)
     assert result.exit_code == 1 and "ENGINE_DIR" in result.stderr and "no quantization.target" in result.stderr
+
+
+def test_replacing_a_variant_removes_the_files_only_the_old_one_listed(engines):
+    """A variant's caption memory is named by its content: adding a new build of the variant
+    must not leave the old one's memory behind in variants/<target>."""
+    from edgevlm.runtime.file_records import sha256_file
+    from edgevlm.runtime.manifest import FileEntry
+
+    top, variant = engines
+    assert _add(top, variant).exit_code == 0
+    copy = os.path.join(top, "variants", "avx512-vnni")
+    old = os.path.join(copy, "caption_memory-0123456789ab.npz")
+    with open(old, "wb") as f:
+        f.write(b"an older build's memory")
+    entry = FileEntry(os.path.basename(old), sha256_file(old), os.path.getsize(old))
+    update_manifest(copy, lambda m: m.replace(files={**m.files, "old_memory": entry}))
+    stranger = os.path.join(copy, "NOTES.txt")  # not an engine file: never ours to remove
+    with open(stranger, "w") as f:
+        f.write("kept")
+
+    result = _add(top, variant)
+    assert result.exit_code == 0, result.output
+    assert not os.path.exists(old) and os.path.exists(stranger)
+    assert load_manifest(copy, verify=True).cpu_target == "avx512-vnni"
