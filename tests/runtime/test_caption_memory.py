@@ -70,6 +70,25 @@ def test_the_memory_file_round_trips_and_scores_the_same(tmp_path):
         assert loaded.nearest(embeddings[image], 1)[0] == image  # a remembered photo is its own nearest
 
 
+def test_the_cached_vectors_score_as_fresh_ones_across_cache_restarts(monkeypatch):
+    """choose() reuses each image's caption vectors and the n-gram ids they name; when the
+    cache starts again (a camera that wanders) the ids restart too, never mixing tables."""
+    from edgevlm.runtime import caption_memory
+
+    monkeypatch.setattr(caption_memory, "VECTORS_KEPT", 5)  # restarts every other call
+    rng = np.random.default_rng(3)
+    memory, embeddings = _memory(rng)
+    candidates = [" ".join(rng.choice(WORDS, size=rng.integers(3, 8))) for _ in range(4)]
+    for image in (0, 7, 13, 7, 2, 19, 0):
+        neighbours = memory.nearest(embeddings[image], 3)
+        cached = consensus_scores([caption_words(c) for c in candidates], [memory.captions[i] for i in neighbours],
+                                  memory.doc_freq, 20, memory._vectors_of(neighbours), memory._gram_ids)
+        fresh = consensus_scores([caption_words(c) for c in candidates], [memory.captions[i] for i in neighbours],
+                                 memory.doc_freq, 20)
+        np.testing.assert_array_equal(cached, fresh)
+        assert len(memory._vectors) <= 5
+
+
 def test_whitened_projection_gives_unit_variance_and_keeps_at_most_the_rank():
     from edgevlm.export.caption_memory import whitened_projection
 

@@ -140,3 +140,26 @@ def test_the_ngram_guard_bans_the_same_tokens_for_many_rows_as_row_by_row():
             alone = np.zeros((1, 5))
             _ban_repeated_ngrams(alone, history[row : row + 1], length, n)
             assert np.array_equal(alone[0], together[row]), (rows, length, n, history[row])
+
+
+def _best_first_by_sorting(values, count):
+    """The reference: every value sorted, largest first, equal values by index, NaN as -inf."""
+    clean = np.nan_to_num(values, nan=-np.inf)
+    return np.lexsort((np.arange(len(clean)), -clean))[:count]
+
+
+def test_best_first_equals_a_full_sort_with_ties_infinities_and_flat_rows():
+    from edgevlm.runtime.search import _best_first
+
+    rng = np.random.default_rng(0)
+    peaked = np.log(rng.dirichlet(np.full(4 * 500, 0.05)))  # a trained decoder's: a few near the best
+    flat = rng.uniform(-0.01, 0.0, 4 * 500)  # every value within 4 nats: the partition path
+    ties = np.round(rng.normal(0, 2, 2000), 1)  # int8 logits come in steps: many exact ties
+    ties[[10, 20, 30]] = ties.max()
+    banned = peaked.copy()
+    banned[rng.choice(2000, 1990, replace=False)] = -np.inf  # fewer finite values than asked for
+    nan = peaked.copy()
+    nan[[3, 7]] = np.nan
+    for values in (peaked, flat, ties, banned, nan, np.full(2000, -np.inf), peaked[:5]):
+        for count in (1, 8, 32):
+            np.testing.assert_array_equal(_best_first(values, count), _best_first_by_sorting(values, count))
