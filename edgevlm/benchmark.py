@@ -32,8 +32,9 @@ first = time.time()
 for image in images:
     engine.caption_images([image], int(sys.argv[3]))
 # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over from the forking parent.
-# RssAnon / RssFile: of the resident memory now, the process's own (heap, arenas, weights) and
-# the mapped files (shared libraries' pages: how many a kernel maps per fault varies).
+# RssAnon / RssFile: of the resident memory now, the process's own (anonymous) and the mapped
+# files' (mostly shared libraries: how many of their pages are resident varies with the kernel
+# and its page cache, 36-71 MB for the same imports on one machine).
 status = {line.split(":")[0]: int(line.split()[1]) for line in open("/proc/self/status")
           if line.startswith(("VmHWM", "RssAnon", "RssFile"))}
 print(json.dumps({"first_caption_at": first, "peak_rss_mb": status["VmHWM"] / 1024,

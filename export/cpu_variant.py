@@ -22,6 +22,7 @@ that nothing reads.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 
@@ -99,12 +100,13 @@ def _refuse_untuned(top: Manifest, variant: Manifest) -> None:
 
 
 def _listed_files(engine_dir: str) -> set[str]:
-    """The files the engine at ``engine_dir`` lists (its manifest included); none where there
-    is no engine there, or its manifest cannot be read."""
+    """The files the engine at ``engine_dir`` lists (its manifest included), whether or not
+    they are whole (paths the manifest parser confines to the folder); none where there is no
+    engine there, or its manifest cannot be read."""
     if not is_engine_dir(engine_dir):
         return set()
     try:
-        return set(engine_file_names(load_manifest(engine_dir)))
+        return set(engine_file_names(load_manifest(engine_dir, verify=False)))
     except EdgeVLMError:
         return set()
 
@@ -137,7 +139,8 @@ def add_variant(engine_dir: str, variant_dir: str) -> tuple[Manifest, str, dict]
                 shutil.copyfile(os.path.join(variant.root, name), os.path.join(staging, name))
         load_manifest(destination, verify=True)  # the copy is whole before it is listed
         for name in stale:
-            os.remove(os.path.join(destination, name))
+            with contextlib.suppress(FileNotFoundError):  # gone already: nothing left behind
+                os.remove(os.path.join(destination, name))
 
     def listed(manifest: Manifest) -> Manifest:
         quantization = dict(manifest.quantization or {})

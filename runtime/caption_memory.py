@@ -68,7 +68,7 @@ class ReferenceVector(NamedTuple):
 
     norms: np.ndarray  # (4,): the norm of its tf-idf vector for n = 1..4
     length: int  # words
-    ids: np.ndarray  # (G,) int64: its distinct n-grams (n = 1..4), as ids of the shared GramIds
+    ids: np.ndarray  # (G,) int64: its distinct n-grams (n = 1..4), as ids in a gram_ids table
     counts: np.ndarray  # (G,) float64: how often each occurs in it
 
 
@@ -99,17 +99,19 @@ def consensus_scores(candidates: list[tuple[str, ...]], references: list[list[tu
     the mean over its captions (as CIDEr-D scores one image), and the images are averaged.
     """
     log_images = math.log(float(num_images))
+    if (vectors is None) != (gram_ids is None):
+        raise ValueError("consensus_scores: vectors and the gram_ids table they were made with go together")
     if vectors is None:
         gram_ids = {}
         vectors = [[reference_vector(words, doc_freq, log_images, gram_ids) for words in captions]
                    for captions in references]
-    elif gram_ids is None:
-        raise ValueError("consensus_scores: vectors need the gram_ids table they were made with")
     flat = [vector for captions in vectors for vector in captions]
+    if not flat:  # no reference captions at all: no consensus (NaN, as the mean of nothing)
+        return np.full(len(candidates), np.nan)
     owner = np.repeat(np.arange(len(vectors)), [len(c) for c in vectors])  # (R,)
     # Every reference n-gram at once, as (reference row, gram id, count): the candidates' n-grams
-    # are found among them by id, in numpy (a dict lookup per reference n-gram, 150 references
-    # x ~35 n-grams, was ~2.5 ms of a 4-beam narration caption on a 2-core EPYC)
+    # are found among them by id, in numpy (a dict lookup per reference n-gram: the whole
+    # function took 1.23 ms of a 4-beam narration caption on a 2-core EPYC, now 0.92 ms)
     ref_ids = np.concatenate([v.ids for v in flat])
     ref_counts = np.concatenate([v.counts for v in flat])
     ref_rows = np.repeat(np.arange(len(flat)), [len(v.ids) for v in flat])
@@ -278,7 +280,8 @@ class CaptionMemory:
 
     def _vectors_of(self, images: np.ndarray) -> list[list[ReferenceVector]]:
         """The cached vectors of these images' captions, all named by ids of one table."""
-        if len(self._vectors) + len(images) > VECTORS_KEPT:  # a camera that wanders far: start the cache again
+        missing = sum(int(i) not in self._vectors for i in images)
+        if len(self._vectors) + missing > VECTORS_KEPT:  # a camera that wanders far: start the cache again
             self._vectors.clear()  # before, not while, this call's images are read: their ids must agree
             self._gram_ids.clear()
         return [self._image_vectors(int(i)) for i in images]

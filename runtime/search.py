@@ -79,7 +79,7 @@ def _ban_repeated_ngrams(logprobs: np.ndarray, history: np.ndarray, length: int,
     seen = history[:, :length]
     count = length - n + 1  # (n-1)-grams that a next token follows, starting at 0 .. count-1
     # repeats[r, s]: row r's (n-1)-gram at s equals its last n-1 tokens, compared one offset at
-    # a time (sliding_window_view(...).all(axis=2) did the same at twice the cost: ~20 us a step)
+    # a time (sliding_window_view(...).all(axis=2): 19 us where this takes 9, 4 beams at 12 tokens)
     repeats = np.ones((seen.shape[0], count), dtype=bool)
     for offset in range(n - 1):
         repeats &= seen[:, offset : offset + count] == seen[:, count + offset, None]
@@ -95,17 +95,19 @@ def _best_first(values: np.ndarray, count: int) -> np.ndarray:
     step on a 2-core AVX-512 EPYC, and left equal candidates in an arbitrary order. The best
     few lie within a few nats of the best one: a comparison finds those, and only they are
     partitioned and sorted."""
+    if np.isnan(values).any():
+        values = np.where(np.isnan(values), -np.inf, values)
     size = values.shape[0]
     if size <= count:
-        return np.lexsort((np.arange(size), -np.nan_to_num(values, nan=-np.inf)))
+        return np.lexsort((np.arange(size), -values))
     best = values.max()
-    if np.isnan(best):
-        values = np.nan_to_num(values, nan=-np.inf)
-        best = values.max()
-    for margin in (4.0, 16.0, np.inf):  # nats below the best; -inf >= -inf: the last takes every value
-        near = np.flatnonzero(values >= best - margin)
-        if near.size >= count:
-            break
+    near = np.arange(size)  # too few within the margins (or nothing finite): every value
+    if np.isfinite(best):
+        for margin in (4.0, 16.0):  # nats below the best
+            within = np.flatnonzero(values >= best - margin)
+            if within.size >= count:
+                near = within
+                break
     if near.size > count:
         kept = values[near]
         threshold = np.partition(kept, kept.size - count)[kept.size - count]  # the count-th largest

@@ -75,18 +75,29 @@ def test_the_cached_vectors_score_as_fresh_ones_across_cache_restarts(monkeypatc
     cache starts again (a camera that wanders) the ids restart too, never mixing tables."""
     from edgevlm.runtime import caption_memory
 
-    monkeypatch.setattr(caption_memory, "VECTORS_KEPT", 5)  # restarts every other call
+    monkeypatch.setattr(caption_memory, "VECTORS_KEPT", 10)
     rng = np.random.default_rng(3)
     memory, embeddings = _memory(rng)
     candidates = [" ".join(rng.choice(WORDS, size=rng.integers(3, 8))) for _ in range(4)]
-    for image in (0, 7, 13, 7, 2, 19, 0):
+    reused = restarts = 0
+    for image in (0, 7, 0, 13, 7, 2, 19, 0, 5, 11, 2):
         neighbours = memory.nearest(embeddings[image], 3)
+        before = set(memory._vectors)
         cached = consensus_scores([caption_words(c) for c in candidates], [memory.captions[i] for i in neighbours],
                                   memory.doc_freq, 20, memory._vectors_of(neighbours), memory._gram_ids)
+        reused += bool(before & {int(i) for i in neighbours} & set(memory._vectors))
+        restarts += not before <= set(memory._vectors)
         fresh = consensus_scores([caption_words(c) for c in candidates], [memory.captions[i] for i in neighbours],
                                  memory.doc_freq, 20)
         np.testing.assert_array_equal(cached, fresh)
-        assert len(memory._vectors) <= 5
+        assert len(memory._vectors) <= 10
+    assert reused and restarts  # both paths ran: vectors from an earlier call, and a fresh start
+
+
+def test_no_reference_captions_give_no_consensus():
+    assert np.isnan(consensus_scores([("a", "dog")], [[], []], {}, 20)).all()
+    with pytest.raises(ValueError, match="go together"):
+        consensus_scores([("a", "dog")], [[("a", "dog")]], {}, 20, gram_ids={})
 
 
 def test_whitened_projection_gives_unit_variance_and_keeps_at_most_the_rank():

@@ -144,7 +144,7 @@ def test_the_ngram_guard_bans_the_same_tokens_for_many_rows_as_row_by_row():
 
 def _best_first_by_sorting(values, count):
     """The reference: every value sorted, largest first, equal values by index, NaN as -inf."""
-    clean = np.nan_to_num(values, nan=-np.inf)
+    clean = np.where(np.isnan(values), -np.inf, values)
     return np.lexsort((np.arange(len(clean)), -clean))[:count]
 
 
@@ -160,6 +160,9 @@ def test_best_first_equals_a_full_sort_with_ties_infinities_and_flat_rows():
     banned[rng.choice(2000, 1990, replace=False)] = -np.inf  # fewer finite values than asked for
     nan = peaked.copy()
     nan[[3, 7]] = np.nan
-    for values in (peaked, flat, ties, banned, nan, np.full(2000, -np.inf), peaked[:5]):
+    infinite = peaked.copy()
+    infinite[[4, 9]] = np.inf  # fewer +inf values than asked for
+    nan_and_minus_inf = np.array([np.nan, -np.inf, 1.0, 2.0])  # NaN ranks as -inf: ties by index
+    for values in (peaked, flat, ties, banned, nan, infinite, nan_and_minus_inf, np.full(2000, -np.inf), peaked[:5]):
         for count in (1, 8, 32):
             np.testing.assert_array_equal(_best_first(values, count), _best_first_by_sorting(values, count))
