@@ -1,10 +1,13 @@
 """Where a caption's time goes outside the graphs: ``python -m edgevlm.scripts.caption_path_profile``.
 
-Prints one table, ms per caption (median over ``--rounds`` x the images), for greedy and
-beam 3: file decode, frame check, resize, normalise, the vision and cross-K/V graphs, then
+Prints one table, ms per caption (median over ``--rounds`` x the images), for greedy, beam 3,
+and narration's own path (beam 4, the candidates re-ranked by the engine's caption memory,
+one view: runtime/narration/pipeline.py): file decode, frame check, resize, normalise, the
+vision and cross-K/V graphs, then
 the search split into onnxruntime's own run (``session.run``), the backend's feed checks,
-the stepper's work (feeds, cache write) and the search's Python (masks, argmax, beams; the
-concept bias and the beams' cross-K/V copy included); each row is a median on its own, so
+the stepper's work (feeds, cache write), the caption memory's re-ranking (nearest photos and
+consensus) and the search's Python (masks, argmax, beams; the concept bias and the beams'
+cross-K/V copy included); each row is a median on its own, so
 the parts need not add up to the total;
 tokenizer decode last. Then bytes allocated per decoder step (tracemalloc: the transient
 high-water mark of one search iteration, step included) and cProfile's top items of whole
@@ -32,10 +35,13 @@ import numpy as np
 from edgevlm.paths import resolve_engine, sample_images_dir
 from edgevlm.runtime.engine import CaptionEngine
 from edgevlm.runtime.frame_quality import assess_frame
+from edgevlm.runtime.narration.pipeline import NARRATION_MEMORY_BEAM
 from edgevlm.runtime.preprocess import read_image_bgr
 
 ROWS = ("read", "frame_check", "resize", "normalise", "vision", "cross_kv", "search_ort_run", "search_feed_checks",
-        "search_stepper", "search_python", "search_total", "tokenizer_decode", "caption_total")
+        "search_stepper", "memory_rerank", "search_python", "search_total", "tokenizer_decode", "caption_total")
+# (column title, beam, re-ranked by the caption memory where the engine has one)
+COLUMNS = (("greedy", 1, False), ("beam 3", 3, False), ("narration", NARRATION_MEMORY_BEAM, True))
 
 
 class Timers:
@@ -89,9 +95,14 @@ def instrument(engine: CaptionEngine) -> Timers:
     return timers
 
 
-def profile_caption(engine: CaptionEngine, timers: Timers, path: str, beam: int) -> dict[str, float]:
-    """One caption of the file at ``path``, stage by stage, as ``caption_images`` does it without a
-    caption memory (one view, no re-ranking) -> ms per row."""
+def profile_caption(engine: CaptionEngine, timers: Timers, path: str, beam: int, rerank: bool = False) -> dict[str, float]:
+    """One caption of the file at ``path``, stage by stage, on one view -> ms per row; with
+    ``rerank`` the candidates are re-ranked by the engine's caption memory (where it has one)
+    as narration does, else not."""
+    memory = engine.caption_memory if rerank else None  # loaded now, not inside the timed search
+    if memory is not None and not hasattr(memory.choose, "timed"):
+        timers.wrap(memory, "choose", "memory_rerank")
+        memory.choose.timed = True
     timers.seconds.clear()
     timers.calls.clear()
     out = {}
@@ -112,14 +123,16 @@ def profile_caption(engine: CaptionEngine, timers: Timers, path: str, beam: int)
     out["cross_kv"] = time.perf_counter() - t
     timers.seconds.clear()
     t = time.perf_counter()
-    ids = engine.generate(sight.visual, engine.settings(beam), sight.concepts)  # runs cross_kv again, inside
+    ids = engine.generate(sight.visual, engine.settings(beam), sight.concepts,  # runs cross_kv again, inside
+                          sight.pooled if memory is not None else None)  # pooled: the memory re-ranks
     total = time.perf_counter() - t
     ort_all = sum(v for k, v in timers.seconds.items() if k.startswith("ort:"))
     ort_decoder = ort_all - timers.seconds["ort:cross_kv"]  # "decoder" and, where exported, "decoder_step"
     out["search_ort_run"] = ort_decoder
     out["search_feed_checks"] = timers.seconds["backend_run"] - ort_all
     out["search_stepper"] = timers.seconds["stepper"] - (timers.seconds["backend_run"] - timers.seconds["ort:cross_kv"])
-    out["search_python"] = total - timers.seconds["stepper"] - timers.seconds["ort:cross_kv"]
+    out["memory_rerank"] = timers.seconds["memory_rerank"]
+    out["search_python"] = total - timers.seconds["stepper"] - timers.seconds["ort:cross_kv"] - out["memory_rerank"]
     out["search_total"] = total - timers.seconds["ort:cross_kv"]
     t = time.perf_counter()
     engine.tokenizer.decode(ids[0])
@@ -192,18 +205,19 @@ def main(argv=None) -> None:
                    if name.lower().endswith((".jpg", ".jpeg", ".png")))
     engine = CaptionEngine(resolve_engine(args.engine), threads=args.threads)
     timers = instrument(engine)
-    table = {}
-    for beam in (1, 3):
-        profile_caption(engine, timers, paths[0], beam)  # warm-up: caches allocated, sessions hot
-        rows = [profile_caption(engine, timers, p, beam) for _ in range(args.rounds) for p in paths]
-        table[beam] = {k: float(np.median([r[k] for r in rows])) for k in (*ROWS, "steps", "non_ort_per_step")}
+    table = []
+    for _, beam, rerank in COLUMNS:
+        profile_caption(engine, timers, paths[0], beam, rerank)  # warm-up: caches allocated, sessions hot
+        rows = [profile_caption(engine, timers, p, beam, rerank) for _ in range(args.rounds) for p in paths]
+        table.append({k: float(np.median([r[k] for r in rows])) for k in (*ROWS, "steps", "non_ort_per_step")})
     print(f"caption path, ms per caption (median of {args.rounds} rounds x {len(paths)} images, "
-          f"{args.threads} threads)")
-    print(f"{'stage':<20} {'greedy':>9} {'beam 3':>9}")
+          f"{args.threads} threads; narration: beam {NARRATION_MEMORY_BEAM}"
+          f"{', re-ranked by the caption memory' if engine.reranks else ' (the engine has no caption memory)'})")
+    print(f"{'stage':<20}" + "".join(f" {title:>9}" for title, _, _ in COLUMNS))
     for row in ROWS:
-        print(f"{row:<20} {table[1][row]:9.3f} {table[3][row]:9.3f}")
-    print(f"{'decoder steps':<20} {table[1]['steps']:9.0f} {table[3]['steps']:9.0f}")
-    print(f"{'non-ORT ms / step':<20} {table[1]['non_ort_per_step']:9.3f} {table[3]['non_ort_per_step']:9.3f}")
+        print(f"{row:<20}" + "".join(f" {column[row]:9.3f}" for column in table))
+    print(f"{'decoder steps':<20}" + "".join(f" {column['steps']:9.0f}" for column in table))
+    print(f"{'non-ORT ms / step':<20}" + "".join(f" {column['non_ort_per_step']:9.3f}" for column in table))
     plain = CaptionEngine(resolve_engine(args.engine), threads=args.threads)  # uninstrumented
     for beam in (1, 3):
         mean_kb, max_kb = bytes_per_step(plain, paths[0], beam)
