@@ -29,14 +29,13 @@ import time
 import tracemalloc
 from collections import defaultdict
 
-import cv2
 import numpy as np
 
 from edgevlm.paths import resolve_engine, sample_images_dir
 from edgevlm.runtime.engine import CaptionEngine
 from edgevlm.runtime.frame_quality import assess_frame
 from edgevlm.runtime.narration.pipeline import NARRATION_MEMORY_BEAM
-from edgevlm.runtime.preprocess import read_image_bgr
+from edgevlm.runtime.preprocess import area_resize, read_image_bgr
 
 ROWS = ("read", "frame_check", "resize", "normalise", "vision", "cross_kv", "search_ort_run", "search_feed_checks",
         "search_stepper", "memory_rerank", "search_python", "search_total", "tokenizer_decode", "caption_total")
@@ -112,7 +111,7 @@ def profile_caption(engine: CaptionEngine, timers: Timers, path: str, beam: int,
     assess_frame(image)
     out["frame_check"], t = time.perf_counter() - t, time.perf_counter()
     size = engine.manifest.preprocess.image_size
-    cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)  # what preprocess does first
+    area_resize(image, size, size)  # what preprocess does first
     out["resize"], t = time.perf_counter() - t, time.perf_counter()
     pixels = engine.preprocess(image)[None]
     out["normalise"] = max(time.perf_counter() - t - out["resize"], 0.0)  # preprocess = resize + this
