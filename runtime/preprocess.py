@@ -82,18 +82,21 @@ HALVE_FROM = 4
 def area_resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
     """(H, W, C) -> (height, width, C) by area averaging (cv2.INTER_AREA), for shrinking.
 
-    OpenCV's INTER_AREA at a non-integer ratio is scalar code, ~5 ns per input value on a
+    OpenCV's INTER_AREA at a non-integer ratio is scalar code, ~3-4 ns per input pixel on a
     2-core EPYC: 8.5 ms for a 1080p camera frame, 35 ms for a 12-megapixel photo, paid on
     every frame narration embeds. So an axis at least HALVE_FROM x its target is first halved
-    (INTER_LINEAR at exactly half averages 2-pixel blocks exactly, at a tenth of the cost;
-    an odd last row or column is dropped), until under that; INTER_AREA does the rest. The
-    two box filters together are a little wider than one. Measured on the model (vtest.avi's
-    frames upscaled, /work/runs/s38/resize_model2.py), the pooled embedding moves 0.003 /
-    0.005 / 0.0055 in cosine distance at 720p / 1080p / 4K, as far as a 1-pixel camera shift
-    at 1080p moves it (0.005) and a third of what the scene gate sees between two frames of a
-    fixed camera (0.014 median); halving from 2x instead moved it 4x as far at 1080p. Frames
-    under HALVE_FROM x the target on both axes (a 640 x 480 camera, for 224) are resized
-    exactly as before. (Training photos are 224 x 224 already: none is resized.)"""
+    (INTER_LINEAR at exactly half averages 2-pixel blocks exactly, at a twentieth of the
+    cost; an odd last row or column is dropped: at most 1 / (2 x target) of the axis, 0.2% at
+    224), until under that; INTER_AREA does the rest. The two box filters together are a
+    little wider than one. Measured on the model (vtest.avi's frames upscaled,
+    /work/runs/s38/resize_model2.py), the pooled embedding moves 0.003 / 0.005 / 0.0055 in
+    cosine distance at 720p / 1080p / 4K, as far as a 1-pixel camera shift at 1080p moves it
+    (0.005) and a third of what the scene gate sees between two frames of a fixed camera
+    (0.014 median); halving from 2x instead moved it 4x as far at 1080p. Frames under
+    HALVE_FROM x the target on both axes (a 640 x 480 camera, for 224) are resized exactly as
+    before. (Training photos are 224 x 224 already: none is resized.)"""
+    if width < 1 or height < 1:
+        raise ValueError(f"area_resize: target {width}x{height} must be at least 1x1")
     h, w = image.shape[:2]
     while w >= HALVE_FROM * width or h >= HALVE_FROM * height:
         half_w = w // 2 if w >= HALVE_FROM * width else w

@@ -1,13 +1,14 @@
 """Where a caption's time goes outside the graphs: ``python -m edgevlm.scripts.caption_path_profile``.
 
 Prints one table, ms per caption (median over ``--rounds`` x the images), for greedy, beam 3,
-and narration's own path (beam 4, the candidates re-ranked by the engine's caption memory,
-one view: runtime/narration/pipeline.py): file decode, frame check, resize, normalise, the
-vision and cross-K/V graphs, then
+and narration's own path (its beam, 4 where the engine has a caption memory, the candidates
+re-ranked by it, one view: runtime/narration/pipeline.py): file decode, frame check, resize,
+normalise, the vision and cross-K/V graphs, then
 the search split into onnxruntime's own run (``session.run``), the backend's feed checks,
 the stepper's work (feeds, cache write), the caption memory's re-ranking (nearest photos and
-consensus) and the search's Python (masks, argmax, beams; the concept bias and the beams'
-cross-K/V copy included); each row is a median on its own, so
+consensus) and the search's Python (masks, argmax, beams; the concept bias, the beams'
+cross-K/V copy and the candidates' decoding for the memory included); each row is a median on
+its own, so
 the parts need not add up to the total;
 tokenizer decode last. Then bytes allocated per decoder step (tracemalloc: the transient
 high-water mark of one search iteration, step included) and cProfile's top items of whole
@@ -34,13 +35,18 @@ import numpy as np
 from edgevlm.paths import resolve_engine, sample_images_dir
 from edgevlm.runtime.engine import CaptionEngine
 from edgevlm.runtime.frame_quality import assess_frame
-from edgevlm.runtime.narration.pipeline import NARRATION_MEMORY_BEAM
+from edgevlm.runtime.narration.pipeline import narration_beam
 from edgevlm.runtime.preprocess import area_resize, read_image_bgr
 
 ROWS = ("read", "frame_check", "resize", "normalise", "vision", "cross_kv", "search_ort_run", "search_feed_checks",
         "search_stepper", "memory_rerank", "search_python", "search_total", "tokenizer_decode", "caption_total")
-# (column title, beam, re-ranked by the caption memory where the engine has one)
-COLUMNS = (("greedy", 1, False), ("beam 3", 3, False), ("narration", NARRATION_MEMORY_BEAM, True))
+
+
+def columns(engine: CaptionEngine) -> list[tuple[str, int, bool]]:
+    """(title, beam, re-ranked by the caption memory) of each column: greedy, beam 3, and what
+    narration runs on ``engine`` (pipeline.narration_beam: beam 4 re-ranked where it has a
+    caption memory, else greedy)."""
+    return [("greedy", 1, False), ("beam 3", 3, False), ("narration", narration_beam(engine, None), engine.reranks)]
 
 
 class Timers:
@@ -205,14 +211,16 @@ def main(argv=None) -> None:
     engine = CaptionEngine(resolve_engine(args.engine), threads=args.threads)
     timers = instrument(engine)
     table = []
-    for _, beam, rerank in COLUMNS:
-        profile_caption(engine, timers, paths[0], beam, rerank)  # warm-up: caches allocated, sessions hot
+    for _, beam, rerank in columns(engine):
+        for path in paths:  # warm-up: caches allocated, sessions hot, each image's memory neighbours read
+            profile_caption(engine, timers, path, beam, rerank)
         rows = [profile_caption(engine, timers, p, beam, rerank) for _ in range(args.rounds) for p in paths]
         table.append({k: float(np.median([r[k] for r in rows])) for k in (*ROWS, "steps", "non_ort_per_step")})
+    _, narration, reranked = columns(engine)[-1]
     print(f"caption path, ms per caption (median of {args.rounds} rounds x {len(paths)} images, "
-          f"{args.threads} threads; narration: beam {NARRATION_MEMORY_BEAM}"
-          f"{', re-ranked by the caption memory' if engine.reranks else ' (the engine has no caption memory)'})")
-    print(f"{'stage':<20}" + "".join(f" {title:>9}" for title, _, _ in COLUMNS))
+          f"{args.threads} threads; narration: beam {narration}"
+          f"{', re-ranked by the caption memory' if reranked else ' (the engine has no caption memory)'})")
+    print(f"{'stage':<20}" + "".join(f" {title:>9}" for title, _, _ in columns(engine)))
     for row in ROWS:
         print(f"{row:<20}" + "".join(f" {column[row]:9.3f}" for column in table))
     print(f"{'decoder steps':<20}" + "".join(f" {column['steps']:9.0f}" for column in table))
