@@ -108,7 +108,6 @@ def consensus_scores(candidates: list[tuple[str, ...]], references: list[list[tu
     flat = [vector for captions in vectors for vector in captions]
     if not flat:  # no reference captions at all: no consensus (NaN, as the mean of nothing)
         return np.full(len(candidates), np.nan)
-    owner = np.repeat(np.arange(len(vectors)), [len(c) for c in vectors])  # (R,)
     # Every reference n-gram at once, as (reference row, gram id, count): the candidates' n-grams
     # are found among them by id, in numpy (a dict lookup per reference n-gram: the whole
     # function took 1.23 ms of a 4-beam narration caption on a 2-core EPYC, now 0.92 ms)
@@ -133,9 +132,8 @@ def consensus_scores(candidates: list[tuple[str, ...]], references: list[list[tu
         table = np.array(sorted(wanted), np.int64)  # (W, 3), by gram id
         at = np.minimum(np.searchsorted(table[:, 0], ref_ids), len(table) - 1)
         hit = np.flatnonzero(table[at, 0] == ref_ids)  # reference n-grams that are the candidates'
-        hit_n, hit_columns = table[at[hit], 1], table[at[hit], 2]
-        hits = {n: (ref_rows[hit][hit_n == n], hit_columns[hit_n == n], ref_counts[hit][hit_n == n])
-                for n in range(1, MAX_N + 1)}
+        hit_n, hit_columns, hit_rows, hit_counts = table[at[hit], 1], table[at[hit], 2], ref_rows[hit], ref_counts[hit]
+        hits = {n: (hit_rows[hit_n == n], hit_columns[hit_n == n], hit_counts[hit_n == n]) for n in range(1, MAX_N + 1)}
     for n, (cand_counts, index) in zip(range(1, MAX_N + 1), columns_per_n):
         if not index:
             continue
@@ -164,6 +162,7 @@ def consensus_scores(candidates: list[tuple[str, ...]], references: list[list[tu
     if sizes.all():  # an image's captions are adjacent columns: sum each run, then divide
         per_image = np.add.reduceat(pair, np.cumsum(sizes) - sizes, axis=1) / sizes  # (C, K)
     else:  # an image without captions: NaN, as the mean of nothing
+        owner = np.repeat(np.arange(len(vectors)), sizes)  # (R,): the image each reference caption describes
         per_image = np.stack([pair[:, owner == i].mean(axis=1) for i in range(len(vectors))], axis=1)
     return per_image.mean(axis=1)
 

@@ -72,7 +72,8 @@ class Timers:
 
 def instrument(engine: CaptionEngine) -> Timers:
     """Timing wrappers on ``engine``'s backend (run and run_prechecked: checks + ORT; _run:
-    ORT alone, per graph) and on every stepper it hands out (step, prefill, reorder)."""
+    ORT alone, per graph), on every stepper it hands out (step, prefill, reorder) and on its
+    caption memory's re-ranking, where it has one."""
     timers = Timers()
     backend = engine.backend
     inner_run = backend._run
@@ -97,6 +98,8 @@ def instrument(engine: CaptionEngine) -> Timers:
         return s
 
     backend.decoder_stepper = stepper
+    if engine.caption_memory is not None:  # loaded here, not inside a timed search
+        timers.wrap(engine.caption_memory, "choose", "memory_rerank")
     return timers
 
 
@@ -104,10 +107,6 @@ def profile_caption(engine: CaptionEngine, timers: Timers, path: str, beam: int,
     """One caption of the file at ``path``, stage by stage, on one view -> ms per row; with
     ``rerank`` the candidates are re-ranked by the engine's caption memory (where it has one)
     as narration does, else not."""
-    memory = engine.caption_memory if rerank else None  # loaded now, not inside the timed search
-    if memory is not None and not hasattr(memory.choose, "timed"):
-        timers.wrap(memory, "choose", "memory_rerank")
-        memory.choose.timed = True
     timers.seconds.clear()
     timers.calls.clear()
     out = {}
@@ -129,7 +128,7 @@ def profile_caption(engine: CaptionEngine, timers: Timers, path: str, beam: int,
     timers.seconds.clear()
     t = time.perf_counter()
     ids = engine.generate(sight.visual, engine.settings(beam), sight.concepts,  # runs cross_kv again, inside
-                          sight.pooled if memory is not None else None)  # pooled: the memory re-ranks
+                          sight.pooled if rerank and engine.reranks else None)  # pooled: the memory re-ranks
     total = time.perf_counter() - t
     ort_all = sum(v for k, v in timers.seconds.items() if k.startswith("ort:"))
     ort_decoder = ort_all - timers.seconds["ort:cross_kv"]  # "decoder" and, where exported, "decoder_step"
@@ -210,17 +209,17 @@ def main(argv=None) -> None:
                    if name.lower().endswith((".jpg", ".jpeg", ".png")))
     engine = CaptionEngine(resolve_engine(args.engine), threads=args.threads)
     timers = instrument(engine)
-    table = []
-    for _, beam, rerank in columns(engine):
+    table, titled = [], columns(engine)
+    for _, beam, rerank in titled:
         for path in paths:  # warm-up: caches allocated, sessions hot, each image's memory neighbours read
             profile_caption(engine, timers, path, beam, rerank)
         rows = [profile_caption(engine, timers, p, beam, rerank) for _ in range(args.rounds) for p in paths]
         table.append({k: float(np.median([r[k] for r in rows])) for k in (*ROWS, "steps", "non_ort_per_step")})
-    _, narration, reranked = columns(engine)[-1]
+    _, narration, reranked = titled[-1]
     print(f"caption path, ms per caption (median of {args.rounds} rounds x {len(paths)} images, "
           f"{args.threads} threads; narration: beam {narration}"
           f"{', re-ranked by the caption memory' if reranked else ' (the engine has no caption memory)'})")
-    print(f"{'stage':<20}" + "".join(f" {title:>9}" for title, _, _ in columns(engine)))
+    print(f"{'stage':<20}" + "".join(f" {title:>9}" for title, _, _ in titled))
     for row in ROWS:
         print(f"{row:<20}" + "".join(f" {column[row]:9.3f}" for column in table))
     print(f"{'decoder steps':<20}" + "".join(f" {column['steps']:9.0f}" for column in table))
