@@ -20,6 +20,7 @@ data, the method and the variant.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fnmatch
 import hashlib
 import logging
@@ -37,10 +38,14 @@ from edgevlm.errors import EdgeVLMError
 from edgevlm.fileio import atomic_dir, check_writable
 from edgevlm.runtime.engine import CaptionEngine
 from edgevlm.runtime.file_records import sha256_file
-from edgevlm.runtime.manifest import FileEntry, Manifest, check_engine_out
+from edgevlm.runtime.manifest import FileEntry, GraphSpec, Manifest, Preprocess, TensorSpec, check_engine_out
+from edgevlm.runtime.pixel_layout import space_to_depth_shape
 from edgevlm.runtime.token_embeddings import HALF, TOKEN_EMBEDDINGS, write_token_embeddings
 
 from .cpu_layouts import layout_for
+from .constant_identities import inline_constant_identities
+from .gelu_fusion import fuse_erf_gelu
+from .stem_space_to_depth import rewrite_stem
 from .feeds import FeedReader, graph_feeds
 from .sources import CalibrationSet
 
@@ -139,6 +144,14 @@ def static_quantize(model_path: str, out_path: str, reader, variant: str, method
         )
 
 
+def prepare_for_cpu(prepared: str) -> None:
+    """The ``cpu`` variant's static graphs get every bias stored (constant_identities.py) and
+    onnxruntime's one-node Gelu (gelu_fusion.py)."""
+    model = onnx.load(prepared)
+    if inline_constant_identities(model) + fuse_erf_gelu(model):
+        onnx.save(model, prepared)
+
+
 def quantize_graph(fp32: CaptionEngine, graph: str, calib: CalibrationSet, out_path: str, method: str,
                    exclude: list[str], cache_dir: str, work_dir: str, variant: str = "qdq",
                    target: str | None = None) -> dict:
@@ -155,6 +168,8 @@ def quantize_graph(fp32: CaptionEngine, graph: str, calib: CalibrationSet, out_p
         return {"mode": "dynamic", "excluded": sorted(exclude)}
     # Keyed by variant, not target: the cache holds float ranges, which every target's
     # activation type is then computed from (onnxruntime's load_tensors_data).
+    if variant == "cpu":
+        prepare_for_cpu(prepared)
     cache = _ranges_cache(cache_dir, source, calib, method, variant)
     cached = os.path.isfile(cache)
     reader = None if cached else FeedReader(graph_feeds(fp32, graph, calib))
@@ -207,10 +222,14 @@ def _quantize_engine(fp32: CaptionEngine, calib: CalibrationSet, out_dir: str, m
     os.makedirs(cache_dir, exist_ok=True)
     details = {}
     with tempfile.TemporaryDirectory() as work, atomic_dir(out_dir) as tmp:
+        preprocess, graphs = source.preprocess, source.graphs
         for graph in source.graphs:
             file_name = source.files[source.graph(graph).file].path
             details[graph] = quantize_graph(fp32, graph, calib, os.path.join(tmp, file_name), method,
                                             exclude.get(graph, []), cache_dir, work, variant, target)
+            if variant == "cpu" and graph == "vision" and details[graph]["mode"] == "static":
+                preprocess, graphs = space_to_depth_input(os.path.join(tmp, file_name), source)
+                details[graph]["input"] = preprocess.layout
         graph_files = {spec.file for spec in source.graphs.values()}
         # A caption memory's keys are the FP32 vision graph's embeddings, not the INT8 one's
         # queries: not copied (`edgevlm memory` rebuilds it for the INT8 engine).
@@ -227,6 +246,8 @@ def _quantize_engine(fp32: CaptionEngine, calib: CalibrationSet, out_dir: str, m
         manifest = source.replace(
             files=files,
             precision="int8",
+            preprocess=preprocess,
+            graphs=graphs,
             vqa=None,  # an abstention threshold tuned on FP32 answers: retune on INT8 (eval --vqa)
             caption_memory=None,  # see above
             quantization={
@@ -244,6 +265,20 @@ def _quantize_engine(fp32: CaptionEngine, calib: CalibrationSet, out_dir: str, m
         )
         manifest.save(tmp)
     return manifest
+
+
+def space_to_depth_input(vision_path: str, source: Manifest) -> tuple[Preprocess, dict[str, GraphSpec]]:
+    """Give the quantized vision graph at ``vision_path`` raw uint8 space-to-depth pixels where
+    its stem allows (stem_space_to_depth.py); -> the engine's preprocess and graph specs."""
+    model = onnx.load(vision_path)
+    preprocess = rewrite_stem(model, source.preprocess)
+    if preprocess is None:
+        return source.preprocess, source.graphs
+    onnx.save(model, vision_path)
+    vision = source.graph("vision")
+    pixels = TensorSpec("pixels", "uint8", ("batch", *space_to_depth_shape(preprocess.image_size)))
+    inputs = tuple(pixels if spec.name == "pixels" else spec for spec in vision.inputs)
+    return preprocess, {**source.graphs, "vision": dataclasses.replace(vision, inputs=inputs)}
 
 
 def quantization_format(details: dict) -> str:

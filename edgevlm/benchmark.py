@@ -268,7 +268,8 @@ def bench(engine_dir: str, paths: list[str], rounds: int, beam: int, threads: in
     result["token_agreement"] = round(sum(a == b for a, b in zip(timed["runtime"][1], timed[peer][1])) / len(frames), 4)
     if vs_engine_dir:
         result.update(vs_engine=vs_engine_dir, vs_engine_ms_p50=peer_p50, vs_engine_ms_p90=peer_p90,
-                      vs_engine_graphs=graph_timings(other, pixels),
+                      # each engine's own pixels: a uint8-s2d2 variant's are not the FP32 export's
+                      vs_engine_graphs=graph_timings(other, other.preprocess(frames[0])[None]),
                       engine_mb=engine_size_mb(engine), vs_engine_mb=engine_size_mb(other),
                       size_ratio=round(engine_size_mb(engine) / engine_size_mb(other), 3))
     else:

@@ -14,6 +14,8 @@ from torch import nn
 from edgevlm.models.captioner import Captioner
 from edgevlm.models.concept_head import unfamiliarity
 from edgevlm.export.step_graph import DecoderStepGraph, step_graph_specs
+from edgevlm.export.vision_heads import (FoldedConceptHead, FoldedProjector, channels_last_cells, normalise_cells,
+                                          shared_norm_eps)
 from edgevlm.runtime.manifest import TensorSpec
 
 
@@ -57,19 +59,27 @@ def graph_specs(model: Captioner, capacity: int) -> dict[str, dict[str, list[Ten
 
 class VisionGraph(nn.Module):
     """pixels (B,3,S,S) -> visual tokens (B,N,d) (projector included), pooled (B,C), and
-    where the model has them concept probabilities (B,K) and a novelty score (B,)."""
+    where the model has them concept probabilities (B,K) and a novelty score (B,).
+
+    The heads are the inference forms of the trained ones (export/vision_heads.py): equal in
+    real arithmetic, fewer nodes, one LayerNorm shared by both."""
 
     def __init__(self, model: Captioner):
         super().__init__()
-        self.encoder, self.projector, self.tap = model.encoder, model.projector, model.cfg.vision.feature
-        self.concepts = model.concepts
+        self.encoder, self.tap = model.encoder, model.cfg.vision.feature
+        self.channels, self.cells = model.cfg.vision.channels, model.cfg.num_visual_tokens
+        self.eps = shared_norm_eps(model.projector, model.concepts)
+        self.projector = FoldedProjector(model.projector)
+        self.concepts = (FoldedConceptHead(model.concepts, model.cfg.num_visual_tokens)
+                         if model.concepts is not None else None)
 
     def forward(self, pixels):
-        features = self.encoder(pixels, self.tap)
-        pooled = features.mean(dim=(2, 3))
-        outputs = (self.projector(features), pooled)
+        cells = channels_last_cells(self.encoder(pixels, self.tap), self.channels)  # (B*N, C)
+        pooled = cells.reshape(-1, self.cells, self.channels).mean(dim=1)
+        normed = normalise_cells(cells, self.channels, self.eps)
+        outputs = (self.projector(normed), pooled)
         if self.concepts is not None:
-            probs = torch.sigmoid(self.concepts(features))
+            probs = torch.sigmoid(self.concepts(normed))
             outputs += (probs, unfamiliarity(probs))
         return outputs
 

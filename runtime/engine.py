@@ -23,6 +23,7 @@ from edgevlm.runtime.grounding import (ExistenceQuestions, caption_bias, concept
                                       grounded_answer)
 from edgevlm.runtime.engine_profiles import MAX_IMAGES
 from edgevlm.runtime.mirror_view import Unmirror, merged_candidates, unmirror_for, with_mirror_view
+from edgevlm.runtime.pixel_layout import mirror_pixels, pixel_dtype
 from edgevlm.runtime.blas_threads import single_thread_numpy_blas
 from edgevlm.runtime.cpu_variants import load_for_this_cpu, runs_variants
 from edgevlm.runtime.caption_memory import CaptionMemory
@@ -132,12 +133,14 @@ class CaptionEngine:
 
     # --- stages -----------------------------------------------------------------------
     def preprocess(self, image_bgr: np.ndarray) -> np.ndarray:
-        """(H,W,3) uint8 BGR -> (3,S,S) float32, as in training."""
+        """(H,W,3) uint8 BGR -> the vision graph's pixels for one photo: (3,S,S) float32, as
+        in training, or another layout the manifest names (runtime/pixel_layout.py)."""
         return self.family.preprocess(image_bgr, self.manifest)
 
     def see(self, pixels: np.ndarray) -> Sight:
-        """pixels (B,3,S,S) -> every vision-graph output."""
-        out = self.backend.run("vision", {"pixels": np.ascontiguousarray(pixels, np.float32)})
+        """pixels (B,3,S,S), or (B, ...) in the manifest's layout -> every vision-graph output."""
+        dtype = pixel_dtype(self.manifest.preprocess.layout)
+        out = self.backend.run("vision", {"pixels": np.ascontiguousarray(pixels, dtype)})
         return Sight(out["visual_tokens"], out["pooled"], out.get("concept_probs"), out.get("novelty"))
 
     def with_mirror(self, sight: Sight | None, pixels: np.ndarray) -> Sight:
@@ -146,7 +149,7 @@ class CaptionEngine:
         MIRROR_IMAGES photos and their mirror images are seen in one run (11.5 against 13.1
         ms for one photo, AVX2 EPYC; outputs identical: the vision graph's INT8 is static);
         with it, one more run (none when the mirror is already there)."""
-        mirrored = np.ascontiguousarray(pixels[..., ::-1])
+        mirrored = mirror_pixels(pixels, self.manifest.preprocess.layout)
         if sight is None and len(pixels) <= MIRROR_IMAGES:
             both, count = self.see(np.concatenate([pixels, mirrored])), len(pixels)
             views = [Sight(*(None if x is None else x[part] for x in (both.visual, both.pooled, both.concepts,

@@ -24,6 +24,7 @@ from edgevlm.errors import EdgeVLMError
 from edgevlm.fileio import read_json, write_json
 from edgevlm.runtime.file_records import file_matches
 from edgevlm.runtime.hf_preprocess import RESAMPLE_CODES, HFImageSpec
+from edgevlm.runtime.pixel_layout import FLOAT_NCHW, LAYOUTS, UINT8_S2D2
 from edgevlm.runtime.hf_text import QUESTION_FORMATS
 from edgevlm.runtime.manifest_schema import parse_section, section_json
 from edgevlm.runtime.search import SearchSettings
@@ -88,7 +89,11 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class Preprocess:
-    """Photo -> encoder input: (x * scale - mean) / std in ``color_order``, resized to S x S."""
+    """Photo -> encoder input: (x * scale - mean) / std in ``color_order``, resized to S x S.
+
+    ``layout`` (runtime/pixel_layout.py): "NCHW", the float tensor so normalised; or
+    "uint8-s2d2", the raw pixels padded by one pixel of ``pad_value`` and cut into 2 x 2
+    blocks, whose normalisation (scale, mean, std: still the model's) the graph applies."""
 
     image_size: int
     mean: tuple[float, float, float]
@@ -98,6 +103,9 @@ class Preprocess:
     interpolation: str = "area"
     layout: str = "NCHW"
     scale: float = 1 / 255
+    pad_value: int | None = None  # uint8-s2d2's border pixel value (the input's zero point)
+    # uint8-s2d2: (3, 256) per input colour, the value the graph takes for each raw pixel value
+    pixel_table: tuple[tuple[int, ...], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -327,17 +335,24 @@ def _check_consistent(manifest: Manifest, where: str) -> None:
         refuse("precision", f"is {manifest.precision!r}, not one of {list(PRECISIONS)}")
     p = manifest.preprocess
     supported = {"color_order": ("RGB", "BGR"), "resize_mode": ("squash",), "interpolation": ("area", "linear"),
-                 "layout": ("NCHW",)}
+                 "layout": LAYOUTS}
     if manifest.image_processor is None and (p.resize_mode == "shortest_edge" or p.interpolation in RESAMPLE_NAMES):
         refuse("image_processor", f"is missing, but preprocess names {p.resize_mode!r}/{p.interpolation!r} processing: "
                "a Hugging Face engine needs its image_processor section")
     if manifest.image_processor is not None:  # a record of the HF processing, which the runtime follows
-        supported |= {"resize_mode": ("squash", "shortest_edge", "none"), "interpolation": ("none",) + RESAMPLE_NAMES}
+        supported |= {"resize_mode": ("squash", "shortest_edge", "none"), "interpolation": ("none",) + RESAMPLE_NAMES,
+                      "layout": (FLOAT_NCHW,)}
     for name, allowed in supported.items():
         if getattr(p, name) not in allowed:
             refuse(f"preprocess.{name}", f"is {getattr(p, name)!r}; this runtime supports {list(allowed)}")
     if not (p.scale > 0 and p.image_size > 0 and all(s > 0 for s in p.std)):
         refuse("preprocess", "needs image_size > 0, scale > 0 and std > 0")
+    if p.layout == UINT8_S2D2 and (p.image_size % 2 or p.pad_value is None or not 0 <= p.pad_value <= 255):
+        refuse("preprocess", f"layout {UINT8_S2D2} needs an even image_size and 0 <= pad_value <= 255")
+    table = p.pixel_table
+    if table is not None and (len(table) != 3 or any(len(row) != 256 or not all(0 <= v <= 255 for v in row)
+                                                     for row in table)):
+        refuse("preprocess.pixel_table", "must be 3 rows of 256 values in 0..255")
     if manifest.model.cache_layout != "fixed_capacity":
         refuse("model.cache_layout", f"is {manifest.model.cache_layout!r}; this runtime reads 'fixed_capacity'")
     if manifest.generation.beam_size < 1 or manifest.generation.max_new_tokens < 1:

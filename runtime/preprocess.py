@@ -16,6 +16,7 @@ import numpy as np
 
 from edgevlm.errors import EdgeVLMError
 from edgevlm.runtime.image_header import image_header_size
+from edgevlm.runtime.pixel_layout import FLOAT_NCHW, UINT8_S2D2, lookup_table, space_to_depth
 
 _INTERPOLATION = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR}
 
@@ -115,14 +116,24 @@ def preprocess_bgr(
     interpolation: str = "area",
     color_order: str = "RGB",
     scale: float = 1.0 / 255.0,
+    layout: str = FLOAT_NCHW,
+    pad_value: int = 0,
+    pixel_table=None,
 ) -> np.ndarray:
     """(H, W, 3) uint8 BGR -> (3, S, S) float32 in ``color_order``, squashed to S x S,
-    (x * scale - mean) / std."""
+    (x * scale - mean) / std; with ``layout`` uint8-s2d2 the pixels in ``color_order``,
+    looked up in ``pixel_table`` (3 x 256, per colour) if given, as (S/2 + 1, S/2 + 1, 12)
+    uint8 blocks (runtime/pixel_layout.py: the graph normalises them)."""
     if image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
         raise EdgeVLMError(f"expected a colour image (H, W, 3), got shape {image_bgr.shape}")
     if image_bgr.shape[:2] != (image_size, image_size):
         image_bgr = (area_resize(image_bgr, image_size, image_size) if interpolation == "area" else
                      cv2.resize(image_bgr, (image_size, image_size), interpolation=_INTERPOLATION[interpolation]))
+    if layout == UINT8_S2D2:
+        ordered = np.ascontiguousarray(image_bgr[:, :, ::-1]) if color_order == "RGB" else image_bgr
+        if pixel_table is not None:
+            ordered = cv2.LUT(ordered, lookup_table(pixel_table))
+        return space_to_depth(ordered, pad_value)
     if len(set(std)) == 1:
         # One C++ pass (swap, subtract, scale, HWC -> CHW) instead of five numpy passes over
         # the image: ~1 ms less per frame on a 2-core CPU. (x * scale - mean) / std is
@@ -141,4 +152,6 @@ def preprocess_with(image_bgr: np.ndarray, settings) -> np.ndarray:
     """``preprocess_bgr`` with the fields of a manifest's ``preprocess`` section or a model
     config's PreprocessConfig (fields a config lacks take the defaults)."""
     return preprocess_bgr(image_bgr, settings.image_size, settings.mean, settings.std, settings.interpolation,
-                          getattr(settings, "color_order", "RGB"), getattr(settings, "scale", 1.0 / 255.0))
+                          getattr(settings, "color_order", "RGB"), getattr(settings, "scale", 1.0 / 255.0),
+                          getattr(settings, "layout", FLOAT_NCHW), getattr(settings, "pad_value", None) or 0,
+                          getattr(settings, "pixel_table", None))

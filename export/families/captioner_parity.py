@@ -13,6 +13,7 @@ from edgevlm.generate import TorchStepper, concept_word_ids, search_settings
 from edgevlm.model_io import load_model
 from edgevlm.runtime.engine import CaptionEngine
 from edgevlm.runtime.grounding import caption_bias
+from edgevlm.runtime.preprocess import preprocess_with
 from edgevlm.runtime.search import beam_search
 from edgevlm.runtime.steppers import STEP_GRAPH, CacheStepper
 
@@ -21,9 +22,10 @@ from edgevlm.runtime.steppers import STEP_GRAPH, CacheStepper
 def captioner_parity(engine: CaptionEngine, model_dir: str, images_bgr: list[np.ndarray], beam_size: int = 1) -> dict:
     """-> {"outputs": [OutputCheck...], "tokens_identical": bool, "captions": [(ours, torch)], "passed"}."""
     model, tokenizer = load_model(model_dir)
-    pixels = np.stack([engine.preprocess(image) for image in images_bgr])
-    sight = engine.see(pixels)
+    sight = engine.see(np.stack([engine.preprocess(image) for image in images_bgr]))
     visual = sight.visual
+    # the model's own pixels: an INT8 engine may take another layout (runtime/pixel_layout.py)
+    pixels = np.stack([preprocess_with(image, model.cfg.preprocess) for image in images_bgr])
     features = model.encoder_features(torch.from_numpy(pixels))
     t_visual, t_pooled = model.projector(features), features.mean(dim=(2, 3))
     cross_k, cross_v = engine.cross_kv(visual)

@@ -4,6 +4,7 @@ decoder on a fixed-capacity self-attention cache (see DESIGN.md)."""
 from __future__ import annotations
 
 from edgevlm.runtime.families.base import STEP_GRAPH_IO, GraphIO, RuntimeFamily
+from edgevlm.runtime.pixel_layout import pixels_shape
 from edgevlm.runtime.preprocess import preprocess_with
 from edgevlm.runtime.text import CaptionTokenizer
 
@@ -16,7 +17,7 @@ def shapes_match_model(manifest) -> str | None:
     cross = (m.n_layers, "batch", m.n_heads, m.num_visual_tokens, m.head_dim)
     cache = (m.n_layers, "batch", m.n_heads, m.cache_capacity, m.head_dim)
     expected = {
-        ("vision", "pixels"): ("batch", 3, size, size),
+        ("vision", "pixels"): ("batch", *pixels_shape(manifest.preprocess.layout, size)),
         ("vision", "visual_tokens"): ("batch", m.num_visual_tokens, m.d_model),
         ("vision", "pooled"): ("batch", m.pooled_dim),
         ("cross_kv", "visual_tokens"): ("batch", m.num_visual_tokens, m.d_model),

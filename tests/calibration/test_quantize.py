@@ -108,6 +108,34 @@ def test_cpu_variant_quantizes_vision_statically_and_the_decoder_dynamically(tin
     assert isinstance(engine.caption_images([read_image_bgr(os.path.join(SAMPLES, "coffee.jpg"))], 1)[0], str)
 
 
+def test_the_cpu_variant_takes_raw_space_to_depth_pixels(tiny_engine_master, calib_dir, tmp_path):
+    """Its stem is rewritten (calibration/stem_space_to_depth.py) and its GELU fused; the
+    runtime feeds it uint8 blocks, mirrors them exactly, and sees what the FP32 engine sees."""
+    import cv2
+    import onnx
+
+    out = str(tmp_path / "cpu")
+    manifest = quantize_engine(tiny_engine_master, load_calibration_set(calib_dir), out, "minmax",
+                               cache_dir=str(tmp_path / "ranges"), variant="cpu", target="avx512-vnni")
+    size = manifest.preprocess.image_size
+    assert (manifest.preprocess.layout, manifest.preprocess.color_order, manifest.preprocess.pad_value) == (
+        "uint8-s2d2", "BGR", 128)
+    assert manifest.quantization["graphs"]["vision"]["input"] == "uint8-s2d2"
+    pixels_spec = manifest.graph("vision").inputs[0]
+    assert (pixels_spec.dtype, tuple(pixels_spec.shape)) == ("uint8", ("batch", size // 2 + 1, size // 2 + 1, 12))
+    vision = onnx.load(os.path.join(out, "vision.onnx")).graph
+    assert [(n.op_type, n.domain) for n in vision.node if n.op_type == "Gelu"] == [("Gelu", "com.microsoft")]
+    assert vision.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    image = read_image_bgr(os.path.join(SAMPLES, "coffee.jpg"))
+    with CaptionEngine(out) as int8, CaptionEngine(tiny_engine_master) as fp32:
+        pixels = int8.preprocess(image)[None]
+        assert pixels.dtype == np.uint8 and pixels.shape == (1, size // 2 + 1, size // 2 + 1, 12)
+        mirror = int8.with_mirror(None, pixels).mirror
+        np.testing.assert_array_equal(mirror.pooled, int8.see(int8.preprocess(cv2.flip(image, 1))[None]).pooled)
+        a, b = fp32.see(fp32.preprocess(image)[None]).pooled[0], int8.see(pixels).pooled[0]
+        assert float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b))) > 0.98
+
+
 def test_sensitivity_ranks_every_quantizable_node(tiny_engine_master, calib_dir, tmp_path):
     from edgevlm.calibration.quantize import quantizable_nodes
     from edgevlm.calibration.sensitivity import node_sensitivity
