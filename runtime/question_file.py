@@ -90,16 +90,19 @@ def load_questions(path: str, images_dir: str | None, keep_going: bool = False,
     return entries
 
 
-def _answer_one_image(engine, path: str, questions: list[str], abstain_below: float | None, keep_going: bool) -> list:
+def _answer_one_image(engine, path: str, questions: list[str], abstain_below: float | None, keep_going: bool,
+                      transform=None) -> list:
     """Answers (or, with ``keep_going``, EdgeVLMErrors) for the questions about one photo,
-    which is read and encoded once; with ``keep_going`` a question the engine refuses fails
-    alone."""
+    which is read (then passed through ``transform``, if given) and encoded once; with
+    ``keep_going`` a question the engine refuses fails alone."""
     try:
         image = read_image_bgr(path)
     except EdgeVLMError as exc:
         if not keep_going:
             raise
         return [exc] * len(questions)
+    if transform is not None:
+        image = transform(image)
     try:
         return engine.answer_image(image, questions, abstain_below)
     except EdgeVLMError:
@@ -115,10 +118,11 @@ def _answer_one_image(engine, path: str, questions: list[str], abstain_below: fl
 
 
 def answer_entries(engine, entries: list[dict], abstain_below: float | None = None,
-                   keep_going: bool = False) -> Iterator[tuple[dict, object]]:
+                   keep_going: bool = False, transform=None) -> Iterator[tuple[dict, object]]:
     """Yield (entry, VQAAnswer), grouping questions by image so each photo is encoded once
     (order of the file kept in the output). ``keep_going``: (entry, EdgeVLMError) for an
-    entry that failed to load, whose image cannot be read, or whose question was refused."""
+    entry that failed to load, whose image cannot be read, or whose question was refused;
+    ``transform``: image (H,W,3) -> image, applied to every photo read (eval's shifted copy)."""
     by_path: dict[str, list[int]] = {}
     answers: list[object] = [None] * len(entries)
     for index, entry in enumerate(entries):
@@ -136,7 +140,8 @@ def answer_entries(engine, entries: list[dict], abstain_below: float | None = No
 
     yield from ready()
     for path, indexes in by_path.items():
-        found = _answer_one_image(engine, path, [entries[i]["question"] for i in indexes], abstain_below, keep_going)
+        found = _answer_one_image(engine, path, [entries[i]["question"] for i in indexes], abstain_below, keep_going,
+                                  transform)
         for i, answer in zip(indexes, found):
             answers[i] = answer
         yield from ready()

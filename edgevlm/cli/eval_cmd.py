@@ -65,9 +65,12 @@ EMULATED = "edgevlm.eval.emulated"  # click context meta: engine folder -> its e
 @click.option("--no-meteor", is_flag=True, help="Skip METEOR (slow; needs Java).")
 @click.option("--no-memory", is_flag=True,
               help="With --data and an engine: plain beam search, not re-ranked by the engine's caption memory.")
+@click.option("--stability", is_flag=True,
+              help="With --pope and an engine: answer every question again on the photo shifted by one pixel and "
+                   "report how often the spoken answer stays the same, and how often it flips between yes and no.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def command(model_dir, data, vqa_file, pope_file, prior_file, engine_dir, ood_dir, no_consistency, tune_abstention,
-            wrong_cost, emulate, images_dir, beam, limit, no_meteor, no_memory, as_json):
+            wrong_cost, emulate, images_dir, beam, limit, no_meteor, no_memory, stability, as_json):
     """BLEU-1..4, METEOR, ROUGE-L and CIDEr of generated captions against human ones, with
     CHAIR hallucination, repeated words and self-consistency; with --vqa, VQA exact-match
     accuracy overall and per type beside a prior-only baseline, balanced yes/no accuracy and
@@ -85,6 +88,9 @@ def command(model_dir, data, vqa_file, pope_file, prior_file, engine_dir, ood_di
         raise EdgeVLMError(f"{' and '.join(given)} are separate evaluations: give one of them per run")
     if prior_file and not vqa_file:
         raise EdgeVLMError("--prior-from goes with --vqa (--pope has its own prior-only figures built in)")
+    if stability and (not pope_file or model_dir):
+        raise EdgeVLMError("--stability goes with --pope and an engine (the shipped one, or --engine DIR): it "
+                           "answers the file's questions again on each photo shifted by one pixel")
     if no_consistency and not data:
         raise EdgeVLMError("--no-consistency goes with --data (caption consistency); drop it for --vqa and --pope")
     if not math.isfinite(wrong_cost):  # FloatRange lets NaN through: every comparison with it is false
@@ -100,7 +106,7 @@ def command(model_dir, data, vqa_file, pope_file, prior_file, engine_dir, ood_di
                          wrong_cost)
     if pope_file:
         return _eval_pope(pope_file, model_dir, engine_dir, tune_abstention, images_dir, limit, as_json,
-                          wrong_cost)
+                          wrong_cost, stability)
     if tune_abstention:
         flag = "--ood" if ood_dir else "--data"
         raise EdgeVLMError(f"--tune-abstention goes with --vqa or --pope: tune the threshold there, then run {flag}")
@@ -281,8 +287,18 @@ def _eval_vqa(vqa_file, prior_file, model_dir, engine_dir, tune_abstention, imag
     _echo_report(report, as_json, lambda r: vqa_text(r, tuned=tune_abstention))
 
 
+def _pope_stability(entries, engine_dir, answers, threshold, per_question, progress) -> dict:
+    """The same questions on every photo shifted by one pixel, against ``answers``."""
+    from edgevlm.evaluation.answer_stability import shifted, stability_report
+    from edgevlm.evaluation.vqa_eval import engine_answers
+
+    _, engine = _open_engine(engine_dir)
+    moved, _ = engine_answers(engine, entries, progress=progress, transform=shifted, desc="shifted by 1 pixel")
+    return stability_report(entries, answers, moved, threshold, per_question)
+
+
 def _eval_pope(pope_file, model_dir, engine_dir, tune_abstention, images_dir, limit, as_json,
-               wrong_cost=DEFAULT_WRONG_COST):
+               wrong_cost=DEFAULT_WRONG_COST, stability=False):
     from edgevlm.evaluation.pope_metrics import check_pope_entries, pope_report
     from edgevlm.evaluation.vqa_eval import load_qa, write_existence_threshold
     from edgevlm.metrics.vqa_metrics import choose_threshold
@@ -309,7 +325,10 @@ def _eval_pope(pope_file, model_dir, engine_dir, tune_abstention, images_dir, li
         per_question = {qid: existence for qid in per_question}
     if per_question:  # every POPE question is an existence question: show the concept head's threshold
         threshold = next(iter(per_question.values()))
-    report = pope_report(entries, answers, DEFAULT_ABSTAIN_BELOW if threshold is None else threshold, per_question)
+    threshold = DEFAULT_ABSTAIN_BELOW if threshold is None else threshold
+    report = pope_report(entries, answers, threshold, per_question)
+    if stability:
+        report["stability"] = _pope_stability(entries, engine_dir, answers, threshold, per_question, not as_json)
     report.update(source=source, seconds=round(time.time() - started, 1))
     if tune_abstention:
         report["abstention_rule"] = abstention_rule(wrong_cost)

@@ -148,6 +148,13 @@ def pope_text(report: dict) -> str:
     for wording, trained in wordings.items():
         lines.append(f"{('' if trained else '* ') + wording:<34}"
                      + "".join(_cell(s["per_wording"].get(wording)) for s in samplings.values()))
+    if "stability" in report:
+        st = report["stability"]
+        lines.append(f"\nshifted by {st['shift_pixels']} pixel: the spoken answer (yes / no / not sure) stays the same "
+                     f"for {st['same_answer']:.4f} of {st['questions']} questions, flips between yes and no for "
+                     f"{st['yes_no_flips']:.4f}")
+        lines += [f"{name:>24}: same {row['same_answer']:.4f}, yes/no flips {row['yes_no_flips']:.4f}"
+                  for name, row in st["by_sampling"].items()]
     if "abstention_rule" in report:
         lines.append(f"\nthreshold p={report['threshold']:.3f} tuned here ({report['abstention_rule']}) and written to "
                      "the engine")

@@ -28,17 +28,19 @@ def load_qa(path: str, images_dir: str | None) -> list[dict]:
     return entries
 
 
-def engine_answers(engine, entries: list[dict], progress: bool = False) -> tuple[dict, dict]:
+def engine_answers(engine, entries: list[dict], progress: bool = False, transform=None,
+                   desc: str = "answering") -> tuple[dict, dict]:
     """-> (question_id -> (answer text, probability), question_id -> the answer's source,
     "decoder" or "concepts": which abstention threshold applies), never abstaining
-    (thresholds are applied when scoring, so one pass serves every threshold)."""
+    (thresholds are applied when scoring, so one pass serves every threshold); ``transform``:
+    applied to every photo first (answer_stability.shifted)."""
     from edgevlm.runtime.question_file import answer_entries
 
-    pairs = answer_entries(engine, entries, abstain_below=0.0)
+    pairs = answer_entries(engine, entries, abstain_below=0.0, transform=transform)
     if progress:
         from tqdm import tqdm
 
-        pairs = tqdm(pairs, total=len(entries), desc="answering", unit="question")
+        pairs = tqdm(pairs, total=len(entries), desc=desc, unit="question")
     answers, sources = {}, {}
     for entry, answer in pairs:
         answers[entry["question_id"]] = (answer.answer, answer.probability)

@@ -215,10 +215,13 @@ def test_eval_pope_end_to_end_on_a_tiny_engine(tiny_engine_master, tmp_path, cap
         assert 0.0 <= s["abstention_rate"] <= 1.0 and s["per_category"] and s["per_wording"]
         assert s["calibration"]["questions"] == s["questions"]
         assert s["calibration"]["accuracy"] == pytest.approx(s["accuracy"])  # every answer scored as given
-    text = CliRunner().invoke(cli, ["eval", "--pope", pope, "--engine", tiny_engine_master, "--limit", "8"])
+    assert "stability" not in report  # only asked for
+    text = CliRunner().invoke(cli, ["eval", "--pope", pope, "--engine", tiny_engine_master, "--limit", "8",
+                                    "--stability"])
     assert text.exit_code == 0, text.output
     assert "macro balanced accuracy" in text.output and "per category" in text.output
     assert "per wording" in text.output and "8 questions" in text.output and "ECE" in text.output
+    assert "shifted by 1 pixel: the spoken answer (yes / no / not sure) stays the same for" in text.output
 
 
 @pytest.mark.parametrize("args, message", [
