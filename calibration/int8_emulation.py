@@ -16,7 +16,8 @@ float graph computing the same products gives VNNI's results up to float32 round
   range; subtract, multiply): onnxruntime's optimizers remove or fuse Q/DQ pairs (measured:
   the graph optimized at its basic level strays by 2.0 in visual tokens from the same graph
   unoptimized), never Div/Round/Clip; other DequantizeLinears (of a Gather from a stored
-  int8 table) are exact on any CPU and stay;
+  int8 table, or of a uint8 graph input such as space-to-depth pixels) are exact on any CPU
+  and stay;
 - every ``MatMulInteger`` becomes ``MatMul`` of the zero-point-shifted operands in float
   (int32 again after it; float32 accumulation of K products rounds far below one integer
   step of the scores that matter). Anything else integer (fused QLinear* ops, per-axis or

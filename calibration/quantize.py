@@ -65,7 +65,9 @@ VARIANTS = {
     "cpu": {"consumer": "onnxruntime CPU", "activation": QuantType.QUInt8, "symmetric": False,
             "ops": QUANTIZED_OPS + ["Clip", "Add"], "dynamic": ("cross_kv", "decoder", "decoder_step"), "reduce_range": True},
 }
-FEEDS_VERSION = "2"  # bump when the feeds change meaning: invalidates cached ranges
+# bump when the feeds or the prepared graphs change meaning: invalidates cached ranges
+# (3: the cpu variant's graphs are prepared by prepare_for_cpu before calibration)
+FEEDS_VERSION = "3"
 
 
 def check_target_variant(variant: str, target: str | None) -> None:
@@ -166,10 +168,10 @@ def quantize_graph(fp32: CaptionEngine, graph: str, calib: CalibrationSet, out_p
         quantize_dynamic(prepared, out_path, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gather"],
                          nodes_to_exclude=exclude, reduce_range=settings["reduce_range"])
         return {"mode": "dynamic", "excluded": sorted(exclude)}
-    # Keyed by variant, not target: the cache holds float ranges, which every target's
-    # activation type is then computed from (onnxruntime's load_tensors_data).
     if variant == "cpu":
         prepare_for_cpu(prepared)
+    # Keyed by variant, not target: the cache holds float ranges, which every target's
+    # activation type is then computed from (onnxruntime's load_tensors_data).
     cache = _ranges_cache(cache_dir, source, calib, method, variant)
     cached = os.path.isfile(cache)
     reader = None if cached else FeedReader(graph_feeds(fp32, graph, calib))
@@ -227,7 +229,9 @@ def _quantize_engine(fp32: CaptionEngine, calib: CalibrationSet, out_dir: str, m
             file_name = source.files[source.graph(graph).file].path
             details[graph] = quantize_graph(fp32, graph, calib, os.path.join(tmp, file_name), method,
                                             exclude.get(graph, []), cache_dir, work, variant, target)
-            if variant == "cpu" and graph == "vision" and details[graph]["mode"] == "static":
+            # ours only: a Hugging Face engine's pixels are its image processor's (hf_preprocess)
+            if variant == "cpu" and graph == "vision" and details[graph]["mode"] == "static" and \
+                    source.image_processor is None:
                 preprocess, graphs = space_to_depth_input(os.path.join(tmp, file_name), source)
                 details[graph]["input"] = preprocess.layout
         graph_files = {spec.file for spec in source.graphs.values()}

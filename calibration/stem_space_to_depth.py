@@ -1,11 +1,11 @@
 """Re-express an INT8 vision graph's stem so it takes uint8 pixels, space-to-depth: the same
-integers as the graph it came from, computed ~2x faster, with no float input.
+integers as the graph it came from, computed faster, with no float input.
 
 Our encoder's stem is a 3 x 3, stride-2 convolution on 3 colour channels. onnxruntime's INT8
-kernels run it as an im2col of 27-byte rows: 224 us of the vision graph's ~2.7 ms on an
-AVX-512 VNNI EPYC, profiled. The same convolution is a 2 x 2, stride-1 one on the image cut
-into 2 x 2 blocks of 12 channels, the missing taps zero: 119 us there, though it multiplies
-78% more (measured side by side). The image then arrives in that layout, as uint8
+kernels run it as an im2col of 27-byte rows: 219 us of the vision graph's ~3 ms of profiled
+kernels on an AVX-512 VNNI EPYC. The same convolution is a 2 x 2, stride-1 one on the image
+cut into 2 x 2 blocks of 12 channels, the missing taps zero: 145 us there (119 against 224 us
+as single-convolution graphs), though it multiplies 78% more. The image then arrives in that layout, as uint8
 (runtime/pixel_layout.py: ~0.09 ms a frame, what the float blob cost), which also drops the
 graph's QuantizeLinear and its NHWC transpose.
 
@@ -56,7 +56,7 @@ def _is_stem(conv: onnx.NodeProto) -> bool:
 def pixel_table(preprocess: Preprocess, step: np.ndarray, zero_point: np.ndarray) -> tuple[tuple[int, ...], ...]:
     """(3, 256) in BGR order: the uint8 value the graph's QuantizeLinear (``step``,
     ``zero_point``) gives a raw pixel value after the runtime's float preprocessing."""
-    size = preprocess.image_size
+    size = max(preprocess.image_size, 16)  # at least 256 pixels: every value appears
     values = (np.arange(size * size) % 256).astype(np.uint8).reshape(size, size)
     image = np.repeat(values[:, :, None], 3, axis=2)  # every value, in every colour
     normalised = preprocess_bgr(image, size, preprocess.mean, preprocess.std, preprocess.interpolation,
@@ -117,6 +117,8 @@ def rewrite_stem(model: onnx.ModelProto, preprocess: Preprocess, input_name: str
     weight_dq = _producer(graph, conv.input[1])
     if weight_dq is None or weight_dq.op_type != "DequantizeLinear" or weight_dq.input[0] not in inits:
         return None
+    if _only_consumer(graph, weight_dq.output[0]) is not conv or _only_consumer(graph, weight_dq.input[0]) is not weight_dq:
+        return None  # weights shared with another node: moving them would change it too
     weights = numpy_helper.to_array(inits[weight_dq.input[0]])
     if weights.dtype != np.int8 or weights.shape[1:] != (3, 3, 3):
         return None
@@ -138,6 +140,12 @@ def rewrite_stem(model: onnx.ModelProto, preprocess: Preprocess, input_name: str
                                           name=f"{input_name}_to_channels_first"))
     batch = source.type.tensor_type.shape.dim[0]
     source.type.CopyFrom(helper.make_tensor_type_proto(
-        TensorProto.UINT8, [batch.dim_param or batch.dim_value, *space_to_depth_shape(size)]))
+        TensorProto.UINT8, [batch.dim_param or batch.dim_value or None, *space_to_depth_shape(size)]))
+    stale = {quant.output[0], dequant.output[0], weight_dq.output[0]}  # shapes or types changed
+    kept = [info for info in graph.value_info if info.name not in stale]
+    del graph.value_info[:]
+    graph.value_info.extend(kept)
+    # mean and std follow the colour order they are written in, as the table does
+    mean, std = (preprocess.mean[::-1], preprocess.std[::-1]) if reverse_colours else (preprocess.mean, preprocess.std)
     return dataclasses.replace(preprocess, layout=UINT8_S2D2, pad_value=int(zero.reshape(())), color_order="BGR",
-                               pixel_table=table)
+                               pixel_table=table, mean=tuple(mean), std=tuple(std))

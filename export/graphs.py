@@ -67,15 +67,18 @@ class VisionGraph(nn.Module):
     def __init__(self, model: Captioner):
         super().__init__()
         self.encoder, self.tap = model.encoder, model.cfg.vision.feature
-        self.channels, self.cells = model.cfg.vision.channels, model.cfg.num_visual_tokens
+        self.channels = model.cfg.vision.channels
         self.eps = shared_norm_eps(model.projector, model.concepts)
         self.projector = FoldedProjector(model.projector)
         self.concepts = (FoldedConceptHead(model.concepts, model.cfg.num_visual_tokens)
                          if model.concepts is not None else None)
 
     def forward(self, pixels):
-        cells = channels_last_cells(self.encoder(pixels, self.tap), self.channels)  # (B*N, C)
-        pooled = cells.reshape(-1, self.cells, self.channels).mean(dim=1)
+        features = self.encoder(pixels, self.tap)  # (B, C, h, w)
+        # over the trailing axes: onnxruntime's ReduceMean over the cells' middle axis sums in
+        # another order for one image than for two (pooled moved 3.6e-7 with the batch)
+        pooled = features.mean(dim=(2, 3))
+        cells = channels_last_cells(features, self.channels)  # (B*N, C)
         normed = normalise_cells(cells, self.channels, self.eps)
         outputs = (self.projector(normed), pooled)
         if self.concepts is not None:

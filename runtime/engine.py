@@ -139,7 +139,11 @@ class CaptionEngine:
 
     def see(self, pixels: np.ndarray) -> Sight:
         """pixels (B,3,S,S), or (B, ...) in the manifest's layout -> every vision-graph output."""
-        dtype = pixel_dtype(self.manifest.preprocess.layout)
+        layout = self.manifest.preprocess.layout
+        dtype = pixel_dtype(layout)
+        if dtype == np.uint8 and pixels.dtype != np.uint8:  # a cast would make garbage, not an error
+            raise EdgeVLMError(f"{self.manifest.root} takes {layout} pixels (uint8), got {pixels.dtype}: make them "
+                               "with this engine's preprocess()")
         out = self.backend.run("vision", {"pixels": np.ascontiguousarray(pixels, dtype)})
         return Sight(out["visual_tokens"], out["pooled"], out.get("concept_probs"), out.get("novelty"))
 

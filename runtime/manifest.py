@@ -24,7 +24,7 @@ from edgevlm.errors import EdgeVLMError
 from edgevlm.fileio import read_json, write_json
 from edgevlm.runtime.file_records import file_matches
 from edgevlm.runtime.hf_preprocess import RESAMPLE_CODES, HFImageSpec
-from edgevlm.runtime.pixel_layout import FLOAT_NCHW, LAYOUTS, UINT8_S2D2
+from edgevlm.runtime.pixel_layout import FLOAT_NCHW, LAYOUTS, UINT8_S2D2, pixel_dtype_name
 from edgevlm.runtime.hf_text import QUESTION_FORMATS
 from edgevlm.runtime.manifest_schema import parse_section, section_json
 from edgevlm.runtime.search import SearchSettings
@@ -92,8 +92,9 @@ class Preprocess:
     """Photo -> encoder input: (x * scale - mean) / std in ``color_order``, resized to S x S.
 
     ``layout`` (runtime/pixel_layout.py): "NCHW", the float tensor so normalised; or
-    "uint8-s2d2", the raw pixels padded by one pixel of ``pad_value`` and cut into 2 x 2
-    blocks, whose normalisation (scale, mean, std: still the model's) the graph applies."""
+    "uint8-s2d2", uint8 pixels looked up in ``pixel_table`` (the integer the graph's input
+    quantization gives each value after that normalisation: scale, mean and std stay the
+    model's), padded by one pixel of ``pad_value`` and cut into 2 x 2 blocks."""
 
     image_size: int
     mean: tuple[float, float, float]
@@ -347,12 +348,22 @@ def _check_consistent(manifest: Manifest, where: str) -> None:
             refuse(f"preprocess.{name}", f"is {getattr(p, name)!r}; this runtime supports {list(allowed)}")
     if not (p.scale > 0 and p.image_size > 0 and all(s > 0 for s in p.std)):
         refuse("preprocess", "needs image_size > 0, scale > 0 and std > 0")
-    if p.layout == UINT8_S2D2 and (p.image_size % 2 or p.pad_value is None or not 0 <= p.pad_value <= 255):
-        refuse("preprocess", f"layout {UINT8_S2D2} needs an even image_size and 0 <= pad_value <= 255")
-    table = p.pixel_table
-    if table is not None and (len(table) != 3 or any(len(row) != 256 or not all(0 <= v <= 255 for v in row)
-                                                     for row in table)):
-        refuse("preprocess.pixel_table", "must be 3 rows of 256 values in 0..255")
+    if p.layout == UINT8_S2D2:
+        if p.image_size % 2:
+            refuse("preprocess.image_size", f"is {p.image_size}; layout {UINT8_S2D2} cuts 2 x 2 blocks: it must be even")
+        if p.pad_value is None or not 0 <= p.pad_value <= 255:
+            refuse("preprocess.pad_value", f"is {p.pad_value!r}; layout {UINT8_S2D2} needs a border value in 0..255")
+        table = p.pixel_table
+        if table is None or len(table) != 3 or any(len(row) != 256 or not all(0 <= v <= 255 for v in row)
+                                                   for row in table):
+            refuse("preprocess.pixel_table", f"must be 3 rows of 256 values in 0..255 with layout {UINT8_S2D2}")
+    elif p.pad_value is not None or p.pixel_table is not None:
+        refuse("preprocess", f"pad_value and pixel_table go with layout {UINT8_S2D2}, not {p.layout!r}")
+    vision = manifest.graphs.get("vision")
+    pixels = [spec for spec in (vision.inputs if vision else ()) if spec.name == "pixels"]
+    if pixels and pixels[0].dtype != pixel_dtype_name(p.layout):
+        refuse("graphs.vision.inputs.pixels.dtype", f"is {pixels[0].dtype!r}, but layout {p.layout!r} gives "
+               f"{pixel_dtype_name(p.layout)}")
     if manifest.model.cache_layout != "fixed_capacity":
         refuse("model.cache_layout", f"is {manifest.model.cache_layout!r}; this runtime reads 'fixed_capacity'")
     if manifest.generation.beam_size < 1 or manifest.generation.max_new_tokens < 1:

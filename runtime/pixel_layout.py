@@ -8,8 +8,8 @@
   channels in (row, column, colour) order: (S/2 + 1, S/2 + 1, 12). The INT8 ``cpu`` variant
   of a graph whose stem is a 3 x 3, stride-2 convolution takes this
   (calibration/stem_space_to_depth.py): the stem becomes a 2 x 2, stride-1 convolution on 12
-  channels, which onnxruntime's INT8 kernels run ~2x faster than 3 x 3 on 3 channels (119 vs
-  224 us on an AVX-512 VNNI EPYC). Preparing it (table lookup, border, blocks: ~0.09 ms for
+  channels, which onnxruntime's INT8 kernels run faster than 3 x 3 on 3 channels (145 vs
+  219 us, profiled in our vision graph on an AVX-512 VNNI EPYC). Preparing it (table lookup, border, blocks: ~0.09 ms for
   224 x 224) costs what the float blob did.
 """
 
@@ -29,6 +29,11 @@ BLOCK = 2  # the space-to-depth block: the stem's stride
 def pixel_dtype(layout: str) -> type:
     """The numpy dtype a layout's pixels have."""
     return np.uint8 if layout == UINT8_S2D2 else np.float32
+
+
+def pixel_dtype_name(layout: str) -> str:
+    """The same as a manifest names it: "uint8" or "float32"."""
+    return np.dtype(pixel_dtype(layout)).name
 
 
 def pixels_shape(layout: str, image_size: int) -> tuple[int, int, int]:

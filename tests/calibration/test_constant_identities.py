@@ -27,3 +27,12 @@ def test_identity_copies_of_a_bias_become_initializers_with_the_same_values():
     assert "Identity" not in {n.op_type for n in model.graph.node}
     assert "b_copy" in {i.name for i in model.graph.initializer}
     np.testing.assert_array_equal(run(model), before)
+
+
+def test_an_identity_that_is_a_graph_output_stays():
+    graph = helper.make_graph([helper.make_node("Identity", ["b"], ["out"])], "g", [],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [2])],
+                              [numpy_helper.from_array(np.array([1.0, 2.0], np.float32), "b")])
+    model = onnx_model(graph)
+    assert inline_constant_identities(model) == 0
+    assert [n.op_type for n in model.graph.node] == ["Identity"]

@@ -1,7 +1,7 @@
 """The uint8 space-to-depth layout: blocks as a naive loop cuts them, mirrors as the mirror
 image's, and the manifest rules around it."""
 
-import dataclasses
+import re
 
 import cv2
 import numpy as np
@@ -51,20 +51,6 @@ def test_preprocess_gives_raw_pixels_in_the_colour_order_asked():
     np.testing.assert_array_equal(rgb, _naive(np.ascontiguousarray(image[:, :, ::-1]), 7))
 
 
-def test_the_manifest_refuses_an_odd_image_size_in_this_layout(tiny_engine_dir):
-    import json
-    import os
-
-    from edgevlm.runtime.manifest import load_manifest
-
-    path = os.path.join(tiny_engine_dir, "edgevlm.json")
-    data = json.load(open(path))
-    data["preprocess"] |= {"layout": UINT8_S2D2, "image_size": 63, "pad_value": 128}
-    json.dump(data, open(path, "w"))
-    with pytest.raises(EdgeVLMError, match="layout uint8-s2d2 needs an even image_size"):
-        load_manifest(tiny_engine_dir)
-
-
 def test_pixels_are_looked_up_in_the_table_before_the_blocks_are_cut():
     image = np.random.default_rng(3).integers(0, 256, (8, 8, 3), dtype=np.uint8)
     table = tuple(tuple((v * (c + 2)) % 256 for v in range(256)) for c in range(3))  # per colour, BGR
@@ -74,7 +60,20 @@ def test_pixels_are_looked_up_in_the_table_before_the_blocks_are_cut():
         _naive(looked_up, 9))
 
 
-def test_the_manifest_refuses_a_malformed_pixel_table(tiny_engine_dir):
+TABLE = [list(range(256))] * 3
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"layout": UINT8_S2D2, "image_size": 63, "pad_value": 128, "pixel_table": TABLE},
+     "preprocess.image_size is 63; layout uint8-s2d2 cuts 2 x 2 blocks: it must be even"),
+    ({"layout": UINT8_S2D2, "pixel_table": TABLE}, "preprocess.pad_value is None; layout uint8-s2d2 needs a border"),
+    ({"layout": UINT8_S2D2, "pad_value": 128}, "preprocess.pixel_table must be 3 rows of 256 values"),
+    ({"layout": UINT8_S2D2, "pad_value": 128, "pixel_table": TABLE[:2]}, "preprocess.pixel_table must be 3 rows"),
+    ({"layout": UINT8_S2D2, "pad_value": 128, "pixel_table": TABLE},
+     "graphs.vision.inputs.pixels.dtype is 'float32', but layout 'uint8-s2d2' gives uint8"),
+    ({"pad_value": 128}, "pad_value and pixel_table go with layout uint8-s2d2, not 'NCHW'"),
+])
+def test_the_manifest_refuses_what_the_layout_cannot_use(tiny_engine_dir, change, message):
     import json
     import os
 
@@ -82,7 +81,7 @@ def test_the_manifest_refuses_a_malformed_pixel_table(tiny_engine_dir):
 
     path = os.path.join(tiny_engine_dir, "edgevlm.json")
     data = json.load(open(path))
-    data["preprocess"] |= {"layout": UINT8_S2D2, "pad_value": 128, "pixel_table": [list(range(256))] * 2}
+    data["preprocess"] |= change
     json.dump(data, open(path, "w"))
-    with pytest.raises(EdgeVLMError, match="pixel_table must be 3 rows of 256 values"):
+    with pytest.raises(EdgeVLMError, match=re.escape(message)):
         load_manifest(tiny_engine_dir)
