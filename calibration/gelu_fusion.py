@@ -20,6 +20,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from .graph_links import GraphLinks
+
 CONTRIB_DOMAIN = "com.microsoft"
 
 
@@ -49,18 +51,7 @@ def fuse_erf_gelu(model: onnx.ModelProto) -> int:
     in place; its output keeps the last Mul's name. Returns how many were fused."""
     graph = model.graph
     values = _constants(graph)
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    graph_outputs = {output.name for output in graph.output}
-
-    def only_consumer(name: str, op_type: str) -> onnx.NodeProto | None:
-        nodes = consumers.get(name, [])
-        if len(nodes) != 1 or nodes[0].op_type != op_type or name in graph_outputs:
-            return None
-        return nodes[0]
-
+    only_consumer = GraphLinks(graph).only_reader
     fused, removed = [], set()
     for div in graph.node:
         if div.op_type != "Div" or len(div.input) != 2 or not _scalar_equal(values, div.input[1], math.sqrt(2.0)):

@@ -39,7 +39,7 @@ from edgevlm.fileio import atomic_dir, check_writable
 from edgevlm.runtime.engine import CaptionEngine
 from edgevlm.runtime.file_records import sha256_file
 from edgevlm.runtime.manifest import FileEntry, GraphSpec, Manifest, Preprocess, TensorSpec, check_engine_out
-from edgevlm.runtime.pixel_layout import space_to_depth_shape
+from edgevlm.runtime.pixel_layout import pixel_dtype_name, pixels_shape
 from edgevlm.runtime.token_embeddings import HALF, TOKEN_EMBEDDINGS, write_token_embeddings
 
 from .cpu_layouts import layout_for
@@ -279,8 +279,8 @@ def space_to_depth_input(vision_path: str, source: Manifest) -> tuple[Preprocess
     if preprocess is None:
         return source.preprocess, source.graphs
     onnx.save(model, vision_path)
-    vision = source.graph("vision")
-    pixels = TensorSpec("pixels", "uint8", ("batch", *space_to_depth_shape(preprocess.image_size)))
+    vision, layout = source.graph("vision"), preprocess.layout
+    pixels = TensorSpec("pixels", pixel_dtype_name(layout), ("batch", *pixels_shape(layout, preprocess.image_size)))
     inputs = tuple(pixels if spec.name == "pixels" else spec for spec in vision.inputs)
     return preprocess, {**source.graphs, "vision": dataclasses.replace(vision, inputs=inputs)}
 

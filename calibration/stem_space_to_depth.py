@@ -32,18 +32,11 @@ from edgevlm.runtime.manifest import Preprocess
 from edgevlm.runtime.pixel_layout import BLOCK, FLOAT_NCHW, UINT8_S2D2, space_to_depth_shape
 from edgevlm.runtime.preprocess import preprocess_bgr
 
+from .graph_links import GraphLinks
+
 
 def _attributes(node: onnx.NodeProto) -> dict:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
-def _only_consumer(graph: onnx.GraphProto, name: str) -> onnx.NodeProto | None:
-    users = [node for node in graph.node if name in node.input]
-    return users[0] if len(users) == 1 else None
-
-
-def _producer(graph: onnx.GraphProto, name: str) -> onnx.NodeProto | None:
-    return next((node for node in graph.node if name in node.output), None)
 
 
 def _is_stem(conv: onnx.NodeProto) -> bool:
@@ -102,22 +95,23 @@ def rewrite_stem(model: onnx.ModelProto, preprocess: Preprocess, input_name: str
     size = preprocess.image_size
     if source is None or preprocess.layout != FLOAT_NCHW or size % BLOCK:
         return None
-    quant = _only_consumer(graph, input_name)
-    if quant is None or quant.op_type != "QuantizeLinear" or len(quant.input) < 3 or _attributes(quant):
+    links = GraphLinks(graph)
+    quant = links.only_reader(input_name, "QuantizeLinear")
+    if quant is None or len(quant.input) < 3 or _attributes(quant):
         return None
     step, zero = (numpy_helper.to_array(inits[n]) if n in inits else None for n in quant.input[1:3])
     if step is None or zero is None or step.size != 1 or zero.dtype != np.uint8:
         return None
-    dequant = _only_consumer(graph, quant.output[0])
-    if dequant is None or dequant.op_type != "DequantizeLinear" or list(dequant.input[1:3]) != list(quant.input[1:3]):
+    dequant = links.only_reader(quant.output[0], "DequantizeLinear")
+    if dequant is None or list(dequant.input[1:3]) != list(quant.input[1:3]):
         return None
-    conv = _only_consumer(graph, dequant.output[0])
+    conv = links.only_reader(dequant.output[0], "Conv")
     if conv is None or not _is_stem(conv):
         return None
-    weight_dq = _producer(graph, conv.input[1])
+    weight_dq = links.writer(conv.input[1])
     if weight_dq is None or weight_dq.op_type != "DequantizeLinear" or weight_dq.input[0] not in inits:
         return None
-    if _only_consumer(graph, weight_dq.output[0]) is not conv or _only_consumer(graph, weight_dq.input[0]) is not weight_dq:
+    if links.only_reader(weight_dq.output[0]) is not conv or links.only_reader(weight_dq.input[0]) is not weight_dq:
         return None  # weights shared with another node: moving them would change it too
     weights = numpy_helper.to_array(inits[weight_dq.input[0]])
     if weights.dtype != np.int8 or weights.shape[1:] != (3, 3, 3):

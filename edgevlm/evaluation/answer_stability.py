@@ -14,6 +14,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from edgevlm.evaluation.pope_metrics import says_yes
+
 SHIFT_PIXELS = 1
 
 
@@ -28,7 +30,7 @@ def _spoken(answer: tuple[str, float], threshold: float) -> str:
     text, probability = answer
     if probability < threshold:
         return "not sure"
-    return "yes" if text.strip().lower() == "yes" else "no"
+    return "yes" if says_yes(text) else "no"  # the rule pope_report scores "yes" by
 
 
 def stability_report(entries: list[dict], answers: dict, moved: dict, threshold: float,
