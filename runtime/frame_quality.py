@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 
 from edgevlm.errors import EdgeVLMError
+from edgevlm.runtime.area_shrink import area_shrink
 
 # Longest side of the working copy, in pixels. Sharpness is measured at this scale, so a
 # 224 px photo and a 1080p frame blurred by the same fraction of their width score alike.
@@ -102,7 +103,7 @@ def _working_copy(image: np.ndarray) -> np.ndarray:
     scale = WORK_SIDE / max(h, w)
     if scale >= 1.0:
         return image
-    return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    return area_shrink(image, max(1, round(w * scale)), max(1, round(h * scale)))  # INTER_AREA's pixels, faster
 
 
 def measure_frame(image_bgr: np.ndarray) -> dict:
