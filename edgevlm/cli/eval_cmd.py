@@ -231,7 +231,8 @@ def _eval_ood(ood_dir, data, engine_dir, images_dir, beam, limit, as_json):
 
 def _answers(entries, model_dir, engine_dir, flag, progress):
     """-> (question_id -> (answer, probability), abstention threshold or None for a model
-    folder, question_id -> that question's own threshold or None, the folder used)."""
+    folder, question_id -> that question's own threshold or None, the folder used, the
+    question_ids held back at any threshold: vqa_eval.engine_answers; none for a model folder)."""
     from edgevlm.evaluation.vqa_eval import engine_answers, model_answers
 
     if model_dir and engine_dir:
@@ -241,14 +242,14 @@ def _answers(entries, model_dir, engine_dir, flag, progress):
     # engine before any tuning).
     if model_dir:
         answers, sources, existence = model_answers(model_dir, entries)
-        threshold, source = None, model_dir
+        threshold, source, held_back = None, model_dir, set()
     else:
         source, engine = _open_engine(engine_dir)
-        answers, sources = engine_answers(engine, entries, progress=progress)
+        answers, sources, held_back = engine_answers(engine, entries, progress=progress)
         threshold = engine.abstain_below
         existence = engine.existence_abstain_below if engine.manifest.concepts is not None else None
     per_question = {qid: existence for qid, by in sources.items() if by == "concepts"}
-    return answers, threshold, per_question, source
+    return answers, threshold, per_question, source, held_back
 
 
 def _eval_vqa(vqa_file, prior_file, model_dir, engine_dir, tune_abstention, images_dir, limit, as_json,
@@ -266,7 +267,8 @@ def _eval_vqa(vqa_file, prior_file, model_dir, engine_dir, tune_abstention, imag
     # Read before answering, so a bad --prior-from fails in a second, not after the whole file.
     training = load_training_answers(prior_file) if prior_file else None
     started = time.time()
-    answers, threshold, per_question, source = _answers(entries, model_dir, engine_dir, "--vqa", progress=not as_json)
+    answers, threshold, per_question, source, held_back = _answers(entries, model_dir, engine_dir, "--vqa",
+                                                                   progress=not as_json)
     if tune_abstention:
         # The decoder's threshold, on the decoder's answers: existence answers have the concept
         # head's own (tuned with --pope --tune-abstention).
@@ -274,9 +276,10 @@ def _eval_vqa(vqa_file, prior_file, model_dir, engine_dir, tune_abstention, imag
         if len(decoder_entries) < MIN_TUNING_QUESTIONS:
             raise EdgeVLMError(f"--tune-abstention needs at least {MIN_TUNING_QUESTIONS} questions the decoder "
                                f"answers to choose a threshold; {vqa_file} gives {len(decoder_entries)}")
-        threshold = choose_threshold(decoder_entries, answers, wrong_cost)
+        threshold = choose_threshold(decoder_entries, answers, wrong_cost, held_back)
         write_threshold(source, threshold, vqa_file, len(decoder_entries), wrong_cost)
-    report = vqa_report(entries, answers, DEFAULT_ABSTAIN_BELOW if threshold is None else threshold, per_question)
+    report = vqa_report(entries, answers, DEFAULT_ABSTAIN_BELOW if threshold is None else threshold, per_question,
+                        held_back)
     report.update(source=source, seconds=round(time.time() - started, 1))
     if tune_abstention:
         report["abstention_rule"] = abstention_rule(wrong_cost)
@@ -287,14 +290,15 @@ def _eval_vqa(vqa_file, prior_file, model_dir, engine_dir, tune_abstention, imag
     _echo_report(report, as_json, lambda r: vqa_text(r, tuned=tune_abstention))
 
 
-def _pope_stability(entries, engine_dir, answers, threshold, per_question, progress) -> dict:
+def _pope_stability(entries, engine_dir, answers, threshold, per_question, held_back, progress) -> dict:
     """The same questions on every photo shifted by one pixel, against ``answers``."""
     from edgevlm.evaluation.answer_stability import shifted, stability_report
     from edgevlm.evaluation.vqa_eval import engine_answers
 
     _, engine = _open_engine(engine_dir)
-    moved, _ = engine_answers(engine, entries, progress=progress, transform=shifted, desc="shifted by 1 pixel")
-    return stability_report(entries, answers, moved, threshold, per_question)
+    moved, _, moved_held_back = engine_answers(engine, entries, progress=progress, transform=shifted,
+                                               desc="shifted by 1 pixel")
+    return stability_report(entries, answers, moved, threshold, per_question, (held_back, moved_held_back))
 
 
 def _eval_pope(pope_file, model_dir, engine_dir, tune_abstention, images_dir, limit, as_json,
@@ -311,8 +315,8 @@ def _eval_pope(pope_file, model_dir, engine_dir, tune_abstention, images_dir, li
     check_pope_entries(entries, pope_file)
     entries = entries[:limit]
     started = time.time()
-    answers, threshold, per_question, source = _answers(entries, model_dir, engine_dir, "--pope",
-                                                        progress=not as_json)
+    answers, threshold, per_question, source, held_back = _answers(entries, model_dir, engine_dir, "--pope",
+                                                                   progress=not as_json)
     if tune_abstention:
         if not per_question:
             raise EdgeVLMError(f"--pope --tune-abstention tunes the concept head's threshold, and {source} has no "
@@ -320,15 +324,16 @@ def _eval_pope(pope_file, model_dir, engine_dir, tune_abstention, images_dir, li
         if len(entries) < MIN_TUNING_QUESTIONS:
             raise EdgeVLMError(f"--tune-abstention needs at least {MIN_TUNING_QUESTIONS} questions to choose a "
                                f"threshold; {pope_file} gives {len(entries)}")
-        existence = choose_threshold(entries, answers, wrong_cost)
+        existence = choose_threshold(entries, answers, wrong_cost, held_back)
         write_existence_threshold(source, existence, pope_file, len(entries), wrong_cost)
         per_question = {qid: existence for qid in per_question}
     if per_question:  # every POPE question is an existence question: show the concept head's threshold
         threshold = next(iter(per_question.values()))
     threshold = DEFAULT_ABSTAIN_BELOW if threshold is None else threshold
-    report = pope_report(entries, answers, threshold, per_question)
+    report = pope_report(entries, answers, threshold, per_question, held_back)
     if stability:
-        report["stability"] = _pope_stability(entries, engine_dir, answers, threshold, per_question, not as_json)
+        report["stability"] = _pope_stability(entries, engine_dir, answers, threshold, per_question, held_back,
+                                              not as_json)
     report.update(source=source, seconds=round(time.time() - started, 1))
     if tune_abstention:
         report["abstention_rule"] = abstention_rule(wrong_cost)

@@ -241,10 +241,11 @@ def words(text: str) -> list[str]:
     return re.findall(r"[a-z]+", text.lower())
 
 
-def mentioned(text: str) -> set[str]:
-    """The categories a caption (or answer) names: "two puppies on a lawn" -> {"dog", "grass"}."""
+def mentioned(text: str, categories: dict[str, tuple[str, ...]] | None = None) -> set[str]:
+    """The categories a caption (or answer) names: "two puppies on a lawn" -> {"dog", "grass"}
+    (``categories``: another lexicon's, name -> words; default this one's)."""
     found = set(words(text))
-    return {name for name, group in CATEGORIES.items() if found.intersection(group)}
+    return {name for name, group in (categories or CATEGORIES).items() if found.intersection(group)}
 
 
 def uncertain(text: str) -> set[str]:
@@ -253,15 +254,18 @@ def uncertain(text: str) -> set[str]:
     return {name for name, blockers in UNCERTAIN.items() if found & blockers}
 
 
-def image_labels(captions: list[str], present_min: int = PRESENT_MIN) -> dict[str, bool]:
+def image_labels(captions: list[str], present_min: int = PRESENT_MIN,
+                 categories: dict[str, tuple[str, ...]] | None = None) -> dict[str, bool]:
     """category -> True (present: named by at least ``present_min`` captions) or False (absent:
-    named by none, and none leaves it open); categories in between are left out."""
+    named by none, and none leaves it open); categories in between are left out.
+    ``categories``: another lexicon (name -> words; edgevlm/data/unknown_objects.py), whose
+    names no UNCERTAIN word leaves open unless they are this lexicon's too."""
     if not captions:
         return {}
-    counts = {name: 0 for name in CATEGORIES}
+    counts = {name: 0 for name in (categories or CATEGORIES)}
     open_ = set()
     for caption in captions:
-        for name in mentioned(caption):
+        for name in mentioned(caption, categories):
             counts[name] += 1
         open_ |= uncertain(caption)
     labels = {}

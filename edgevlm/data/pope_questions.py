@@ -62,12 +62,14 @@ def _draw(candidates: list[int], n: int, rng: random.Random) -> list[int]:
     return sorted(rng.sample(candidates, n)) if len(candidates) > n else list(candidates)
 
 
-def cooccurrence(labels: list[dict[str, bool]]) -> dict[str, dict[str, float]]:
-    """P(c present | p present) over the images: -> {p: {c: probability}}."""
+def cooccurrence(labels: list[dict[str, bool]], categories=None) -> dict[str, dict[str, float]]:
+    """P(c present | p present) over the images: -> {p: {c: probability}}; ``categories``:
+    the lexicon's names (default object_lexicon's)."""
     present = [{c for c, is_present in image.items() if is_present} for image in labels]
     alone = Counter(p for image in present for p in image)
     both = Counter((p, c) for image in present for p in image for c in image if c != p)
-    return {p: {c: both[p, c] / alone[p] for c in object_lexicon.CATEGORIES if (p, c) in both} for p in alone}
+    return {p: {c: both[p, c] / alone[p] for c in categories or object_lexicon.CATEGORIES if (p, c) in both}
+            for p in alone}
 
 
 def adversarial_negatives(category: str, absent: list[int], labels: list[dict[str, bool]],
@@ -80,17 +82,20 @@ def adversarial_negatives(category: str, absent: list[int], labels: list[dict[st
     return sorted(sorted(absent, key=lambda i: (-score(i), i))[:n])
 
 
-def category_counts(labels: list[dict[str, bool]]) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
-    """-> ({category: indexes of images where present}, {category: where absent}), file order."""
-    present = {c: [i for i, image in enumerate(labels) if image.get(c) is True] for c in object_lexicon.CATEGORIES}
-    absent = {c: [i for i, image in enumerate(labels) if image.get(c) is False] for c in object_lexicon.CATEGORIES}
+def category_counts(labels: list[dict[str, bool]], categories=None) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    """-> ({category: indexes of images where present}, {category: where absent}), file order;
+    ``categories``: the lexicon's names (default object_lexicon's)."""
+    names = categories or object_lexicon.CATEGORIES
+    present = {c: [i for i, image in enumerate(labels) if image.get(c) is True] for c in names}
+    absent = {c: [i for i, image in enumerate(labels) if image.get(c) is False] for c in names}
     return present, absent
 
 
-def pope_questions(images: list[dict], per_category: int = PER_CATEGORY,
-                   min_yes: int = MIN_YES) -> tuple[list[dict], dict[str, str]]:
+def pope_questions(images: list[dict], per_category: int = PER_CATEGORY, min_yes: int = MIN_YES,
+                   categories: dict[str, tuple[str, ...]] | None = None) -> tuple[list[dict], dict[str, str]]:
     """images: [{"image_id", "file_name", "captions": [...]}] in file order -> (question
-    entries of all three samplings, {left-out category: why}).
+    entries of all three samplings, {left-out category: why}). ``categories``: another
+    lexicon, name -> words (``unknown_objects.OUTSIDE_LEXICON``); default object_lexicon's.
 
     Per category and sampling n = min(present, absent, per_category) "yes" and n "no"
     questions; a category with fewer than ``min_yes`` present (or absent) images is left out.
@@ -98,10 +103,12 @@ def pope_questions(images: list[dict], per_category: int = PER_CATEGORY,
     """
     if per_category < 1:
         raise EdgeVLMError(f"--per-category must be at least 1 (got {per_category})")
-    labels = [object_lexicon.image_labels(list(image["captions"])) if image["captions"] else {} for image in images]
-    present, absent = category_counts(labels)
+    lexicon = categories or object_lexicon.CATEGORIES
+    labels = [object_lexicon.image_labels(list(image["captions"]), categories=lexicon) if image["captions"] else {}
+              for image in images]
+    present, absent = category_counts(labels, lexicon)
     kept, left_out = [], {}
-    for category in object_lexicon.CATEGORIES:
+    for category in lexicon:
         if len(present[category]) < min_yes or len(absent[category]) < min_yes:
             left_out[category] = (f"{len(present[category])} images with it, {len(absent[category])} surely "
                                   f"without (need {min_yes} of each)")
@@ -110,7 +117,7 @@ def pope_questions(images: list[dict], per_category: int = PER_CATEGORY,
     # The most frequent half (rounded up), ties in lexicon order: POPE's "popular" objects.
     by_frequency = sorted(kept, key=lambda c: -len(present[c]))
     popular = set(by_frequency[: (len(kept) + 1) // 2])
-    given = cooccurrence(labels)
+    given = cooccurrence(labels, lexicon)
     entries: list[dict] = []
     for sampling in SAMPLINGS:
         for category in kept:

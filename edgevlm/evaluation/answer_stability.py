@@ -25,26 +25,29 @@ def shifted(image: np.ndarray, pixels: int = SHIFT_PIXELS) -> np.ndarray:
     return cv2.copyMakeBorder(image[pixels:, pixels:], 0, pixels, 0, pixels, cv2.BORDER_REPLICATE)
 
 
-def _spoken(answer: tuple[str, float], threshold: float) -> str:
-    """(answer text, probability) -> "yes", "no" or "not sure", as the user hears it."""
+def _spoken(answer: tuple[str, float], threshold: float, held_back: bool = False) -> str:
+    """(answer text, probability) -> "yes", "no" or "not sure", as the user hears it
+    (``held_back``: the engine says "I'm not sure" to it at any threshold)."""
     text, probability = answer
-    if probability < threshold:
+    if held_back or probability < threshold:
         return "not sure"
     return "yes" if says_yes(text) else "no"  # the rule pope_report scores "yes" by
 
 
 def stability_report(entries: list[dict], answers: dict, moved: dict, threshold: float,
-                     per_question: dict | None = None) -> dict:
+                     per_question: dict | None = None,
+                     held_back: tuple[frozenset | set, frozenset | set] = (frozenset(), frozenset())) -> dict:
     """entries: POPE questions; answers / moved: question_id -> (answer text, probability) on
     the photo and on it shifted (``shifted``); threshold (or per_question's own): "I'm not
-    sure" below it. -> {"shift_pixels", "questions", "same_answer", "yes_no_flips",
+    sure" below it; held_back: the question_ids held back on the photo and on the shifted one
+    (vqa_eval.engine_answers). -> {"shift_pixels", "questions", "same_answer", "yes_no_flips",
     "by_sampling": {sampling: {"questions", "same_answer", "yes_no_flips"}}}, fractions in [0, 1]."""
     def limit(entry):
         return (per_question or {}).get(entry["question_id"], threshold)
 
     def summary(rows):
-        heard = [(_spoken(answers[e["question_id"]], limit(e)), _spoken(moved[e["question_id"]], limit(e)))
-                 for e in rows]
+        heard = [(_spoken(answers[e["question_id"]], limit(e), e["question_id"] in held_back[0]),
+                  _spoken(moved[e["question_id"]], limit(e), e["question_id"] in held_back[1])) for e in rows]
         same = sum(a == b for a, b in heard)
         flips = sum({a, b} == {"yes", "no"} for a, b in heard)
         count = max(len(rows), 1)

@@ -108,9 +108,11 @@ def majority_answers(entries: list[dict]) -> dict:
     return {e["question_id"]: counts[e["category"]] > 0 for e in entries}
 
 
-def pope_report(entries: list[dict], answers: dict, threshold: float, per_question: dict | None = None) -> dict:
+def pope_report(entries: list[dict], answers: dict, threshold: float, per_question: dict | None = None,
+                held_back: frozenset | set = frozenset()) -> dict:
     """entries: POPE questions (``pope_questions``); answers: question_id -> (answer text,
-    probability in [0, 1]); threshold: answers below it would be "I'm not sure".
+    probability in [0, 1]); threshold: answers below it would be "I'm not sure" (as would
+    ``held_back`` questions' at any threshold: vqa_eval.engine_answers).
 
     -> {"questions", "threshold", "samplings": {sampling: {macro_balanced_accuracy,
     accuracy, balanced_accuracy, precision, recall, f1 (positive = "yes"), yes_ratio,
@@ -135,7 +137,7 @@ def pope_report(entries: list[dict], answers: dict, threshold: float, per_questi
             continue
         scores = _sampling_scores(rows, said_yes)
         limit = (lambda e: per_question.get(e["question_id"], threshold)) if per_question else (lambda e: threshold)
-        answered = [e for e in rows if answers[e["question_id"]][1] >= limit(e)]
+        answered = [e for e in rows if e["question_id"] not in held_back and answers[e["question_id"]][1] >= limit(e)]
         right = sum(said_yes[e["question_id"]] == (e["answers"] == ["yes"]) for e in answered)
         scores["abstention_rate"] = 1 - len(answered) / len(rows)
         scores["answered_accuracy"] = right / len(answered) if answered else 0.0

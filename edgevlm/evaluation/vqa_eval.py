@@ -29,9 +29,11 @@ def load_qa(path: str, images_dir: str | None) -> list[dict]:
 
 
 def engine_answers(engine, entries: list[dict], progress: bool = False, transform=None,
-                   desc: str = "answering") -> tuple[dict, dict]:
+                   desc: str = "answering") -> tuple[dict, dict, set]:
     """-> (question_id -> (answer text, probability), question_id -> the answer's source,
-    "decoder" or "concepts": which abstention threshold applies), never abstaining
+    "decoder" or "concepts": which abstention threshold applies, the question_ids the engine
+    holds back whatever the threshold: "I'm not sure" at threshold 0, as about a thing it
+    never learnt or a claim on an unfamiliar image, engine.unless_sure), asked at threshold 0
     (thresholds are applied when scoring, so one pass serves every threshold); ``transform``:
     applied to every photo first (answer_stability.shifted)."""
     from edgevlm.runtime.question_file import answer_entries
@@ -41,11 +43,13 @@ def engine_answers(engine, entries: list[dict], progress: bool = False, transfor
         from tqdm import tqdm
 
         pairs = tqdm(pairs, total=len(entries), desc=desc, unit="question")
-    answers, sources = {}, {}
+    answers, sources, held_back = {}, {}, set()
     for entry, answer in pairs:
         answers[entry["question_id"]] = (answer.answer, answer.probability)
         sources[entry["question_id"]] = answer.source
-    return answers, sources
+        if answer.abstained:  # at threshold 0: held back for a reason no threshold changes
+            held_back.add(entry["question_id"])
+    return answers, sources, held_back
 
 
 class ModelAnswerer:
@@ -53,7 +57,8 @@ class ModelAnswerer:
     them: existence questions ("is there a dog?") from the concept head where the model has
     one, questions about something they take to be there ("how many dogs", "what color is
     the dog?") from the decoder weighed by the head's P(present) ("none" to a count of
-    nothing), everything else from the decoder. Never abstains: thresholds are the caller's."""
+    nothing), no answer (p 0.5) to an existence question about a thing no concept names,
+    everything else from the decoder. Never abstains: thresholds are the caller's."""
 
     def __init__(self, model, tokenizer):
         from edgevlm.generate import search_settings
@@ -66,11 +71,11 @@ class ModelAnswerer:
 
     def __call__(self, pixels: np.ndarray, questions: list[str]) -> list[tuple[str, float, str]]:
         """pixels (3,S,S) of one photo -> (answer, probability 0..1, source) per question;
-        source is "concepts" or "decoder", as VQAAnswer.source."""
+        source is "concepts", "decoder" or "unknown_object", as VQAAnswer.source."""
         import torch
 
         from edgevlm.generate import answer_from_visual, concept_probs
-        from edgevlm.runtime.grounding import existence_answer, grounded_answer
+        from edgevlm.runtime.grounding import UNKNOWN_OBJECT_PROBABILITY, existence_answer, grounded_answer
         from edgevlm.runtime.mirror_view import with_mirror_view
 
         with torch.no_grad():
@@ -86,6 +91,9 @@ class ModelAnswerer:
                 k = self.existence.concept_of(question) if self.existence is not None else None
                 if k is not None:
                     out.append(existence_answer(float(probs[0, k])) + ("concepts",))
+                    continue
+                if self.existence is not None and self.existence.unknown_object(question) is not None:
+                    out.append(("", UNKNOWN_OBJECT_PROBABILITY, "unknown_object"))  # as engine.unknown_object_answer
                     continue
                 if visual is None:
                     visual = self.model.projector(features)  # (1, N, d)
@@ -122,9 +130,11 @@ def model_answers(model_dir: str, entries: list[dict]) -> tuple[dict, dict, floa
             None if concepts is None else float(concepts.abstain_below))
 
 
-def vqa_report(entries: list[dict], answers: dict, threshold: float, per_question: dict | None = None) -> dict:
+def vqa_report(entries: list[dict], answers: dict, threshold: float, per_question: dict | None = None,
+               held_back: frozenset | set = frozenset()) -> dict:
     """Exact match with every question answered, and the same with abstention at ``threshold``
-    (or each question's own in ``per_question``); ``calibration`` of every answer's
+    (or each question's own in ``per_question``; ``held_back`` questions always abstain:
+    engine_answers); ``calibration`` of every answer's
     probability, over all questions and per source ("concepts": the questions in
     ``per_question``, "decoder": the rest; metrics/calibration.py)."""
     raw = score_answers(entries, answers, 0.0)
@@ -136,7 +146,7 @@ def vqa_report(entries: list[dict], answers: dict, threshold: float, per_questio
             probabilities, right = by_source.setdefault(key, ([], []))
             probabilities.append(probability)
             right.append(answer_is_right(text, entry["answers"]))
-    abstaining = score_answers(entries, answers, threshold, per_question)
+    abstaining = score_answers(entries, answers, threshold, per_question, held_back)
     return {
         "questions": raw["questions"], "accuracy": raw["accuracy"], "by_type": raw["by_type"],
         "count_by_type": raw["count_by_type"], "yesno_balanced_accuracy": raw["yesno_balanced_accuracy"],

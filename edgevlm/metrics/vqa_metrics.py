@@ -30,10 +30,11 @@ def answer_is_right(text: str, references: list[str]) -> bool:
 
 
 def score_answers(questions: list[dict], answers: dict, threshold: float = 0.0,
-                  per_question: dict | None = None) -> dict:
+                  per_question: dict | None = None, held_back: frozenset | set = frozenset()) -> dict:
     """questions: VQA dicts (question_id, answers, type); answers: question_id -> (text,
     probability). A question whose answer probability is below ``threshold`` (or its own
-    threshold in ``per_question``: existence answers have the concept head's) is abstained.
+    threshold in ``per_question``: existence answers have the concept head's), or in
+    ``held_back`` (the engine says "I'm not sure" to it at any threshold), is abstained.
 
     Returns accuracy, answered_accuracy, coverage, abstention_rate, yesno_balanced_accuracy
     (mean of accuracy on "yes" and on "no" questions), by_type {type: accuracy}, counts,
@@ -46,7 +47,8 @@ def score_answers(questions: list[dict], answers: dict, threshold: float = 0.0,
     answered = correct_answered = 0
     for q in questions:
         text, probability = answers[q["question_id"]]
-        abstain = probability < (per_question.get(q["question_id"], threshold) if per_question else threshold)
+        abstain = q["question_id"] in held_back or probability < (
+            per_question.get(q["question_id"], threshold) if per_question else threshold)
         right = not abstain and answer_is_right(text, q["answers"])
         answered += not abstain
         correct_answered += right
@@ -90,15 +92,19 @@ def abstention_rule(wrong_cost: float) -> str:
     return f"maximise right - {wrong_cost:g} x wrong answers (abstain scores 0)"
 
 
-def choose_threshold(questions: list[dict], answers: dict, wrong_cost: float = DEFAULT_WRONG_COST) -> float:
+def choose_threshold(questions: list[dict], answers: dict, wrong_cost: float = DEFAULT_WRONG_COST,
+                     held_back: frozenset | set = frozenset()) -> float:
     """The abstention threshold on answer probability that maximises
     (right answers - wrong_cost x wrong answers) / questions, abstentions scoring 0
-    (plain accuracy, which never abstains, is the limit of cost 0). ``wrong_cost`` must be a
+    (plain accuracy, which never abstains, is the limit of cost 0); ``held_back`` questions
+    abstain at any threshold, so they score 0 whatever it is. ``wrong_cost`` must be a
     finite number > 0 (EdgeVLMError otherwise)."""
     if not (math.isfinite(wrong_cost) and wrong_cost > 0):
         raise EdgeVLMError(f"the cost of a wrong answer must be a finite number > 0, not {wrong_cost}")
     scored = []
     for q in questions:
+        if q["question_id"] in held_back:
+            continue
         text, probability = answers[q["question_id"]]
         right = answer_is_right(text, q["answers"])
         scored.append((probability, right))

@@ -67,6 +67,24 @@ def test_pope_and_vqa_reports_carry_calibration():
     assert set(vqa_report(questions, answers, 0.5)["calibration"]) == {"all", "decoder"}
 
 
+def test_questions_held_back_abstain_at_any_threshold_in_every_report():
+    entries = [{"question_id": i, "category": "dog", "sampling": "random", "wording": "is there a {}?",
+                "trained_wording": True, "answers": ["yes"], "type": "yesno"} for i in range(4)]
+    answers = {0: ("yes", 0.95), 1: ("yes", 0.8), 2: ("no", 0.85), 3: ("yes", 0.7)}
+    held = {1}  # said "I'm not sure" whatever the threshold (an unfamiliar image's unsure claim)
+    random = pope_report(entries, answers, 0.5, held_back=held)["samplings"]["random"]
+    assert random["abstention_rate"] == pytest.approx(0.25) and random["answered_accuracy"] == pytest.approx(2 / 3)
+    assert random["balanced_accuracy"] == pytest.approx(pope_report(entries, answers, 0.5)["samplings"]["random"][
+        "balanced_accuracy"])  # scored as given: holding back changes what is said, not the model's answer
+    scores = vqa_report(entries, answers, 0.5, held_back=held)["with_abstention"]
+    assert scores["coverage"] == pytest.approx(0.75) and scores["accuracy"] == pytest.approx(0.5)
+    # right at 0.95, held back at 0.8, wrong at 0.85, right at 0.7: without the held-back one
+    # answering down to 0.7 scores 2 - 2 x 1 = 0 < 1 (down to 0.95); with it counted, 0.8 would tie
+    assert choose_threshold(entries, answers, 2.0, held_back=held) == pytest.approx(0.95)
+    assert choose_threshold(entries, answers, 1.0, held_back=held) == pytest.approx(0.95)
+    assert choose_threshold(entries, {**answers, 1: ("yes", 0.9)}, 1.0) == pytest.approx(0.9)
+
+
 def test_a_costlier_wrong_answer_raises_the_threshold():
     # right at 0.9, 0.8; wrong at 0.7; right at 0.6, 0.55; wrong at 0.52
     questions = [{"question_id": i, "answers": ["yes"]} for i in range(6)]

@@ -264,6 +264,52 @@ def test_engine_answers_existence_from_the_head_and_grounds_captions(concept_mod
     assert not named, caption
 
 
+def test_engine_admits_what_it_never_learnt_and_claims_on_unfamiliar_images_only_when_sure(concept_model, tmp_path):
+    from edgevlm.export.onnx_export import export_engine
+    from edgevlm.runtime.engine import CaptionEngine, VQAAnswer
+    from edgevlm.runtime.manifest import Novelty
+
+    model_dir, _ = concept_model
+    engine_dir = str(tmp_path / "engine")
+    export_engine(model_dir, engine_dir)
+    engine = CaptionEngine(engine_dir)
+    image = np.random.default_rng(0).integers(0, 255, size=(64, 64, 3)).astype(np.uint8)
+    sight = engine.see(engine.preprocess(image)[None])
+
+    def no_decoder(visual, questions, abstain_below=None):
+        raise AssertionError(f"the decoder was asked {questions}")
+
+    # "is there a unicorn?": no concept names it, so "I'm not sure" and why, p 0.5, the decoder never run
+    engine.answer_visual = no_decoder
+    for question, thing in (("is there a unicorn?", "a unicorn"), ("do you see my keys?", "keys")):
+        for threshold in (None, 0.0):
+            answer = engine.answer_sight(sight, [question], abstain_below=threshold)[0]
+            assert answer == VQAAnswer(f"I'm not sure: I have not learned to recognise {thing}", "", 0.5, True,
+                                       "unknown_object")
+    # An unfamiliar image (novelty above the manifest's limit): "yes" only when sure, "no" as ever.
+    dog = engine.manifest.concepts.names.index("dog")
+    engine.manifest = engine.manifest.replace(novelty=Novelty(unfamiliar_above=0.5), concepts=dataclasses.replace(
+        engine.manifest.concepts, abstain_below=0.6))
+    decoded = {"what is the dog doing?": VQAAnswer("running", "running", 0.99, False),
+               "what is this?": VQAAnswer("a ball", "a ball", 0.85, False),
+               "is it sunny?": VQAAnswer("no", "no", 0.8, False)}
+    engine.answer_visual = lambda visual, questions, abstain_below=None: [decoded[q] for q in questions]
+    questions = ["is there a dog?", "what is this?", "is it sunny?", "what is the dog doing?"]
+    for p_dog, familiar, unfamiliar in (
+            (0.8, ["yes", "a ball", "no", "running"], ["I'm not sure", "I'm not sure", "no", "I'm not sure"]),
+            (0.95, ["yes", "a ball", "no", "running"], ["yes", "I'm not sure", "no", "running"]),  # 0.95 x 0.99 = 0.94
+            (0.2, ["no", "a ball", "no", "I'm not sure"], ["no", "I'm not sure", "no", "I'm not sure"])):
+        concepts = np.where(np.arange(sight.concepts.shape[1]) == dog, p_dog, 0.01).astype(np.float32)[None]
+        for novelty, expected in ((0.1, familiar), (0.9, unfamiliar)):
+            seen = dataclasses.replace(sight, concepts=concepts, novelty=np.array([novelty], np.float32))
+            answers = engine.answer_sight(seen, questions)
+            assert [a.text for a in answers] == expected, (p_dog, novelty)
+            assert [a.answer for a in answers] == [("yes" if p_dog >= 0.5 else "no"), "a ball", "no", "running"]
+    # The eval asks at threshold 0: what is held back then is held back at any threshold.
+    seen = dataclasses.replace(sight, concepts=concepts * 0 + 0.8, novelty=np.array([0.9], np.float32))
+    assert [a.abstained for a in engine.answer_sight(seen, questions, abstain_below=0.0)] == [True, True, False, True]
+
+
 def test_validate_checks_the_heads_and_grounded_tokens(concept_model, tmp_path):
     from edgevlm.export.onnx_export import export_engine
     from edgevlm.export.validate import validate_engine

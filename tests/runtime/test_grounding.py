@@ -96,6 +96,37 @@ def test_questions_that_take_nothing_known_to_be_there(question):
     assert ROUTER.presupposition(question) is None
 
 
+@pytest.mark.parametrize("question, thing", [
+    ("is there a cup?", "a cup"), ("Are there any cups?", "cups"), ("do you see my keys?", "keys"),
+    ("can you see the sky?", "the sky"), ("is there a cup of coffee in the picture?", "a cup of coffee"),
+    ("is a unicorn visible?", "a unicorn"), ("does the picture show a fire hydrant?", "a fire hydrant"),
+    ("is there sugar?", "sugar"), ("do you see his phone?", "his phone"), ("is there an elephant in front of me?",
+                                                                           "an elephant"),
+])
+def test_existence_questions_about_things_no_concept_names_are_unknown_objects(question, thing):
+    assert ROUTER.concept_of(question) is None and ROUTER.unknown_object(question) == thing
+
+
+@pytest.mark.parametrize("question", [
+    "is there a dog?", "do you see the dog?",  # a concept: the head answers
+    "is there a cup on the bench?",  # a relation to a concept: the decoder's
+    "is there a red car?",  # "red" is no existence word: the decoder's, as before
+    "is the door open?", "is it raining?", "is this a cup?",  # no "there"/"see": not asking what is in view
+    "is there anything red?", "is there something green?", "do you see anything dangerous?",  # a description
+    "is there an animal?", "is there anything else?",  # no particular thing: several concepts may be one
+    "how many cups are there?", "what is this?", "",
+    "is there a cup and a plate and a fork and a knife?",  # a list, not a thing's name
+])
+def test_other_questions_are_not_about_unknown_objects(question):
+    assert ROUTER.unknown_object(question) is None
+
+
+@pytest.mark.parametrize("question", ["is anyone there?", "is there anybody here?", "do you see somebody?",
+                                      "is there a human?"])
+def test_words_for_a_person_are_the_person_concept(question):
+    assert NAMES[ROUTER.concept_of(question)] == "person" and ROUTER.unknown_object(question) is None
+
+
 def test_an_answer_about_a_doubtful_thing_is_doubtful_too():
     assert grounded_answer(0.1, "black", 0.9, None) == pytest.approx(("black", 0.09, "decoder"))
     assert grounded_answer(0.95, "black", 0.8, None) == pytest.approx(("black", 0.76, "decoder"))
