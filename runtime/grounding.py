@@ -49,8 +49,8 @@ COUNT_MODIFIERS = frozenset("""
 """.split())
 
 
-# Words that ask about a person without naming one: read as "someone" (a word of the person
-# concept), so "is anyone there?" is the head's question, not an unknown object.
+# Words for a person that the lexicon lacks, read as one of the person concept's words, so
+# "is anyone there?" is the head's question, not an unknown object.
 WORD_ALIASES = {"anyone": "someone", "anybody": "someone", "somebody": "someone", "human": "person",
                 "humans": "people"}
 # Words that make a question ask whether something is in view: "is there ...", "do you see ...".
@@ -66,7 +66,7 @@ GENERAL_WORDS = frozenset("""
 PRONOUN_HEADS = frozenset({"anything", "something", "it", "this", "that"})
 UNKNOWN_PHRASE_WORDS = 4  # "a cup of coffee": longer runs are clauses, not a thing's name
 # What an answer about a thing the engine never learnt is worth: nothing either way (the
-# decoder's own answers to such questions were right 52% of the time: ``unknown_object``).
+# decoder's own answers to such questions were right 50-51% of the time: ``unknown_object``).
 UNKNOWN_OBJECT_PROBABILITY = 0.5
 
 
@@ -100,17 +100,17 @@ class ExistenceQuestions:
 
     def unknown_object(self, question: str) -> str | None:
         """What an existence question asks about when no concept names it, as asked ("is
-        there a cup?" -> "a cup", "do you see my keys?" -> "my keys", "can you see the sky?"
-        -> "the sky"), else None: for a question about a concept, for any other kind of
+        there a cup?" -> "a cup", "do you see his phone?" -> "his phone", "can you see the
+        sky?" -> "the sky"), else None: for a question about a concept, for any other kind of
         question, and for words that name no particular thing ("an animal", "anything red").
 
         Why: our decoder learnt existence only for the concepts' categories (its training
         questions are generated for them), so "is there a cup?" got its prior, "no" at p 0.96,
-        on a photo of a cup. On a POPE-style set of dev photos about 13 nouns outside the
-        lexicon (field, wave, ramp, swing, leash, guitar, ...; /work/runs/s40/unknown_pope.py)
-        it said "yes" to 5% of them, macro balanced accuracy 0.53 / 0.53 / 0.51 (a blind
-        guesser: 0.50), and 33% of its answers were wrong at p >= 0.9. Such a question gets
-        "I'm not sure" and why (engine.unknown_object_answer)."""
+        on a photo of a cup. On POPE-style dev questions about ten things outside the lexicon
+        (``pope_questions --outside-lexicon``: field, wave, ramp, swing, bag, ...) it said "yes"
+        to 1-3% of them, macro balanced accuracy 0.49-0.50 (a blind guesser: 0.50), and was
+        wrong at p >= 0.9 on 31-33% of them (/work/runs/s40/outside_before.py). Such a
+        question gets "I'm not sure" and why (engine.unknown_object_answer)."""
         tokens = question_words(question)
         if not tokens or tokens[0] not in YES_NO_OPENERS or not EXISTENCE_CUES.intersection(tokens):
             return None

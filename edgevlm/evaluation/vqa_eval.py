@@ -58,7 +58,9 @@ class ModelAnswerer:
     one, questions about something they take to be there ("how many dogs", "what color is
     the dog?") from the decoder weighed by the head's P(present) ("none" to a count of
     nothing), no answer (p 0.5) to an existence question about a thing no concept names,
-    everything else from the decoder. Never abstains: thresholds are the caller's."""
+    everything else from the decoder. Never abstains: thresholds are the caller's. (The
+    engine's bar on unfamiliar images, engine.unless_sure, reads its manifest's novelty
+    limit, which a model folder lacks: a model is scored without it.)"""
 
     def __init__(self, model, tokenizer):
         from edgevlm.generate import search_settings
