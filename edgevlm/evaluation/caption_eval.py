@@ -96,7 +96,7 @@ def model_ask(model, tokenizer, paths: list[str]) -> Ask:
     tuning: concept answers below the model's concepts.abstain_below, decoder answers below
     DEFAULT_ABSTAIN_BELOW or empty."""
     from edgevlm.evaluation.vqa_eval import ModelAnswerer
-    from edgevlm.runtime.engine import DEFAULT_ABSTAIN_BELOW, NOT_SURE
+    from edgevlm.runtime.engine import DEFAULT_ABSTAIN_BELOW, NOT_SURE, unknown_object_answer
     from edgevlm.features import load_pixels
 
     if tokenizer.sep_id is None:
@@ -106,7 +106,11 @@ def model_ask(model, tokenizer, paths: list[str]) -> Ask:
 
     def ask(key: int, questions: list[str]) -> list[tuple[str, float, bool]]:
         out = []
-        for text, probability, source in answer(load_pixels(paths[key], model.cfg), questions):
+        for question, (text, probability, source) in zip(questions, answer(load_pixels(paths[key], model.cfg),
+                                                                           questions)):
+            if source == "unknown_object":  # said as the engine says it
+                out.append((unknown_object_answer(answer.existence.unknown_object(question)).text, probability, True))
+                continue
             abstained = probability < below[source] or not text
             out.append((NOT_SURE if abstained else text, probability, abstained))
         return out

@@ -161,10 +161,12 @@ def test_pytorch_answers_existence_from_the_head_as_the_engine(concept_pair, tmp
 
     model_dir, engine_dir = concept_pair
     model, tokenizer = load_model(model_dir)
-    questions = ["is there a dog?", "do you see any cars?", "what color is the dog?", "how many dogs are there?"]
+    questions = ["is there a dog?", "do you see any cars?", "what color is the dog?", "how many dogs are there?",
+                 "is there a unicorn?"]
     pixels = load_pixels(PHOTOS[1], model.cfg)
     found = ModelAnswerer(model, tokenizer)(pixels, questions)
     assert [source for _, _, source in found[:3]] == ["concepts", "concepts", "decoder"]
+    assert found[4] == ("", 0.5, "unknown_object")  # no concept names it: no answer, the decoder not asked
     with torch.no_grad():
         p = torch.sigmoid(model.concepts(model.encoder_features(torch.from_numpy(pixels[None]))))[0]
     dog = model.cfg.concepts.names.index("dog")
