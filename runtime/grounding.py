@@ -117,7 +117,7 @@ class ExistenceQuestions:
         if self.concept_of(question) is not None:
             return None
         content = [i for i, t in enumerate(tokens) if t not in EXISTENCE_WORDS]
-        if not content:
+        if not content or content[0] == 0:  # nothing named, or no opener before it
             return None
         start, end = content[0], content[-1] + 1
         words = tokens[start:end]
