@@ -30,6 +30,10 @@ def test_stability_counts_what_the_user_hears():
     assert report["by_sampling"]["adversarial"]["same_answer"] == pytest.approx(0.5)
     # a question's own threshold wins over the default
     assert stability_report(entries, answers, moved, 0.6, per_question={2: 0.5})["same_answer"] == pytest.approx(0.75)
+    # held back at any threshold (an unsure claim on an unfamiliar photo): "not sure" on that side
+    held = stability_report(entries, answers, moved, 0.6, held_back=({1}, {1}))
+    assert held["yes_no_flips"] == 0.0 and held["same_answer"] == pytest.approx(0.75)  # 1 is "not sure" twice
+    assert stability_report(entries, answers, moved, 0.6, held_back=(set(), {0}))["same_answer"] == pytest.approx(0.25)
 
 
 @pytest.mark.parametrize("args", [["--data", "captions.json"], ["--pope", "pope.json", "--model", "m"]])
